@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from ..errors import UserError
 
 app = typer.Typer(name="archsearch", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Declarative architecture search and ablation for hybrid language models.")
+
+
+@app.callback()
+def _root() -> None:
+    """Declarative architecture search and ablation for hybrid language models."""
 
 
 @app.command()
@@ -36,21 +40,18 @@ _register_all()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one clear message on stderr and exit 2, never a traceback."""
+    """Entry point: user errors print one clear message on stderr and exit 2, never a traceback.
+
+    Usage errors (unknown option, bad value) are click's and also exit 2.
+    """
     try:
-        result = app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="archsearch")  # standalone: click prints its own usage errors and exits
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as err:
-        err.show(file=sys.stderr)
-        return err.exit_code
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    return result if isinstance(result, int) else 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":
