@@ -1,0 +1,90 @@
+"""Gated RMSNorm as Mamba-2 uses it before its output projection.
+
+norm_before_gate=False (Mamba-2): y = rmsnorm(x * silu(z)) * weight; True: y = rmsnorm(x) * weight * silu(z).
+The norm is taken per group of `group_size` channels (Mamba-2 uses d_inner / ngroups), over the last dim.
+Backends: mamba_ssm's Triton `layernorm_gated`, torch (float32, also the reference).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks, _optional, registry
+
+OP = "gated_rmsnorm"
+
+
+def _validate(x, weight, z, eps, group_size):
+    _checks.floating(OP, x=x, weight=weight, z=z)
+    if x.dim() < 1:
+        _checks.fail(OP, "x.shape", tuple(x.shape), "at least 1 dim (..., d)")
+    d = x.shape[-1]
+    _checks.shape(OP, "weight", weight, (d,), "(d,)")
+    if z is not None and z.shape != x.shape:
+        _checks.fail(OP, "z.shape", tuple(z.shape), f"x's shape {tuple(x.shape)}")
+    if group_size is not None and (not isinstance(group_size, int) or group_size < 1 or d % group_size):
+        _checks.fail(OP, "group_size", group_size, f"None or a positive divisor of the last dim {d}")
+    if not eps >= 0:
+        _checks.fail(OP, "eps", eps, "a float >= 0")
+    _checks.same_device(OP, x, weight=weight, z=z)
+
+
+def gated_rms_norm_reference(x, weight, z=None, eps=1e-6, group_size=None, norm_before_gate=False):
+    """Float32 math, result in x.dtype."""
+    d = x.shape[-1]
+    g = group_size or d
+    h = x.float()
+    if z is not None and not norm_before_gate:
+        h = h * F.silu(z.float())
+    h_GD = h.reshape(*h.shape[:-1], d // g, g)
+    h = (h_GD * torch.rsqrt(h_GD.square().mean(-1, keepdim=True) + eps)).reshape(h.shape) * weight.float()
+    if z is not None and norm_before_gate:
+        h = h * F.silu(z.float())
+    return h.to(x.dtype)
+
+
+_MAMBA_MODULE = "mamba_ssm.ops.triton.layernorm_gated"
+
+
+def gated_rms_norm_mamba_ssm(x, weight, z=None, eps=1e-6, group_size=None, norm_before_gate=False):
+    module, reason = _optional.import_mamba(_MAMBA_MODULE)
+    if module is None:
+        raise registry.BackendError(f"op {OP!r}: backend 'mamba_ssm' unavailable: {reason}")
+    return module.rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size, norm_before_gate=norm_before_gate)
+
+
+def _mamba_accepts(**info) -> registry.Refusal:
+    refusal = _optional.refuse_unless_cuda(info) or _optional.refuse_dtype(info, _optional.HALF_OR_FLOAT)
+    if refusal:
+        return refusal
+    g, itemsize = info.get("group_size"), info.get("itemsize", 2)
+    if g is not None and g * itemsize >= 65536:
+        return f"group of {g} channels x {itemsize} bytes is >= 64 KB (the fused kernel's limit)"
+    return None
+
+
+def _default_call():
+    cuda = _optional.has_cuda()
+    return dict(device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32,
+                group_size=4096, itemsize=2 if cuda else 4)
+
+
+registry.register_op(OP, "gated RMSNorm (Mamba-2)", _default_call)
+registry.register_backend(OP, "mamba_ssm", 100, gated_rms_norm_mamba_ssm,
+                          probe=_optional.probe_module(_MAMBA_MODULE, mamba=True), accepts=_mamba_accepts)
+registry.register_backend(OP, "torch", 50, gated_rms_norm_reference)
+
+
+def gated_rms_norm(
+    x: torch.Tensor,  # (..., d)
+    weight: torch.Tensor,  # (d,)
+    z: torch.Tensor | None = None,  # (..., d)
+    eps: float = 1e-6,
+    group_size: int | None = None,
+    norm_before_gate: bool = False,
+) -> torch.Tensor:
+    """(..., d) in x.dtype."""
+    _validate(x, weight, z, eps, group_size)
+    info = dict(device=x.device.type, dtype=x.dtype, group_size=group_size or x.shape[-1], itemsize=x.element_size())
+    return registry.run(OP, info, x, weight, z, eps, group_size, norm_before_gate)

@@ -1,0 +1,306 @@
+"""One registry of backends per op: availability, priority, per-call refusal, override, record of what ran.
+
+An op's public function describes its call as keyword "call info" (device type, dtype, sizes, flags) and asks
+`select(op, **call_info)` for a backend. The same question can be asked before any tensor exists
+(`check(op, device="cuda", dtype=torch.bfloat16, head_dim=128, window=4096)`), so a builder can fail early.
+Fused packages are imported only inside `Backend.available()`, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+log = logging.getLogger("archsearch.kernels")
+
+Refusal = str | None  # None: the backend accepts the call; a string: why it refuses
+
+
+class BackendError(RuntimeError):
+    """No backend can serve a call, or a forced backend is unknown, unavailable or refuses the call."""
+
+
+@dataclass
+class Backend:
+    op: str
+    name: str
+    priority: int
+    fn: Callable[..., Any]
+    probe: Callable[[], tuple[bool, str]]
+    accepts_fn: Callable[..., Refusal]
+    auto: bool = True  # False: only runs when forced (test oracles)
+    _availability: tuple[bool, str] | None = field(default=None, repr=False)
+
+    def available(self) -> tuple[bool, str]:
+        # Probes import packages and may touch CUDA: run each once per process.
+        if self._availability is None:
+            try:
+                self._availability = self.probe()
+            except Exception as e:  # a broken install must read as "unavailable", not crash the registry
+                self._availability = (False, f"probe failed: {type(e).__name__}: {e}")
+        return self._availability
+
+    def accepts(self, **call_info: Any) -> Refusal:
+        return self.accepts_fn(**call_info)
+
+
+@dataclass
+class Op:
+    name: str
+    doc: str
+    default_call: Callable[[], dict[str, Any]]  # the call info `describe()` asks about
+    backends: dict[str, Backend] = field(default_factory=dict)
+
+    def ranked(self) -> list[Backend]:
+        return sorted(self.backends.values(), key=lambda b: -b.priority)
+
+
+_OPS: dict[str, Op] = {}
+_forced: dict[str, str] = {}  # set by force_backend(); wins over the environment
+_used: dict[str, str] = {}
+_logged: set[tuple] = set()
+_choice_cache: dict[tuple, Backend] = {}
+_lock = threading.Lock()
+
+
+def _always() -> tuple[bool, str]:
+    return True, "pure PyTorch"
+
+
+def _accept_all(**_: Any) -> Refusal:
+    return None
+
+
+def register_op(name: str, doc: str, default_call: Callable[[], dict[str, Any]]) -> None:
+    _OPS.setdefault(name, Op(name, doc, default_call))
+
+
+def register_backend(
+    op: str,
+    name: str,
+    priority: int,
+    fn: Callable[..., Any],
+    probe: Callable[[], tuple[bool, str]] = _always,
+    accepts: Callable[..., Refusal] = _accept_all,
+    auto: bool = True,
+) -> Backend:
+    if op not in _OPS:
+        raise KeyError(f"register_op({op!r}, ...) must come before its backends")
+    backend = Backend(op, name, priority, fn, probe, accepts, auto)
+    _OPS[op].backends[name] = backend
+    _choice_cache.clear()
+    return backend
+
+
+def env_var(op: str) -> str:
+    return f"ARCHSEARCH_BACKEND_{op.upper()}"
+
+
+def ops() -> list[str]:
+    return sorted(_OPS)
+
+
+def get_backend(op: str, name: str) -> Backend:
+    entry = _get_op(op)
+    if name not in entry.backends:
+        raise BackendError(f"op {op!r}: unknown backend {name!r}; known: {', '.join(sorted(entry.backends))}")
+    return entry.backends[name]
+
+
+def _get_op(op: str) -> Op:
+    if op not in _OPS:
+        raise BackendError(f"unknown op {op!r}; known ops: {', '.join(ops())}")
+    return _OPS[op]
+
+
+def forced_backend(op: str) -> tuple[str, str] | None:
+    """(backend name, where the choice came from) or None."""
+    if op in _forced:
+        return _forced[op], "force_backend()"
+    value = os.environ.get(env_var(op))
+    if value:
+        return value.strip(), f"${env_var(op)}"
+    return None
+
+
+def _alternatives(entry: Op, call_info: dict[str, Any], skip: str) -> str:
+    parts = []
+    for b in entry.ranked():
+        if b.name == skip:
+            continue
+        ok, why = b.available()
+        refusal = b.accepts(**call_info) if ok else None
+        state = "ok" if ok and refusal is None else (why if not ok else f"refuses: {refusal}")
+        parts.append(f"{b.name} ({state})")
+    return "; ".join(parts) or "none"
+
+
+def _describe_call(call_info: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(call_info.items()))
+
+
+def _choose(op: str, call_info: dict[str, Any]) -> tuple[Backend, list[str], str | None]:
+    """(backend, reasons the better-ranked ones were skipped, where a forced choice came from)."""
+    entry = _get_op(op)
+    forced = forced_backend(op)
+    if forced is not None:
+        name, source = forced
+        if name not in entry.backends:
+            raise BackendError(
+                f"op {op!r}: backend {name!r} forced by {source} does not exist; known: "
+                f"{', '.join(sorted(entry.backends))}"
+            )
+        backend = entry.backends[name]
+        ok, why = backend.available()
+        if not ok:
+            raise BackendError(
+                f"op {op!r}: backend {name!r} forced by {source} is unavailable: {why}. "
+                f"Alternatives: {_alternatives(entry, call_info, name)}"
+            )
+        refusal = backend.accepts(**call_info)
+        if refusal is not None:
+            raise BackendError(
+                f"op {op!r}: backend {name!r} forced by {source} refuses this call ({_describe_call(call_info)}): "
+                f"{refusal}. Alternatives: {_alternatives(entry, call_info, name)}"
+            )
+        return backend, [], source
+    skipped = []
+    for backend in entry.ranked():
+        if not backend.auto:
+            continue
+        ok, why = backend.available()
+        if not ok:
+            skipped.append(f"{backend.name}: unavailable ({why})")
+            continue
+        refusal = backend.accepts(**call_info)
+        if refusal is not None:
+            skipped.append(f"{backend.name}: refuses ({refusal})")
+            continue
+        return backend, skipped, None
+    raise BackendError(f"op {op!r}: no backend accepts this call ({_describe_call(call_info)}): {'; '.join(skipped)}")
+
+
+def check(op: str, **call_info: Any) -> Backend:
+    """The backend `op` would use for a call described by `call_info`; raises BackendError. Allocates nothing."""
+    backend, _, _ = _choose(op, call_info)
+    return backend
+
+
+def select(op: str, **call_info: Any) -> Backend:
+    """Like `check`, and logs the choice once (with the reasons better-ranked backends were skipped)."""
+    forced = forced_backend(op)
+    key = (op, forced, tuple(sorted(call_info.items())))
+    try:
+        backend = _choice_cache.get(key)
+    except TypeError:  # an unhashable call-info value: no caching
+        key, backend = None, None
+    if backend is not None:
+        return backend
+    backend, skipped, source = _choose(op, call_info)
+    log_key = (op, backend.name, source, tuple(skipped))
+    with _lock:
+        if key is not None:
+            if len(_choice_cache) > 4096:  # call info holds lengths: decoding would grow it without bound
+                _choice_cache.clear()
+            _choice_cache[key] = backend
+        if log_key not in _logged:
+            _logged.add(log_key)
+            how = f"forced by {source}" if source else "highest-priority accepting backend"
+            extra = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+            log.info("op %s: using backend %s (%s)%s", op, backend.name, how, extra)
+    return backend
+
+
+def run(op: str, call_info: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """Select a backend for `call_info`, record it in `backends_used()`, and call it."""
+    backend = select(op, **call_info)
+    _used[op] = backend.name
+    return backend.fn(*args, **kwargs)
+
+
+def backends_used() -> dict[str, str]:
+    """{op: backend} of the calls that actually ran since the last reset (the last backend per op)."""
+    return dict(_used)
+
+
+def reset_backends_used() -> None:
+    _used.clear()
+
+
+@contextlib.contextmanager
+def force_backend(op: str, name: str) -> Iterator[None]:
+    """Force `op` onto backend `name` inside the block (wins over ARCHSEARCH_BACKEND_<OP>)."""
+    get_backend(op, name)  # unknown names fail here, at the `with`
+    previous = _forced.get(op)
+    _forced[op] = name
+    _choice_cache.clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            _forced.pop(op, None)
+        else:
+            _forced[op] = previous
+        _choice_cache.clear()
+
+
+def describe() -> dict[str, dict[str, Any]]:
+    """For each op: its backends (priority, availability and why) and the one a default call would use."""
+    report: dict[str, dict[str, Any]] = {}
+    for name in ops():
+        entry = _OPS[name]
+        call_info = entry.default_call()
+        rows = []
+        for b in entry.ranked():
+            ok, why = b.available()
+            refusal = b.accepts(**call_info) if ok else None
+            rows.append(
+                {
+                    "name": b.name,
+                    "priority": b.priority,
+                    "available": ok,
+                    "reason": why,
+                    "auto": b.auto,
+                    "refusal": refusal,
+                }
+            )
+        try:
+            chosen, error = check(name, **call_info).name, None
+        except BackendError as e:
+            chosen, error = None, str(e)
+        report[name] = {
+            "doc": entry.doc,
+            "default_call": {k: str(v) for k, v in call_info.items()},
+            "chosen": chosen,
+            "error": error,
+            "forced": forced_backend(name),
+            "backends": rows,
+        }
+    return report
+
+
+def format_report() -> str:
+    """`describe()` as a printable table."""
+    lines = []
+    for op, info in describe().items():
+        call = ", ".join(f"{k}={v}" for k, v in info["default_call"].items())
+        chosen = info["chosen"] or f"NONE ({info['error']})"
+        forced = f"  [forced by {info['forced'][1]}]" if info["forced"] else ""
+        lines.append(f"{op}: {info['doc']}")
+        lines.append(f"  default call ({call}) -> {chosen}{forced}")
+        width = max(len(r["name"]) for r in info["backends"])
+        for r in info["backends"]:
+            mark = "*" if r["name"] == info["chosen"] else " "
+            status = "available" if r["available"] else "unavailable"
+            note = r["reason"]
+            if r["available"] and r["refusal"]:
+                note += f"; refuses default call: {r['refusal']}"
+            if not r["auto"]:
+                note += "; reference, only when forced"
+            lines.append(f"  {mark} {r['name']:<{width}}  prio {r['priority']:>3}  {status:<11}  {note}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
