@@ -1,0 +1,45 @@
+"""Reading and writing `config.json` files. The checkpoint export (torch, loaded lazily) builds on
+`write_hf_config`: it writes the same config next to the weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..spec import ModelSpec
+from .convert import export_hf_config, import_hf_config
+
+
+def read_hf_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; give a config.json or the folder that holds one") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read: {err}") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a Hugging Face config is a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_hf_config(path: str | Path, *, name: str | None = None, max_context: int | None = None) -> ModelSpec:
+    return import_hf_config(read_hf_config(path), name=name, max_context=max_context, source=str(path))
+
+
+def write_hf_config(spec: ModelSpec, out_dir: str | Path, family: str | None = None) -> Path:
+    """Write `out_dir/config.json` for `spec` (creating the folder) and return its path."""
+    config = export_hf_config(spec, family)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "config.json"
+    target.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return target

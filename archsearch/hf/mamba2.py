@@ -1,0 +1,59 @@
+"""Mamba2 (transformers' `Mamba2Config`): a stack of identical Mamba-2 layers.
+
+The mixer's width is `expand * hidden_size`, which transformers requires to equal `num_heads * head_dim`; the
+spec stores the head count. `time_step_rank`, `residual_in_fp32` and cache settings do not change the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..spec import ModelSpec
+from . import _mamba
+from ._common import DEFAULT_MAX_CONTEXT, MAMBA, Checker, base_config, base_document, model_name, one_definition, plain_model_checks
+from ._config import ConfigReader
+
+MODEL_TYPE = "mamba2"
+ARCHITECTURE = "Mamba2ForCausalLM"
+
+
+def import_config(config: dict, *, name: str | None, max_context: int | None, source: str | None) -> dict[str, Any]:
+    reader = ConfigReader(config, source)
+    n_layers = reader.int("num_hidden_layers", 64)
+    block = _mamba.import_block(reader, _mamba.MAMBA2)
+    expand, hidden = reader.float("expand", 2), reader.int("hidden_size")
+    if None not in (expand, hidden, block["n_heads"], block["head_dim"]) \
+            and expand * hidden != block["n_heads"] * block["head_dim"]:
+        reader.problem("expand", f"expand * hidden_size must equal num_heads * head_dim "
+                       f"({block['n_heads']} * {block['head_dim']})", expand)
+    document = base_document(reader, name=model_name(reader, name, "mamba2"),
+                             max_context=max_context or DEFAULT_MAX_CONTEXT, eps_key="layer_norm_epsilon",
+                             tie_default=False)
+    document["init"]["scale_output_projections"] = reader.bool("rescale_prenorm_residual", False)
+    document["pattern"] = f"{MAMBA}x{n_layers}" if n_layers else ""
+    document["blocks"] = {MAMBA: block}
+    reader.raise_if_any()
+    return document
+
+
+def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:
+    check = Checker("Mamba2")
+    plain_model_checks(check, spec)
+    config = base_config(spec, model_type=MODEL_TYPE, architecture=ARCHITECTURE, eps_key="layer_norm_epsilon")
+    config["num_hidden_layers"] = spec.n_layers
+    config["rescale_prenorm_residual"] = spec.init.scale_output_projections
+    for layer in spec.layers:
+        if layer.kind != "mamba2":
+            check.add(("pattern",), f"Mamba2 has only Mamba-2 layers; layer {layer.index} is {layer.kind}",
+                      layer.symbol, "symbols of mamba2 blocks")
+            break
+    block = one_definition(check, spec, "mamba2")
+    if block is not None:
+        symbol = next(layer.symbol for layer in spec.layers if layer.kind == "mamba2")
+        config.update(_mamba.export_block(check, symbol, block, spec.d_model, _mamba.MAMBA2))
+        d_inner = block.dims(spec.d_model).d_inner
+        if d_inner % spec.d_model:
+            check.add(("blocks", symbol, "n_heads"), f"Mamba2 needs n_heads * head_dim ({d_inner}) to be an integer "
+                      f"multiple of d_model ({spec.d_model}): its `expand` is an integer", block.n_heads)
+        config["expand"] = d_inner // spec.d_model
+    return config, check
