@@ -1,0 +1,156 @@
+"""Analytic memory of serving a spec: weights + per-sequence caches, states and prefill workspace.
+
+The model is compiled once per (spec, settings) into a few numbers per block symbol, so evaluating it at a
+(context, batch) costs a handful of multiplications: fast enough for studies to screen thousands of candidates
+a second, and for the largest context to be found by bisection.
+
+Memory(context, batch) = weights + batch * per_sequence(context), per_sequence nondecreasing in context:
+- KV cache: 2 * kv_heads * head_dim * kept tokens per attention layer (kept = context, or the window);
+- SSM state (n_heads, head_dim, d_state) in state_dtype and conv state (conv_dim, kernel - 1) in act_dtype per
+  Mamba-2 layer;
+- the prefill workspace of the last (largest-key) chunk: the widest layer's live tensors (workspace.py) plus
+  the chunk's residual stream and the LM-head logits.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from ..spec.accounting import count_parameters, dtype_bytes, layer_parameters
+from ..spec.blocks import AttentionBlock, Mamba2Block
+from ..spec.model import ModelSpec
+from .settings import CheckSettings
+from .workspace import LayerWorkspace, layer_workspace, logits_workspace
+
+COMPONENTS = ("weights", "kv_cache", "ssm_state", "conv_state", "prefill_workspace")
+
+
+@dataclass(frozen=True)
+class _SymbolTerms:
+    symbol: str
+    kind: str
+    count: int  # layers using this symbol
+    weight_bytes: int  # one layer
+    kv_per_token: int  # one layer, one sequence
+    window: int | None
+    ssm_bytes: int  # one layer, one sequence
+    conv_bytes: int
+    workspace: LayerWorkspace
+
+    def kv_bytes(self, context: int) -> int:
+        kept = context if self.window is None else min(context, self.window)
+        return self.kv_per_token * kept
+
+    def workspace_bytes(self, chunk: int, context: int) -> float:
+        keys = context if self.window is None else min(context, self.window + chunk - 1)
+        return self.workspace.per_token * chunk + self.workspace.per_pair * chunk * keys
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Bytes per component, per layer kind and per block symbol at one (context, batch)."""
+
+    context: int
+    batch: int
+    components: dict[str, int]
+    per_kind: dict[str, dict[str, int]]  # kind -> {weights, kv_cache, ssm_state, conv_state}
+    per_symbol: dict[str, dict[str, int]]
+    workspace_layer: str  # the block symbol whose layer sets the prefill peak ("lm_head" if the logits do)
+
+    @property
+    def total(self) -> int:
+        return sum(self.components.values())
+
+    def to_dict(self) -> dict:
+        return {"context": self.context, "batch": self.batch, "total": self.total,
+                "components": dict(self.components), "per_kind": {k: dict(v) for k, v in self.per_kind.items()},
+                "per_symbol": {k: dict(v) for k, v in self.per_symbol.items()},
+                "workspace_layer": self.workspace_layer}
+
+
+class MemoryModel:
+    """memory(context, batch) = weights + batch * per_sequence(context) for one spec under one settings."""
+
+    def __init__(self, spec: ModelSpec, settings: CheckSettings):
+        self.spec = spec
+        self.settings = settings
+        d = spec.d_model
+        param_b, act_b = dtype_bytes(settings.param_dtype), dtype_bytes(settings.act_dtype)
+        kv_b, state_b = dtype_bytes(settings.kv_dtype), dtype_bytes(settings.state_dtype)
+        params = count_parameters(spec)
+        # embedding, LM head (if untied) and the final norm are weights of no layer kind
+        self.embedding_weight_bytes = (params.embedding + params.lm_head + params.final_norm) * param_b
+        self.weight_bytes = params.total * param_b
+        counts = Counter(spec.pattern_string)
+        materialize = settings.attention_scores == "materialized"
+        terms = []
+        for symbol, count in counts.items():
+            block = spec.blocks[symbol]
+            kv = window = None
+            ssm = conv = 0
+            if isinstance(block, AttentionBlock):
+                att = block.dims(d)
+                kv, window = 2 * att.n_kv_heads * att.head_dim * kv_b, block.window
+            elif isinstance(block, Mamba2Block):
+                m = block.dims(d)
+                ssm = m.n_heads * m.head_dim * m.d_state * state_b
+                conv = m.conv_dim * (m.conv_kernel - 1) * act_b
+            terms.append(_SymbolTerms(symbol, block.kind, count, layer_parameters(spec, block) * param_b, kv or 0,
+                                      window, ssm, conv, layer_workspace(block, d, settings.act_dtype, materialize)))
+        self.terms = tuple(terms)
+        self._states = sum(t.count * (t.ssm_bytes + t.conv_bytes) for t in terms)
+        self._global_kv = sum(t.count * t.kv_per_token for t in terms if t.window is None)
+        self._windowed = tuple((t.count * t.kv_per_token, t.window) for t in terms if t.window is not None)
+
+    # ------------------------------------------------------------------------------------------ fast path
+    def chunk(self, context: int) -> int:
+        return min(self.settings.prefill_chunk, context)
+
+    def workspace(self, context: int) -> tuple[int, str]:
+        """Bytes per sequence of the prefill peak, and which layer (symbol) or the LM head sets it."""
+        chunk = self.chunk(context)
+        best, where = 0.0, ""
+        for t in self.terms:
+            ws = t.workspace_bytes(chunk, context)
+            if ws > best:
+                best, where = ws, t.symbol
+        logit_tokens = chunk if self.settings.logits == "chunk" else 1
+        logits = logits_workspace(self.spec.vocab_size, self.settings.act_dtype, logit_tokens)
+        # the logits are computed after the last layer, when only the final hidden states are alive
+        hidden = chunk * self.spec.d_model * dtype_bytes(self.settings.act_dtype)
+        if logits + hidden > best:
+            best, where = logits + hidden, "lm_head"
+        return int(best), where
+
+    def per_sequence(self, context: int) -> int:
+        kv = self._global_kv * context + sum(per_tok * min(context, w) for per_tok, w in self._windowed)
+        return kv + self._states + self.workspace(context)[0]
+
+    def total(self, context: int, batch: int) -> int:
+        return self.weight_bytes + batch * self.per_sequence(context)
+
+    # ------------------------------------------------------------------------------------------ report
+    def breakdown(self, context: int, batch: int) -> MemoryBreakdown:
+        per_symbol: dict[str, dict[str, int]] = {}
+        per_kind: dict[str, dict[str, int]] = {}
+        for t in self.terms:
+            row = {"layers": t.count, "weights": t.count * t.weight_bytes,
+                   "kv_cache": t.count * t.kv_bytes(context) * batch,
+                   "ssm_state": t.count * t.ssm_bytes * batch, "conv_state": t.count * t.conv_bytes * batch}
+            per_symbol[t.symbol] = row
+            kind = per_kind.setdefault(t.kind, {"layers": 0, "weights": 0, "kv_cache": 0, "ssm_state": 0,
+                                                "conv_state": 0})
+            for key, value in row.items():
+                kind[key] += value
+        per_kind["embedding"] = {"layers": 0, "weights": self.embedding_weight_bytes, "kv_cache": 0,
+                                 "ssm_state": 0, "conv_state": 0}
+        workspace, where = self.workspace(context)
+        components = {
+            "weights": self.weight_bytes,
+            "kv_cache": sum(r["kv_cache"] for r in per_symbol.values()),
+            "ssm_state": sum(r["ssm_state"] for r in per_symbol.values()),
+            "conv_state": sum(r["conv_state"] for r in per_symbol.values()),
+            "prefill_workspace": workspace * batch,
+        }
+        return MemoryBreakdown(context, batch, components, per_kind, per_symbol, where)
