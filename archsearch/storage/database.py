@@ -1,0 +1,161 @@
+"""Open a results database: reach it (or say clearly why not), bring our tables to the latest migration, and
+hand out sessions and the Optuna storage on the same database.
+
+Several workers may open a fresh database at once. Both our migrations and Optuna's `create_all` would race
+on table creation, so both run under one lock: a PostgreSQL advisory lock, or a file lock beside a SQLite file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import VERSION_TABLE
+from .urls import StorageError, engine_kwargs, full_url, is_sqlite, parse, redact
+
+# Any fixed 64-bit number, shared by every archsearch process: "archsear" in ASCII.
+_ADVISORY_LOCK_KEY = 0x6172636873656172
+
+
+def _driver_message(err: Exception) -> str:
+    orig = getattr(err, "orig", None) or err
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    if is_sqlite(engine.url):
+        import fcntl
+
+        lock_path = Path(engine.url.database).expanduser().resolve().with_name(
+            Path(engine.url.database).name + ".lock")
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            conn.commit()
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    ini = resources.files("archsearch.storage.migrations") / "alembic.ini"
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(Path(str(ini)).parent))
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(conn: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _upgrade(conn: Connection) -> None:
+    from alembic import command
+
+    config = _alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+class Database:
+    """One results database: our engine and sessions, and Optuna's storage beside them."""
+
+    def __init__(self, url: str, *, migrate: bool = True):
+        self.parsed = parse(url)
+        self.url = full_url(self.parsed)
+        self.engine = sa.create_engine(self.parsed, **engine_kwargs(self.parsed))
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+                revision = current_revision(conn)
+        except (OperationalError, DBAPIError) as err:
+            self.engine.dispose()
+            raise StorageError(f"cannot reach the database {redact(url)}: {_driver_message(err)}") from None
+        head = head_revision()
+        if revision != head:
+            if revision is not None and revision > head:
+                self.engine.dispose()
+                raise StorageError(f"the database {redact(url)} has archsearch schema revision {revision}, newer than "
+                                   f"this archsearch knows ({head}); upgrade archsearch")
+            if not migrate:
+                self.engine.dispose()
+                raise StorageError(f"the database {redact(url)} has no archsearch tables (revision {revision})")
+            self.migrate()
+
+    def migrate(self) -> None:
+        with _schema_lock(self.engine):
+            with self.engine.begin() as conn:
+                if current_revision(conn) != head_revision():  # another worker may have done it meanwhile
+                    _upgrade(conn)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any exception."""
+        with self._sessions() as session:
+            with session.begin():
+                yield session
+
+    def optuna_storage(self, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                       max_retry: int | None = 3):
+        """Optuna's RDB storage on the same database; a worker whose heartbeat stops gets its trial failed and,
+        up to `max_retry` times, queued again with the same parameters."""
+        import warnings
+
+        import optuna
+
+        callback = None
+        if heartbeat_interval is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        with _schema_lock(self.engine), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    self.url, engine_kwargs=engine_kwargs(self.parsed), heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period, heartbeat_stale_trial_callback=callback)
+            except (OperationalError, DBAPIError) as err:
+                raise StorageError(f"cannot open Optuna's tables in {redact(self.url)}: {_driver_message(err)}") \
+                    from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def worker_id() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"

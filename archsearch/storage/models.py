@@ -1,0 +1,149 @@
+"""Our tables, beside Optuna's own (`studies`, `trials`, ...) in the same database.
+
+Every table is prefixed `archsearch_` so it can never collide with Optuna's names, and the alembic history is
+kept in `archsearch_alembic_version` (Optuna keeps its own in `alembic_version`). The dashboard reads these
+tables only; each column says in its comment what it holds. JSON columns hold plain JSON (dicts, lists,
+numbers), so a row is readable without archsearch installed.
+
+Trial status values (`archsearch_trials.status`):
+- `running`     the trial is training (or was, when its worker died: Optuna's heartbeat then fails it and the row
+                 becomes `failed` with reason `worker lost`)
+- `completed`   trained; `metrics` and `objectives` hold the results
+- `infeasible`  the analytic budget check (or the parameter range) rejected the spec; never trained; `budget`
+                 and `constraints` hold the figures
+- `invalid`     the sampled parameters make an invalid spec; `error` names the field
+- `pruned`      stopped early by the single-objective pruner
+- `stopped`     stopped early by the multi-objective dominance rule (`error` names the dominating trials)
+- `diverged`    training produced NaN/inf loss
+- `failed`      an exception (out of memory, a bug); `error` and `traceback` say which
+- `interrupted` Ctrl-C; the same parameters are queued again and run first when the study resumes
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+TRIAL_STATUSES = ("running", "completed", "infeasible", "invalid", "pruned", "stopped", "diverged", "failed",
+                  "interrupted")
+ABLATION_RUN_STATUSES = ("running", "completed", "diverged", "failed")
+VERSION_TABLE = "archsearch_alembic_version"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: sa.JSON, list[Any]: sa.JSON}
+
+
+class StudyRecord(Base):
+    __tablename__ = "archsearch_studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(512), unique=True, comment="the study name (= Optuna's study_name)")
+    optuna_study_id: Mapped[int | None] = mapped_column(comment="studies.study_id of Optuna's table")
+    space_hash: Mapped[str] = mapped_column(sa.String(64), comment="hash of the search space + base spec; a rerun "
+                                            "with another space is refused")
+    study_file: Mapped[dict[str, Any]] = mapped_column(comment="the whole resolved study file (base spec inlined)")
+    objectives: Mapped[list[Any]] = mapped_column(comment="[{metric, direction}] in Optuna's value order")
+    n_trials_target: Mapped[int | None] = mapped_column(comment="trials the study aims at (latest run's target)")
+    slots_taken: Mapped[int] = mapped_column(default=0, comment="new trials started so far (retries excluded); "
+                                             "workers reserve a slot atomically before asking for a trial")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    archsearch_version: Mapped[str] = mapped_column(sa.String(64))
+
+    trials: Mapped[list["TrialRecord"]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+
+class TrialRecord(Base):
+    __tablename__ = "archsearch_trials"
+    __table_args__ = (sa.UniqueConstraint("study_id", "optuna_trial_id", name="uq_archsearch_trials_optuna"),
+                      sa.Index("ix_archsearch_trials_study_status", "study_id", "status"),
+                      sa.Index("ix_archsearch_trials_spec_hash", "spec_hash"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("archsearch_studies.id", ondelete="CASCADE"))
+    optuna_trial_id: Mapped[int] = mapped_column(comment="trials.trial_id of Optuna's table")
+    number: Mapped[int] = mapped_column(comment="Optuna's trial number within the study")
+    retry_of: Mapped[int | None] = mapped_column(comment="number of the trial this one re-runs (worker lost, Ctrl-C)")
+    status: Mapped[str] = mapped_column(sa.String(16), comment="one of " + ", ".join(TRIAL_STATUSES))
+    params: Mapped[dict[str, Any]] = mapped_column(comment="the sampled values, by Optuna parameter name")
+    spec: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="the full resolved ModelSpec (null if "
+                                                        "the sample made no valid spec)")
+    spec_hash: Mapped[str | None] = mapped_column(sa.String(64), comment="ModelSpec.spec_hash()")
+    pattern: Mapped[str | None] = mapped_column(sa.String(4200), comment="expanded pattern, one symbol per layer")
+    pattern_compact: Mapped[str | None] = mapped_column(sa.String(4200), comment="compress_pattern() of it")
+    n_params: Mapped[int | None] = mapped_column(sa.BigInteger, comment="exact parameter count")
+    fits: Mapped[bool | None] = mapped_column(comment="constraint verdict: true feasible, false infeasible")
+    budget: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="BudgetReport.to_dict() (breakdown bytes, "
+                                                          "budget_bytes, ...) per budget constraint")
+    constraints: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="Optuna constraint values by name "
+                                                               "(<= 0 satisfied)")
+    objectives: Mapped[list[Any] | None] = mapped_column(sa.JSON, comment="objective values, study order")
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="TrainResult metrics (val_loss, ...)")
+    curve: Mapped[list[Any] | None] = mapped_column(sa.JSON, comment="[{step, val_loss, ...}] at each evaluation")
+    backends: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="kernel backend used per op")
+    precision: Mapped[str | None] = mapped_column(sa.String(64))
+    versions: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="library versions of the run")
+    tokens_per_s: Mapped[float | None] = mapped_column(sa.Float, comment="measured training throughput")
+    mfu: Mapped[float | None] = mapped_column(sa.Float)
+    peak_memory_bytes: Mapped[int | None] = mapped_column(sa.BigInteger, comment="measured peak memory")
+    train_time_s: Mapped[float | None] = mapped_column(sa.Float, comment="time inside train()")
+    overhead_s: Mapped[float | None] = mapped_column(sa.Float, comment="time outside train(): sample, validate, "
+                                                     "budget, storage")
+    wall_time_s: Mapped[float | None] = mapped_column(sa.Float, comment="whole trial")
+    error: Mapped[str | None] = mapped_column(sa.Text, comment="why the trial did not complete")
+    traceback: Mapped[str | None] = mapped_column(sa.Text)
+    worker: Mapped[str | None] = mapped_column(sa.String(256), comment="host:pid of the worker")
+    out_dir: Mapped[str | None] = mapped_column(sa.String(1024))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+    study: Mapped[StudyRecord] = relationship(back_populates="trials")
+
+
+class AblationRecord(Base):
+    __tablename__ = "archsearch_ablations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(512), comment="base spec name + varied paths")
+    base_spec: Mapped[dict[str, Any]] = mapped_column(comment="the resolved base ModelSpec")
+    base_hash: Mapped[str] = mapped_column(sa.String(64))
+    vary: Mapped[list[Any]] = mapped_column(comment="[{path, values}] in command-line order")
+    seeds: Mapped[list[Any]] = mapped_column(comment="the seeds every cell ran with")
+    task: Mapped[dict[str, Any]] = mapped_column(comment="TaskSpec")
+    recipe: Mapped[dict[str, Any]] = mapped_column(comment="Recipe")
+    metric: Mapped[str] = mapped_column(sa.String(64), comment="the summarised metric (e.g. val_loss)")
+    summary: Mapped[list[Any] | None] = mapped_column(sa.JSON, comment="per cell: mean, ci95, paired diff to base")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    runs: Mapped[list["AblationRunRecord"]] = relationship(back_populates="ablation", cascade="all, delete-orphan")
+
+
+class AblationRunRecord(Base):
+    __tablename__ = "archsearch_ablation_runs"
+    __table_args__ = (sa.UniqueConstraint("ablation_id", "cell", "seed", name="uq_archsearch_ablation_runs_cell"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ablation_id: Mapped[int] = mapped_column(sa.ForeignKey("archsearch_ablations.id", ondelete="CASCADE"))
+    cell: Mapped[str] = mapped_column(sa.String(1024), comment="setting label, e.g. 'd_model=128,blocks.M.d_state=16'")
+    setting: Mapped[dict[str, Any]] = mapped_column(comment="{path: value} of this cell")
+    is_base: Mapped[bool] = mapped_column(comment="the base spec's own setting")
+    seed: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(16), comment="one of " + ", ".join(ABLATION_RUN_STATUSES))
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    spec_hash: Mapped[str] = mapped_column(sa.String(64))
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    curve: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="the whole TrainResult.to_dict()")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    traceback: Mapped[str | None] = mapped_column(sa.Text)
+    wall_time_s: Mapped[float | None] = mapped_column(sa.Float)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+    ablation: Mapped[AblationRecord] = relationship(back_populates="runs")

@@ -1,0 +1,133 @@
+"""Reading and writing our rows: one function per thing a runner or a command does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import UserError
+from .database import Database
+from .models import StudyRecord, TrialRecord, utcnow
+
+
+class StudyMismatchError(UserError):
+    """A study of that name exists with another search space or other objectives."""
+
+
+def study_by_name(db: Database, name: str) -> StudyRecord | None:
+    with db.session() as session:
+        return session.scalar(sa.select(StudyRecord).where(StudyRecord.name == name))
+
+
+def check_study_matches(existing: StudyRecord, space_hash: str, objectives: list[dict]) -> None:
+    """Refuse to add trials of another space to a stored study (nothing is written when this raises)."""
+    if existing.space_hash != space_hash:
+        raise StudyMismatchError(
+            f"study {existing.name!r} already exists with a different search space or base spec "
+            f"(stored hash {existing.space_hash}, this file {space_hash}); give the study another `name:`, or "
+            f"use another storage")
+    if existing.objectives != objectives:
+        raise StudyMismatchError(f"study {existing.name!r} already exists with objectives {existing.objectives}; "
+                                 f"this file has {objectives}")
+
+
+def ensure_study(db: Database, *, name: str, space_hash: str, study_file: dict, objectives: list[dict],
+                 n_trials_target: int | None, archsearch_version: str) -> StudyRecord:
+    """The stored study of that name, created if new; raises StudyMismatchError if it differs."""
+    with db.session() as session:
+        existing = session.scalar(sa.select(StudyRecord).where(StudyRecord.name == name))
+        if existing is not None:
+            check_study_matches(existing, space_hash, objectives)
+            if n_trials_target is not None:
+                existing.n_trials_target = n_trials_target
+            return existing
+    try:
+        with db.session() as session:
+            record = StudyRecord(name=name, space_hash=space_hash, study_file=study_file, objectives=objectives,
+                                 n_trials_target=n_trials_target, slots_taken=0,
+                                 archsearch_version=archsearch_version)
+            session.add(record)
+        return record
+    except sa.exc.IntegrityError:  # another worker created it between our look and our insert
+        return ensure_study(db, name=name, space_hash=space_hash, study_file=study_file, objectives=objectives,
+                            n_trials_target=n_trials_target, archsearch_version=archsearch_version)
+
+
+def set_optuna_study_id(db: Database, study_id: int, optuna_study_id: int) -> None:
+    with db.session() as session:
+        session.execute(sa.update(StudyRecord).where(StudyRecord.id == study_id)
+                        .values(optuna_study_id=optuna_study_id))
+
+
+def take_slot(db: Database, study_id: int, target: int) -> bool:
+    """Atomically reserve one new trial of `target`; False when all are taken (one UPDATE, so no two workers
+    can both get the last slot)."""
+    with db.session() as session:
+        result = session.execute(sa.update(StudyRecord)
+                                 .where(StudyRecord.id == study_id, StudyRecord.slots_taken < target)
+                                 .values(slots_taken=StudyRecord.slots_taken + 1))
+        return result.rowcount == 1
+
+
+def release_slot(db: Database, study_id: int) -> None:
+    with db.session() as session:
+        session.execute(sa.update(StudyRecord).where(StudyRecord.id == study_id, StudyRecord.slots_taken > 0)
+                        .values(slots_taken=StudyRecord.slots_taken - 1))
+
+
+def slots_taken(db: Database, study_id: int) -> int:
+    with db.session() as session:
+        return session.scalar(sa.select(StudyRecord.slots_taken).where(StudyRecord.id == study_id)) or 0
+
+
+def start_trial(db: Database, *, study_id: int, optuna_trial_id: int, number: int, params: dict,
+                retry_of: int | None, worker: str) -> int:
+    with db.session() as session:
+        record = TrialRecord(study_id=study_id, optuna_trial_id=optuna_trial_id, number=number, retry_of=retry_of,
+                             status="running", params=params, worker=worker)
+        session.add(record)
+        session.flush()
+        return record.id
+
+
+def update_trial(db: Database, trial_row_id: int, *, finished: bool = True, **fields: Any) -> None:
+    if finished:
+        fields.setdefault("finished_at", utcnow())
+    with db.session() as session:
+        session.execute(sa.update(TrialRecord).where(TrialRecord.id == trial_row_id).values(**fields))
+
+
+def mark_lost_trials(db: Database, study_id: int, failed_optuna_ids: set[int]) -> int:
+    """Rows still `running` whose Optuna trial has failed (its worker's heartbeat stopped) become `failed`."""
+    if not failed_optuna_ids:
+        return 0
+    with db.session() as session:
+        result = session.execute(
+            sa.update(TrialRecord)
+            .where(TrialRecord.study_id == study_id, TrialRecord.status == "running",
+                   TrialRecord.optuna_trial_id.in_(failed_optuna_ids))
+            .values(status="failed", error="worker lost: its heartbeat stopped; the trial is queued again",
+                    finished_at=utcnow()))
+        return result.rowcount
+
+
+def trials_of(db: Database, study_id: int, statuses: tuple[str, ...] | None = None) -> list[TrialRecord]:
+    with db.session() as session:
+        query = sa.select(TrialRecord).where(TrialRecord.study_id == study_id).order_by(TrialRecord.number)
+        if statuses:
+            query = query.where(TrialRecord.status.in_(statuses))
+        return list(session.scalars(query))
+
+
+def list_studies(db: Database) -> list[dict]:
+    """Each stored study with its trial counts per status."""
+    with db.session() as session:
+        studies = list(session.scalars(sa.select(StudyRecord).order_by(StudyRecord.id)))
+        counts = session.execute(sa.select(TrialRecord.study_id, TrialRecord.status, sa.func.count())
+                                 .group_by(TrialRecord.study_id, TrialRecord.status)).all()
+    by_study: dict[int, dict[str, int]] = {}
+    for study_id, status, count in counts:
+        by_study.setdefault(study_id, {})[status] = count
+    return [{"name": s.name, "objectives": s.objectives, "created_at": s.created_at.isoformat(timespec="seconds"),
+             "n_trials_target": s.n_trials_target, "counts": by_study.get(s.id, {})} for s in studies]

@@ -1,0 +1,79 @@
+"""Storage URLs: which ones we accept, how they print (without passwords), and the engine settings for each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..errors import UserError
+
+DEFAULT_URL = "sqlite:///archsearch.db"
+ALLOWED = "sqlite:///PATH (a local file) or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+
+
+class StorageError(UserError):
+    """A storage URL that cannot be used, or a database that cannot be reached or is not ours to change."""
+
+
+def parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage {url!r} is not a database URL; allowed: {ALLOWED}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageError(f"storage {redact(url)!r}: backend {backend!r} is not supported; allowed: {ALLOWED}")
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parent = Path(parsed.database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise StorageError(f"storage {url!r}: the folder {str(parent)!r} of the SQLite file does not exist")
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+" + _postgres_driver(url))
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StorageError(f"storage {url!r}: an in-memory SQLite database cannot be shared between our engine "
+                           "and Optuna's; give a file, e.g. sqlite:///archsearch.db")
+    return parsed
+
+
+def _postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; use whichever driver is installed."""
+    import importlib.util
+
+    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return driver
+    raise StorageError(f"storage {redact(url)!r} needs a PostgreSQL driver: pip install psycopg2-binary "
+                       "(or archsearch[postgres])")
+
+
+def full_url(parsed: URL) -> str:
+    """The URL as a string Optuna can open (password kept)."""
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact(url: str | URL) -> str:
+    """The URL as it may be printed: the password hidden."""
+    try:
+        return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return str(url)
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return (url if isinstance(url, URL) else make_url(url)).get_backend_name() == "sqlite"
+
+
+def engine_kwargs(url: str | URL, *, pool_size: int = 2) -> dict[str, Any]:
+    """Settings for every engine we (and Optuna, through RDBStorage) open on `url`.
+
+    PostgreSQL: a small pool per process with pre-ping, so many workers x (our engine + Optuna's + Optuna's
+    heartbeat thread) stay far below the server's max_connections (100 by default) and a dropped connection is
+    replaced instead of failing a trial. SQLite: a generous busy timeout, since several processes may write.
+    """
+    if is_sqlite(url):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_size": pool_size, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 1800,
+            "connect_args": {"connect_timeout": 10}}
