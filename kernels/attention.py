@@ -172,6 +172,8 @@ def _flex_probe():
 
 
 def _flex_accepts(**info) -> registry.Refusal:
+    if info.get("device") == "cpu" and info.get("requires_grad", False):
+        return "FlexAttention has no backward on CPU"
     d = info.get("head_dim")
     if d is not None and (d < 16 or d & (d - 1)):
         return f"head_dim {d} is not a power of two >= 16"
@@ -207,7 +209,7 @@ def _flash_accepts(**info) -> registry.Refusal:
 def _default_call():
     cuda = _optional.has_cuda()
     return dict(device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32,
-                head_dim=128, t=4096, s=4096, causal=True, window=None, softcap=None)
+                head_dim=128, t=4096, s=4096, causal=True, window=None, softcap=None, requires_grad=True)
 
 
 registry.register_op(OP, "attention (GQA, causal from the end, window, soft-cap)", _default_call)
@@ -230,5 +232,6 @@ def attention(
     """(b, hq, t, d) in q.dtype."""
     _validate(q, k, v, causal, window, softcap, scale)
     info = dict(device=q.device.type, dtype=q.dtype, head_dim=q.shape[-1], t=q.shape[2], s=k.shape[2],
-                causal=causal, window=window, softcap=softcap)
+                causal=causal, window=window, softcap=softcap,
+                requires_grad=torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
     return registry.run(OP, info, q, k, v, causal=causal, window=window, softcap=softcap, scale=scale)

@@ -1,0 +1,132 @@
+"""Causal depthwise conv1d: backends against the float32 reference (outputs, final states, all gradients)."""
+
+import pytest
+import torch
+
+import archsearch.kernels as K
+from kernels_testlib import REL_TOL_GPU_FP32, assert_close, assert_same_call, run_with_grads, shape_id
+
+
+def make_inputs(b, d, l, k, *, bias=True, init=False, dtype=torch.float32, device="cpu", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
+
+    return dict(x=rnd(b, d, l), weight=rnd(d, k), bias=rnd(d) if bias else None,
+                initial_states=rnd(b, d, k - 1) if init else None)
+
+
+def conv(backend, activation):
+    def call(**inputs):
+        with K.force_backend("causal_conv1d", backend):
+            return K.causal_conv1d(activation=activation, return_final_states=True, **inputs)
+
+    return call
+
+
+def independent_conv(x, weight, bias, activation, initial_states):
+    """A second oracle, written differently: an explicit sum over output positions in float64."""
+    b, d, l = x.shape
+    k = weight.shape[1]
+    head = initial_states if initial_states is not None else torch.zeros(b, d, k - 1, dtype=x.dtype)
+    xfull = torch.cat([head, x], -1).double()
+    y = torch.stack([(xfull[..., t : t + k] * weight.double()).sum(-1) for t in range(l)], -1)
+    if bias is not None:
+        y = y + bias.double()[:, None]
+    return torch.nn.functional.silu(y) if activation == "silu" else y
+
+
+CASES = [(2, 8, 33, 4, True, True), (1, 5, 7, 2, False, True), (2, 6, 16, 3, True, False), (1, 4, 2, 4, True, True),
+         (1, 3, 9, 1, True, False)]
+IDS = [shape_id(B=c[0], D=c[1], L=c[2], K=c[3]) + ("-bias" if c[4] else "") + ("-init" if c[5] else "") for c in CASES]
+
+
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("b,d,l,k,bias,init", CASES, ids=IDS)
+def test_reference_matches_independent_oracle(b, d, l, k, bias, init, activation):
+    inputs = make_inputs(b, d, l, k, bias=bias, init=init)
+    y, final = K.causal_conv1d_reference(activation=activation, return_final_states=True, **inputs)
+    assert_close(y, independent_conv(activation=activation, **inputs), torch.float32, "y")
+    head = inputs["initial_states"] if init else torch.zeros(b, d, k - 1)
+    assert torch.equal(final, torch.cat([head, inputs["x"]], -1)[..., l:])
+
+
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("b,d,l,k,bias,init", CASES, ids=IDS)
+def test_torch_backend_matches_reference_fp32(b, d, l, k, bias, init, activation):
+    inputs = make_inputs(b, d, l, k, bias=bias, init=init)
+    assert_same_call(run_with_grads(conv("torch", activation), inputs),
+                     run_with_grads(conv("reference", activation), inputs), torch.float32)
+
+
+def test_torch_backend_matches_reference_bf16():
+    inputs = make_inputs(2, 16, 40, 4, init=True, dtype=torch.bfloat16)
+    got = run_with_grads(conv("torch", "silu"), inputs)
+    want = run_with_grads(conv("reference", "silu"), inputs, upcast=True)
+    assert got[0][0].dtype == torch.bfloat16
+    assert_same_call(got, want, torch.bfloat16)
+
+
+def test_triton_backend_refuses_cpu_and_names_why():
+    with pytest.raises(K.BackendError, match=r"'causal_conv1d'.*'triton'.*(triton not installed|no CUDA|needs a CUDA)"):
+        with K.force_backend("causal_conv1d", "triton"):
+            K.causal_conv1d(**make_inputs(1, 4, 8, 4))
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [(dict(weight=torch.zeros(5, 4)), "weight.shape"), (dict(bias=torch.zeros(3)), "bias.shape"),
+     (dict(initial_states=torch.zeros(1, 4, 4)), "initial_states.shape"), (dict(x=torch.zeros(4, 8)), "x.shape")],
+    ids=["weight", "bias", "initial_states", "x"],
+)
+def test_bad_arguments_name_the_argument(change, needle):
+    inputs = make_inputs(1, 4, 8, 4)
+    inputs.update(change)
+    with pytest.raises(K.KernelArgumentError, match=needle):
+        K.causal_conv1d(**inputs)
+    with pytest.raises(K.KernelArgumentError, match="activation='relu'"):
+        K.causal_conv1d(activation="relu", **make_inputs(1, 4, 8, 4))
+
+
+# ---------------------------------------------------------------- GPU: our Triton kernel ---------------------
+GPU_CASES = [(2, 64, 300, 4, True, False), (1, 4352, 1000, 4, True, True), (2, 96, 17, 3, False, True),
+             (3, 40, 513, 2, True, True), (1, 33, 5, 4, True, True)]
+GPU_IDS = [shape_id(B=c[0], D=c[1], L=c[2], K=c[3]) + ("-bias" if c[4] else "") + ("-init" if c[5] else "")
+           for c in GPU_CASES]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("b,d,l,k,bias,init", GPU_CASES, ids=GPU_IDS)
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_gpu_backends_match_reference(backend, b, d, l, k, bias, init, activation, dtype):
+    ok, why = K.registry.get_backend("causal_conv1d", backend).available()
+    if not ok:
+        pytest.skip(why)
+    inputs = make_inputs(b, d, l, k, bias=bias, init=init, dtype=dtype, device="cuda")
+    got = run_with_grads(conv(backend, activation), inputs)
+    want = run_with_grads(conv("reference", activation), inputs, upcast=True)
+    assert got[0][0].dtype == dtype
+    # fp32: the kernel accumulates in fp32, so far tighter than bf16; cuDNN's conv may use TF32
+    tol = 1e-5 if (dtype == torch.float32 and backend == "triton") else (REL_TOL_GPU_FP32 if dtype == torch.float32 else None)
+    assert_same_call(got, want, dtype, tol=tol, grad_tol=tol)
+
+
+@pytest.mark.gpu
+def test_gpu_triton_handles_strided_input():
+    """xBC comes out of a projection as a strided view: the kernel takes any strides."""
+    def strided(backend):
+        def call(xbc, weight, bias):
+            x = xbc[..., 64:128].transpose(1, 2)  # (b, d, l), non-contiguous
+            assert not x.is_contiguous()
+            return conv(backend, "silu")(x=x, weight=weight, bias=bias, initial_states=None)
+
+        return call
+
+    inputs = dict(xbc=torch.randn(2, 50, 3 * 64, device="cuda", dtype=torch.bfloat16),
+                  weight=torch.randn(64, 4, device="cuda"), bias=torch.randn(64, device="cuda"))
+    got = run_with_grads(strided("triton"), inputs)
+    want = run_with_grads(strided("reference"), inputs, upcast=True)
+    assert_same_call(got, want, torch.bfloat16)
