@@ -1,7 +1,191 @@
-"""Placeholder module: its command group is added by the issue that builds it."""
+"""Commands about spec files: validate, show, schema, import-hf, export-hf."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+KIND_STYLES = {"mamba2": "black on green3", "attention": "black on orange1", "mlp": "black on deep_sky_blue1"}
+KIND_LABELS = {"mamba2": "Mamba-2", "attention": "attention", "mlp": "MLP"}
+
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the `archsearch` app (none yet)."""
+    app.command("validate")(validate)
+    app.command("show")(show)
+    app.command("schema")(schema)
+    app.command("import-hf")(import_hf)
+    app.command("export-hf")(export_hf)
+
+
+# ---------------------------------------------------------------------------------------------- validate
+def validate(files: list[str] = typer.Argument(..., help="spec files (YAML or JSON) or example names")) -> None:
+    """Check spec files; print OK and any warnings per file. Exit 2 if any is invalid."""
+    from ..spec import SpecError, load_spec
+
+    failed = 0
+    for name in files:
+        try:
+            spec = load_spec(name)
+        except SpecError as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        print(f"OK {name} ({spec.name}: {spec.n_layers} layers)")
+        for issue in spec.warnings():
+            print(f"  warning: {issue}")
+    if failed:
+        print(f"{failed} of {len(files)} file(s) invalid", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+# ---------------------------------------------------------------------------------------------- show
+def show(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec file or example name"),
+         context: Optional[str] = typer.Option(None, "--context", help="sequence length, e.g. 4096, 128k, 1M "
+                                               "(default: the spec's max_context)"),
+         batch: int = typer.Option(1, "--batch", min=1, help="batch size for the inference state"),
+         as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables")) -> None:
+    """Draw the layer pattern and report parameters, FLOPs/token and inference state."""
+    from ..errors import UserError
+    from ..spec import load_spec, parse_size, summarize
+
+    spec = load_spec(spec_path)
+    tokens = parse_size(context, "--context") if context is not None else None
+    if tokens is not None and tokens > spec.max_context:
+        raise UserError(f"--context: {context} ({tokens} tokens) exceeds the spec's max_context "
+                        f"({spec.max_context}); allowed: 1 .. {spec.max_context}")
+    summary = summarize(spec, tokens, batch)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    _print_summary(spec, summary)
+
+
+def _human(n: float, unit: str = "") -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "G" if unit else "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{suffix}{unit}"
+    return f"{n:g}{unit}"
+
+
+def _bytes(n: int) -> str:
+    for scale, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:.2f} {suffix}"
+    return f"{n} B"
+
+
+def _print_summary(spec, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    console.print(Text(f"{spec.name}", style="bold") + Text(f"  {summary['n_layers']} layers, d_model "
+                                                            f"{spec.d_model}, vocab {spec.vocab_size}, "
+                                                            f"max context {spec.max_context}"))
+    strip = Text()
+    for layer in spec.layers:
+        strip.append(layer.symbol, style=KIND_STYLES[layer.kind])
+    console.print(strip)
+    legend = Text("legend: ")
+    for kind, count in summary["layers_per_kind"].items():
+        symbols = ", ".join(repr(s) for s, b in summary["blocks"].items() if b["kind"] == kind)
+        legend.append(f" {KIND_LABELS[kind]} ", style=KIND_STYLES[kind]).append(f" {symbols} x{count}   ")
+    console.print(legend)
+    console.print(f"pattern: {summary['pattern']}")
+
+    params = summary["parameters"]
+    table = Table(title="parameters", title_justify="left")
+    table.add_column("part")
+    table.add_column("count", justify="right")
+    table.add_column("exact", justify="right")
+    rows = [("total", params["total"]), ("embedding", params["embedding"]), ("lm head", params["lm_head"]),
+            ("non-embedding", params["non_embedding"])]
+    rows += [(f"  {KIND_LABELS[k]} layers", v) for k, v in params["per_kind"].items()]
+    for label, value in rows:
+        table.add_row(label, _human(value), f"{value:,}")
+    table.add_row("weights", _bytes(summary["weight_bytes"]), summary["param_dtype"])
+    console.print(table)
+
+    blocks = Table(title="blocks", title_justify="left")
+    for column in ("symbol", "kind", "layers", "params / layer"):
+        blocks.add_column(column)
+    for symbol, entry in summary["blocks"].items():
+        kind = entry["kind"] + (f" (window {entry['window']})" if "window" in entry else "")
+        blocks.add_row(Text(symbol, style=KIND_STYLES[entry["kind"]]), kind, str(entry["layers"]),
+                       f"{entry['parameters_per_layer']:,}")
+    console.print(blocks)
+
+    flops = summary["flops"]
+    console.print(f"FLOPs/token at seq_len {flops['seq_len']}: training {_human(flops['training_per_token'])}, "
+                  f"forward {_human(flops['forward_per_token'])}, decode {_human(flops['decode_per_token'])}")
+    state = summary["inference_state"]
+    per_kind = ", ".join(f"{KIND_LABELS[k]} {_bytes(v)}" for k, v in state["per_kind"].items()) or "none"
+    console.print(f"inference state at context {state['context']}, batch {state['batch']}: {_bytes(state['total'])} "
+                  f"(KV cache {_bytes(state['kv_cache'])}, SSM state {_bytes(state['ssm_state'])}, conv state "
+                  f"{_bytes(state['conv_state'])}; per kind: {per_kind})")
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+# ---------------------------------------------------------------------------------------------- schema
+def schema(output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the schema to this file")) -> None:
+    """Print the JSON Schema of a spec (for editors: `# yaml-language-server: $schema=...`)."""
+    from ..spec import ModelSpec
+
+    document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                **ModelSpec.model_json_schema(mode="validation")}
+    text = json.dumps(document, indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    _write(output, text)
+    print(f"wrote {output}")
+
+
+# ---------------------------------------------------------------------------------------------- import / export
+def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.json (or its folder)"),
+              output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the spec YAML here"),
+              name: Optional[str] = typer.Option(None, "--name", help="spec name (default: from the config)"),
+              max_context: Optional[str] = typer.Option(None, "--max-context", help="override the max context, "
+                                                        "e.g. 128k")) -> None:
+    """Write the spec of a Hugging Face config (NemotronH, Mamba2, Gemma2, Qwen3, Qwen2, Llama)."""
+    from ..hf import load_hf_config
+    from ..spec import dump_spec, parse_size
+
+    tokens = parse_size(max_context, "--max-context") if max_context is not None else None
+    spec = load_hf_config(config, name=name, max_context=tokens)
+    text = dump_spec(spec)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    _write(output, text)
+    print(f"wrote {output} ({spec.name}: {spec.n_layers} layers)")
+
+
+def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec file or example name"),
+              output: Path = typer.Option(..., "-o", "--output", help="folder to write config.json into"),
+              family: Optional[str] = typer.Option(None, "--family", help="nemotron_h, mamba2, gemma2, qwen3, "
+                                                   "qwen2 or llama (default: the one that fits)")) -> None:
+    """Write the Hugging Face config.json of a spec, or list what the family cannot express."""
+    from ..hf import write_hf_config
+    from ..spec import load_spec
+
+    spec = load_spec(spec_path)
+    target = write_hf_config(spec, output, family)
+    model_type = json.loads(target.read_text())["model_type"]
+    print(f"wrote {target} ({model_type})")
+
+
+def _write(path: Path, text: str) -> None:
+    from ..errors import UserError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"-o {path}: cannot write: {err}") from None
