@@ -5,7 +5,7 @@ unless ARCHSEARCH_BACKEND_<OP>=<name> or `force_backend(op, name)` says otherwis
 causal_conv1d, flash_attn, triton) is imported here; each is probed on first use.
 """
 
-from .attention import attention, attention_reference
+from .attn import attention, attention_reference
 from .conv1d import causal_conv1d, causal_conv1d_reference
 from .decode import conv_state_update, conv_state_update_reference, ssm_state_update, ssm_state_update_reference
 from .gated_norm import gated_rms_norm, gated_rms_norm_reference

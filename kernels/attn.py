@@ -73,7 +73,30 @@ def attention_reference(q, k, v, causal=True, window=None, softcap=None, scale=N
 
 
 # ---------------------------------------------------------------- sdpa --------------------------------------
+@functools.cache
+def _sdpa_priority():
+    """On CUDA, prefer cuDNN's fused attention (78-89% of the matmul rate on the H100, GPU-NOTES.md) over
+    PyTorch's default order; returns None where this torch cannot set a priority."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                 SDPBackend.MATH]
+        sdpa_kernel(order, set_priority=True)  # raises TypeError on a torch without set_priority
+        return functools.partial(sdpa_kernel, order, set_priority=True)
+    except (ImportError, TypeError, AttributeError):
+        return None
+
+
 def attention_sdpa(q, k, v, causal=True, window=None, softcap=None, scale=None):
+    priority = _sdpa_priority() if q.is_cuda else None
+    if priority is None:
+        return _sdpa_call(q, k, v, causal, window, scale)
+    with priority():
+        return _sdpa_call(q, k, v, causal, window, scale)
+
+
+def _sdpa_call(q, k, v, causal, window, scale):
     t, s = q.shape[2], k.shape[2]
     gqa = q.shape[1] != k.shape[1]
     if not causal or (window is None and t == 1):
