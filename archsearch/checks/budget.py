@@ -60,13 +60,15 @@ def resolve_device(device: Device | str, devices_file=None) -> Device:
     return device if isinstance(device, Device) else load_catalog(devices_file).get(device)
 
 
-def check_context(spec: ModelSpec, context: int | str, batch: int) -> tuple[int, int]:
-    context = parse_count(context, "context")
+def check_context(spec: ModelSpec, context: int | str, batch: int, *, context_arg: str = "context",
+                  batch_arg: str = "batch") -> tuple[int, int]:
+    """Validated (context, batch); errors name the argument, the value and what is allowed."""
+    context = parse_count(context, context_arg)
     if context > spec.max_context:
-        raise UserError(f"context: {context} tokens is beyond the spec's max_context ({spec.max_context}); "
+        raise UserError(f"{context_arg}: {context} tokens is beyond the spec's max_context ({spec.max_context}); "
                         f"allowed: 1 .. {spec.max_context}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise UserError(f"batch: must be a whole number >= 1, got {batch!r}")
+        raise UserError(f"{batch_arg}: must be a whole number >= 1, got {batch!r}")
     return context, batch
 
 

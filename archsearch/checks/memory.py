@@ -21,7 +21,7 @@ from ..spec.accounting import count_parameters, dtype_bytes, layer_parameters
 from ..spec.blocks import AttentionBlock, Mamba2Block
 from ..spec.model import ModelSpec
 from .settings import CheckSettings
-from .workspace import LayerWorkspace, layer_workspace, logits_workspace
+from .workspace import LayerWorkspace, layer_workspace, lm_head_workspace
 
 COMPONENTS = ("weights", "kv_cache", "ssm_state", "conv_state", "prefill_workspace")
 
@@ -44,7 +44,9 @@ class _SymbolTerms:
 
     def workspace_bytes(self, chunk: int, context: int) -> float:
         keys = context if self.window is None else min(context, self.window + chunk - 1)
-        return self.workspace.per_token * chunk + self.workspace.per_pair * chunk * keys
+        # the kernels' SDPA path needs an explicit mask unless the chunk is the whole causal sequence
+        mask = 1 if self.workspace.masked and (context > chunk or self.window is not None) else 0
+        return self.workspace.per_token * chunk + (self.workspace.per_pair_scores + mask) * chunk * keys
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class MemoryModel:
                 ssm = m.n_heads * m.head_dim * m.d_state * state_b
                 conv = m.conv_dim * (m.conv_kernel - 1) * act_b
             terms.append(_SymbolTerms(symbol, block.kind, count, layer_parameters(spec, block) * param_b, kv or 0,
-                                      window, ssm, conv, layer_workspace(block, d, settings.act_dtype, materialize)))
+                                      window, ssm, conv,
+                                      layer_workspace(block, d, settings.act_dtype, settings.kernels, materialize)))
         self.terms = tuple(terms)
         self._states = sum(t.count * (t.ssm_bytes + t.conv_bytes) for t in terms)
         self._global_kv = sum(t.count * t.kv_per_token for t in terms if t.window is None)
@@ -115,12 +118,13 @@ class MemoryModel:
             ws = t.workspace_bytes(chunk, context)
             if ws > best:
                 best, where = ws, t.symbol
+        # the LM head runs after the last layer, when only the final hidden states are alive
+        head = lm_head_workspace(self.spec.d_model, self.spec.vocab_size, self.settings.act_dtype,
+                                 self.spec.final_logit_softcap is not None)
         logit_tokens = chunk if self.settings.logits == "chunk" else 1
-        logits = logits_workspace(self.spec.vocab_size, self.settings.act_dtype, logit_tokens)
-        # the logits are computed after the last layer, when only the final hidden states are alive
-        hidden = chunk * self.spec.d_model * dtype_bytes(self.settings.act_dtype)
-        if logits + hidden > best:
-            best, where = logits + hidden, "lm_head"
+        head = head * logit_tokens + (chunk - logit_tokens) * self.spec.d_model * dtype_bytes(self.settings.act_dtype)
+        if head > best:
+            best, where = head, "lm_head"
         return int(best), where
 
     def per_sequence(self, context: int) -> int:

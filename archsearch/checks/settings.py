@@ -28,7 +28,9 @@ class CheckSettings:
     param_dtype: weights; act_dtype: activations and conv states (the builder keeps conv states in the
     activation dtype); kv_dtype: attention caches; state_dtype: SSM states (float32 as NemotronH keeps them).
     prefill_chunk: tokens per prefill step (chunked prefill). logits: "last" computes the LM head only for the
-    chunk's last token (what generation needs), "chunk" for every token of the chunk.
+    chunk's last token (what generation needs), "chunk" for every token of the chunk (the builder's prefill).
+    kernels: the Mamba-2 path, "fused" (mamba-ssm's Triton scan and gated norm, on CUDA) or "eager" (the
+    chunked PyTorch scan, float32 inside: the CPU path); see workspace.py for what each holds.
     attention_scores: "fused" backends (flash, cuDNN, memory-efficient SDPA) never hold the score matrix;
     "materialized" (eager/math attention) holds (heads, chunk, keys) scores in float32.
     policy: the budget policy; None uses the device's own, else the Nemotron default.
@@ -39,7 +41,8 @@ class CheckSettings:
     kv_dtype: str = "bfloat16"
     state_dtype: str = "float32"
     prefill_chunk: int = 2048
-    logits: Literal["last", "chunk"] = "last"
+    logits: Literal["last", "chunk"] = "chunk"
+    kernels: Literal["fused", "eager"] = "fused"
     attention_scores: Literal["fused", "materialized"] = "fused"
     policy: BudgetPolicy | None = field(default=None)
 
@@ -52,6 +55,8 @@ class CheckSettings:
             raise UserError(f"--prefill-chunk: must be a whole number of tokens >= 1, got {self.prefill_chunk!r}")
         if self.logits not in ("last", "chunk"):
             raise UserError(f"logits: {self.logits!r} is not allowed; allowed: last, chunk")
+        if self.kernels not in ("fused", "eager"):
+            raise UserError(f"--kernels: {self.kernels!r} is not allowed; allowed: fused, eager")
         if self.attention_scores not in ("fused", "materialized"):
             raise UserError(f"attention_scores: {self.attention_scores!r} is not allowed; allowed: fused, "
                             f"materialized")

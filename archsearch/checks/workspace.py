@@ -1,19 +1,28 @@
 """Transient memory of one chunked-prefill step: what is alive at the peak inside each kind of layer.
 
-The figures are bytes per sequence, as `per_token * T + per_pair * T * K` for a chunk of T queries that sees
-K keys, so the whole workspace is linear in the batch. Each term names the tensor it stands for; they follow
-the builder's eager inference path (archsearch.builder / archsearch.blocks) under torch.no_grad, where a
-temporary dies when its last reference goes:
+Bytes per sequence, as `per_token * T + per_pair * T * K` for a chunk of T queries that sees K keys, so the
+whole workspace is linear in the batch. The terms follow the builder's inference path (archsearch.builder
+`prefill`, archsearch.blocks) under torch.no_grad, where a temporary dies with its last reference; a = bytes of
+the activation dtype. Per token:
 
-- residual stream: the layer input x and its normed copy h (B, T, d) are alive through the block.
-- Mamba-2: the in_proj output zxbcdt (B, T, in_proj) stays alive (z, x, B, C, dt are views of it) while the
-  conv runs on a channel-first copy of xBC and writes a new (B, T, conv_dim); the SSD scan then holds its
-  float32 chunk states (B, T/chunk, H, P, N) and C.B^T (B, T/chunk, G, chunk, chunk) next to its output y
-  (B, T, H*P); the gated norm computes in float32 (two (B, T, d_inner) float32 temporaries).
-- attention: q, k, v for the chunk and the output; RoPE makes rotated copies of q and k; with a
-  materialising backend the float32 scores (B, H, T, K) and their softmax.
-- MLP: the up projection, the activation's temporary and its result (B, T, ffn) (relu2 = relu then square;
-  the gated form holds gate, up and their product at its peak).
+- every layer: its input x and the normed copy (2 d a) stay alive through the mixer; RMSNorm itself peaks at
+  x, two float32 temporaries and its output (2 d a + 8 d).
+- Mamba-2: the in_proj output zxbcdt (E a; z, x, B, C and dt are views of it) lives to the end. The conv holds
+  the left-padded input, its output and the SiLU (3 C a). Then, next to the conv output (C a) and the scan
+  output y (I a):
+    kernels="fused" (mamba-ssm's Triton scan and gated norm): float32 chunk states twice (before and after the
+    state passing, 2 H P N 4 / chunk) and C.B^T (G chunk 4);
+    kernels="eager" (our chunked PyTorch scan, float32 inside): x, x*dt, y twice (5 I 4), B and C expanded to
+    heads (2 H N 4), the decay and score blocks (2 H chunk 4) and three copies of the chunk states; the gated
+    norm in float32 (3 I 4).
+- attention: q, k, v (Hq + 2 Hkv) hd a; RoPE holds rotated q and k plus three q-sized temporaries; the
+  output and its (b, t, h*d) copy (2 Hq hd a). Per (query, key) pair: SDPA's boolean mask when a chunk does not
+  start at position 0 (1 byte), and with attention_scores="materialized" the float32 scores and their softmax
+  (2 Hq 4).
+- MLP: up, the activation's temporary and its result (3 F a; relu2 = relu then square; the gated form holds
+  up, gate and act(gate)); a one-step activation holds 2 F a.
+- LM head (after the last layer): the final hidden states, their norm and the logits of every chunk token
+  (the builder's prefill returns them), twice more with a logit soft-cap.
 """
 
 from __future__ import annotations
@@ -29,34 +38,50 @@ FLOAT32 = 4
 @dataclass(frozen=True)
 class LayerWorkspace:
     per_token: float  # bytes per chunk token
-    per_pair: float  # bytes per (query, key) pair: materialised scores
+    per_pair_scores: float  # bytes per (query, key) pair of materialised scores
+    masked: bool = False  # attention: SDPA gets a boolean (T, K) mask (1 byte a pair) when it needs one
 
 
-def layer_workspace(block, d_model: int, act_dtype: str, materialize_scores: bool) -> LayerWorkspace:
+def _norm_peak(d_model: int, a: int) -> float:
+    return 2 * d_model * a + 2 * d_model * FLOAT32
+
+
+def _mamba_peak(block: Mamba2Block, d_model: int, a: int, kernels: str) -> float:
+    m = block.dims(d_model)
+    E, C, I, Q = m.in_proj_dim, m.conv_dim, m.d_inner, block.chunk_size
+    hpn = m.n_heads * m.head_dim * m.d_state
+    conv = 3 * C * a
+    if kernels == "fused":
+        scan = C * a + I * a + 2 * hpn * FLOAT32 / Q + m.n_groups * Q * FLOAT32
+        norm = 2 * I * a
+    else:
+        scan = (C * a + I * a + 5 * I * FLOAT32 + 2 * m.n_heads * m.d_state * FLOAT32
+                + 2 * m.n_heads * Q * FLOAT32 + 3 * hpn * FLOAT32 / Q)
+        norm = I * a + 3 * I * FLOAT32 + I * a
+    return E * a + max(conv, scan, norm)
+
+
+def layer_workspace(block, d_model: int, act_dtype: str, kernels: str, materialize_scores: bool) -> LayerWorkspace:
     a = dtype_bytes(act_dtype)
-    residual = 2 * d_model * a
+    carried = 2 * d_model * a  # the layer input and its normed copy
+    norm = _norm_peak(d_model, a)
     if isinstance(block, Mamba2Block):
-        m = block.dims(d_model)
-        scan_states = m.n_heads * m.head_dim * m.d_state * FLOAT32 / block.chunk_size
-        scan_cb = m.n_groups * block.chunk_size * FLOAT32
-        peak = (m.in_proj_dim * a + m.conv_dim * a
-                + max(m.conv_dim * a,  # the conv: its channel-first input copy
-                      scan_states + scan_cb + m.d_inner * a,  # the scan
-                      2 * m.d_inner * FLOAT32 + m.d_inner * a))  # the gated norm
-        return LayerWorkspace(residual + peak, 0.0)
+        return LayerWorkspace(max(norm, carried + _mamba_peak(block, d_model, a, kernels)), 0.0)
     if isinstance(block, AttentionBlock):
         att = block.dims(d_model)
         q, kv = att.n_heads * att.head_dim, att.n_kv_heads * att.head_dim
-        rope = (q + kv) * a if block.rope_theta is not None else 0
-        per_token = residual + (q + 2 * kv) * a + rope + q * a
-        per_pair = 2 * att.n_heads * FLOAT32 if materialize_scores else 0.0
-        return LayerWorkspace(per_token, per_pair)
+        projections = (q + 2 * kv) * a
+        rope = ((q + kv) + 3 * q) * a if block.rope_theta is not None else 0
+        attend = (q + kv) * a * (block.rope_theta is not None) + 2 * q * a
+        scores = 2 * att.n_heads * FLOAT32 if materialize_scores else 0.0
+        return LayerWorkspace(max(norm, carried + projections + max(rope, attend)), scores, masked=True)
     assert isinstance(block, MlpBlock)
     f = block.dims(d_model).ffn_dim
     live = 3 if (block.gated or block.activation == "relu2") else 2
-    return LayerWorkspace(residual + live * f * a, 0.0)
+    return LayerWorkspace(max(norm, carried + live * f * a), 0.0)
 
 
-def logits_workspace(vocab_size: int, act_dtype: str, tokens: int) -> float:
-    """The LM head's output for `tokens` tokens and its float32 copy."""
-    return tokens * vocab_size * (dtype_bytes(act_dtype) + FLOAT32)
+def lm_head_workspace(d_model: int, vocab_size: int, act_dtype: str, softcap: bool) -> float:
+    """Bytes per logit token: final hidden states, their norm, the logits (and the soft-cap's temporaries)."""
+    a = dtype_bytes(act_dtype)
+    return 2 * d_model * a + max(2 * d_model * FLOAT32, vocab_size * a * (3 if softcap else 1))

@@ -1,7 +1,126 @@
-"""Placeholder module: its command group is added by the issue that builds it."""
+"""`archsearch check SPEC --device a10g --context 128k`: does the spec serve that context on that GPU?"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the `archsearch` app (none yet)."""
+    app.command("check")(check)
+
+
+def check(
+    spec: str = typer.Argument(..., help="Spec file (YAML/JSON) or example name."),
+    device: str = typer.Option("a10g", "--device", help="Target GPU (catalog key or alias)."),
+    context: Optional[str] = typer.Option(None, "--context", help="Tokens per sequence: 8192, 8k, 128k, 1M "
+                                          "(default: the spec's max_context)."),
+    batch: int = typer.Option(1, "--batch", help="Sequences served at once."),
+    param_dtype: str = typer.Option("bf16", "--param-dtype", help="Weights dtype."),
+    act_dtype: str = typer.Option("bf16", "--act-dtype", help="Activations and conv states dtype."),
+    kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV cache dtype."),
+    state_dtype: str = typer.Option("fp32", "--state-dtype", help="SSM state dtype."),
+    prefill_chunk: str = typer.Option("2k", "--prefill-chunk", help="Tokens per chunked-prefill step."),
+    attention_scores: str = typer.Option("fused", "--attention-scores",
+                                         help="fused (flash/cuDNN) or materialized (eager attention)."),
+    buffer_fraction: Optional[float] = typer.Option(None, "--buffer-fraction",
+                                                    help="Budget = usable x this - reserve (default 0.95)."),
+    reserve_gib: Optional[float] = typer.Option(None, "--reserve-gib", help="Fixed reserve in GiB (default 1.3)."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Your own device YAML on top of the catalog "
+                                          "(or ARCHSEARCH_DEVICES)."),
+    input_len: str = typer.Option("8k", "--input", help="Prompt length for the throughput projection."),
+    output_len: str = typer.Option("16k", "--output", help="Generated length for the throughput projection."),
+    compute_dtype: str = typer.Option("bf16", "--compute-dtype", help="Matmul dtype for the projection."),
+    measure: bool = typer.Option(False, "--measure", help="Also build the model with random weights on this "
+                                 "machine's GPU (or CPU) and measure peak memory and throughput."),
+    decode_steps: int = typer.Option(8, "--decode-steps", help="Decode steps in the measured memory run."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Memory budget (analytic breakdown and verdict) and throughput projection of serving SPEC on a GPU."""
+    from ..checks import BudgetPolicy, CheckSettings, check_budget, load_catalog, parse_count
+    from ..checks.budget import check_context
+    from ..checks.memory import MemoryModel
+    from ..checks.roofline import project
+    from ..checks.settings import normalize_dtype
+    from ..errors import UserError
+    from ..spec import load_spec
+
+    model_spec = load_spec(spec)
+    device_entry = load_catalog(devices).get(device)
+    policy = None
+    if buffer_fraction is not None or reserve_gib is not None:
+        base = device_entry.budget or BudgetPolicy()
+        try:
+            policy = BudgetPolicy(buffer_fraction=base.buffer_fraction if buffer_fraction is None else buffer_fraction,
+                                  reserve_gib=base.reserve_gib if reserve_gib is None else reserve_gib,
+                                  source="command line")
+        except ValueError as err:
+            raise UserError(f"--buffer-fraction/--reserve-gib: {err.errors()[0]['msg']}; allowed: a fraction in "
+                            f"(0, 1] and a reserve >= 0 GiB") from None
+    if attention_scores not in ("fused", "materialized"):
+        raise UserError(f"--attention-scores: {attention_scores!r} is not allowed; allowed: fused, materialized")
+    settings = CheckSettings(param_dtype=param_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
+                             state_dtype=state_dtype, prefill_chunk=parse_count(prefill_chunk, "--prefill-chunk"),
+                             attention_scores=attention_scores, policy=policy)
+    n_context, batch = check_context(model_spec, context if context is not None else model_spec.max_context,
+                                     batch, context_arg="--context", batch_arg="--batch")
+    model = MemoryModel(model_spec, settings)
+    report = check_budget(model_spec, device_entry, n_context, batch, settings, model=model)
+    n_in, n_out = parse_count(input_len, "--input"), parse_count(output_len, "--output")
+    projection = project(model_spec, device_entry, model, n_in, n_out, batch,
+                         normalize_dtype(compute_dtype, "--compute-dtype"))
+    measured = None
+    if measure:
+        from ..checks.measure import measure_memory
+
+        measured = measure_memory(model_spec, n_context, batch, settings, decode_steps=decode_steps)
+    if as_json:
+        out = report.to_dict()
+        out["throughput_projection"] = projection.to_dict()
+        if measured is not None:
+            out["measured"] = measured.to_dict()
+        print(json.dumps(out, indent=2))
+    else:
+        _print_report(report, projection, measured)
+    if not report.fits:
+        raise typer.Exit(1)
+
+
+def _print_report(report, projection, measured) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..checks import format_bytes
+    from ..checks.sizes import format_count
+
+    console = Console()
+    b = report.breakdown
+    table = Table(title=f"{report.spec_name} on {report.device}: context {format_count(report.context)} x batch "
+                        f"{report.batch} (analytic estimate)")
+    for column in ("component", "mamba2", "attention", "mlp", "embedding", "total"):
+        table.add_column(column, justify="left" if column == "component" else "right")
+    for component in ("weights", "kv_cache", "ssm_state", "conv_state"):
+        cells = [format_bytes(b.per_kind[k][component]) if k in b.per_kind else "-"
+                 for k in ("mamba2", "attention", "mlp", "embedding")]
+        table.add_row(component, *cells, format_bytes(b.components[component]))
+    table.add_row(f"prefill workspace (peak at {b.workspace_layer!r})", "", "", "", "",
+                  format_bytes(b.components["prefill_workspace"]))
+    table.add_row("[bold]total[/bold]", "", "", "", "", f"[bold]{format_bytes(report.total_bytes)}[/bold]")
+    table.add_row("budget", "", "", "", "", format_bytes(report.budget_bytes))
+    console.print(table)
+    p = report.policy
+    console.print(f"budget = {format_bytes(report.usable_bytes)} usable x {p.buffer_fraction} - {p.reserve_gib} GiB "
+                  f"reserve = {format_bytes(report.budget_bytes)}")
+    verdict = "[green]FITS[/green]" if report.fits else "[red]DOES NOT FIT[/red]"
+    console.print(f"{verdict}: headroom {format_bytes(report.headroom_bytes)}; largest context at batch "
+                  f"{report.batch}: {report.largest_context} (max_context {report.max_context}); largest batch at "
+                  f"{report.context} tokens: {report.largest_batch}")
+    console.print(f"throughput, {projection.label}: {projection.input_len} in / {projection.output_len} out at "
+                  f"batch {projection.batch}: prefill {projection.prefill_tokens_per_s:,.0f} tok/s "
+                  f"({projection.prefill_bound}-bound), decode {projection.decode_tokens_per_s:,.0f} tok/s "
+                  f"({projection.decode_bound}-bound), output {projection.output_tokens_per_s:,.0f} tok/s")
+    if measured is not None:
+        console.print(f"measured on {measured.device}: peak {format_bytes(measured.peak_bytes)} vs estimated "
+                      f"{format_bytes(measured.estimated_bytes)} ({measured.error:+.1%})")
