@@ -20,7 +20,7 @@ MAX_HEADS = 1024
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 PositiveDim = Annotated[int, Field(ge=1, le=MAX_DIM)]

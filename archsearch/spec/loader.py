@@ -36,17 +36,27 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _marks(node: yaml.Node, path: Path_ = (), out: dict | None = None) -> dict[Path_, yaml.Mark]:
+# A spec has a few hundred fields; YAML aliases can make a short file stand for billions of nodes
+# ("billion laughs"), which no spec needs.
+MAX_NODES = 100_000
+
+
+def _marks(root: yaml.Node, source: str | None) -> dict[Path_, yaml.Mark]:
     """Map each field path of a composed YAML document to where its value starts."""
-    out = {} if out is None else out
-    out[path] = node.start_mark
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                _marks(value_node, path + (key_node.value,), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _marks(item, path + (index,), out)
+    out: dict[Path_, yaml.Mark] = {}
+    stack: list[tuple[yaml.Node, Path_]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        out[path] = node.start_mark
+        if len(out) > MAX_NODES:
+            raise SpecError([SpecIssue((), f"the document expands to more than {MAX_NODES} values (through YAML "
+                                       "aliases?); a spec is far smaller", location=_where(source, node.start_mark))],
+                            source)
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((value, path + (key.value,)) for key, value in node.value
+                         if isinstance(key, yaml.ScalarNode))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, path + (index,)) for index, item in enumerate(node.value))
     return out
 
 
@@ -58,10 +68,14 @@ def _where(source: str | None, mark: yaml.Mark | None) -> str | None:
 
 def read_document(text: str, source: str | None = None) -> tuple[Any, dict[Path_, yaml.Mark]]:
     """Parse YAML/JSON text; syntax errors and duplicate keys become SpecError with a location."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # the reader already rejects control characters here
         node = loader.get_single_node()
+        marks = _marks(node, source) if node is not None else {}  # checks the size before building anything
         data = loader.construct_document(node) if node is not None else None
+    except SpecError:
+        raise
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         message = " ".join(filter(None, [err.context, err.problem])) or "malformed YAML"
@@ -69,8 +83,9 @@ def read_document(text: str, source: str | None = None) -> tuple[Any, dict[Path_
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as err:
         raise SpecError([SpecIssue((), f"unreadable document: {err}", location=source)], source) from None
     finally:
-        loader.dispose()
-    return data, (_marks(node) if node is not None else {})
+        if loader is not None:
+            loader.dispose()
+    return data, marks
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -18,7 +18,7 @@ MOE_SYMBOL = "E"
 
 
 class NormSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     eps: Annotated[float, Field(gt=0, lt=1)] = 1e-5
     post_block_norm: bool = False  # Gemma 2: RMSNorm on each block's output before the residual add
@@ -26,7 +26,7 @@ class NormSpec(BaseModel):
 
 
 class InitSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     std: Annotated[float, Field(gt=0, le=1)] = 0.02
     embedding_std: Annotated[float, Field(gt=0, le=10)] | None = None  # None: std
@@ -48,7 +48,7 @@ class Layer:
 class ModelSpec(BaseModel):
     """A whole model. Immutable and JSON-serialisable: a stored spec rebuilds the same model later."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     description: str | None = None
