@@ -1,7 +1,21 @@
-"""Placeholder module: its command group is added by the issue that builds it."""
+"""`archsearch kernels`: which backends each op has, which are available, and which one a call would use."""
+
+from __future__ import annotations
+
+import json
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the `archsearch` app (none yet)."""
+    app.command("kernels")(kernels)
+
+
+def kernels(as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+    """Print each kernel op's backends (priority, availability and why) and the one a default call uses."""
+    from ..kernels import describe, format_report
+
+    if as_json:
+        print(json.dumps(describe(), indent=2, default=str))
+    else:
+        print(format_report(), end="")
