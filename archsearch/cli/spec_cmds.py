@@ -170,12 +170,20 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
 def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec file or example name"),
               output: Path = typer.Option(..., "-o", "--output", help="folder to write config.json into"),
               family: Optional[str] = typer.Option(None, "--family", help="nemotron_h, mamba2, gemma2, qwen3, "
-                                                   "qwen2 or llama (default: the one that fits)")) -> None:
+                                                   "qwen2 or llama (default: the one that fits)"),
+              checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="our state dict (.safetensors, "
+                                                        "or a torch file): also write model.safetensors")) -> None:
     """Write the Hugging Face config.json of a spec, or list what the family cannot express."""
     from ..hf import write_hf_config
     from ..spec import load_spec
 
     spec = load_spec(spec_path)
+    if checkpoint is not None:
+        from ..hf.checkpoint import export_checkpoint_file
+
+        out = export_checkpoint_file(spec, checkpoint, output, family)
+        print(f"wrote {out / 'config.json'} and {out / 'model.safetensors'}")
+        return
     target = write_hf_config(spec, output, family)
     model_type = json.loads(target.read_text())["model_type"]
     print(f"wrote {target} ({model_type})")
