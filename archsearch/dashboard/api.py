@@ -1,0 +1,127 @@
+"""JSON endpoints the study page polls and draws from. Every one is GET and reads only."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..errors import UserError
+from .curves import curve_metrics, curve_series
+from .figures import curves_figure, importance_figure, memory_figure, pareto_figure
+from .pareto_plot import axes, pareto_data
+from .table import columns, numeric_keys, query
+from .views import StudyView, TrialRow
+
+MAX_PLOTTED_TRIALS = 60  # memory bars and loss curves follow the trials on the current table page
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise UserError(f"query parameter {name}={raw!r} is not a whole number") from None
+
+
+def _ids(request: Request) -> list[int]:
+    raw = request.query_params.get("ids", "")
+    try:
+        ids = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"query parameter ids={raw!r}: expected trial ids separated by commas") from None
+    return ids[:MAX_PLOTTED_TRIALS]
+
+
+def summary_json(study: StudyView, stamp: str) -> dict:
+    return {"id": study.id, "name": study.name, "status": study.status, "stamp": stamp, "total": study.total,
+            "counts": study.counts, "n_trials_target": study.n_trials_target,
+            "best": [None if b is None else {"metric": b.objective.metric, "value": b.value, "trial": b.number,
+                                             "trial_id": b.trial_id} for b in study.best]}
+
+
+def _row_json(row: TrialRow, study: StudyView) -> dict:
+    return {"id": row.id, "number": row.number, "status": row.status, "verdict": row.verdict,
+            "values": row.values, "n_params": row.n_params, "memory": row.memory_bytes,
+            "tokens_per_s": row.tokens_per_s, "precision": row.precision, "backends": row.backends_text,
+            "params": {name: row.params.get(name) for name in study.param_names}, "error": row.error}
+
+
+def study_summary(request: Request) -> JSONResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    return JSONResponse(summary_json(repo.study(study_id), repo.stamp(study_id)))
+
+
+def trials(request: Request) -> JSONResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    study, rows = repo.study(study_id), repo.rows(study_id)
+    filters = {key[2:]: value for key, value in request.query_params.items() if key.startswith("f.")}
+    page = query(study, rows, sort=request.query_params.get("sort", "number"),
+                 descending=request.query_params.get("desc", "0") == "1", filters=filters,
+                 offset=_int(request, "offset", 0), limit=_int(request, "limit", 50))
+    strips = repo.patterns(study_id, [r.id for r in page.rows])
+    numeric = numeric_keys(study, rows)
+    return JSONResponse({
+        "total": page.total, "matching": page.matching, "offset": page.offset,
+        "columns": [{"key": c.key, "label": c.label, "numeric": c.key in numeric} for c in columns(study)],
+        "rows": [dict(_row_json(r, study), pattern=[[c.symbol, c.kind] for c in strips.get(r.id, [])])
+                 for r in page.rows]})
+
+
+def pareto(request: Request) -> JSONResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    study = repo.study(study_id)
+    choices = axes(study)
+    default_y = choices[1].key if len(choices) > 1 else choices[0].key
+    data = pareto_data(study, repo.rows(study_id), request.query_params.get("x", choices[0].key),
+                       request.query_params.get("y", default_y))
+    counts = {}
+    for p in data.points:
+        counts[p.category] = counts.get(p.category, 0) + 1
+    return JSONResponse({"axes": [{"key": a.key, "label": a.label} for a in choices], "x": data.x.key,
+                         "y": data.y.key, "counts": counts,
+                         "figure": pareto_figure(data.points, data.x.label, data.y.label, data.note)})
+
+
+def memory(request: Request) -> JSONResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    ids = _ids(request)
+    numbers = {r.id: r.number for r in repo.rows(study_id)}
+    breakdowns = repo.memory_breakdowns(study_id, ids)
+    shown = [i for i in ids if breakdowns.get(i)]
+    scale = 1024.0 ** 2
+    figure = memory_figure([f"#{numbers.get(i, i)}" for i in shown],
+                           [{k: v / scale for k, v in breakdowns[i].items()} for i in shown])
+    return JSONResponse({"trials": len(shown), "figure": figure})
+
+
+def curves(request: Request) -> JSONResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    ids = _ids(request)
+    numbers = {r.id: r.number for r in repo.rows(study_id)}
+    stored = repo.curves(study_id, ids)
+    metrics = curve_metrics(stored)
+    metric = request.query_params.get("metric") or (metrics[0] if metrics else "val_loss")
+    series = {f"#{numbers.get(i, i)}": curve_series(stored.get(i, []), metric) for i in ids}
+    series = {label: points for label, points in series.items() if points}
+    return JSONResponse({"metrics": metrics, "metric": metric, "trials": len(series),
+                         "figure": curves_figure(series, metric)})
+
+
+def importance(request: Request) -> JSONResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    study = repo.study(study_id)
+    index = _int(request, "objective", 0)
+    if not 0 <= index < len(study.objectives):
+        return JSONResponse({"reason": "this study has no objective to explain", "figure": None})
+    result = request.app.state.importance(study_id, index)
+    figure = importance_figure(result.values, study.objectives[index].metric) if result.values else None
+    return JSONResponse({"objectives": [o.metric for o in study.objectives], "objective": index,
+                         "reason": result.reason, "figure": figure})

@@ -1,0 +1,101 @@
+"""Plotly figures, built on the server from plain data and drawn in the page by plotly.js (served locally).
+
+Every function returns a plain dict (`{"data": [...], "layout": {...}}`) ready for JSON and `Plotly.react`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# Categories of a point on the Pareto plot, in drawing order (the front last, on top).
+CATEGORIES = ("failed", "infeasible", "feasible", "front")
+_STYLE = {
+    "failed": dict(name="failed", marker=dict(symbol="x", color="#c0392b", size=8)),
+    "infeasible": dict(name="infeasible (constraint violated)", marker=dict(symbol="triangle-up-open", color="#e67e22", size=8)),
+    "feasible": dict(name="feasible, dominated", marker=dict(symbol="circle", color="#95a5a6", size=7)),
+    "front": dict(name="Pareto front", marker=dict(symbol="circle", color="#2e86de", size=10),
+                  line=dict(color="#2e86de", shape="hv")),
+}
+KIND_COLOURS = {"mamba2": "#27ae60", "attention": "#8e44ad", "mlp": "#f39c12"}
+_LAYOUT = dict(margin=dict(l=60, r=20, t=40, b=50), template="plotly_white", height=380)
+
+
+@dataclass(frozen=True)
+class PlotPoint:
+    trial_id: int
+    number: int
+    x: float
+    y: float
+    category: str  # one of CATEGORIES
+
+
+def _plain(fig: go.Figure) -> dict:
+    return fig.to_plotly_json()
+
+
+def pareto_figure(points: Sequence[PlotPoint], x_label: str, y_label: str, note: str = "") -> dict:
+    """One trace per category so the legend tells feasible, infeasible, failed and the front apart."""
+    fig = go.Figure()
+    for category in CATEGORIES:
+        chosen = [p for p in points if p.category == category]
+        if category == "front":
+            chosen.sort(key=lambda p: (p.x, p.y))
+        fig.add_trace(go.Scatter(
+            x=[p.x for p in chosen], y=[p.y for p in chosen],
+            mode="lines+markers" if category == "front" else "markers",
+            customdata=[p.trial_id for p in chosen], text=[f"trial {p.number}" for p in chosen],
+            hovertemplate="%{text}<br>" + f"{x_label}=%{{x}}<br>{y_label}=%{{y}}<extra></extra>",
+            meta=category, **_STYLE[category]))
+    fig.update_layout(xaxis_title=x_label, yaxis_title=y_label, title=dict(text=note, font=dict(size=12)),
+                      legend=dict(orientation="h", y=-0.2), **_LAYOUT)
+    return _plain(fig)
+
+
+def memory_figure(labels: Sequence[str], breakdowns: Sequence[Mapping[str, float]], unit: str = "MiB") -> dict:
+    """Stacked bars: one bar per trial, one colour per component of the memory budget."""
+    components: dict[str, None] = {}
+    for breakdown in breakdowns:
+        components.update(dict.fromkeys(breakdown))
+    fig = go.Figure()
+    for component in components:
+        fig.add_trace(go.Bar(x=list(labels), y=[b.get(component, 0.0) for b in breakdowns], name=component))
+    fig.update_layout(barmode="stack", yaxis_title=unit, xaxis=dict(type="category"), **_LAYOUT)
+    return _plain(fig)
+
+
+def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], y_label: str = "loss") -> dict:
+    """All curves overlaid on one pair of axes."""
+    fig = go.Figure()
+    for label, points in curves.items():
+        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines", name=label))
+    fig.update_layout(xaxis_title="step", yaxis_title=y_label, **_LAYOUT)
+    return _plain(fig)
+
+
+def side_by_side_curves(curves: Mapping[str, Sequence[tuple[float, float]]], y_label: str = "loss") -> dict:
+    """One panel per curve with shared axes, for comparing a few trials."""
+    labels = list(curves) or ["(no curves)"]
+    fig = make_subplots(rows=1, cols=len(labels), shared_yaxes=True, shared_xaxes=True,
+                        subplot_titles=labels, horizontal_spacing=0.03)
+    for col, label in enumerate(labels, start=1):
+        points = curves.get(label, ())
+        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines",
+                                 name=label, showlegend=False), row=1, col=col)
+        fig.update_xaxes(title_text="step", row=1, col=col)
+    fig.update_yaxes(title_text=y_label, row=1, col=1)
+    fig.update_layout(**_LAYOUT)
+    return _plain(fig)
+
+
+def importance_figure(importances: Mapping[str, float], objective: str) -> dict:
+    """Horizontal bars, most important parameter on top."""
+    ordered = sorted(importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in ordered], y=[k for k, _ in ordered], orientation="h",
+                           marker_color="#2e86de"))
+    fig.update_layout(xaxis_title=f"importance for {objective} (PED-ANOVA)", **_LAYOUT)
+    fig.update_layout(margin=dict(l=160, r=20, t=30, b=50))
+    return _plain(fig)

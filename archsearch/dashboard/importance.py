@@ -1,0 +1,41 @@
+"""Parameter importance on a loaded Optuna study, guarded: too few trials gives a reason, not an exception.
+
+PED-ANOVA is Optuna's evaluator that needs no scikit-learn (the default fANOVA does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import warnings
+
+import optuna
+from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+MIN_TRIALS = 5  # PED-ANOVA compares the best quantile against all; fewer trials give noise, not importance
+
+
+@dataclass(frozen=True)
+class Importance:
+    values: dict[str, float]  # empty when `reason` says why none could be computed
+    reason: str = ""
+
+
+def param_importance(study: optuna.Study, objective_index: int = 0) -> Importance:
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.params]
+    if len(complete) < MIN_TRIALS:
+        return Importance({}, f"parameter importance needs at least {MIN_TRIALS} completed trials with "
+                              f"parameters; this study has {len(complete)}")
+    # PED-ANOVA explains low target values; a maximised objective is negated so "important" means the same.
+    sign = -1.0 if study.directions[objective_index] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    try:
+        with warnings.catch_warnings():
+            # Optuna warns on any custom target that it explains low values; the sign above sees to that.
+            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes", category=UserWarning)
+            values = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(),
+                                           target=lambda t: sign * t.values[objective_index])
+    except (ValueError, RuntimeError, ZeroDivisionError) as err:
+        # Optuna refuses e.g. when every trial shares one value or a parameter has a single value.
+        return Importance({}, f"parameter importance could not be computed: {err}")
+    return Importance({k: float(v) for k, v in values.items()})

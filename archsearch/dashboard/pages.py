@@ -1,0 +1,65 @@
+"""HTML pages: rendered on the server from the repository's records; the study page then draws from `api`."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from .ablations import ablation, list_ablations
+from .curves import curve_metrics, curve_series
+from .figures import memory_figure, side_by_side_curves
+from .queries import NotFound
+from .specdiff import spec_diff
+
+MAX_COMPARED = 8
+
+
+def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+    html = request.app.state.templates.get_template(template).render(request=request, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def index(request: Request) -> HTMLResponse:
+    repo = request.app.state.repo
+    return render(request, "studies.html", studies=repo.studies(),
+                  ablations=list_ablations(repo.engine))
+
+
+def study(request: Request) -> HTMLResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    view = repo.study(study_id)
+    return render(request, "study.html", study=view, stamp=repo.stamp(study_id))
+
+
+def compare(request: Request) -> HTMLResponse:
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    view = repo.study(study_id)
+    try:
+        ids = [int(t) for t in request.query_params.getlist("t")]
+    except ValueError:
+        raise HTTPException(400, "compare: every t= must be a trial id (a whole number)") from None
+    if not ids:
+        raise HTTPException(400, "compare: choose trials with t=ID (one or more; two or more to compare)")
+    if len(ids) > MAX_COMPARED:
+        raise HTTPException(400, f"compare: at most {MAX_COMPARED} trials at once, got {len(ids)}")
+    details = repo.details(study_id, ids)
+    labels = [f"#{d.row.number}" for d in details]
+    metrics = curve_metrics({d.row.id: d.curve for d in details})
+    metric = metrics[0] if metrics else "val_loss"
+    curves = side_by_side_curves({label: curve_series(d.curve, metric) for label, d in zip(labels, details)},
+                                 metric)
+    mib = 1024.0 ** 2
+    memory = memory_figure(labels, [{k: v / mib for k, v in d.memory_breakdown.items()} for d in details])
+    diff = spec_diff([d.spec or {} for d in details])
+    return render(request, "compare.html", study=view, details=details, labels=labels, diff=diff,
+                  n_differ=sum(r.differs for r in diff), curves=curves, memory=memory, metric=metric)
+
+
+def ablation_page(request: Request) -> HTMLResponse:
+    view = ablation(request.app.state.repo.engine, request.path_params["ablation_id"])
+    if view is None:
+        raise NotFound(f"ablation {request.path_params['ablation_id']}")
+    return render(request, "ablation.html", ablation=view)

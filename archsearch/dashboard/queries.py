@@ -1,0 +1,207 @@
+"""Read-only queries over archsearch.storage's tables, mapped to the plain records of `views`.
+
+A study's light columns (no spec, curve or traceback) are loaded once per change of the study and kept:
+sorting, filtering and paging 10,000 rows in Python is a few milliseconds and works the same on every backend.
+A change is seen through a cheap "stamp" (trial count per status, newest id, newest finish time).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from ..storage.models import StudyRecord, TrialRecord
+from .views import Best, LayerCell, MemoryContext, Objective, StudyView, TrialDetail, TrialRow
+
+
+class NotFound(LookupError):
+    """A study or trial id that the database does not hold."""
+
+
+@dataclass
+class _StudyData:
+    stamp: str
+    view: StudyView
+    rows: list[TrialRow]
+
+
+def _memory_context(session: Session, study_id: int) -> MemoryContext | None:
+    stmt = (sa.select(TrialRecord.budget).where(TrialRecord.study_id == study_id)
+            .order_by(TrialRecord.id).execution_options(yield_per=200))
+    for (budget,) in session.execute(stmt):
+        for name, report in (budget or {}).items():
+            if isinstance(report, dict) and "total_bytes" in report:
+                return MemoryContext(name, report.get("device"), report.get("context"), report.get("batch"))
+    return None
+
+
+def _status(record: StudyRecord, counts: dict[str, int]) -> str:
+    if counts.get("running"):
+        return "running"
+    if record.n_trials_target is None or record.slots_taken >= record.n_trials_target:
+        return "finished"
+    return "incomplete"
+
+
+def _best(objectives: list[Objective], rows: list[TrialRow]) -> list[Best | None]:
+    best: list[Best | None] = []
+    for i, objective in enumerate(objectives):
+        candidates = [r for r in rows if r.status == "completed" and r.fits is not False
+                      and i < len(r.values) and r.values[i] is not None]
+        if not candidates:
+            best.append(None)
+            continue
+        pick = (min if objective.direction == "minimize" else max)(candidates, key=lambda r: r.values[i])
+        best.append(Best(objective, pick.values[i], pick.id, pick.number))
+    return best
+
+
+def _first_line(text: str | None, limit: int = 200) -> str | None:
+    if not text:
+        return None
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _floats(values: Any) -> list[float | None]:
+    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in (values or [])]
+
+
+def layer_cells(pattern: str | None, spec: dict[str, Any] | None) -> list[LayerCell]:
+    """One cell per layer; each symbol's kind comes from the stored spec's blocks table."""
+    blocks = (spec or {}).get("blocks") or {}
+    kinds = {symbol: (block or {}).get("kind", "unknown") for symbol, block in blocks.items()}
+    return [LayerCell(symbol, kinds.get(symbol, "unknown")) for symbol in (pattern or "")]
+
+
+class Repository:
+    """Everything the dashboard reads, through one read-only engine."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._cache: dict[int, _StudyData] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ stamps and cached study data
+    def stamp(self, study_id: int) -> str:
+        with Session(self.engine) as session:
+            if session.get(StudyRecord, study_id) is None:
+                raise NotFound(f"study {study_id}")
+            rows = session.execute(
+                sa.select(TrialRecord.status, sa.func.count(), sa.func.max(TrialRecord.id),
+                          sa.func.max(TrialRecord.finished_at))
+                .where(TrialRecord.study_id == study_id).group_by(TrialRecord.status).order_by(TrialRecord.status))
+            return ";".join(f"{s}:{n}:{i}:{f}" for s, n, i, f in rows)
+
+    def _data(self, study_id: int) -> _StudyData:
+        stamp = self.stamp(study_id)
+        with self._lock:
+            cached = self._cache.get(study_id)
+            if cached is None or cached.stamp != stamp:
+                cached = self._cache[study_id] = self._load(study_id, stamp)
+            return cached
+
+    def _load(self, study_id: int, stamp: str) -> _StudyData:
+        with Session(self.engine) as session:
+            record = session.get(StudyRecord, study_id)
+            if record is None:
+                raise NotFound(f"study {study_id}")
+            memory = _memory_context(session, study_id)
+            memory_col = (TrialRecord.budget[memory.constraint]["total_bytes"].as_float() if memory
+                          else sa.null())
+            t = TrialRecord
+            stmt = (sa.select(t.id, t.number, t.status, t.fits, t.objectives, t.params, t.n_params, memory_col,
+                              t.tokens_per_s, t.precision, t.backends, t.error, t.wall_time_s)
+                    .where(t.study_id == study_id).order_by(t.number, t.id))
+            rows = [TrialRow(id=i, number=n, status=s, fits=f, values=_floats(obj), params=p or {}, n_params=np_,
+                             memory_bytes=mem, tokens_per_s=tps, precision=prec, backends=be or {},
+                             error=_first_line(err), wall_time_s=wall)
+                    for i, n, s, f, obj, p, np_, mem, tps, prec, be, err, wall in session.execute(stmt)]
+            objectives = [Objective(str(o.get("metric")), str(o.get("direction", "minimize")))
+                          for o in (record.objectives or []) if isinstance(o, dict)]
+            counts: dict[str, int] = {}
+            params: dict[str, None] = {}
+            for row in rows:
+                counts[row.status] = counts.get(row.status, 0) + 1
+                params.update(dict.fromkeys(row.params))
+            view = StudyView(id=record.id, name=record.name, status=_status(record, counts),
+                             created_at=record.created_at, n_trials_target=record.n_trials_target,
+                             objectives=objectives, counts=counts, best=_best(objectives, rows), memory=memory,
+                             param_names=sorted(params))
+            return _StudyData(stamp, view, rows)
+
+    # ------------------------------------------------------------------ what the pages ask for
+    def study_ids(self) -> list[int]:
+        with Session(self.engine) as session:
+            return list(session.scalars(sa.select(StudyRecord.id).order_by(StudyRecord.id)))
+
+    def studies(self) -> list[StudyView]:
+        return [self._data(study_id).view for study_id in self.study_ids()]
+
+    def study(self, study_id: int) -> StudyView:
+        return self._data(study_id).view
+
+    def rows(self, study_id: int) -> list[TrialRow]:
+        return self._data(study_id).rows
+
+    def patterns(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, list[LayerCell]]:
+        ids = list(trial_ids)
+        if not ids:
+            return {}
+        with Session(self.engine) as session:
+            stmt = (sa.select(TrialRecord.id, TrialRecord.pattern, TrialRecord.spec["blocks"])
+                    .where(TrialRecord.study_id == study_id, TrialRecord.id.in_(ids)))
+            return {i: layer_cells(pattern, {"blocks": blocks}) for i, pattern, blocks in session.execute(stmt)}
+
+    def details(self, study_id: int, trial_ids: Iterable[int]) -> list[TrialDetail]:
+        """Full records of the given trials, in the order asked; an id not in this study raises NotFound."""
+        ids = list(dict.fromkeys(trial_ids))
+        by_id = {row.id: row for row in self.rows(study_id)}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise NotFound(f"trial {missing[0]} in study {study_id}")
+        memory = self.study(study_id).memory
+        with Session(self.engine) as session:
+            records = {r.id: r for r in session.scalars(sa.select(TrialRecord).where(TrialRecord.id.in_(ids)))}
+        details = []
+        for i in ids:
+            r = records[i]
+            report = (r.budget or {}).get(memory.constraint) if memory else None
+            breakdown = (report or {}).get("breakdown") or {}
+            details.append(TrialDetail(
+                row=by_id[i], spec=r.spec, pattern=layer_cells(r.pattern, r.spec),
+                curve=[p for p in (r.curve or []) if isinstance(p, dict)],
+                memory_breakdown={k: float(v) for k, v in breakdown.items() if isinstance(v, (int, float))},
+                metrics=r.metrics or {}, versions=r.versions or {}, traceback=r.traceback))
+        return details
+
+    def memory_breakdowns(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, dict[str, float]]:
+        memory = self.study(study_id).memory
+        ids = list(trial_ids)
+        if memory is None or not ids:
+            return {}
+        with Session(self.engine) as session:
+            stmt = (sa.select(TrialRecord.id, TrialRecord.budget[memory.constraint]["breakdown"])
+                    .where(TrialRecord.study_id == study_id, TrialRecord.id.in_(ids)))
+            return {i: {k: float(v) for k, v in (b or {}).items() if isinstance(v, (int, float))}
+                    for i, b in session.execute(stmt)}
+
+    def curves(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        ids = list(trial_ids)
+        if not ids:
+            return {}
+        with Session(self.engine) as session:
+            stmt = (sa.select(TrialRecord.id, TrialRecord.curve)
+                    .where(TrialRecord.study_id == study_id, TrialRecord.id.in_(ids)))
+            return {i: [p for p in (c or []) if isinstance(p, dict)] for i, c in session.execute(stmt)}
+
+    def completed_optuna_ids(self, study_id: int) -> list[int]:
+        with Session(self.engine) as session:
+            return list(session.scalars(sa.select(TrialRecord.optuna_trial_id).where(
+                TrialRecord.study_id == study_id, TrialRecord.status == "completed")))

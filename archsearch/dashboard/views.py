@@ -1,0 +1,103 @@
+"""Plain records the pages and the JSON endpoints show: what the dashboard knows of a study and its trials."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+# Trial statuses grouped by how a plot treats them (archsearch.storage.models documents each status).
+FAILED_STATUSES = ("failed", "diverged", "invalid")
+# Extra axes the Pareto plot offers besides the study's objectives, with the direction that is better.
+EXTRA_AXES = {"n_params": ("parameters", "minimize"), "memory": ("memory", "minimize"),
+              "tokens_per_s": ("throughput (tokens/s)", "maximize")}
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str  # "minimize" | "maximize"
+
+
+@dataclass(frozen=True)
+class Best:
+    objective: Objective
+    value: float
+    trial_id: int
+    number: int
+
+
+@dataclass(frozen=True)
+class MemoryContext:
+    """Where the study's memory column comes from: the first budget constraint's device and context."""
+    constraint: str
+    device: str | None
+    context: int | None
+    batch: int | None
+
+    @property
+    def label(self) -> str:
+        parts = [f"ctx {self.context}" if self.context else None, f"batch {self.batch}" if self.batch else None,
+                 self.device]
+        return "memory @ " + ", ".join(p for p in parts if p)
+
+
+@dataclass
+class TrialRow:
+    id: int
+    number: int
+    status: str
+    fits: bool | None
+    values: list[float | None]
+    params: dict[str, Any]
+    n_params: int | None
+    memory_bytes: float | None
+    tokens_per_s: float | None
+    precision: str | None
+    backends: dict[str, Any]
+    error: str | None
+    wall_time_s: float | None
+
+    @property
+    def verdict(self) -> str:
+        return {True: "feasible", False: "infeasible", None: "unknown"}[self.fits]
+
+    @property
+    def backends_text(self) -> str:
+        return ", ".join(f"{op}={backend}" for op, backend in sorted(self.backends.items()))
+
+
+@dataclass
+class StudyView:
+    id: int
+    name: str
+    status: str  # running | finished | incomplete
+    created_at: dt.datetime
+    n_trials_target: int | None
+    objectives: list[Objective]
+    counts: dict[str, int]  # trial status -> count
+    best: list[Best | None]
+    memory: MemoryContext | None
+    param_names: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class LayerCell:
+    symbol: str
+    kind: str  # mamba2 | attention | mlp | unknown
+
+
+@dataclass
+class TrialDetail:
+    row: TrialRow
+    spec: dict[str, Any] | None
+    pattern: list[LayerCell]
+    curve: list[dict[str, Any]]
+    memory_breakdown: dict[str, float]
+    metrics: dict[str, Any]
+    versions: dict[str, Any]
+    traceback: str | None

@@ -1,0 +1,190 @@
+"""Dashboard benchmark: a database of 10,000 trials; how long until the study page's table is usable?
+
+The database is written through archsearch.storage's models (our tables) and Optuna's storage (its tables),
+with real specs and real analytic budget reports; only the training results are drawn from a formula.
+The time is measured in Debian's chromium through Playwright: from navigation start until the trials table
+holds its first page of rows (the page sets `data-ready` then), and the Pareto plot until it is drawn.
+
+    .venv/bin/python bench/bench_dashboard.py [--trials 10000] [--runs 5] [--db PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import random
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+STATUSES = (["completed"] * 70 + ["infeasible"] * 15 + ["failed"] * 4 + ["diverged"] * 3 + ["pruned"] * 4
+            + ["invalid"] * 2 + ["stopped"] * 2)
+
+
+def _spec(rng: random.Random):
+    """A real, valid spec and the parameters that chose it."""
+    from archsearch.spec.loader import parse_spec
+
+    d_model = rng.choice([64, 128, 192, 256, 384])
+    repeats = rng.randint(2, 8)
+    unit = rng.choice(["M-M-*-", "MM*-", "M-", "M*M-", "MMM*"])
+    d_state = rng.choice([16, 32, 64])
+    params = {"d_model": d_model, "repeats": repeats, "unit": unit, "blocks.M.d_state": d_state}
+    return params, parse_spec({
+        "name": "bench", "vocab_size": 256, "d_model": d_model, "max_context": 8192,
+        "pattern": f"({unit})x{repeats} M-",
+        "blocks": {"M": {"kind": "mamba2", "n_heads": max(1, d_model // 32), "head_dim": 32,
+                         "d_state": d_state, "n_groups": 1, "conv_kernel": 4, "chunk_size": 64},
+                   "*": {"kind": "attention", "n_heads": 4, "n_kv_heads": rng.choice([1, 2, 4]), "head_dim": 32,
+                         "window": rng.choice([None, 256, 1024])},
+                   "-": {"kind": "mlp", "ffn_ratio": rng.choice([2, 3, 4]), "activation": "relu2"}},
+        "tie_embeddings": False})
+
+
+def build_database(path: Path, n_trials: int, seed: int = 0) -> str:
+    """Write a study of `n_trials` trials into a fresh SQLite file; return its URL."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from archsearch.checks import check_budget
+    from archsearch.spec.accounting import count_parameters
+    from archsearch.storage import Database, StudyRecord, TrialRecord
+
+    path.unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    rng = random.Random(seed)
+    db = Database(url)
+    storage = db.optuna_storage()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="bench-10k", storage=storage, directions=["minimize", "minimize"])
+    objectives = [{"metric": "val_loss", "direction": "minimize"}, {"metric": "n_params", "direction": "minimize"}]
+    dists = {"d_model": CategoricalDistribution([64, 128, 192, 256, 384]), "repeats": IntDistribution(2, 8)}
+    frozen, records = [], []
+    for number in range(n_trials):
+        params, spec = _spec(rng)
+        status = rng.choice(STATUSES)
+        report = check_budget(spec, "a10g", 4096)
+        n_params = count_parameters(spec).total
+        loss = 5.5 - 0.4 * math.log(n_params) + rng.gauss(0, 0.05)
+        trained = status in ("completed", "pruned", "stopped", "diverged")
+        steps = {"completed": 20, "pruned": 8, "stopped": 10, "diverged": 6}.get(status, 0)
+        curve = [{"step": 50 * (k + 1), "val_loss": loss + 2.0 * math.exp(-k / 4) + rng.gauss(0, 0.02)}
+                 for k in range(steps)]
+        records.append(dict(
+            number=number, status=status, params=params, spec=spec.to_dict(), spec_hash=spec.spec_hash(),
+            pattern=spec.pattern_string, pattern_compact=spec.pattern, n_params=n_params,
+            fits=status != "infeasible", budget={"a10g@4096": report.to_dict()},
+            constraints={"a10g@4096": float(report.total_bytes - report.budget_bytes)},
+            objectives=[loss, float(n_params)] if status == "completed" else None,
+            metrics={"val_loss": loss} if trained else None, curve=curve or None,
+            backends={"ssd_scan": "naive", "attention": "sdpa"} if trained else None,
+            precision="float32" if trained else None, tokens_per_s=rng.uniform(2e3, 2e4) if trained else None,
+            error={"failed": "out of memory", "diverged": "loss is nan at step 300"}.get(status),
+            wall_time_s=rng.uniform(5, 60)))
+        if status == "completed":
+            frozen.append(create_trial(state=TrialState.COMPLETE, values=[loss, float(n_params)],
+                                       params={"d_model": params["d_model"], "repeats": params["repeats"]},
+                                       distributions=dists))
+    study.add_trials(frozen)
+    optuna_ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
+    with db.session() as session:
+        record = StudyRecord(name="bench-10k", optuna_study_id=study._study_id, space_hash="bench",
+                             study_file={"name": "bench-10k"}, objectives=objectives, n_trials_target=n_trials,
+                             slots_taken=n_trials, archsearch_version="bench")
+        session.add(record)
+        session.flush()
+        completed = iter(optuna_ids)
+        # Trials Optuna never saw get ids past its own, as the runner's infeasible ones would not.
+        spare = iter(range(10**7, 10**7 + n_trials))
+        session.add_all(TrialRecord(study_id=record.id, optuna_trial_id=next(completed) if r["status"] == "completed"
+                                    else next(spare), **r) for r in records)
+    db.close()
+    return url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(url: str):
+    import uvicorn
+
+    from archsearch.dashboard import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the dashboard did not start in 30 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def measure(base: str, runs: int, screenshot: Path | None) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
+    results = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for run in range(runs):
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/study/1", wait_until="commit")
+            page.wait_for_selector('#trials[data-ready="1"] tbody tr', timeout=60_000)
+            table_ms = page.evaluate("performance.now()")
+            page.wait_for_selector('#pareto[data-ready="1"]', timeout=60_000)
+            pareto_ms = page.evaluate("performance.now()")
+            rows = page.locator("#trials tbody tr").count()
+            page.locator('#trials th[data-key="obj:0"]').click()
+            page.wait_for_selector('#trials[data-sort="obj:0:asc"]', timeout=60_000)
+            if screenshot and run == runs - 1:
+                page.screenshot(path=str(screenshot), full_page=True)
+            results.append({"run": run, "table_ms": table_ms, "pareto_ms": pareto_ms, "rows": rows})
+            page.close()
+        browser.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--db", type=Path, default=Path("test-artifacts/bench_dashboard.db"))
+    parser.add_argument("--reuse", action="store_true", help="keep an existing --db instead of rebuilding it")
+    args = parser.parse_args()
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    if args.reuse and args.db.is_file():
+        url = f"sqlite:///{args.db}"
+    else:
+        t0 = time.perf_counter()
+        url = build_database(args.db, args.trials, seed=0)
+        print(f"built {args.trials} trials in {time.perf_counter() - t0:.1f} s -> {args.db}")
+    with serve(url) as base:
+        results = measure(base, args.runs, args.db.parent / "bench_dashboard_study.png")
+    for r in results:
+        print(f"run {r['run']}: table usable {r['table_ms']:.0f} ms, Pareto drawn {r['pareto_ms']:.0f} ms, "
+              f"{r['rows']} rows shown")
+    cold, warm = results[0], results[1:] or results
+    print(f"first load (cold server cache): table {cold['table_ms']:.0f} ms, Pareto {cold['pareto_ms']:.0f} ms")
+    print(f"median of later loads: table {statistics.median(r['table_ms'] for r in warm):.0f} ms, "
+          f"Pareto {statistics.median(r['pareto_ms'] for r in warm):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
