@@ -33,7 +33,7 @@ def layer_calls(block, d_model: int, max_context: int, device: str, dtype: torch
     if isinstance(block, AttentionBlock):
         a = block.dims(d_model)
         return [("attention", dict(base, head_dim=a.head_dim, t=max_context, s=max_context, causal=True,
-                                   window=block.window, softcap=block.logit_softcap))]
+                                   window=block.window, softcap=block.logit_softcap, requires_grad=True))]
     return []
 
 
