@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from .blocks import BLOCK_KINDS, AttentionBlock, Mamba2Block, MlpBlock
 from .errors import SpecError, SpecIssue, _IssueGroup
-from .model import InitSpec, ModelSpec, NormSpec
+from .model import InitSpec, ModelSpec, NormSpec, pattern_issues
 
 Path_ = tuple[str | int, ...]
 
@@ -160,6 +160,11 @@ def parse_spec(data: Any, source: str | None = None, marks: dict[Path_, yaml.Mar
         return ModelSpec.model_validate(data)
     except ValidationError as err:
         issues = issues_from_validation(err, data)
+        # A field error stops pydantic before the model-wide checks; still report a bad pattern alongside.
+        pattern, blocks = data.get("pattern"), data.get("blocks")
+        if not any(issue.path[:1] == ("pattern",) for issue in issues) and isinstance(blocks, dict) \
+                and isinstance(pattern, (str, list)):
+            issues.extend(pattern_issues(pattern, [k for k in blocks if isinstance(k, str)]))
     except (RecursionError, OverflowError) as err:  # absurdly nested or sized input
         issues = [SpecIssue((), f"unreadable spec: {type(err).__name__}")]
     marks = marks or {}

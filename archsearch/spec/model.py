@@ -17,6 +17,25 @@ from .pattern import RESERVED_CHARS, PatternError, expand_pattern, is_valid_symb
 MOE_SYMBOL = "E"
 
 
+def pattern_issues(pattern, symbols: list[str]) -> list[SpecIssue]:
+    """Problems of the pattern against the block table: malformed, or naming undefined symbols (each once)."""
+    try:
+        layers = expand_pattern(pattern)
+    except PatternError as err:
+        where = f" at position {err.position}" if err.position is not None else ""
+        return [SpecIssue(("pattern",), err.reason + where, pattern)]
+    issues, seen = [], set()
+    for index, symbol in enumerate(layers):
+        if symbol in symbols or symbol in seen:
+            continue
+        seen.add(symbol)
+        why = " (reserved for MoE blocks, which archsearch does not build yet)" if symbol == MOE_SYMBOL else ""
+        issues.append(SpecIssue(("pattern",), f"symbol {symbol!r} of layer {index}{why} is not defined in blocks",
+                                pattern, "symbols defined in blocks: " + (", ".join(repr(s) for s in symbols)
+                                                                          or "(none)")))
+    return issues
+
+
 class NormSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -71,21 +90,7 @@ class ModelSpec(BaseModel):
             if not is_valid_symbol(symbol):
                 issues.append(SpecIssue(("blocks", symbol), "a block symbol is one non-space character", symbol,
                                         f"any single character except whitespace and {''.join(sorted(RESERVED_CHARS))!r}"))
-        try:
-            symbols = expand_pattern(self.pattern)
-        except PatternError as err:
-            where = f" at position {err.position}" if err.position is not None else ""
-            issues.append(SpecIssue(("pattern",), err.reason + where, self.pattern))
-            symbols = ()
-        seen_undefined = set()
-        for index, symbol in enumerate(symbols):
-            if symbol in self.blocks or symbol in seen_undefined:
-                continue
-            seen_undefined.add(symbol)
-            why = " (reserved for MoE blocks, which archsearch does not build yet)" if symbol == MOE_SYMBOL else ""
-            issues.append(SpecIssue(("pattern",), f"symbol {symbol!r} of layer {index}{why} is not defined in "
-                                    f"blocks", self.pattern, "symbols defined in blocks: " +
-                                    (", ".join(repr(s) for s in self.blocks) or "(none)")))
+        issues.extend(pattern_issues(self.pattern, list(self.blocks)))
         for symbol, block in self.blocks.items():
             for issue in block.check_against(self.d_model):
                 issues.append(SpecIssue(("blocks", symbol) + issue.path, issue.message, issue.value, issue.allowed))
