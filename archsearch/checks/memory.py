@@ -83,25 +83,28 @@ class MemoryModel:
         params = count_parameters(spec)
         # embedding, LM head (if untied) and the final norm are weights of no layer kind
         self.embedding_weight_bytes = (params.embedding + params.lm_head + params.final_norm) * param_b
-        self.weight_bytes = params.total * param_b
+        self.weight_bytes = self.embedding_weight_bytes
         counts = Counter(spec.pattern_string)
         materialize = settings.attention_scores == "materialized"
         terms = []
         for symbol, count in counts.items():
             block = spec.blocks[symbol]
             kv = window = None
-            ssm = conv = 0
+            ssm = conv = buffers = 0
             if isinstance(block, AttentionBlock):
                 att = block.dims(d)
                 kv, window = 2 * att.n_kv_heads * att.head_dim * kv_b, block.window
+                if block.rope_theta is not None:  # the RoPE frequencies, a float32 buffer per layer
+                    buffers = att.head_dim // 2 * 4
             elif isinstance(block, Mamba2Block):
                 m = block.dims(d)
                 ssm = m.n_heads * m.head_dim * m.d_state * state_b
                 conv = m.conv_dim * (m.conv_kernel - 1) * act_b
-            terms.append(_SymbolTerms(symbol, block.kind, count, layer_parameters(spec, block) * param_b, kv or 0,
+            terms.append(_SymbolTerms(symbol, block.kind, count, layer_parameters(spec, block) * param_b + buffers, kv or 0,
                                       window, ssm, conv,
                                       layer_workspace(block, d, settings.act_dtype, settings.kernels, materialize)))
         self.terms = tuple(terms)
+        self.weight_bytes += sum(t.count * t.weight_bytes for t in terms)
         self._states = sum(t.count * (t.ssm_bytes + t.conv_bytes) for t in terms)
         self._global_kv = sum(t.count * t.kv_per_token for t in terms if t.window is None)
         self._windowed = tuple((t.count * t.kv_per_token, t.window) for t in terms if t.window is not None)

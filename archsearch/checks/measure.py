@@ -1,0 +1,130 @@
+"""Measured check: build the spec with random weights, run chunked prefill + decode, read the peak memory.
+
+Torch and the builder are imported inside the functions, so `archsearch.checks` stays torch-free.
+On CUDA the peak is the caching allocator's `max_memory_allocated` over the whole run (weights included),
+beside the analytic estimate at the same (context, batch) under the settings that match the kernels that ran.
+On a CPU there is no allocator peak; the run still checks the builder's weights and caches byte for byte
+against the estimate's weights and state components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..spec.model import ModelSpec
+from .memory import MemoryModel
+from .settings import CheckSettings
+
+TORCH_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class MemoryMeasurement:
+    device: str
+    context: int
+    batch: int
+    prefill_chunk: int
+    decode_steps: int
+    weight_bytes: int  # the built model's parameters and buffers
+    cache_bytes: int  # the builder's preallocated caches
+    peak_bytes: int | None  # allocator peak over the run (None on CPU)
+    estimated_bytes: int
+    estimated: dict  # the analytic breakdown under `settings`
+    settings: dict
+    backends: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float | None:
+        """(estimated - measured) / measured: positive when the estimate is conservative."""
+        if not self.peak_bytes:
+            return None
+        return (self.estimated_bytes - self.peak_bytes) / self.peak_bytes
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["error"] = self.error
+        out["kind"] = "measured"
+        return out
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    if name not in TORCH_DTYPES:
+        from ..errors import UserError
+
+        raise UserError(f"--measure: the builder holds weights and caches in {', '.join(TORCH_DTYPES)}, not {name}")
+    return getattr(torch, name)
+
+
+def kernels_profile(backends: dict[str, str]) -> str:
+    """The workspace profile (settings.kernels) that matches the Mamba-2 scan backend that ran."""
+    return "fused" if backends.get("ssd_scan") == "mamba_ssm" else "eager"
+
+
+def _device(device):
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_chunked_prefill(model, cache, ids_BT, chunk: int):
+    """Feed ids chunk by chunk through the builder's prefill, keeping only the last token's logits."""
+    last_B1V = None
+    for start in range(0, ids_BT.shape[1], chunk):
+        logits_BTV = model.prefill(ids_BT[:, start:start + chunk], cache)
+        last_B1V = logits_BTV[:, -1:]
+        del logits_BTV
+    return last_B1V
+
+
+def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSettings | None = None, *,
+                   decode_steps: int = 8, device=None, seed: int = 0) -> MemoryMeasurement:
+    """Prefill context - decode_steps tokens in chunks, then decode decode_steps tokens (the cache ends full)."""
+    import torch
+
+    import archsearch
+    from archsearch.kernels import backends_used, reset_backends_used
+
+    settings = settings or CheckSettings()
+    if settings.kv_dtype != settings.act_dtype:
+        from ..errors import UserError
+
+        raise UserError(f"--kv-dtype: the builder keeps caches in the activation dtype ({settings.act_dtype}); "
+                        f"measure with --kv-dtype {settings.act_dtype}")
+    decode_steps = max(0, min(decode_steps, context - 1))
+    torch_device = _device(device)
+    cuda = torch_device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(torch_device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(torch_device)
+        base = torch.cuda.memory_allocated(torch_device)
+    reset_backends_used()
+    model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
+    weight_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    cache = model.allocate_cache(batch, context, dtype=_torch_dtype(settings.act_dtype))
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    ids_BT = torch.randint(0, spec.vocab_size, (batch, context - decode_steps), generator=generator).to(torch_device)
+    last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk)
+    token_B1 = last_B1V.argmax(-1)
+    for _ in range(decode_steps):
+        token_B1 = model.decode_step(token_B1, cache)[:, -1:].argmax(-1)
+    peak = None
+    if cuda:
+        torch.cuda.synchronize(torch_device)
+        peak = torch.cuda.max_memory_allocated(torch_device) - base
+    backends = dict(backends_used())
+    matched = settings.with_(kernels=kernels_profile(backends))
+    estimate = MemoryModel(spec, matched).breakdown(context, batch)
+    name = torch.cuda.get_device_name(torch_device) if cuda else "cpu"
+    result = MemoryMeasurement(
+        device=name, context=context, batch=batch, prefill_chunk=settings.prefill_chunk, decode_steps=decode_steps,
+        weight_bytes=weight_bytes, cache_bytes=cache.nbytes(), peak_bytes=peak, estimated_bytes=estimate.total,
+        estimated=estimate.to_dict(), settings=matched.to_dict(), backends=backends)
+    del model, cache, ids_BT, last_B1V, token_B1
+    if cuda:
+        torch.cuda.empty_cache()
+    return result

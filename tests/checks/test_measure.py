@@ -1,0 +1,30 @@
+"""Measured check: the builder's weights and caches equal the analytic figures byte for byte (CPU), and on a GPU
+the allocator peak is near the estimate."""
+
+import pytest
+
+from archsearch.checks import CheckSettings
+from archsearch.checks.measure import measure_memory
+from archsearch.spec import load_spec
+
+FAMILIES = ["nemotron-h-tiny", "gemma2-tiny", "mamba2-tiny", "qwen3-tiny"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_builder_weights_and_caches_match_the_estimate(name):
+    spec = load_spec(name)
+    settings = CheckSettings(param_dtype="float32", act_dtype="float32", kv_dtype="float32", prefill_chunk=48)
+    m = measure_memory(spec, context=200, batch=2, settings=settings, decode_steps=3, device="cpu")
+    parts = m.estimated["components"]
+    assert m.weight_bytes == parts["weights"]
+    assert m.cache_bytes == parts["kv_cache"] + parts["ssm_state"] + parts["conv_state"]
+    assert m.peak_bytes is None and m.error is None
+    assert m.settings["kernels"] == "eager"  # the CPU runs the PyTorch scan
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", FAMILIES)
+def test_gpu_peak_within_a_tenth_of_the_estimate(name):
+    spec = load_spec(name)
+    m = measure_memory(spec, context=2048, batch=4, settings=CheckSettings(prefill_chunk=512), decode_steps=4)
+    assert abs(m.error) < 0.10, m.to_dict()
