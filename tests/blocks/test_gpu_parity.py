@@ -1,0 +1,80 @@
+"""The whole model on the fused backends against the same model on the reference backends, bf16 on CUDA:
+logits, every parameter's gradient, and prefill + fused decode against one forward."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import archsearch
+from archsearch.kernels import backends_used, force_backend, reset_backends_used
+from archsearch.spec import parse_spec
+
+pytestmark = pytest.mark.gpu
+
+REFERENCE = {"ssd_scan": "torch_chunked", "causal_conv1d": "torch", "gated_rmsnorm": "torch", "attention": "naive",
+             "ssm_state_update": "torch", "conv_state_update": "torch"}
+FUSED_SSD = {"mamba_ssm"}
+
+
+def _spec():
+    return parse_spec({
+        "name": "gpu-parity", "vocab_size": 512, "d_model": 256, "max_context": 1024, "pattern": "M-*-MW-M-",
+        "blocks": {
+            "M": {"kind": "mamba2", "n_heads": 8, "head_dim": 64, "d_state": 64, "n_groups": 2, "chunk_size": 64},
+            "*": {"kind": "attention", "n_heads": 4, "n_kv_heads": 2, "head_dim": 64, "rope_theta": None},
+            "W": {"kind": "attention", "n_heads": 4, "n_kv_heads": 1, "head_dim": 64, "window": 96},
+            "-": {"kind": "mlp", "ffn_dim": 768, "activation": "relu2"}},
+        "tie_embeddings": False})
+
+
+def _rel(a, b) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
+
+
+def _loss_and_grads(model, ids, targets):
+    model.zero_grad(set_to_none=True)
+    logits = model(ids)
+    F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()).backward()
+    return logits.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+
+
+def _forced(ops):
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    for op, name in ops.items():
+        stack.enter_context(force_backend(op, name))
+    return stack
+
+
+def test_fused_training_step_matches_reference_bf16():
+    model = archsearch.build(_spec(), device="cuda", dtype=torch.bfloat16, seed=0)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
+    targets = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
+    reset_backends_used()
+    fused_logits, fused_grads = _loss_and_grads(model, ids, targets)
+    used = backends_used()
+    if used["ssd_scan"] not in FUSED_SSD:
+        pytest.skip(f"no fused SSD backend here (ran {used})")
+    with _forced(REFERENCE):
+        ref_logits, ref_grads = _loss_and_grads(model, ids, targets)
+    assert backends_used()["ssd_scan"] == "torch_chunked"
+    print("fused backends:", used)
+    assert _rel(fused_logits, ref_logits) < 2e-2
+    worst = max((_rel(fused_grads[n], ref_grads[n]), n) for n in ref_grads)
+    print("worst gradient relative error:", worst)
+    assert worst[0] < 5e-2, worst
+
+
+def test_prefill_then_fused_decode_matches_forward_bf16():
+    model = archsearch.build(_spec(), device="cuda", dtype=torch.bfloat16, seed=1).eval()
+    ids = torch.randint(0, 512, (2, 160), device="cuda", generator=torch.Generator(device="cuda").manual_seed(1))
+    with torch.no_grad():
+        full = model(ids)
+    cache = model.allocate_cache(2, 160)
+    reset_backends_used()
+    parts = [model.prefill(ids[:, :100], cache, chunk_size=64)]
+    parts += [model.decode_step(ids[:, t:t + 1], cache) for t in range(100, 160)]
+    print("decode backends:", backends_used())
+    assert _rel(torch.cat(parts, 1), full) < 2e-2
