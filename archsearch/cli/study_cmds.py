@@ -1,7 +1,116 @@
-"""Placeholder module: its command group is added by the issue that builds it."""
+"""`archsearch study run|best|list`, `archsearch results export`, `archsearch ablate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+study_app = typer.Typer(no_args_is_help=True, help="Run Optuna studies from study files and read their results.")
+results_app = typer.Typer(no_args_is_help=True, help="Export stored trials.")
+
+STORAGE_HELP = "database URL: sqlite:///FILE or postgresql://USER@HOST/DB (default: the study file's `storage:`)"
+
+
+def _load(file: str):
+    from ..studies import load_study
+
+    return load_study(file)
+
+
+@study_app.command("run")
+def run(file: str = typer.Argument(..., help="study file (YAML)"),
+        storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+        n_trials: Optional[int] = typer.Option(None, "--n-trials", min=1, help="trials the study aims at in total"),
+        timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
+        workers: int = typer.Option(1, min=1, help="worker processes sharing the study (PostgreSQL recommended)"),
+        progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                                help="live panel (default: when on a terminal)")) -> None:
+    """Run (or resume) the study of FILE: every trial is screened, trained and stored."""
+    from ..studies.launch import run_study_command
+
+    run_study_command(file, storage=storage, n_trials=n_trials, timeout_s=timeout, workers=workers, live=progress)
+
+
+@study_app.command("worker", hidden=True)
+def worker(file: str, storage: str = typer.Option(...), n_trials: Optional[int] = typer.Option(None, "--n-trials"),
+           timeout: Optional[float] = typer.Option(None), prefix: str = typer.Option("")) -> None:
+    """One worker process of `study run --workers K` (plain output)."""
+    from ..studies.launch import run_worker
+
+    run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout, prefix=prefix)
+
+
+@study_app.command("best")
+def best(file_or_name: str = typer.Argument(..., help="study file, or a stored study's name with --storage"),
+         storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+         limit: int = typer.Option(5, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+    """The best feasible trials of a stored study (the Pareto front when it has several objectives)."""
+    from ..studies.launch import best_command
+
+    best_command(file_or_name, storage=storage, limit=limit, as_json=as_json)
+
+
+@study_app.command("list")
+def list_(storage: str = typer.Option("sqlite:///archsearch.db", help="database URL"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every study stored in a database, with its trial counts."""
+    from ..storage import Database
+    from ..storage.records import list_studies
+    from ..storage.urls import is_sqlite, parse
+    from ..errors import UserError
+
+    parsed = parse(storage)
+    if is_sqlite(parsed) and not Path(parsed.database).expanduser().is_file():
+        raise UserError(f"--storage {storage!r}: no such SQLite file")
+    with Database(storage) as db:
+        studies = list_studies(db)
+    if as_json:
+        print(json.dumps(studies, indent=1))
+        return
+    if not studies:
+        print("no studies stored")
+    for s in studies:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())) or "no trials"
+        objectives = ", ".join(f"{o['metric']} ({o['direction'][:3]})" for o in s["objectives"])
+        print(f"{s['name']:<32} {objectives:<40} {counts}  (created {s['created_at']})")
+
+
+@results_app.command("export")
+def export(storage: str = typer.Option("sqlite:///archsearch.db", help="database URL"),
+           fmt: str = typer.Option("csv", "--format", help="csv, json or parquet"),
+           out: Optional[Path] = typer.Option(None, "--out", "-o", help="file to write (stdout for csv/json)"),
+           study: Optional[str] = typer.Option(None, help="only this study")) -> None:
+    """Every stored trial, one row each."""
+    from ..storage import Database
+    from ..storage.export import export as do_export
+
+    with Database(storage) as db:
+        text = do_export(db, fmt, out, study)
+    if text is not None:
+        print(text, end="")
+    else:
+        typer.echo(f"wrote {out}", err=True)
+
+
+def ablate(spec: str = typer.Argument(..., help="base spec file or example name"),
+           vary: list[str] = typer.Option(..., "--vary", help="PATH=a,b,c (repeatable): the grid's axes"),
+           seeds: int = typer.Option(3, min=1, help="seeds per cell"),
+           task: str = typer.Option("assoc-recall", help="training task name"),
+           recipe: Optional[str] = typer.Option(None, help="recipe as JSON or a YAML/JSON file"),
+           metric: str = typer.Option("val_loss", help="the metric summarised"),
+           storage: Optional[str] = typer.Option(None, help="also store every run in this database"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Train the full grid of --vary settings x seeds; print mean, 95% CI and paired difference to the base."""
+    from ..studies.ablation_cmd import run_ablation_command
+
+    run_ablation_command(spec, vary, seeds=seeds, task=task, recipe=recipe, metric=metric, storage=storage,
+                         as_json=as_json)
+
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the `archsearch` app (none yet)."""
+    app.add_typer(study_app, name="study")
+    app.add_typer(results_app, name="results")
+    app.command("ablate")(ablate)

@@ -1,0 +1,128 @@
+"""What `archsearch study run/worker/best` do: open the study, run it in this process or in K worker processes,
+print the best trials and how to look at them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pathlib import Path
+
+from ..errors import UserError
+from ..storage import Database, redact
+from ..storage.urls import is_sqlite, parse
+from .runner import RunSummary, StudyRunner, best_trials, describe_best
+from .study_file import load_study
+
+
+def _evaluator(study):
+    from .evaluate import TrainEvaluator
+
+    file = study.file
+    return TrainEvaluator(file.task, file.recipe, seed=file.seed, device=file.device)
+
+
+def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
+    print(f"\nstudy {summary.study}: {counts or 'no trials'}  (stored in {summary.storage})")
+    if summary.best:
+        print("best trials" + (" (Pareto front)" if len(objectives) > 1 else "") + ":")
+        print("\n".join(describe_best(summary, objectives)))
+    else:
+        print("no feasible trial completed yet")
+    print(f"\nlook at every trial:  archsearch dashboard --storage {redact(url)}")
+    print(f"export them:          archsearch results export --storage {redact(url)} --format csv")
+
+
+def run_study_command(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
+                      workers: int, live: bool | None) -> None:
+    study = load_study(file)
+    evaluator = _evaluator(study)
+    runner = StudyRunner(study, evaluator, storage=storage, n_trials=n_trials, timeout_s=timeout_s, live=live)
+    objectives = [o.metric for o in study.file.objectives]
+    if workers == 1:
+        runner.open()
+        try:
+            summary = runner.run()
+        finally:
+            runner.close()
+        _print_summary(summary, objectives, runner.url)
+        if summary.interrupted:
+            raise SystemExit(130)
+        return
+    runner.open()  # creates the study (or refuses a mismatching one) once, before any worker starts
+    if is_sqlite(parse(runner.url)):
+        print(f"note: {workers} workers on a SQLite file work but serialize on its lock; use PostgreSQL for "
+              "many workers", file=sys.stderr)
+    summary = _run_workers(file, runner, workers, n_trials, timeout_s)
+    _print_summary(summary, objectives, runner.url)
+
+
+def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | None,
+                 timeout_s: float | None) -> RunSummary:
+    command = [sys.executable, "-m", "archsearch.cli", "study", "worker", file, "--storage", runner.url]
+    if n_trials is not None:
+        command += ["--n-trials", str(n_trials)]
+    if timeout_s is not None:
+        command += ["--timeout", str(timeout_s)]
+    procs = [subprocess.Popen(command + ["--prefix", f"[worker {i}] "], env=os.environ.copy())
+             for i in range(workers)]
+    interrupted = False
+    try:
+        for proc in procs:
+            proc.wait()
+    except KeyboardInterrupt:  # the workers got the same SIGINT; let them finish their cleanup
+        interrupted = True
+        for proc in procs:
+            proc.wait()
+    try:
+        return RunSummary(runner.study.name, redact(runner.url), runner.counts(), runner.best_trials(), interrupted)
+    finally:
+        runner.close()
+
+
+def run_worker(file: str, *, storage: str, n_trials: int | None, timeout_s: float | None, prefix: str) -> None:
+    study = load_study(file)
+    runner = StudyRunner(study, _evaluator(study), storage=storage, n_trials=n_trials, timeout_s=timeout_s,
+                         live=False, worker_prefix=prefix)
+    runner.open()
+    try:
+        summary = runner.run()
+    finally:
+        runner.close()
+    if summary.interrupted:
+        raise SystemExit(130)
+
+
+def best_command(file_or_name: str, *, storage: str | None, limit: int, as_json: bool) -> None:
+    from ..storage import records
+    from .objectives import Objective
+
+    if Path(file_or_name).is_file():
+        study = load_study(file_or_name)
+        name, url = study.name, storage or study.file.storage
+    else:
+        if storage is None:
+            raise UserError(f"{file_or_name!r} is not a file; to name a stored study give --storage URL too")
+        name, url = file_or_name, storage
+    parsed = parse(url)
+    if is_sqlite(parsed) and not Path(parsed.database).expanduser().is_file():
+        raise UserError(f"storage {url!r}: no such SQLite file (has the study run yet?)")
+    with Database(url) as db:
+        record = records.study_by_name(db, name)
+        if record is None:
+            stored = [s["name"] for s in records.list_studies(db)]
+            raise UserError(f"no study named {name!r} in {redact(url)}; stored: {', '.join(stored) or '(none)'}")
+        objectives = [Objective.model_validate(o) for o in record.objectives]
+        best = best_trials(db, record.id, objectives, limit)
+    if as_json:
+        print(json.dumps(best, indent=1))
+        return
+    summary = RunSummary(name, redact(url), {}, best)
+    metrics = [o.metric for o in objectives]
+    print(f"best trials of {name}" + (" (Pareto front)" if len(metrics) > 1 else "") + ":")
+    print("\n".join(describe_best(summary, metrics)) or "  no feasible trial completed")
+
+

@@ -1,0 +1,375 @@
+"""The study runner: sample -> spec -> validate -> analytic budget -> train -> store, one Optuna trial at a time.
+
+Trial counting works across any number of workers on one database: a worker reserves a slot (one atomic UPDATE)
+before it asks Optuna for a new trial, so a study runs exactly `n_trials` new trials however many workers share
+it. Retries (a dead worker's trial, a Ctrl-C'd trial) re-run an existing slot: Optuna hands the queued (WAITING)
+trial to the next `ask()`, and a worker stays while other workers' trials run, so a dead worker's trial is
+retried once its heartbeat goes stale.
+
+A trial that is never trained (invalid spec, infeasible budget or parameter count) *completes*, with the values
+an untrained model has and its constraint values set through `Trial.set_constraint` (Optuna 5); Optuna's
+samplers only learn from constraints of completed trials.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .. import __version__ as archsearch_version
+from ..errors import UserError
+from ..spec import SpecError, compress_pattern
+from ..storage import Database, StudyMismatchError, redact, worker_id
+from ..storage import records
+from .early_stop import DominanceStop, reference_from_row
+from .evaluate import Evaluator
+from .progress import Display
+from .samplers import build_pruner, build_sampler
+from .screening import Screen, Verdict
+from .study_file import Study
+
+RETRY_KEY = "failed_trial"  # the system attribute Optuna's RetryHeartbeatStaleTrialCallback sets; we reuse it
+
+
+class TrialFailed(Exception):
+    """A trial that ran and failed (exception, divergence); recorded, and the study goes on."""
+
+
+class _NoSlot(Exception):
+    """The study reached its trial count while this worker was asking for a trial."""
+
+
+class _EarlyStop(Exception):
+    def __init__(self, dominators: list[int], step: int):
+        self.dominators, self.step = dominators, step
+        super().__init__(f"dominated at step {step} by completed trial(s) {', '.join(map(str, dominators))}")
+
+
+@dataclass
+class RunSummary:
+    study: str
+    storage: str
+    counts: dict[str, int]
+    best: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _is_oom(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}".lower()
+    return "out of memory" in text or isinstance(err, MemoryError)
+
+
+class StudyRunner:
+    def __init__(self, study: Study, evaluator: Evaluator, *, storage: str | None = None,
+                 n_trials: int | None = None, timeout_s: float | None = None, sampler=None,
+                 display: Display | None = None, live: bool | None = None, worker_prefix: str = ""):
+        self.study = study
+        self.evaluator = evaluator
+        self.url = storage or study.file.storage
+        self.n_trials = n_trials if n_trials is not None else study.file.n_trials
+        self.timeout_s = timeout_s if timeout_s is not None else study.file.timeout_s
+        self.objectives = list(study.file.objectives)
+        self.directions = {o.metric: o.direction for o in self.objectives}
+        self.screen = Screen(study.file.constraints)
+        self.base_doc = study.base.to_dict()
+        self.base_symbols = set(study.base.pattern_string)
+        self.worker = worker_id()
+        self._sampler = sampler
+        self._display = display
+        self._live = live
+        self._prefix = worker_prefix
+        self._current: tuple[int, int] | None = None  # (optuna trial number, our row id) while one runs
+        self.db: Database | None = None
+        self.optuna_study: optuna.Study | None = None
+        self.record = None
+
+    # -------------------------------------------------------------------------------------------- opening
+    def open(self) -> "StudyRunner":
+        """Reach the database, refuse a mismatching stored study (before writing anything), load or create."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.db = Database(self.url)
+        try:
+            existing = records.study_by_name(self.db, self.study.name)
+            objectives = [o.to_dict() for o in self.objectives]
+            if existing is not None:
+                records.check_study_matches(existing, self.study.space_hash(), objectives)
+            heartbeat = self.study.file.heartbeat
+            storage = self.db.optuna_storage(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_s,
+                                             max_retry=heartbeat.max_retry)
+            self._check_optuna_directions(storage)
+            sampler = self._sampler or build_sampler(self.study.file.sampler, self.study.space, self.study.file.seed,
+                                                     len(self.objectives))
+            pruner = build_pruner(self.study.file.pruner)
+            self.record = records.ensure_study(
+                self.db, name=self.study.name, space_hash=self.study.space_hash(), study_file=self.study.resolved(),
+                objectives=objectives, n_trials_target=self.n_trials, archsearch_version=archsearch_version)
+            self.optuna_study = optuna.create_study(
+                storage=storage, sampler=sampler, pruner=pruner, study_name=self.study.name, load_if_exists=True,
+                directions=[o.direction for o in self.objectives])
+            if self.record.optuna_study_id is None:
+                records.set_optuna_study_id(self.db, self.record.id, self.optuna_study._study_id)
+        except BaseException:
+            self.db.close()
+            raise
+        return self
+
+    def _check_optuna_directions(self, storage) -> None:
+        try:
+            study_id = storage.get_study_id_from_name(self.study.name)
+        except KeyError:
+            return
+        stored = [d.name.lower() for d in storage.get_study_directions(study_id)]
+        wanted = [o.direction for o in self.objectives]
+        if stored != wanted:
+            raise StudyMismatchError(f"Optuna study {self.study.name!r} in {redact(self.url)} already exists with "
+                                     f"directions {stored}; this file has {wanted}")
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
+    # -------------------------------------------------------------------------------------------- the loop
+    def run(self) -> RunSummary:
+        if self.optuna_study is None:
+            self.open()
+        display = self._display or Display(self.study.name, list(self.directions), self.n_trials, live=self._live,
+                                           prefix=self._prefix)
+        self._display = display
+        started = time.monotonic()
+        interrupted = False
+        with display:
+            try:
+                while self.timeout_s is None or time.monotonic() - started < self.timeout_s:
+                    self._record_lost_trials()
+                    if self._states(TrialState.WAITING):
+                        self._run_one(slot_taken=False)
+                    elif self.n_trials is None or records.take_slot(self.db, self.record.id, self.n_trials):
+                        self._run_one(slot_taken=self.n_trials is not None)
+                    elif self._others_running():
+                        time.sleep(min(2.0, self.study.file.heartbeat.interval_s))
+                    else:
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+                self._requeue_interrupted()
+                display.message("interrupted: the interrupted trial is queued again; run the same command to resume")
+        return RunSummary(self.study.name, redact(self.url), self.counts(), self.best_trials(), interrupted)
+
+    def _states(self, *states: TrialState) -> list:
+        return self.optuna_study.get_trials(deepcopy=False, states=states)
+
+    def _others_running(self) -> bool:
+        if self._heartbeat_on():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.optuna_study)
+        return bool(self._states(TrialState.RUNNING))
+
+    def _heartbeat_on(self) -> bool:
+        return self.optuna_study._storage.get_heartbeat_interval() is not None if hasattr(
+            self.optuna_study._storage, "get_heartbeat_interval") else False
+
+    def _record_lost_trials(self) -> None:
+        failed = {t._trial_id for t in self._states(TrialState.FAIL)}
+        records.mark_lost_trials(self.db, self.record.id, failed)
+
+    def _run_one(self, slot_taken: bool) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._slot_taken = slot_taken
+            self.optuna_study.optimize(self._objective, n_trials=1, catch=(TrialFailed, _NoSlot))
+
+    def _requeue_interrupted(self) -> None:
+        """Ctrl-C: Optuna has failed the running trial; queue its parameters again and mark our row."""
+        if self._current is None:
+            return
+        number, row_id = self._current
+        self._current = None
+        records.update_trial(self.db, row_id, status="interrupted", error="interrupted (Ctrl-C); queued again")
+        frozen = next((t for t in self.optuna_study.get_trials(deepcopy=False) if t.number == number), None)
+        if frozen is None or frozen.state != TrialState.FAIL:
+            return
+        original = frozen.system_attrs.get(RETRY_KEY, frozen.number)
+        history = list(frozen.system_attrs.get("retry_history", [])) + [frozen.number]
+        self.optuna_study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
+            system_attrs={RETRY_KEY: original, "retry_history": history}))
+
+    # -------------------------------------------------------------------------------------------- one trial
+    def _objective(self, trial: optuna.Trial) -> list[float]:
+        started = time.perf_counter()
+        retry_of = self.optuna_study._storage.get_trial_system_attrs(trial._trial_id).get(RETRY_KEY)
+        if retry_of is not None and self._slot_taken:
+            records.release_slot(self.db, self.record.id)  # a retry re-runs a slot that is already counted
+        elif retry_of is None and not self._slot_taken and self.n_trials is not None:
+            if not records.take_slot(self.db, self.record.id, self.n_trials):
+                raise _NoSlot("the study reached n_trials while this worker asked for a trial")
+        sample = self.study.space.sample(trial, self.base_symbols)
+        row = records.start_trial(self.db, study_id=self.record.id, optuna_trial_id=trial._trial_id,
+                                  number=trial.number, params=sample.values, retry_of=retry_of, worker=self.worker)
+        self._current = (trial.number, row)  # cleared when the trial's row is finished; kept through Ctrl-C
+        return self._evaluate(trial, sample, row, started)
+
+    def _evaluate(self, trial: optuna.Trial, sample, row: int, started: float) -> list[float]:
+        name = f"{self.study.name}-t{trial.number}"
+        try:
+            spec = sample.spec(self.base_doc, name)
+        except SpecError as err:
+            verdict = self.screen.invalid(str(err))
+            for key, value in verdict.constraints.items():
+                trial.set_constraint(key, value)
+            return self._untrained(trial, row, "invalid", verdict, None, started)
+        verdict = self.screen(spec)
+        for key, value in verdict.constraints.items():
+            trial.set_constraint(key, value)
+        self._display.trial_started(trial.number, compress_pattern(spec.pattern_string),
+                                    int(verdict.analytic["n_params"]))
+        spec_fields = dict(spec=spec.to_dict(), spec_hash=spec.spec_hash(), pattern=spec.pattern_string,
+                           pattern_compact=compress_pattern(spec.pattern_string),
+                           n_params=int(verdict.analytic["n_params"]), fits=verdict.fits, budget=verdict.budget,
+                           constraints=verdict.constraints)
+        if not verdict.fits:
+            return self._untrained(trial, row, "infeasible", verdict, spec_fields, started)
+        records.update_trial(self.db, row, finished=False, **spec_fields)
+
+        curve: list[dict[str, Any]] = []
+        callback = self._callback(trial, curve, verdict)
+        train_started = time.perf_counter()
+        try:
+            result = self.evaluator(spec, callback)
+        except optuna.TrialPruned:
+            self._finish(trial, row, "pruned", started, train_started, curve=curve,
+                         error=f"pruned at step {curve[-1]['step'] if curve else '?'}")
+            raise
+        except _EarlyStop as stop:
+            self._finish(trial, row, "stopped", started, train_started, curve=curve, error=str(stop))
+            raise optuna.TrialPruned(str(stop)) from None
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:
+            reason = "out of memory" if _is_oom(err) else f"{type(err).__name__}: {err}"
+            self._finish(trial, row, "failed", started, train_started, curve=curve, error=reason,
+                         traceback=traceback.format_exc())
+            raise TrialFailed(reason) from err
+        return self._store_result(trial, row, result, verdict, curve, started, train_started)
+
+    def _callback(self, trial: optuna.Trial, curve: list, verdict: Verdict):
+        single = len(self.objectives) == 1
+        tracked = self.objectives[0].metric
+        stopper = None
+        if not single and self.study.file.early_stop.enabled:
+            stopper = self._dominance_stop(verdict.analytic)
+
+        def callback(step: int, metrics: dict[str, float]) -> None:
+            point = {"step": int(step), **{k: float(v) for k, v in metrics.items()
+                                           if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+            curve.append(point)
+            self._display.trial_step(step, metrics)
+            if single and self.study.file.pruner is not None and tracked in point:
+                trial.report(point[tracked], int(step))
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {step}")
+            if stopper is not None:
+                dominators = stopper.update(int(step), {**point, **verdict.analytic})
+                if dominators:
+                    raise _EarlyStop(dominators, int(step))
+
+        return callback
+
+    def _dominance_stop(self, known_now: dict[str, float]) -> DominanceStop:
+        config = self.study.file.early_stop
+        known_metrics = [m for m in self.directions if m in known_now]
+        references = []
+        for row in records.trials_of(self.db, self.record.id, ("completed",)):
+            known = {m: v for m, v in zip(self.directions, row.objectives or []) if m in known_metrics}
+            references.append(reference_from_row(row.number, row.curve, known))
+        return DominanceStop(self.directions, references, {m: known_now[m] for m in known_metrics},
+                             min_completed=config.min_completed, min_dominators=config.min_dominators,
+                             patience=config.patience, margin=config.margin)
+
+    def _untrained(self, trial, row: int, status: str, verdict: Verdict, spec_fields: dict | None,
+                   started: float) -> list[float]:
+        values = [o.untrained_value(self.study.base.vocab_size, verdict.analytic) for o in self.objectives]
+        fields = dict(spec_fields or {}, constraints=verdict.constraints, fits=False)
+        self._finish(trial, row, status, started, None, values=values, error=verdict.reason, **fields)
+        return values
+
+    def _store_result(self, trial, row: int, result: dict, verdict: Verdict, curve: list, started: float,
+                      train_started: float) -> list[float]:
+        curve = result.get("curve") or curve
+        common = dict(curve=curve, metrics=result.get("metrics"), backends=result.get("backends"),
+                      precision=result.get("precision"), versions=result.get("versions"),
+                      tokens_per_s=result.get("tokens_per_s"), mfu=result.get("mfu"),
+                      peak_memory_bytes=result.get("peak_memory_bytes"), out_dir=result.get("out_dir"))
+        if result.get("status") == "diverged":
+            reason = f"diverged: {result.get('reason') or 'non-finite loss'}"
+            self._finish(trial, row, "diverged", started, train_started, error=reason, **common)
+            raise TrialFailed(reason)
+        values = [o.value_from(result, verdict.analytic) for o in self.objectives]
+        missing = [o.metric for o, v in zip(self.objectives, values) if v is None or math.isnan(v)]
+        if missing:
+            reason = f"the training result has no value for objective(s) {', '.join(missing)}"
+            self._finish(trial, row, "failed", started, train_started, error=reason, **common)
+            raise TrialFailed(reason)
+        self._finish(trial, row, "completed", started, train_started, values=values, **common)
+        return values
+
+    def _finish(self, trial, row: int, status: str, started: float, train_started: float | None, *,
+                values: list[float] | None = None, **fields: Any) -> None:
+        self._current = None
+        now = time.perf_counter()
+        train_time = (now - train_started) if train_started is not None else 0.0
+        records.update_trial(self.db, row, status=status, objectives=values, wall_time_s=now - started,
+                             train_time_s=train_time, overhead_s=(now - started) - train_time, **fields)
+        self._display.trial_finished(trial.number, status, values, fields.get("error"), self.counts(),
+                                     self._best_line())
+
+    # -------------------------------------------------------------------------------------------- results
+    def counts(self) -> dict[str, int]:
+        return records.status_counts(self.db, self.record.id)
+
+    def best_trials(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The best feasible trials: the best one (single objective) or the Pareto front (several)."""
+        return best_trials(self.db, self.record.id, self.objectives, limit)
+
+    def _best_line(self) -> str:
+        best = self.best_trials(limit=1)
+        if not best:
+            return "-"
+        b = best[0]
+        values = ", ".join(f"{m}={v:.4g}" for m, v in zip(self.directions, b["objectives"]))
+        return f"#{b['number']} {b['pattern_compact']} {values}"
+
+
+def best_trials(db: Database, study_id: int, objectives, limit: int = 5) -> list[dict[str, Any]]:
+    rows = records.trials_of(db, study_id, ("completed",))
+    signs = [1.0 if o.direction == "minimize" else -1.0 for o in objectives]
+    points = [(r, [s * v for s, v in zip(signs, r.objectives)]) for r in rows if r.objectives]
+    if len(objectives) == 1:
+        chosen = sorted(points, key=lambda p: p[1][0])[:limit]
+    else:
+        front = [p for p in points if not any(
+            all(a <= b for a, b in zip(q[1], p[1])) and any(a < b for a, b in zip(q[1], p[1])) for q in points)]
+        chosen = sorted(front, key=lambda p: p[1])[:limit]
+    return [{"number": r.number, "objectives": r.objectives, "pattern_compact": r.pattern_compact,
+             "n_params": r.n_params, "params": r.params, "spec_hash": r.spec_hash} for r, _ in chosen]
+
+
+def describe_best(summary: RunSummary, objectives: list[str]) -> list[str]:
+    lines = []
+    for b in summary.best:
+        values = ", ".join(f"{m}={v:.4g}" for m, v in zip(objectives, b["objectives"]))
+        lines.append(f"  #{b['number']:<4} {b['pattern_compact']:<24} {b['n_params']:>12,} params  {values}")
+    return lines
+
+
+def ensure_usable(study: Study) -> None:
+    if not study.space.names():
+        raise UserError(f"study {study.name!r}: the space searches nothing (every value is fixed)")

@@ -1,0 +1,215 @@
+"""Study files (studies/*.yaml): base spec, space, task and recipe, objectives, constraints, sampler, budget of
+trials, storage, seed. Read into pydantic models; every problem is reported at file:line:col.
+
+    name: quickstart
+    base: nemotron-h-tiny          # an example name, a path (relative to this file), or an inline spec mapping
+    space: hybrid-tiny             # a shipped space name, a path, or an inline mapping
+    task: assoc-recall             # archsearch.training TaskSpec (a name or a mapping)
+    recipe: {steps: 60, ...}       # archsearch.training Recipe
+    objectives: [val_loss, n_params]
+    constraints:
+      budget: [{device: a10g, context: 1M, batch: 1}]
+      params: {min: 1.0e+5, max: 2.0e+6}
+    sampler: {type: nsga2, population_size: 8}
+    n_trials: 12
+    storage: sqlite:///quickstart.db
+    seed: 0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..spec import ModelSpec, SpecError, load_spec, parse_spec
+from ..spec.errors import SpecIssue
+from .documents import FileError, Marks, issue, parse_model, read_yaml
+from .objectives import Objective
+from .space import SearchSpace, check_space, load_space, parse_space
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BudgetConstraint(_Frozen):
+    """Serve `context` tokens x `batch` sequences on `device` within its memory budget (analytic check)."""
+
+    device: str
+    context: Union[Annotated[int, Field(ge=1)], str]  # 131072 or "128k"
+    batch: Annotated[int, Field(ge=1)] = 1
+    settings: dict[str, Any] = Field(default_factory=dict)  # archsearch.checks.CheckSettings fields
+
+    @property
+    def key(self) -> str:
+        return f"budget:{self.device}@{self.context}x{self.batch}"
+
+
+class ParamRange(_Frozen):
+    min: Annotated[float, Field(ge=0)] | None = None
+    max: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "ParamRange":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) must not exceed max ({self.max:g})")
+        return self
+
+
+class Constraints(_Frozen):
+    budget: list[BudgetConstraint] = Field(default_factory=list)
+    params: ParamRange | None = None
+
+
+class SamplerConfig(BaseModel):
+    """`type` picks the Optuna sampler; every other key is passed to its constructor."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: Literal["tpe", "nsga2", "gp", "random", "grid", "qmc", "cmaes"] = "tpe"
+
+
+class PrunerConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: Literal["median", "percentile", "hyperband", "successive_halving", "threshold", "patient", "nop"]
+
+
+class EarlyStopConfig(_Frozen):
+    """Multi-objective early stop: a trial whose intermediate metric at an evaluation step is dominated by at
+    least `min_dominators` completed trials at the same step (all other known objectives at least as good) for
+    `patience` consecutive evaluations stops. `margin` (relative) guards against evaluation noise."""
+
+    enabled: bool = True
+    min_completed: Annotated[int, Field(ge=1)] = 3
+    min_dominators: Annotated[int, Field(ge=1)] = 1
+    patience: Annotated[int, Field(ge=1)] = 2
+    margin: Annotated[float, Field(ge=0, lt=1)] = 0.02
+
+
+class HeartbeatConfig(_Frozen):
+    """Optuna heartbeats: a trial whose worker has been silent for `grace_s` is failed and queued again (up to
+    `max_retry` times) with the same parameters."""
+
+    interval_s: Annotated[int, Field(ge=1)] = 30
+    grace_s: Annotated[int, Field(ge=2)] = 120
+    max_retry: Annotated[int, Field(ge=0)] | None = 3
+
+
+class StudyFile(_Frozen):
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    description: str | None = None
+    base: Union[str, dict[str, Any]]
+    space: Union[str, dict[str, Any]]
+    task: Union[str, dict[str, Any]]
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    objectives: Annotated[list[Objective], Field(min_length=1)]
+    constraints: Constraints = Constraints()
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig | None = None
+    early_stop: EarlyStopConfig = EarlyStopConfig()
+    n_trials: Annotated[int, Field(ge=1)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    storage: str = "sqlite:///archsearch.db"
+    seed: int = 0
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    device: str | None = None  # training device (None: train's default)
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyFile":
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"an objective is listed twice: {metrics}")
+        if self.pruner is not None and len(self.objectives) > 1:
+            raise ValueError("a pruner works for one objective only (Optuna cannot prune multi-objective trials); "
+                             "multi-objective studies stop dominated trials early with `early_stop:`")
+        if self.n_trials is None and self.timeout_s is None:
+            raise ValueError("give n_trials or timeout_s (or both), so the study knows when to stop")
+        if "memory_bytes" in metrics and not self.constraints.budget:
+            raise ValueError("objective memory_bytes is the analytic memory at the first budget constraint; add "
+                             "constraints.budget")
+        return self
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study file resolved: its base spec and space loaded and checked against each other."""
+
+    file: StudyFile
+    base: ModelSpec
+    space: SearchSpace
+    source: str | None
+    directory: Path
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    def space_hash(self) -> str:
+        """What must match for a rerun to join a stored study: the space and the base spec."""
+        return f"{self.space.fingerprint()}-{self.base.spec_hash()}"
+
+    def resolved(self) -> dict[str, Any]:
+        """The study file with the base spec and space inlined, for storage."""
+        data = self.file.model_dump(mode="json")
+        data["base"] = self.base.to_dict()
+        data["space"] = self.space.model_dump(mode="json")
+        return data
+
+
+def parse_study(data: Any, marks: Marks | None = None, source: str | None = None,
+                directory: Path | None = None) -> Study:
+    marks = marks or {}
+    directory = directory or Path.cwd()
+    file = parse_model(StudyFile, data, marks, source, "study file")
+    base = _resolve_base(file.base, marks, source, directory)
+    if isinstance(file.space, str):
+        space, space_marks, space_source = load_space(file.space, relative_to=directory)
+        prefix: tuple = ()
+    else:
+        space = parse_space(file.space, {k[1:]: v for k, v in marks.items() if k[:1] == ("space",)}, source)
+        space_marks, space_source, prefix = marks, source, ("space",)
+    check_space(space, base, space_marks, space_source, prefix)
+    _check_constraints(file, base, marks, source)
+    return Study(file, base, space, source, directory)
+
+
+def load_study(path: str | Path) -> Study:
+    data, marks, source = read_yaml(path, "study file")
+    return parse_study(data, marks, source, Path(path).resolve().parent)
+
+
+def _resolve_base(base: str | dict, marks: Marks, source: str | None, directory: Path) -> ModelSpec:
+    try:
+        if isinstance(base, dict):
+            return parse_spec(base, source, {k[1:]: v for k, v in marks.items() if k[:1] == ("base",)})
+        relative = directory / base
+        return load_spec(relative if relative.is_file() else base)
+    except SpecError as err:
+        located = [SpecIssue(("base",) + i.path, i.message, i.value, i.allowed, i.location) for i in err.issues]
+        raise FileError("study file", located, source) from None
+
+
+def _check_constraints(file: StudyFile, base: ModelSpec, marks: Marks, source: str | None) -> None:
+    """Devices must exist and contexts must parse, before any trial runs."""
+    from ..checks import CheckSettings, load_catalog, parse_count
+    from ..errors import UserError
+
+    issues = []
+    for index, constraint in enumerate(file.constraints.budget):
+        path = ("constraints", "budget", index)
+        try:
+            load_catalog().get(constraint.device)
+        except UserError as err:
+            issues.append(issue(marks, source, path + ("device",), str(err)))
+        try:
+            parse_count(constraint.context, "context")
+        except UserError as err:
+            issues.append(issue(marks, source, path + ("context",), str(err)))
+        try:
+            CheckSettings(**constraint.settings)
+        except (UserError, TypeError) as err:
+            issues.append(issue(marks, source, path + ("settings",), str(err)))
+    if issues:
+        raise FileError("study file", issues, source)
