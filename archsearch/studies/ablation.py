@@ -1,0 +1,195 @@
+"""Ablations: the full grid of `--vary PATH=a,b,c` settings x seeds, trained, summarised per cell with a mean,
+a 95% confidence interval (Student t) and the paired difference to the base setting (same seeds).
+
+Every cell is built and validated before anything trains, so a bad value fails at once, naming the cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+from ..spec import ModelSpec, SpecError, parse_spec
+from .paths import check_path, copy_for_write, get_path, set_path
+from .stats import mean_ci
+
+RunFn = Callable[[ModelSpec, int], dict[str, Any]]  # (spec, seed) -> TrainResult.to_dict()
+
+
+@dataclass(frozen=True)
+class Axis:
+    path: str
+    values: tuple[Any, ...]
+
+
+def parse_vary(items: list[str], base: ModelSpec) -> list[Axis]:
+    """`["d_model=64,128", "blocks.M.d_state=16,32"]` -> axes; each value is read as YAML (ints, floats, null)."""
+    axes: list[Axis] = []
+    base_doc = base.to_dict()
+    for item in items:
+        path, sep, raw = item.partition("=")
+        path = path.strip()
+        if not sep or not path or not raw.strip():
+            raise UserError(f"--vary {item!r}: expected PATH=a,b,c (e.g. blocks.M.d_state=16,32)")
+        problem = check_path(path, base_doc)
+        if problem:
+            raise UserError(f"--vary {path}: {problem}")
+        if path in (a.path for a in axes):
+            raise UserError(f"--vary {path}: given twice; list all its values in one --vary")
+        try:
+            values = tuple(yaml.safe_load(v.strip()) for v in raw.split(","))
+        except yaml.YAMLError as err:
+            raise UserError(f"--vary {item!r}: unreadable value ({err})") from None
+        if len(set(map(repr, values))) != len(values):
+            raise UserError(f"--vary {path}: a value repeats in {list(values)}")
+        axes.append(Axis(path, values))
+    if not axes:
+        raise UserError("give at least one --vary PATH=a,b,c")
+    return axes
+
+
+@dataclass
+class Cell:
+    label: str
+    setting: dict[str, Any]
+    spec: ModelSpec
+    is_base: bool
+
+
+def build_cells(base: ModelSpec, axes: list[Axis]) -> list[Cell]:
+    """Every combination of the axes' values (and the base's own setting, if it is not among them)."""
+    base_doc = base.to_dict()
+    base_setting = {a.path: get_path(base_doc, a.path) for a in axes}
+    settings = [dict(zip([a.path for a in axes], combo)) for combo in itertools.product(*[a.values for a in axes])]
+    if base_setting not in settings:
+        settings.insert(0, base_setting)
+    cells, problems = [], []
+    for setting in settings:
+        label = ",".join(f"{p}={v}" for p, v in setting.items())
+        doc = copy_for_write(base_doc, list(setting))
+        for path, value in setting.items():
+            set_path(doc, path, value)
+        doc["name"] = f"{base.name}[{label}]"[:200]
+        try:
+            cells.append(Cell(label, setting, parse_spec(doc), setting == base_setting))
+        except SpecError as err:
+            problems.append(f"  cell {label}: " + "; ".join(str(i) for i in err.issues))
+    if problems:
+        raise UserError("some ablation cells are invalid specs (nothing was trained):\n" + "\n".join(problems))
+    return cells
+
+
+@dataclass
+class Run:
+    cell: Cell
+    seed: int
+    status: str
+    value: float | None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    traceback: str | None = None
+    wall_time_s: float = 0.0
+
+
+@dataclass
+class Ablation:
+    base: ModelSpec
+    axes: list[Axis]
+    seeds: list[int]
+    metric: str
+    cells: list[Cell]
+    runs: list[Run] = field(default_factory=list)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per cell: mean and 95% CI of the metric over seeds, and the paired difference to the base cell."""
+        base_values = {r.seed: r.value for r in self.runs if r.cell.is_base and r.value is not None}
+        rows = []
+        for cell in self.cells:
+            runs = [r for r in self.runs if r.cell is cell]
+            values = [r.value for r in runs if r.value is not None]
+            stats = mean_ci(values)
+            row = {"cell": cell.label, "setting": cell.setting, "is_base": cell.is_base,
+                   "failed": sum(r.value is None for r in runs), **stats.to_dict()}
+            if not cell.is_base:
+                diffs = [r.value - base_values[r.seed] for r in runs
+                         if r.value is not None and r.seed in base_values]
+                paired = mean_ci(diffs)
+                row["diff"] = paired.to_dict()
+                row["significant"] = (paired.half_width is not None and abs(paired.mean) > paired.half_width)
+            rows.append(row)
+        return rows
+
+
+def run_ablation(base: ModelSpec, axes: list[Axis], seeds: list[int], run: RunFn, metric: str = "val_loss",
+                 on_run: Callable[[Run], None] | None = None) -> Ablation:
+    """Train every cell x seed (failures are recorded, not raised) and return the ablation."""
+    ablation = Ablation(base, axes, seeds, metric, build_cells(base, axes))
+    for cell in ablation.cells:
+        for seed in seeds:
+            started = time.perf_counter()
+            try:
+                result = run(cell.spec, seed)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # one failed run must not lose the grid
+                record = Run(cell, seed, "failed", None, error=f"{type(err).__name__}: {err}",
+                             traceback=traceback.format_exc())
+            else:
+                value = (result.get("metrics") or {}).get(metric, result.get(metric))
+                status = result.get("status", "completed")
+                if status != "completed" or not isinstance(value, (int, float)):
+                    record = Run(cell, seed, status if status != "completed" else "failed", None, result,
+                                 error=result.get("reason") or f"no {metric} in the result")
+                else:
+                    record = Run(cell, seed, "completed", float(value), result)
+            record.wall_time_s = time.perf_counter() - started
+            ablation.runs.append(record)
+            if on_run is not None:
+                on_run(record)
+    return ablation
+
+
+def format_summary(ablation: Ablation) -> str:
+    def ci(stats: dict) -> str:
+        if stats["n"] == 0:
+            return "-"
+        half = f" ± {stats['ci95']:.4g}" if stats["ci95"] is not None else " (n=1, no CI)"
+        return f"{stats['mean']:.4g}{half}"
+
+    rows = ablation.summary()
+    width = max(len(r["cell"]) for r in rows) + 2
+    lines = [f"{ablation.metric} over seeds {ablation.seeds} (mean ± 95% CI, Student t); diff = paired difference "
+             f"to the base setting",
+             f"{'cell':<{width}} {'n':>3}  {'mean ± CI':<24} {'diff vs base ± CI':<26}"]
+    for r in rows:
+        diff = "(base)" if r["is_base"] else ci(r["diff"]) + (" *" if r.get("significant") else "")
+        failed = f"  ({r['failed']} failed)" if r["failed"] else ""
+        lines.append(f"{r['cell']:<{width}} {r['n']:>3}  {ci(r):<24} {diff:<26}{failed}")
+    lines.append("* the 95% CI of the paired difference excludes 0")
+    return "\n".join(lines)
+
+
+def store_ablation(db, ablation: Ablation, task: dict, recipe: dict) -> int:
+    from ..storage.models import AblationRecord, AblationRunRecord, utcnow
+
+    with db.session() as session:
+        record = AblationRecord(
+            name=f"{ablation.base.name}: " + " x ".join(a.path for a in ablation.axes), base_spec=ablation.base.to_dict(),
+            base_hash=ablation.base.spec_hash(), vary=[{"path": a.path, "values": list(a.values)} for a in ablation.axes],
+            seeds=list(ablation.seeds), task=task, recipe=recipe, metric=ablation.metric, summary=ablation.summary())
+        session.add(record)
+        session.flush()
+        for run in ablation.runs:
+            session.add(AblationRunRecord(
+                ablation_id=record.id, cell=run.cell.label, setting=run.cell.setting, is_base=run.cell.is_base,
+                seed=run.seed, status=run.status, spec=run.cell.spec.to_dict(), spec_hash=run.cell.spec.spec_hash(),
+                metrics=(run.result or {}).get("metrics"), curve=(run.result or {}).get("curve"), result=run.result,
+                error=run.error, traceback=run.traceback, wall_time_s=run.wall_time_s, finished_at=utcnow()))
+        return record.id
