@@ -81,17 +81,17 @@ def model_name(reader: ConfigReader, name: str | None, fallback: str) -> str:
     return fallback
 
 
-def base_document(reader: ConfigReader, *, name: str, max_context: int | None, eps_key: str,
-                  tie_default: bool) -> dict[str, Any]:
+def base_document(reader: ConfigReader, *, name: str, max_context: int | None, eps_key: str, eps_default: float,
+                  tie_default: bool, std_default: float = 0.02) -> dict[str, Any]:
     """Model-wide fields every family shares (vocabulary, width, norm eps, tying, init, dtype)."""
     document = {
         "name": name,
         "vocab_size": reader.int("vocab_size"),
         "d_model": reader.int("hidden_size"),
         "max_context": max_context,
-        "norm": {"eps": reader.float(eps_key, 1e-5)},
+        "norm": {"eps": reader.float(eps_key, eps_default)},
         "tie_embeddings": reader.bool("tie_word_embeddings", tie_default),
-        "init": {"std": reader.float("initializer_range", 0.02)},
+        "init": {"std": reader.float("initializer_range", std_default)},
         "param_dtype": param_dtype(reader),
     }
     return document

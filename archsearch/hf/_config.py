@@ -41,6 +41,16 @@ class ConfigReader:
         self.problem(key, "must be an integer", value)
         return None
 
+    def count(self, key: str, default: Any, most: int) -> int:
+        """A layer count, refused (as 0) outside 1 .. most before anything is built from it."""
+        value = self.int(key, default)
+        if value is None:
+            return 0
+        if not 1 <= value <= most:
+            self.problem(key, "out of range", value, f"1 .. {most}")
+            return 0
+        return value
+
     def float(self, key: str, default: Any = _MISSING) -> float | None:
         value = self._get(key, default)
         if value is None:

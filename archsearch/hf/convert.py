@@ -34,6 +34,15 @@ class NotExpressibleError(SpecError):
         return self.args[0]
 
 
+def _layer_kinds_fit(family: str, kinds: set[str]) -> bool:
+    """Whether a family has every kind of layer the spec uses (the first thing that makes it a candidate)."""
+    if family == "mamba2":
+        return kinds == {"mamba2"}
+    if family == "nemotron_h":
+        return True
+    return kinds <= {"attention", "mlp"}
+
+
 def _model_type(config: dict, source: str | None) -> str:
     model_type = config.get("model_type")
     if model_type is None:  # some configs only name their architecture
@@ -78,7 +87,9 @@ def export_hf_config(spec: ModelSpec, family: str | None = None) -> dict[str, An
     for name, (config, check) in attempts.items():
         if not check.issues:
             return config
-    closest = min(FAMILIES, key=lambda name: len(attempts[name][1].issues))
+    kinds = {layer.kind for layer in spec.layers}
+    fitting = [name for name in FAMILIES if _layer_kinds_fit(name, kinds)] or list(FAMILIES)
+    closest = min(fitting, key=lambda name: len(attempts[name][1].issues))
     others = ", ".join(f"{name}: {len(attempts[name][1].issues)}" for name in FAMILIES if name != closest)
     raise NotExpressibleError(spec.name, closest, attempts[closest][1].issues,
                               f" (the closest family; features missing in the others: {others})")

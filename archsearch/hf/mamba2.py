@@ -2,13 +2,16 @@
 
 The mixer's width is `expand * hidden_size`, which transformers requires to equal `num_heads * head_dim`; the
 spec stores the head count. `time_step_rank`, `residual_in_fp32` and cache settings do not change the model.
+Mamba2 configs have no maximum context; export writes `max_position_embeddings` anyway (transformers keeps
+unknown keys) so that a spec's max_context survives the round trip, and import reads it when present.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..spec import ModelSpec
+from ..spec import ModelSpec, compress_pattern
+from ..spec.pattern import MAX_LAYERS
 from . import _mamba
 from ._common import DEFAULT_MAX_CONTEXT, MAMBA, Checker, base_config, base_document, model_name, one_definition, plain_model_checks
 from ._config import ConfigReader
@@ -19,7 +22,7 @@ ARCHITECTURE = "Mamba2ForCausalLM"
 
 def import_config(config: dict, *, name: str | None, max_context: int | None, source: str | None) -> dict[str, Any]:
     reader = ConfigReader(config, source)
-    n_layers = reader.int("num_hidden_layers", 64)
+    n_layers = reader.count("num_hidden_layers", 64, MAX_LAYERS)
     block = _mamba.import_block(reader, _mamba.MAMBA2)
     expand, hidden = reader.float("expand", 2), reader.int("hidden_size")
     if None not in (expand, hidden, block["n_heads"], block["head_dim"]) \
@@ -27,10 +30,10 @@ def import_config(config: dict, *, name: str | None, max_context: int | None, so
         reader.problem("expand", f"expand * hidden_size must equal num_heads * head_dim "
                        f"({block['n_heads']} * {block['head_dim']})", expand)
     document = base_document(reader, name=model_name(reader, name, "mamba2"),
-                             max_context=max_context or DEFAULT_MAX_CONTEXT, eps_key="layer_norm_epsilon",
-                             tie_default=False)
+                             max_context=max_context or reader.int("max_position_embeddings", DEFAULT_MAX_CONTEXT), eps_key="layer_norm_epsilon", eps_default=1e-5,
+                             tie_default=False, std_default=0.1)
     document["init"]["scale_output_projections"] = reader.bool("rescale_prenorm_residual", False)
-    document["pattern"] = f"{MAMBA}x{n_layers}" if n_layers else ""
+    document["pattern"] = compress_pattern([MAMBA] * n_layers) if n_layers else ""
     document["blocks"] = {MAMBA: block}
     reader.raise_if_any()
     return document
@@ -41,6 +44,7 @@ def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:
     plain_model_checks(check, spec)
     config = base_config(spec, model_type=MODEL_TYPE, architecture=ARCHITECTURE, eps_key="layer_norm_epsilon")
     config["num_hidden_layers"] = spec.n_layers
+    config["max_position_embeddings"] = spec.max_context
     config["rescale_prenorm_residual"] = spec.init.scale_output_projections
     for layer in spec.layers:
         if layer.kind != "mamba2":

@@ -1,7 +1,8 @@
 """NemotronH (Nemotron-H, Nemotron-Nano-v2): any mix of Mamba-2, attention and MLP layers.
 
 Semantics follow transformers' `NemotronHConfig` / `modeling_nemotron_h.py`: attention has no position
-encoding and no biases (the modeling code ignores `attention_bias`); the MLP is non-gated (`mlp_hidden_act`,
+encoding and no biases (the modeling code ignores `attention_bias`); the LM head is never tied to the
+embedding (the model declares no tied weights, whatever `tie_word_embeddings` says); the MLP is non-gated (`mlp_hidden_act`,
 relu2 by default, `mlp_bias`); the Mamba mixer has `mamba_num_heads` heads of `mamba_head_dim`, `n_groups`
 groups for B/C and a per-group gated RMSNorm; `use_bias` applies to the Mamba projections only. Fields with no
 architectural effect (`residual_in_fp32`, dropout, cache dtypes, `use_mamba_kernels`) are not imported.
@@ -79,8 +80,9 @@ def import_config(config: dict, *, name: str | None, max_context: int | None, so
                        "bias": reader.bool("mlp_bias", False)}
     document = base_document(reader, name=model_name(reader, name, "nemotron-h"),
                              max_context=max_context or reader.int("max_position_embeddings", 4096),
-                             eps_key="layer_norm_epsilon", tie_default=False)
+                             eps_key="layer_norm_epsilon", eps_default=1e-5, tie_default=False)
     document["init"]["scale_output_projections"] = reader.bool("rescale_prenorm_residual", True)
+    document["tie_embeddings"] = False  # what transformers builds, see the module docstring
     document["pattern"] = compress_pattern(symbols) if symbols else ""
     document["blocks"] = blocks
     reader.raise_if_any()
@@ -90,6 +92,8 @@ def import_config(config: dict, *, name: str | None, max_context: int | None, so
 def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:
     check = Checker("NemotronH")
     plain_model_checks(check, spec)
+    check.expect(("tie_embeddings",), spec.tie_embeddings, False, "an untied LM head (transformers' NemotronH "
+                 "never ties it)")
     config = base_config(spec, model_type=MODEL_TYPE, architecture=ARCHITECTURE, eps_key="layer_norm_epsilon")
     config["hybrid_override_pattern"] = "".join(
         {"mamba2": MAMBA, "attention": ATTENTION, "mlp": MLP}[layer.kind] for layer in spec.layers)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import ModelSpec, compress_pattern
+from ..spec.pattern import MAX_LAYERS
 from ._common import (ACTIVATION_TO_HF, ATTENTION, LOCAL, MLP, Checker, activation, base_config, base_document,
                       model_name, one_definition, plain_model_checks, rope_fields, rope_theta)
 from ._config import ConfigReader
@@ -91,7 +92,7 @@ def import_config(config: dict, family: Family, *, name: str | None, max_context
                   source: str | None) -> dict[str, Any]:
     reader = ConfigReader(config, source)
     d = family.defaults
-    n_layers = reader.int("num_hidden_layers", d["num_hidden_layers"]) or 0
+    n_layers = reader.count("num_hidden_layers", d["num_hidden_layers"], MAX_LAYERS // 2)
     windows = _layer_windows(reader, family, n_layers)
     hidden = reader.int("hidden_size")
     n_heads = reader.int("num_attention_heads", d["num_attention_heads"])
@@ -121,14 +122,13 @@ def import_config(config: dict, family: Family, *, name: str | None, max_context
     document = base_document(reader, name=model_name(reader, name, family.model_type),
                              max_context=max_context or reader.int("max_position_embeddings",
                                                                    d["max_position_embeddings"]),
-                             eps_key="rms_norm_eps", tie_default=d["tie_word_embeddings"])
+                             eps_key="rms_norm_eps", eps_default=d["rms_norm_eps"],
+                             tie_default=d["tie_word_embeddings"])
     document["init"]["scale_output_projections"] = False
     if family.gemma:
         document["norm"].update(post_block_norm=True, unit_offset=True)
         document["embedding_multiplier"] = "sqrt_d_model"
         document["final_logit_softcap"] = reader.float("final_logit_softcapping", None)
-    if n_layers < 1:
-        reader.problem("num_hidden_layers", "must be at least 1", n_layers)
     document["pattern"] = compress_pattern([s for w in windows for s in ((LOCAL if w else ATTENTION), MLP)]) \
         if n_layers >= 1 else ""
     document["blocks"] = blocks
