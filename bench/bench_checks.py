@@ -187,16 +187,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     result = {"environment": environment()}
+
+    def save():  # after each section, so a run cut short keeps what it measured
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=2)
+
     if args.what == "screen":
         result["screen"] = screen(args)
         print(json.dumps(result["screen"], indent=2))
     if args.what in ("memory", "gpu"):
         result["memory"] = memory(args)
+        save()
     if args.what in ("throughput", "gpu"):
         result["throughput"] = throughput(args)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    save()
     return 0
 
 

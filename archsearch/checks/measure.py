@@ -104,6 +104,9 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
         base = torch.cuda.memory_allocated(torch_device)
     reset_backends_used()
     model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
+    if cuda:  # the initialiser's temporaries are not serving memory: count from the built model on
+        torch.cuda.synchronize(torch_device)
+        torch.cuda.reset_peak_memory_stats(torch_device)
     weight_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     cache = model.allocate_cache(batch, context, dtype=_torch_dtype(settings.act_dtype))
     generator = torch.Generator(device="cpu").manual_seed(seed)
