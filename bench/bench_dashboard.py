@@ -56,6 +56,7 @@ def build_database(path: Path, n_trials: int, seed: int = 0) -> str:
     from archsearch.checks import check_budget
     from archsearch.spec.accounting import count_parameters
     from archsearch.storage import Database, StudyRecord, TrialRecord
+    from archsearch.storage.models import utcnow
 
     path.unlink(missing_ok=True)
     url = f"sqlite:///{path}"
@@ -72,7 +73,7 @@ def build_database(path: Path, n_trials: int, seed: int = 0) -> str:
         status = rng.choice(STATUSES)
         report = check_budget(spec, "a10g", 4096)
         n_params = count_parameters(spec).total
-        loss = 5.5 - 0.4 * math.log(n_params) + rng.gauss(0, 0.05)
+        loss = 1.0 + 30.0 / math.log(n_params) + rng.gauss(0, 0.05)
         trained = status in ("completed", "pruned", "stopped", "diverged")
         steps = {"completed": 20, "pruned": 8, "stopped": 10, "diverged": 6}.get(status, 0)
         curve = [{"step": 50 * (k + 1), "val_loss": loss + 2.0 * math.exp(-k / 4) + rng.gauss(0, 0.02)}
@@ -87,7 +88,7 @@ def build_database(path: Path, n_trials: int, seed: int = 0) -> str:
             backends={"ssd_scan": "naive", "attention": "sdpa"} if trained else None,
             precision="float32" if trained else None, tokens_per_s=rng.uniform(2e3, 2e4) if trained else None,
             error={"failed": "out of memory", "diverged": "loss is nan at step 300"}.get(status),
-            wall_time_s=rng.uniform(5, 60)))
+            wall_time_s=rng.uniform(5, 60), finished_at=utcnow()))
         if status == "completed":
             frozen.append(create_trial(state=TrialState.COMPLETE, values=[loss, float(n_params)],
                                        params={"d_model": params["d_model"], "repeats": params["repeats"]},

@@ -15,8 +15,8 @@ from .views import StudyView, TrialRow
 MAX_PLOTTED_TRIALS = 60  # memory bars and loss curves follow the trials on the current table page
 
 
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
+def _int(params, name: str, default: int) -> int:
+    raw = params.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -54,21 +54,24 @@ def study_summary(request: Request) -> JSONResponse:
     return JSONResponse(summary_json(repo.study(study_id), repo.stamp(study_id)))
 
 
-def trials(request: Request) -> JSONResponse:
-    repo = request.app.state.repo
-    study_id = request.path_params["study_id"]
+def trials_payload(repo, study_id: int, params) -> dict:
+    """One page of the trials table as JSON; `params` are the query parameters (sort, desc, f.KEY, offset, limit)."""
     study, rows = repo.study(study_id), repo.rows(study_id)
-    filters = {key[2:]: value for key, value in request.query_params.items() if key.startswith("f.")}
-    page = query(study, rows, sort=request.query_params.get("sort", "number"),
-                 descending=request.query_params.get("desc", "0") == "1", filters=filters,
-                 offset=_int(request, "offset", 0), limit=_int(request, "limit", 50))
+    filters = {key[2:]: value for key, value in params.items() if key.startswith("f.")}
+    page = query(study, rows, sort=params.get("sort", "number"), descending=params.get("desc", "0") == "1",
+                 filters=filters, offset=_int(params, "offset", 0), limit=_int(params, "limit", 50))
     strips = repo.patterns(study_id, [r.id for r in page.rows])
     numeric = numeric_keys(study, rows)
-    return JSONResponse({
+    return {
         "total": page.total, "matching": page.matching, "offset": page.offset,
         "columns": [{"key": c.key, "label": c.label, "numeric": c.key in numeric} for c in columns(study)],
         "rows": [dict(_row_json(r, study), pattern=[[c.symbol, c.kind] for c in strips.get(r.id, [])])
-                 for r in page.rows]})
+                 for r in page.rows]}
+
+
+def trials(request: Request) -> JSONResponse:
+    return JSONResponse(trials_payload(request.app.state.repo, request.path_params["study_id"],
+                                       request.query_params))
 
 
 def pareto(request: Request) -> JSONResponse:
@@ -118,7 +121,7 @@ def importance(request: Request) -> JSONResponse:
     repo = request.app.state.repo
     study_id = request.path_params["study_id"]
     study = repo.study(study_id)
-    index = _int(request, "objective", 0)
+    index = _int(request.query_params, "objective", 0)
     if not 0 <= index < len(study.objectives):
         return JSONResponse({"reason": "this study has no objective to explain", "figure": None})
     result = request.app.state.importance(study_id, index)

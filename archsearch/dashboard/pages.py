@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .ablations import ablation, list_ablations
+from .api import trials_payload
 from .curves import curve_metrics, curve_series
 from .figures import memory_figure, side_by_side_curves
 from .queries import NotFound
@@ -30,7 +31,9 @@ def study(request: Request) -> HTMLResponse:
     repo = request.app.state.repo
     study_id = request.path_params["study_id"]
     view = repo.study(study_id)
-    return render(request, "study.html", study=view, stamp=repo.stamp(study_id))
+    # The first page of the table travels inside the HTML, so the table is usable without another round trip.
+    return render(request, "study.html", study=view, stamp=repo.stamp(study_id),
+                  first_page=trials_payload(repo, study_id, {}))
 
 
 def compare(request: Request) -> HTMLResponse:

@@ -1,12 +1,35 @@
-// Draws a server-built plotly figure ({data, layout}) into an element; plotly.js is served by this server.
+// Draws server-built plotly figures ({data, layout}). plotly.js (served by this server from the plotly
+// package) is large, so it is loaded only once the page's table is up, on the first draw.
 "use strict";
-window.archsearchPlots = {
-  draw(element, figure) {
-    if (!figure) { window.Plotly.purge(element); return; }
-    return window.Plotly.react(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
-  },
-  message(element, text) {
-    window.Plotly.purge(element);
-    element.textContent = text;
-  },
-};
+window.archsearchPlots = (() => {
+  let loading = null;
+
+  function plotly() {
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    if (!loading) {
+      loading = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = "/assets/plotly.min.js";
+        script.onload = () => resolve(window.Plotly);
+        script.onerror = () => reject(new Error("plotly.js could not be loaded from this server"));
+        document.head.append(script);
+      });
+    }
+    return loading;
+  }
+
+  return {
+    plotly,
+    async draw(element, figure) {
+      const Plotly = await plotly();
+      element.textContent = "";
+      if (!figure) { Plotly.purge(element); return; }
+      await Plotly.react(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
+    },
+    async message(element, text) {
+      const Plotly = await plotly();
+      Plotly.purge(element);
+      element.textContent = text;
+    },
+  };
+})();

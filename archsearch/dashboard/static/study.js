@@ -18,6 +18,12 @@
     return node;
   }
 
+  function wrap(tag, child, attrs = {}) {
+    const node = el(tag, attrs);
+    node.append(child);
+    return node;
+  }
+
   function fmtNumber(v) {
     if (v === null || v === undefined) return "—";
     if (typeof v !== "number") return String(v);
@@ -76,7 +82,7 @@
           state.offset = 0;
           loadTable();
         });
-        filters.append(el("th")).append(input);
+        filters.append(wrap("th", input));
       }
       thead.append(names, filters);
     }
@@ -95,12 +101,12 @@
       $("compare-button").disabled = state.selected.size < 1;
       $("compare-button").textContent = `Compare selected (${state.selected.size})`;
     });
-    tr.append(el("td")).append(box);
+    tr.append(wrap("td", box));
     const strip = el("span", { class: "strip" });
     row.pattern.forEach(([symbol, kind], i) => {
       strip.append(el("span", { class: `cell k-${kind}`, title: `layer ${i}: ${symbol} (${kind})` }));
     });
-    tr.append(el("td")).append(strip);
+    tr.append(wrap("td", strip));
     for (const column of columns) {
       const value = cellValue(row, column.key);
       const td = el("td", { class: column.numeric ? "num" : "", "data-key": column.key });
@@ -133,6 +139,10 @@
       $("table-error").textContent = err.message;
       return;
     }
+    showPage(page);
+  }
+
+  function showPage(page) {
     $("table-error").hidden = true;
     renderHead(page.columns);
     $("trials").tBodies[0].replaceChildren(...page.rows.map((row) => renderRow(row, page.columns)));
@@ -208,7 +218,7 @@
       if (body.objectives) fillSelect($("importance-objective"), body.objectives.map((m, i) => [String(i), m]), String(body.objective));
       $("importance-reason").hidden = !body.reason;
       $("importance-reason").textContent = body.reason || "";
-      if (body.figure) await plots.draw($("importance"), body.figure); else window.Plotly.purge($("importance"));
+      await plots.draw($("importance"), body.figure);
     } catch (err) { plots.message($("importance"), err.message); }
   }
 
@@ -268,7 +278,9 @@
     $("pareto-y").addEventListener("change", loadPareto);
     $("curve-metric").addEventListener("change", loadCurves);
     $("importance-objective").addEventListener("change", loadImportance);
-    loadTable().then(() => { loadPareto(); loadImportance(); });
+    showPage(data.first_page);  // embedded in the HTML: the table is usable before any request
+    // One after the other: importance can take the server a second or two on a large study.
+    loadPareto().then(loadImportance);
     window.setTimeout(poll, POLL_MS);
   });
 })();
