@@ -28,7 +28,7 @@ def summarize(spec: ModelSpec, context: int | None = None, batch: int = 1) -> di
         "name": spec.name,
         "spec_hash": spec.spec_hash(),
         "n_layers": spec.n_layers,
-        "pattern": compress_pattern(spec.pattern_string),
+        "pattern": spec.pattern if isinstance(spec.pattern, str) else compress_pattern(spec.pattern_string),
         "layers": spec.pattern_string,
         "layers_per_kind": layers_per_kind,
         "blocks": blocks,
