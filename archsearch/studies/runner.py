@@ -46,10 +46,18 @@ class _NoSlot(Exception):
     """The study reached its trial count while this worker was asking for a trial."""
 
 
-class _EarlyStop(Exception):
-    def __init__(self, dominators: list[int], step: int):
-        self.dominators, self.step = dominators, step
-        super().__init__(f"dominated at step {step} by completed trial(s) {', '.join(map(str, dominators))}")
+try:  # train() treats its own TrainingStopped as "stop and record"; our stops are of that kind
+    from ..training.result import TrainingStopped as _StopBase
+except ImportError:  # pragma: no cover - training is part of archsearch; kept importable without torch
+    _StopBase = Exception
+
+
+class _Stop(_StopBase):
+    """Raised from the training callback: `kind` is "pruned" (single-objective pruner) or "stopped" (dominated)."""
+
+    def __init__(self, kind: str, message: str):
+        self.kind = kind
+        super().__init__(message)
 
 
 @dataclass
@@ -240,27 +248,31 @@ class StudyRunner:
         records.update_trial(self.db, row, finished=False, **spec_fields)
 
         curve: list[dict[str, Any]] = []
-        callback = self._callback(trial, curve, verdict)
+        stops: list[_Stop] = []  # what the callback raised, however train() passes it on
+        callback = self._callback(trial, curve, verdict, stops)
         train_started = time.perf_counter()
         try:
             result = self.evaluator(spec, callback)
-        except optuna.TrialPruned:
-            self._finish(trial, row, "pruned", started, train_started, curve=curve,
-                         error=f"pruned at step {curve[-1]['step'] if curve else '?'}")
-            raise
-        except _EarlyStop as stop:
-            self._finish(trial, row, "stopped", started, train_started, curve=curve, error=str(stop))
-            raise optuna.TrialPruned(str(stop)) from None
         except KeyboardInterrupt:
             raise
         except Exception as err:
+            if stops:
+                stop = stops[-1]
+                partial = getattr(err, "result", None)
+                extra = self._result_fields(partial.to_dict() if hasattr(partial, "to_dict") else {}, curve)
+                self._finish(trial, row, stop.kind, started, train_started, error=str(stop), **extra)
+                raise optuna.TrialPruned(str(stop)) from None
             reason = "out of memory" if _is_oom(err) else f"{type(err).__name__}: {err}"
             self._finish(trial, row, "failed", started, train_started, curve=curve, error=reason,
                          traceback=traceback.format_exc())
             raise TrialFailed(reason) from err
+        if stops:  # a trainer that records the stop and returns instead of re-raising
+            self._finish(trial, row, stops[-1].kind, started, train_started, error=str(stops[-1]),
+                         **self._result_fields(result, curve))
+            raise optuna.TrialPruned(str(stops[-1]))
         return self._store_result(trial, row, result, verdict, curve, started, train_started)
 
-    def _callback(self, trial: optuna.Trial, curve: list, verdict: Verdict):
+    def _callback(self, trial: optuna.Trial, curve: list, verdict: Verdict, stops: list):
         single = len(self.objectives) == 1
         tracked = self.objectives[0].metric
         stopper = None
@@ -275,11 +287,14 @@ class StudyRunner:
             if single and self.study.file.pruner is not None and tracked in point:
                 trial.report(point[tracked], int(step))
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at step {step}")
+                    stops.append(_Stop("pruned", f"pruned at step {step} ({tracked}={point[tracked]:.4g})"))
+                    raise stops[-1]
             if stopper is not None:
                 dominators = stopper.update(int(step), {**point, **verdict.analytic})
                 if dominators:
-                    raise _EarlyStop(dominators, int(step))
+                    stops.append(_Stop("stopped", f"dominated at step {step} by completed trial(s) "
+                                                  f"{', '.join(map(str, dominators))}"))
+                    raise stops[-1]
 
         return callback
 
@@ -303,11 +318,7 @@ class StudyRunner:
 
     def _store_result(self, trial, row: int, result: dict, verdict: Verdict, curve: list, started: float,
                       train_started: float) -> list[float]:
-        curve = result.get("curve") or curve
-        common = dict(curve=curve, metrics=result.get("metrics"), backends=result.get("backends"),
-                      precision=result.get("precision"), versions=result.get("versions"),
-                      tokens_per_s=result.get("tokens_per_s"), mfu=result.get("mfu"),
-                      peak_memory_bytes=result.get("peak_memory_bytes"), out_dir=result.get("out_dir"))
+        common = self._result_fields(result, curve)
         if result.get("status") == "diverged":
             reason = f"diverged: {result.get('reason') or 'non-finite loss'}"
             self._finish(trial, row, "diverged", started, train_started, error=reason, **common)
@@ -320,6 +331,13 @@ class StudyRunner:
             raise TrialFailed(reason)
         self._finish(trial, row, "completed", started, train_started, values=values, **common)
         return values
+
+    @staticmethod
+    def _result_fields(result: dict, curve: list) -> dict[str, Any]:
+        return dict(curve=result.get("curve") or curve, metrics=result.get("metrics"), backends=result.get("backends"),
+                    precision=result.get("precision"), versions=result.get("versions"),
+                    tokens_per_s=result.get("tokens_per_s"), mfu=result.get("mfu"),
+                    peak_memory_bytes=result.get("peak_memory_bytes"), out_dir=result.get("out_dir"))
 
     def _finish(self, trial, row: int, status: str, started: float, train_started: float | None, *,
                 values: list[float] | None = None, **fields: Any) -> None:

@@ -6,6 +6,7 @@ option against the constructor's signature. Code that runs a study may also pass
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import warnings
 from typing import Any
@@ -50,6 +51,11 @@ def build_sampler(config: SamplerConfig, space: SearchSpace, seed: int, n_object
     cls = samplers[config.type]
     if config.type == "cmaes" and n_objectives > 1:
         raise UserError("sampler: cmaes handles one objective only; for several use nsga2, tpe, gp or random")
+    needs = {"gp": ("scipy", "torch"), "qmc": ("scipy",), "cmaes": ("cmaes",)}.get(config.type, ())
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"sampler: {config.type} needs {', '.join(missing)}, which is not installed "
+                        f"(pip install {' '.join(missing)}); tpe, nsga2, random and grid need nothing more")
     if "seed" in inspect.signature(cls.__init__).parameters:
         options.setdefault("seed", seed)
     if config.type == "grid":

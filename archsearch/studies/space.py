@@ -49,7 +49,8 @@ class SearchSpace(BaseModel):
         pattern = None
         if self.pattern is not None:
             drawn = self.pattern.sample(source)
-            values.update({f"pattern.{k}": v for k, v in drawn.items()})
+            searched = self.pattern.searched()
+            values.update({name: drawn[name.split(".", 1)[1]] for name in searched})
             pattern = self.pattern.build(drawn)
             used = set(pattern)
         else:
@@ -167,26 +168,30 @@ def _probe(space: SearchSpace, base: ModelSpec, base_doc: dict, marks: Marks, so
             return err.issues[0]
         return None
 
-    first_errors = [error_at(point, default) for point, default in references]
-    if all(first_errors):
-        bad = first_errors[0]
-        return [issue(marks, source, prefix or (), f"no probed point of the space makes a valid spec (the base's "
-                      f"values, every range's low end, every range's high end); first problem: {bad.message} at "
-                      f"{_dotted(bad.path)}")]
     searched = [(("parameters", n), n, d) for n, d in space.parameters.items() if is_searched(d)]
     if space.pattern is not None:
         searched += [(("pattern", n.split(".", 1)[1]), n, d) for n, d in space.pattern.searched().items()]
+    other_paths = {name: {tuple(n.split(".")) for _, n, _ in searched if n != name and not n.startswith("pattern.")}
+                   for _, name, _ in searched}
     issues = []
     for path, name, definition in searched:
         errors = []
         for value in definition.probe_values():
             found = [error_at({**point, name: value}, default) for point, default in references]
-            if all(found):
+            # Blame this parameter only for failures not located at another searched parameter's field.
+            if all(found) and any(tuple(map(str, f.path)) not in other_paths[name] for f in found):
                 errors.append((value, found[0]))
         if errors and len(errors) == len(definition.probe_values()):
             shown = "; ".join(f"{value!r}: {spec_issue.message} at {_dotted(spec_issue.path)}"
                               for value, spec_issue in errors[:3])
             issues.append(issue(marks, source, prefix + path, f"can only produce invalid specs ({shown})"))
+    if not issues:
+        first_errors = [error_at(point, default) for point, default in references]
+        if all(first_errors):
+            bad = first_errors[0]
+            issues.append(issue(marks, source, prefix or (), f"no probed point of the space makes a valid spec (the "
+                                f"base's values, every range's low end, every range's high end); first problem: "
+                                f"{bad.message} at {_dotted(bad.path)}"))
     return issues
 
 
