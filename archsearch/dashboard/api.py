@@ -97,9 +97,7 @@ def memory(request: Request) -> JSONResponse:
     numbers = {r.id: r.number for r in repo.rows(study_id)}
     breakdowns = repo.memory_breakdowns(study_id, ids)
     shown = [i for i in ids if breakdowns.get(i)]
-    scale = 1024.0 ** 2
-    figure = memory_figure([f"#{numbers.get(i, i)}" for i in shown],
-                           [{k: v / scale for k, v in breakdowns[i].items()} for i in shown])
+    figure = memory_figure([f"#{numbers.get(i, i)}" for i in shown], [breakdowns[i] for i in shown])
     return JSONResponse({"trials": len(shown), "figure": figure})
 
 

@@ -55,14 +55,23 @@ def pareto_figure(points: Sequence[PlotPoint], x_label: str, y_label: str, note:
     return _plain(fig)
 
 
-def memory_figure(labels: Sequence[str], breakdowns: Sequence[Mapping[str, float]], unit: str = "MiB") -> dict:
-    """Stacked bars: one bar per trial, one colour per component of the memory budget."""
+def _byte_unit(largest: float) -> tuple[str, float]:
+    for unit, scale in (("GiB", 1024.0 ** 3), ("MiB", 1024.0 ** 2), ("KiB", 1024.0)):
+        if largest >= scale:
+            return unit, scale
+    return "bytes", 1.0
+
+
+def memory_figure(labels: Sequence[str], breakdowns: Sequence[Mapping[str, float]]) -> dict:
+    """Stacked bars: one bar per trial, one colour per component of the memory budget (given in bytes; the
+    axis picks KiB, MiB or GiB from the largest bar)."""
     components: dict[str, None] = {}
     for breakdown in breakdowns:
         components.update(dict.fromkeys(breakdown))
+    unit, scale = _byte_unit(max((sum(b.values()) for b in breakdowns), default=0.0))
     fig = go.Figure()
     for component in components:
-        fig.add_trace(go.Bar(x=list(labels), y=[b.get(component, 0.0) for b in breakdowns], name=component))
+        fig.add_trace(go.Bar(x=list(labels), y=[b.get(component, 0.0) / scale for b in breakdowns], name=component))
     fig.update_layout(barmode="stack", yaxis_title=unit, xaxis=dict(type="category"), **_LAYOUT)
     return _plain(fig)
 

@@ -54,8 +54,7 @@ def compare(request: Request) -> HTMLResponse:
     metric = metrics[0] if metrics else "val_loss"
     curves = side_by_side_curves({label: curve_series(d.curve, metric) for label, d in zip(labels, details)},
                                  metric)
-    mib = 1024.0 ** 2
-    memory = memory_figure(labels, [{k: v / mib for k, v in d.memory_breakdown.items()} for d in details])
+    memory = memory_figure(labels, [d.memory_breakdown for d in details])
     diff = spec_diff([d.spec or {} for d in details])
     return render(request, "compare.html", study=view, details=details, labels=labels, diff=diff,
                   n_differ=sum(r.differs for r in diff), curves=curves, memory=memory, metric=metric)
