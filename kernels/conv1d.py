@@ -90,7 +90,7 @@ def causal_conv1d_package(x, weight, bias=None, activation=None, initial_states=
 
 def _triton_accepts(**info) -> registry.Refusal:
     return _optional.refuse_unless_cuda(info) or _optional.refuse_dtype(info, _optional.HALF_OR_FLOAT) or (
-        f"kernel width {info['width']} > 16" if info.get("width", 1) > 16 else None
+        f"kernel width {info['width']} not in 1..4" if not 1 <= info.get("width", 4) <= 4 else None
     )
 
 
