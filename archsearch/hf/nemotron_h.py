@@ -4,7 +4,9 @@ Semantics follow transformers' `NemotronHConfig` / `modeling_nemotron_h.py`: att
 encoding and no biases (the modeling code ignores `attention_bias`); the LM head is never tied to the
 embedding (the model declares no tied weights, whatever `tie_word_embeddings` says); the MLP is non-gated (`mlp_hidden_act`,
 relu2 by default, `mlp_bias`); the Mamba mixer has `mamba_num_heads` heads of `mamba_head_dim`, `n_groups`
-groups for B/C and a per-group gated RMSNorm; `use_bias` applies to the Mamba projections only. Fields with no
+groups for B/C and a per-group gated RMSNorm; `use_bias` applies to the Mamba projections only. The mixer
+clamps dt to (time_step_min, inf) whatever `time_step_limit` says; the spec still records `time_step_limit` as
+`dt_limit`, the meaning Mamba-2 gives it. Fields with no
 architectural effect (`residual_in_fp32`, dropout, cache dtypes, `use_mamba_kernels`) are not imported.
 """
 
