@@ -317,7 +317,8 @@ def main():
     env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                cuda=torch.version.cuda)
     try:
-        import mamba_ssm  # noqa: F401  (the placeholder for its CUDA extension is installed by the probe)
+        K.registry.get_backend("ssd_scan", "mamba_ssm").available()  # installs the extension placeholder
+        import mamba_ssm
 
         env["mamba_ssm"] = mamba_ssm.__version__
     except Exception as e:
