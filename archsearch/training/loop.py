@@ -1,0 +1,203 @@
+"""`train(spec, task, recipe)`: the optimisation loop, periodic evaluation, checkpoints and the run's record."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from archsearch.spec import ModelSpec, training_flops_per_token
+
+from . import checkpoint
+from .losses import correct_count, kl_sum, masked_ce_sum
+from .prepare import Prepared, prepare
+from .progress import ProgressBar
+from .recipe import Recipe
+from .result import TrainResult, TrainingStopped
+from .runinfo import device_peak_flops, peak_memory, versions
+from .schedule import lr_at
+from .tasks import Batch, TaskSpec
+
+Callback = Callable[[int, dict[str, float]], None]
+
+
+class Diverged(Exception):
+    """A non-finite loss or gradient: the run stops and records why."""
+
+
+class Trainer:
+    def __init__(self, run: Prepared, callback: Callback | None, progress: bool):
+        self.run = run
+        self.callback = callback
+        self.recipe = run.recipe
+        self.step = int(run.state.get("step", 0))
+        self.curve: list[dict[str, float]] = list(run.state.get("curve", []))
+        self.metrics: dict[str, float] = dict(run.state.get("metrics", {}))
+        self.tokens_per_step = self.recipe.batch_size * self.recipe.grad_accum * run.task.seq_len
+        self.train_time = 0.0
+        self.timed_steps = 0
+        self.started = time.perf_counter()
+        self.bar = ProgressBar(progress, self.recipe.steps, self.step, f"{run.spec.name} on {run.task.name}")
+        if run.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(run.device)
+
+    # ------------------------------------------------------------------------------------------ steps
+    def objective(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        run = self.run
+        with run.autocast(), run.fp8_context():
+            logits_BTV = run.forward(batch.input_ids_BT)
+        ce_sum, n = masked_ce_sum(logits_BTV, batch.targets_BT)
+        n = n.clamp(min=1)
+        ce = ce_sum / n
+        if run.teacher is None:
+            return ce, {"ce": ce.detach()}
+        with torch.no_grad(), run.autocast():
+            teacher_BTV = run.teacher.model(batch.input_ids_BT)
+        kl = kl_sum(logits_BTV, teacher_BTV, batch.targets_BT, run.teacher.temperature) / n
+        alpha = run.teacher.alpha
+        return alpha * kl + (1 - alpha) * ce, {"ce": ce.detach(), "kl": kl.detach()}
+
+    def train_step(self) -> dict[str, float]:
+        run, recipe = self.run, self.recipe
+        lr = lr_at(recipe, self.step)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        run.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=run.device)
+        parts: dict[str, torch.Tensor] = {}
+        for micro in range(recipe.grad_accum):
+            batch = run.task.train_batch(self.step * recipe.grad_accum + micro, recipe.batch_size).to(run.device)
+            loss, pieces = self.objective(batch)
+            (loss / recipe.grad_accum).backward()
+            total += loss.detach() / recipe.grad_accum
+            for k, v in pieces.items():
+                parts[k] = parts.get(k, 0) + v / recipe.grad_accum
+        clip = recipe.grad_clip if recipe.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
+        loss_value, norm_value = float(total), float(grad_norm)
+        if not math.isfinite(loss_value):
+            raise Diverged(f"non-finite loss ({loss_value}) at step {self.step + 1}")
+        if not math.isfinite(norm_value):
+            raise Diverged(f"non-finite gradient norm ({norm_value}) at step {self.step + 1}")
+        run.optimizer.step()
+        self.step += 1
+        return {"loss": loss_value, "lr": lr, "grad_norm": norm_value, **{k: float(v) for k, v in parts.items()}}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        run, recipe = self.run, self.recipe
+        run.forward.eval()
+        loss_sum = kl_total = 0.0
+        count = correct = 0
+        for index in range(recipe.eval_batches):
+            batch = run.task.val_batch(index, recipe.batch_size).to(run.device)
+            with run.autocast(), run.fp8_context():
+                logits_BTV = run.forward(batch.input_ids_BT)
+            ce_sum, n = masked_ce_sum(logits_BTV, batch.targets_BT)
+            loss_sum += float(ce_sum)
+            count += int(n)
+            correct += int(correct_count(logits_BTV, batch.targets_BT))
+            if run.teacher is not None:
+                with run.autocast():
+                    teacher_BTV = run.teacher.model(batch.input_ids_BT)
+                kl_total += float(kl_sum(logits_BTV, teacher_BTV, batch.targets_BT, 1.0))
+        run.forward.train()
+        metrics = run.task.summarize(loss_sum / max(count, 1), correct / max(count, 1))
+        if run.teacher is not None:
+            metrics["kl_to_teacher"] = kl_total / max(count, 1)  # at temperature 1, per target position
+        return metrics
+
+    # ------------------------------------------------------------------------------------------ the run
+    def run_to_end(self) -> TrainResult:
+        recipe = self.recipe
+        try:
+            while self.step < recipe.steps:
+                began = time.perf_counter()
+                point = self.train_step()
+                elapsed = time.perf_counter() - began
+                if self.timed_steps or self.step == recipe.steps:  # the first step compiles and warms up
+                    self.train_time += elapsed
+                    self.timed_steps += 1
+                self.bar.update(self.step, point["loss"], self.tokens_per_s())
+                if self.step % recipe.log_every == 0 or self.step in (1, recipe.steps):
+                    self.curve.append({"step": self.step, "tokens": self.step * self.tokens_per_step, **point})
+                if self.step % recipe.eval_every == 0 or self.step == recipe.steps:
+                    self.evaluate_and_report()
+                if recipe.checkpoint_every and self.step % recipe.checkpoint_every == 0:
+                    self.save()
+            if not self.metrics or self.curve[-1].get("step") != self.step:
+                self.evaluate_and_report()  # a resumed run that had nothing left to train
+        except Diverged as err:
+            return self.finish("diverged", str(err))
+        except Exception as err:  # a callback stopped the run (or something broke): record, then re-raise
+            stopped = isinstance(err, TrainingStopped)
+            self.save()
+            result = self.finish("stopped" if stopped else "failed", f"{type(err).__name__}: {err}")
+            try:
+                err.result = result
+            except AttributeError:
+                pass
+            raise
+        finally:
+            self.bar.close()
+        self.save()
+        return self.finish("completed", None)
+
+    def evaluate_and_report(self) -> None:
+        self.metrics = self.evaluate()
+        self.curve.append({"step": self.step, "tokens": self.step * self.tokens_per_step, **self.metrics})
+        if self.callback is not None:
+            self.callback(self.step, dict(self.metrics))
+
+    def tokens_per_s(self) -> float | None:
+        return self.timed_steps * self.tokens_per_step / self.train_time if self.train_time > 0 else None
+
+    def save(self) -> None:
+        if self.run.out_dir is None:
+            return
+        checkpoint.save_checkpoint(self.run.out_dir, self.run.model, self.run.optimizer,
+                                   {"step": self.step, "tokens": self.step * self.tokens_per_step,
+                                    "curve": self.curve, "metrics": self.metrics})
+
+    def finish(self, status: str, reason: str | None) -> TrainResult:
+        from archsearch.kernels import backends_used
+
+        run = self.run
+        speed = self.tokens_per_s()
+        peak, peak_source = device_peak_flops(run.device)
+        mfu = None
+        if speed is not None and peak:
+            mfu = speed * training_flops_per_token(run.spec, run.task.seq_len) / peak
+        memory, memory_kind = peak_memory(run.device)
+        result = TrainResult(
+            status=status, reason=reason, metrics=dict(self.metrics), curve=list(self.curve), steps=self.step,
+            tokens=self.step * self.tokens_per_step, tokens_per_s=speed, mfu=mfu, peak_flops=peak,
+            peak_flops_source=peak_source, peak_memory_bytes=memory, peak_memory_kind=memory_kind,
+            backends=dict(backends_used()), precision=run.precision.name, precision_reason=run.precision.reason,
+            fp8_layers=list(run.fp8_layers), versions=versions(), wall_time_s=time.perf_counter() - self.started,
+            n_params=sum(p.numel() for p in run.model.parameters()), seq_len=run.task.seq_len,
+            device=torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
+            task=run.task.describe(), recipe=run.recipe.to_dict(),
+            out_dir=str(run.out_dir) if run.out_dir is not None else None,
+            extra={"fp8_backend": run.precision.fp8_backend, "compile": run.recipe.compile,
+                   "teacher": run.teacher.path if run.teacher is not None else None})
+        if run.out_dir is not None:
+            checkpoint.write_json(run.out_dir / "result.json", result.to_dict())
+        return result
+
+
+def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None = None,
+          callback: Callback | None = None, progress: bool = True, device: str | None = None,
+          resume: bool = False) -> TrainResult:
+    """Train `spec` on `task` with `recipe`; returns the run's record (also result.json in `out_dir`).
+
+    `callback(step, metrics)` runs after each evaluation; anything it raises stops the run: the run is recorded
+    and checkpointed (resumable), the exception gets `.result`, and propagates. A non-finite loss returns
+    status "diverged". `resume=True` continues the checkpoint in `out_dir` (spec/task/recipe may then be None:
+    the saved ones are used).
+    """
+    run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume)
+    return Trainer(run, callback, progress).run_to_end()

@@ -1,0 +1,144 @@
+"""Everything before the first step: validate the inputs (each mistake a clear error before anything heavy runs),
+build the task, the model (FP8-converted, compiled), the optimizer and the teacher, and restore a checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ContextManager
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from archsearch.errors import UserError
+from archsearch.spec import ModelSpec
+
+from . import checkpoint
+from .distill import Teacher, check_teacher, load_teacher
+from .fp8 import Fp8Converter, convert_model
+from .precision import PrecisionPlan, plan_precision
+from .recipe import Recipe
+from .tasks import Task, TaskSpec, make_task
+
+# recipe fields a resumed run may change without leaving the original trajectory
+RESUMABLE_CHANGES = {"steps", "eval_every", "eval_batches", "checkpoint_every", "log_every", "compile"}
+
+
+@dataclass
+class Prepared:
+    spec: ModelSpec
+    task_spec: TaskSpec
+    recipe: Recipe
+    task: Task
+    device: torch.device
+    precision: PrecisionPlan
+    model: nn.Module  # the module whose weights are saved (never the compiled wrapper)
+    forward: nn.Module  # what runs: `model`, or torch.compile(model)
+    optimizer: torch.optim.Optimizer
+    converter: Fp8Converter | None
+    fp8_layers: list[str]
+    teacher: Teacher | None
+    out_dir: Path | None
+    state: dict[str, Any] = field(default_factory=dict)  # restored state.json (resume), else empty
+
+    def autocast(self) -> ContextManager:
+        if self.precision.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision.autocast_dtype)
+
+    def fp8_context(self) -> ContextManager:
+        return self.converter.forward_context() if self.converter is not None else contextlib.nullcontext()
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"device {device!r} is not a device; allowed: cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r}: CUDA is not available here; allowed: cpu")
+    if resolved.type not in ("cpu", "cuda"):
+        raise UserError(f"device {device!r}: training runs on cpu or cuda")
+    return resolved
+
+
+def check_fit(spec: ModelSpec, task: Task) -> None:
+    if task.seq_len > spec.max_context:
+        raise UserError(f"seq_len {task.seq_len} is above the spec's max_context {spec.max_context} "
+                        f"({spec.name}); lower the recipe's seq_len or the task's seq_len option")
+    if task.vocab_size > spec.vocab_size:
+        raise UserError(f"task {task.name!r} needs {task.vocab_size} token ids but the spec's vocab_size is "
+                        f"{spec.vocab_size}; raise vocab_size to >= {task.vocab_size} or shrink the task's vocab")
+
+
+def resumed_definition(out: Path, spec: ModelSpec | None, task: TaskSpec | None,
+                       recipe: Recipe | None) -> tuple[ModelSpec, TaskSpec, Recipe]:
+    """The saved run's spec/task/recipe; given ones must match them (the recipe may change RESUMABLE_CHANGES)."""
+    saved_spec, saved_recipe, saved_task = checkpoint.read_definition(out)
+    if spec is not None and spec.to_dict() != saved_spec.to_dict():
+        raise UserError(f"resume: the spec differs from the one saved in {str(out)!r}")
+    if task is not None and task.to_dict() != saved_task:
+        raise UserError(f"resume: the task {task.to_dict()} differs from the saved {saved_task}")
+    if recipe is None:
+        try:
+            recipe = Recipe.model_validate(saved_recipe)
+        except ValidationError as err:
+            raise UserError(f"resume: {str(out)!r}/recipe.json is invalid: {err}") from None
+    changed = sorted(k for k, v in recipe.to_dict().items() if saved_recipe.get(k) != v and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise UserError(f"resume: recipe field(s) {', '.join(changed)} differ from the saved run; only "
+                        f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
+    return saved_spec, TaskSpec.model_validate(saved_task), recipe
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices and embeddings; never norms, biases or Mamba's per-head A_log / D / dt_bias (all 1-D)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None,
+            device: str | None, resume: bool) -> Prepared:
+    out = Path(out_dir).expanduser() if out_dir is not None else None
+    task_spec = TaskSpec.coerce(task) if task is not None else None
+    if resume:
+        if out is None:
+            raise UserError("resume needs out_dir (the run folder to continue)")
+        spec, task_spec, recipe = resumed_definition(out, spec, task_spec, recipe)
+    else:
+        if spec is None or task_spec is None or recipe is None:
+            raise UserError("train needs a spec, a task and a recipe (or resume=True with a run folder)")
+        if out is not None and checkpoint.has_checkpoint(out):
+            raise UserError(f"out_dir {str(out)!r} already holds a run; resume it or choose another folder")
+    if not isinstance(spec, ModelSpec):
+        raise UserError(f"spec must be an archsearch ModelSpec (load one with load_spec), got {type(spec).__name__}")
+    torch_device = resolve_device(device)
+    task_obj = make_task(task_spec, recipe.seq_len, recipe.seed)
+    check_fit(spec, task_obj)
+    plan = plan_precision(recipe, torch_device)
+    teacher_spec = check_teacher(recipe.distill, spec, task_obj) if recipe.distill is not None else None
+
+    from archsearch.builder import build
+
+    torch.manual_seed(recipe.seed)
+    model = build(spec, torch_device, torch.float32, seed=recipe.seed)  # fp32 master weights
+    converter, fp8_layers = None, []
+    if plan.fp8_backend is not None:
+        converter, fp8_layers = convert_model(model, plan.fp8_backend, recipe)
+    optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr, betas=recipe.betas,
+                                  eps=recipe.eps, fused=torch_device.type == "cuda")
+    state: dict[str, Any] = {}
+    if resume:
+        state = checkpoint.load_checkpoint(out, model, optimizer, torch_device)
+        checkpoint.write_json(out / "recipe.json", recipe.to_dict())  # steps etc. may have changed
+    elif out is not None:
+        checkpoint.write_definition(out, spec, recipe.to_dict(), task_spec.to_dict())
+    teacher = load_teacher(recipe.distill, teacher_spec, torch_device) if teacher_spec is not None else None
+    forward = torch.compile(model) if recipe.compile else model
+    return Prepared(spec, task_spec, recipe, task_obj, torch_device, plan, model, forward, optimizer, converter,
+                    fp8_layers, teacher, out, state)

@@ -1,0 +1,70 @@
+"""The training recipe: everything about a run except the model and the task. Frozen, JSON-serialisable, so study
+files can embed it and a run folder records it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Distillation(BaseModel):
+    """A teacher (a run folder holding spec.yaml and model.safetensors) whose logits supervise the student.
+
+    loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * next-token loss, on the task's target positions.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    teacher: Annotated[str, Field(min_length=1)]
+    temperature: Annotated[float, Field(gt=0)] = 1.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class Recipe(BaseModel):
+    """How to train. `precision` None means fp32 on CPU and bf16 autocast on CUDA."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    steps: PositiveInt = 200
+    batch_size: PositiveInt = 16
+    seq_len: PositiveInt = 256
+    grad_accum: PositiveInt = 1
+    lr: Annotated[float, Field(gt=0)] = 3e-3
+    min_lr: Annotated[float, Field(ge=0)] = 3e-4
+    warmup: Annotated[int, Field(ge=0)] = 20
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    decay_fraction: Annotated[float, Field(gt=0, le=1)] = 0.2  # wsd: the last fraction of steps decays to min_lr
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.95)
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    grad_clip: Annotated[float, Field(ge=0)] = 1.0  # 0: no clipping
+    precision: Literal["bf16", "fp8", "fp32"] | None = None
+    require_fp8: bool = False
+    fp8_recipe: Literal["tensorwise", "rowwise"] = "tensorwise"
+    fp8_emulate: bool = False  # torchao's emulation (fp32 math with fp8 rounding): lets CPUs run the fp8 path
+    fp8_min_dim: PositiveInt = 512  # Linear layers with a smaller in or out dimension stay in bf16 (too small to gain)
+    compile: bool = False
+    eval_every: PositiveInt = 50
+    eval_batches: PositiveInt = 4
+    log_every: PositiveInt = 10  # training points of the recorded curve (the first and last step always)
+    checkpoint_every: PositiveInt | None = None  # None: only at the end (and when a callback stops the run)
+    seed: int = 0
+    distill: Distillation | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Recipe":
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
+        if self.require_fp8 and self.precision != "fp8":
+            raise ValueError(f"require_fp8 needs precision: fp8 (got {self.precision})")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.seq_len
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")

@@ -1,0 +1,53 @@
+"""What a run returns and records (result.json in its folder)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" | "diverged" | "stopped" (a callback raised)
+    reason: str | None
+    metrics: dict[str, float]
+    curve: list[dict[str, float]]
+    steps: int
+    tokens: int
+    tokens_per_s: float | None
+    mfu: float | None
+    peak_flops: float | None
+    peak_flops_source: str | None
+    peak_memory_bytes: int | None
+    peak_memory_kind: str
+    backends: dict[str, str]
+    precision: str
+    precision_reason: str
+    fp8_layers: list[str]
+    versions: dict[str, str | None]
+    wall_time_s: float
+    n_params: int
+    seq_len: int
+    device: str
+    task: dict[str, Any]
+    recipe: dict[str, Any]
+    out_dir: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainResult":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class TrainingStopped(Exception):
+    """Raise from a callback to stop a run early (studies prune with it). `train` records the run, writes a
+    resumable checkpoint, sets `.result` and re-raises."""
+
+    def __init__(self, message: str = "stopped by callback"):
+        super().__init__(message)
+        self.result: TrainResult | None = None

@@ -1,0 +1,27 @@
+"""Learning-rate schedules as pure functions of the step, so a resumed run recomputes the same rate."""
+
+from __future__ import annotations
+
+import math
+
+from .recipe import Recipe
+
+
+def lr_at(recipe: Recipe, step: int) -> float:
+    """The rate for optimizer step `step` (0-based): linear warmup, then cosine / warmup-stable-decay / constant."""
+    lr, floor, total = recipe.lr, recipe.min_lr, recipe.steps
+    if recipe.warmup and step < recipe.warmup:
+        return lr * (step + 1) / recipe.warmup
+    if recipe.schedule == "constant":
+        return lr
+    if recipe.schedule == "cosine":
+        span = max(total - recipe.warmup, 1)
+        progress = min((step - recipe.warmup) / span, 1.0)
+        return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    # wsd: stable at lr, then a linear decay to min_lr over the last decay_fraction of the run
+    decay_steps = max(round(total * recipe.decay_fraction), 1)
+    decay_start = total - decay_steps
+    if step < decay_start:
+        return lr
+    progress = min((step - decay_start + 1) / decay_steps, 1.0)
+    return lr + (floor - lr) * progress

@@ -1,0 +1,174 @@
+"""Language modelling on a `datasets` source: a hub name, or local text/json/jsonl/parquet/csv files (a file, a
+folder, or a glob). Documents are tokenised (bytes by default), joined with an end-of-document id, packed into
+fixed-length sequences; validation is a named split or the tail of the token stream.
+
+Bits per byte use the validation text's UTF-8 bytes per token, so they compare across tokenizers."""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from archsearch.errors import UserError
+
+from .base import Batch, Task, TaskOptions, generator, need
+from .tokenizers import make_tokenizer
+
+BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}  # anything else: "text"
+
+
+class TextOptions(TaskOptions):
+    dataset: str | None = None  # a hub name, or a builder: text, json, parquet, csv
+    data_files: str | list[str] | None = None  # local files, folders or globs
+    config: str | None = None
+    split: str = "train"
+    val_split: str | None = None  # None: hold out the last val_fraction of the tokens
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    text_column: str = "text"
+    tokenizer: str = "bytes"  # or a Hugging Face tokenizer name / folder
+    sample_by: str = "document"  # text builder: one row per file ("document"), "paragraph" or "line"
+    max_bytes: Annotated[int, Field(ge=1)] | None = None  # read at most this much text per split
+
+
+def expand_files(entries: str | list[str]) -> list[str]:
+    files: list[str] = []
+    for entry in [entries] if isinstance(entries, str) else entries:
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file())
+        else:
+            found = sorted(p for p in glob.glob(str(path), recursive=True) if os.path.isfile(p))
+        if not found:
+            raise UserError(f"task 'text': data_files entry {entry!r} matches no file")
+        files += found
+    return files
+
+
+def load_split(o: TextOptions, split: str):
+    """The `datasets` split; every failure to find it is a UserError naming what was asked."""
+    import datasets
+
+    kwargs: dict[str, Any] = {"split": split}
+    if o.data_files is not None:
+        files = expand_files(o.data_files)
+        builder = o.dataset or BUILDERS.get(Path(files[0]).suffix.lower(), "text")
+        kwargs["data_files"] = files
+        if builder == "text":
+            kwargs["sample_by"] = o.sample_by
+    elif o.dataset is not None:
+        builder = o.dataset
+    else:
+        raise UserError("task 'text': give the option dataset (a hub name) or data_files (local files)")
+    if o.config is not None:
+        kwargs["name"] = o.config
+    try:
+        return datasets.load_dataset(builder, **kwargs)
+    except (FileNotFoundError, ConnectionError, OSError, ValueError, KeyError,
+            datasets.exceptions.DatasetNotFoundError) as err:
+        raise UserError(f"task 'text': cannot load dataset {builder!r} split {split!r}: "
+                        f"{type(err).__name__}: {err}") from None
+
+
+def read_texts(ds, column: str, max_bytes: int | None) -> list[str]:
+    if column not in ds.column_names:
+        raise UserError(f"task 'text': text_column {column!r} is not in the dataset; its columns: "
+                        f"{', '.join(ds.column_names)}")
+    texts, size = [], 0
+    for rows in ds.select_columns([column]).iter(batch_size=1024):
+        for text in rows[column]:
+            if not isinstance(text, str):
+                raise UserError(f"task 'text': column {column!r} holds {type(text).__name__}, not text")
+            texts.append(text)
+            size += len(text.encode("utf-8"))
+            if max_bytes is not None and size >= max_bytes:
+                return texts
+    return texts
+
+
+class TokenStream:
+    """Documents tokenised and joined: one int32 array, and how many UTF-8 bytes it stands for."""
+
+    def __init__(self, texts: list[str], tokenizer):
+        pieces = []
+        for ids in tokenizer.encode(texts):
+            pieces.append(ids)
+            if tokenizer.eos_id is not None:
+                pieces.append(np.array([tokenizer.eos_id], dtype=np.int32))
+        self.ids = torch.from_numpy(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32))
+        self.n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Text(Task):
+    name = "text"
+    Options = TextOptions
+    description = "language modelling on a datasets source (hub name or local text/json/parquet files)"
+    text = True
+
+    def __init__(self, options: TextOptions, seq_len: int, seed: int):
+        super().__init__(options, seq_len, seed)
+        self.tokenizer = make_tokenizer(options.tokenizer)
+        train = TokenStream(read_texts(load_split(options, options.split), options.text_column, options.max_bytes),
+                            self.tokenizer)
+        if options.val_split is not None:
+            val = TokenStream(read_texts(load_split(options, options.val_split), options.text_column,
+                                         options.max_bytes), self.tokenizer)
+            self.bytes_per_token = val.n_bytes / max(len(val), 1)
+            self.train_ids, self.val_ids = train.ids, val.ids
+        else:
+            n_val = max(int(len(train) * options.val_fraction), seq_len + 1)
+            self.bytes_per_token = train.n_bytes / max(len(train), 1)
+            self.train_ids, self.val_ids = train.ids[:-n_val], train.ids[-n_val:]
+        self.n_train = (len(self.train_ids) - 1) // seq_len
+        self.n_val = (len(self.val_ids) - 1) // seq_len
+        need(self.name, self.n_train >= 1 and self.n_val >= 1,
+             f"the corpus has {len(train)} tokens: too few for one training and one validation sequence of "
+             f"{seq_len + 1} tokens")
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    def _chunks(self, ids: torch.Tensor, starts: torch.Tensor) -> Batch:
+        rows = torch.stack([ids[s:s + self.seq_len + 1] for s in starts.tolist()]).long()
+        return Batch(rows[:, :-1].contiguous(), rows[:, 1:].contiguous())
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, torch.randperm(self.n_train, generator=generator(self.seed, "text", epoch)))
+        return self._perm[1]
+
+    def train_batch(self, index: int, batch_size: int) -> Batch:
+        samples = range(index * batch_size, (index + 1) * batch_size)
+        chunks = [int(self._permutation(g // self.n_train)[g % self.n_train]) for g in samples]
+        return self._chunks(self.train_ids, torch.tensor(chunks) * self.seq_len)
+
+    def val_batch(self, index: int, batch_size: int) -> Batch:
+        chunks = [(index * batch_size + b) % self.n_val for b in range(batch_size)]
+        return self._chunks(self.val_ids, torch.tensor(chunks) * self.seq_len)
+
+    def summarize(self, loss: float, accuracy: float) -> dict[str, float]:
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)),
+                "bits_per_byte": loss / math.log(2) / self.bytes_per_token, "accuracy": accuracy}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "train_tokens": len(self.train_ids), "val_tokens": len(self.val_ids),
+                "bytes_per_token": self.bytes_per_token}
+
+    def compatible_with_teacher(self, teacher_task: dict[str, Any]) -> str | None:
+        theirs = (teacher_task.get("options") or {}).get("tokenizer", "bytes")
+        if teacher_task.get("name") != self.name:
+            return f"the teacher was trained on task {teacher_task.get('name')!r}, the student learns text"
+        if theirs != self.options.tokenizer:
+            return f"the teacher's tokenizer is {theirs!r}, the student's {self.options.tokenizer!r}"
+        return None

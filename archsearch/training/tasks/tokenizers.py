@@ -1,0 +1,54 @@
+"""Tokenizers for language modelling: bytes by default (256 byte ids + an end-of-document id), or any Hugging Face
+tokenizer by name (transformers, imported only then)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from archsearch.errors import UserError
+
+
+class Tokenizer(Protocol):
+    name: str
+    vocab_size: int
+    eos_id: int | None
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]: ...
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as ids 0..255; id 256 ends a document."""
+
+    name = "bytes"
+    vocab_size = 257
+    eos_id = 256
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.int32) for t in texts]
+
+
+class HFTokenizer:
+    def __init__(self, name: str):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise UserError(f"task option tokenizer={name!r} needs the transformers package; install it or use "
+                            "tokenizer=bytes") from None
+        try:
+            self._tok = AutoTokenizer.from_pretrained(name)
+        except (OSError, ValueError) as err:
+            raise UserError(f"task option tokenizer: cannot load Hugging Face tokenizer {name!r} ({err}); give a "
+                            "hub name reachable from here, a local tokenizer folder, or 'bytes'") from None
+        self.name = name
+        self.vocab_size = len(self._tok)
+        self.eos_id = self._tok.eos_token_id
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        ids = self._tok(texts, add_special_tokens=False)["input_ids"]
+        return [np.asarray(x, dtype=np.int32) for x in ids]
+
+
+def make_tokenizer(name: str) -> Tokenizer:
+    return ByteTokenizer() if name == "bytes" else HFTokenizer(name)
