@@ -125,6 +125,17 @@ def memory(args) -> list[dict]:
     return rows
 
 
+def _sdpa_backends(names: str | None):
+    """Restrict torch's SDPA to the named backends (cuDNN's fails at large batch x heads on torch 2.11)."""
+    import contextlib
+
+    if not names:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, n.upper()) for n in names.split(",")])
+
+
 def throughput(args) -> list[dict]:
     import torch
 
@@ -140,14 +151,16 @@ def throughput(args) -> list[dict]:
         batch = min(report.largest_batch, args.max_batch)
         while batch >= 1:
             try:
-                m = measure_throughput(spec, args.input, args.output, batch, settings, points=3,
-                                       steps_per_point=args.steps)
+                with _sdpa_backends(args.sdpa):
+                    m = measure_throughput(spec, args.input, args.output, batch, settings, points=3,
+                                           steps_per_point=args.steps)
                 break
             except torch.cuda.OutOfMemoryError as err:
                 print(f"{spec.name} batch {batch}: out of memory ({str(err)[:120]}); trying {batch * 4 // 5}")
                 torch.cuda.empty_cache()
                 batch = batch * 4 // 5
         row = {"family": family, "spec": spec.name, "analytic_largest_batch": report.largest_batch,
+               "prefill_chunk": args.chunk, "sdpa_backends": args.sdpa,
                "budget_bytes": report.budget_bytes, **m.to_dict()}
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -184,6 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="h100-80gb", help="catalog device whose budget sets the batch")
     parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20, help="decode steps timed per position")
+    parser.add_argument("--sdpa", help="SDPA backends to allow, e.g. flash_attention,efficient_attention,math")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     result = {"environment": environment()}
