@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import optuna
 
-from .readonly import engine_kwargs
+from .readonly import driver_url, engine_kwargs, parse_existing
 
 
 class OptunaSource:
@@ -27,8 +27,9 @@ class OptunaSource:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     # Both skips avoid any write: the tables exist, and the schema check would stamp a version.
+                    url = driver_url(parse_existing(self.url)).render_as_string(hide_password=False)
                     self._storage = optuna.storages.RDBStorage(
-                        self.url, engine_kwargs=engine_kwargs(self.url), skip_compatibility_check=True,
+                        url, engine_kwargs=engine_kwargs(self.url), skip_compatibility_check=True,
                         skip_table_creation=True)
             return self._storage
 

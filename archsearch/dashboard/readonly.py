@@ -7,6 +7,7 @@ PostgreSQL sessions start with `default_transaction_read_only=on`, the libpq for
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,17 @@ def parse_existing(url: str) -> URL:
     return parsed
 
 
+def driver_url(parsed: URL) -> URL:
+    """Plain `postgresql://` means psycopg (3) to SQLAlchemy 2.1; use psycopg2 when only that is installed."""
+    if parsed.drivername != "postgresql":
+        return parsed
+    for module, driver in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return parsed.set(drivername=driver)
+    raise StorageError(f"storage {redact(parsed)!r}: no PostgreSQL driver is installed; "
+                       "pip install 'archsearch[postgres]'")
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
     """Keyword arguments for `sqlalchemy.create_engine(url, **kwargs)` that make every connection read-only."""
     parsed = parse_existing(url)
@@ -41,7 +53,7 @@ def engine_kwargs(url: str) -> dict[str, Any]:
 
 def open_readonly(url: str) -> Engine:
     """A read-only engine on `url`, connected once so that a bad URL fails here with a clear message."""
-    engine = sa.create_engine(url, **engine_kwargs(url))
+    engine = sa.create_engine(driver_url(parse_existing(url)), **engine_kwargs(url))
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))

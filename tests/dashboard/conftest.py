@@ -1,20 +1,16 @@
-"""Fixtures for the dashboard tests: a dashboard served on 127.0.0.1, and Debian's chromium via Playwright."""
+"""Fixtures for the dashboard tests: a real small study's database, and Debian's chromium via Playwright."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
-import time
+import sys
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+sys.path.insert(0, str(Path(__file__).parent))  # for `import dashboard_helpers` under --import-mode=importlib
+
+from dashboard_helpers import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,36 +20,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(storage_url: str):
-    """The dashboard over `storage_url` on a free loopback port, for as long as the block runs."""
-    import uvicorn
-
-    from archsearch.dashboard import create_app
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(storage_url), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the dashboard did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +47,81 @@ def page(browser):
     context.close()
 
 
-def screenshot(page, name: str) -> Path:
-    """Keep a full-page screenshot under test-artifacts/ (git-ignored) for a person to look at."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+# A real small study: tiny hybrids trained for a few steps on multi-query associative recall, with a budget
+# constraint at a 2M-token context that rejects the larger candidates (so feasible and infeasible trials both
+# appear). Run once per session through the real `archsearch study run` command.
+SMALL_STUDY = """\
+name: dashboard-small
+base:
+  name: toy-hybrid
+  vocab_size: 64
+  d_model: 64
+  max_context: 2097152
+  pattern: "M-*-"
+  blocks:
+    M: {kind: mamba2, n_heads: 2, head_dim: 32, d_state: 16, chunk_size: 32}
+    "*": {kind: attention, n_heads: 4, n_kv_heads: 2, head_dim: 16, rope_theta: null}
+    L: {kind: attention, n_heads: 4, n_kv_heads: 2, head_dim: 16, window: 32}
+    "-": {kind: mlp, ffn_ratio: 2}
+space: hybrid-tiny
+task: {name: mqar, options: {vocab: 64, n_pairs: 4}}
+recipe: {steps: 6, batch_size: 4, seq_len: 32, eval_every: 2, eval_batches: 1, warmup: 1}
+objectives: [val_loss, n_params]
+constraints:
+  budget: [{device: a10g, context: 2M, batch: 4}]
+sampler: {type: random}
+n_trials: 10
+seed: 0
+"""
+
+
+def run_small_study(directory: Path) -> str:
+    import subprocess
+    import sys
+
+    directory.mkdir(parents=True, exist_ok=True)
+    study_file = directory / "dashboard-small.yaml"
+    study_file.write_text(SMALL_STUDY)
+    url = f"sqlite:///{directory / 'results.db'}"
+    done = subprocess.run([sys.executable, "-m", "archsearch.cli", "study", "run", str(study_file), "--storage", url,
+                           "--no-progress"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"the study runner failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return url
+
+
+@pytest.fixture(scope="session")
+def study_url(tmp_path_factory) -> str:
+    """URL of a SQLite file holding one real small study (see SMALL_STUDY)."""
+    return run_small_study(tmp_path_factory.mktemp("dashboard-study"))
+
+
+@pytest.fixture(scope="session")
+def stored(study_url):
+    """What the study stored, read straight through archsearch.storage, to check the pages against."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from archsearch.storage import Database, StudyRecord, TrialRecord
+
+    with Database(study_url) as db, Session(db.engine) as session:
+        study = session.scalars(sa.select(StudyRecord)).one()
+        trials = list(session.scalars(sa.select(TrialRecord).where(TrialRecord.study_id == study.id)
+                                      .order_by(TrialRecord.number)))
+        session.expunge_all()
+    return study, trials
+
+
+@pytest.fixture
+def study_copy(study_url, tmp_path) -> str:
+    """A private copy of the small study's database, for tests that add to it. SQLite's backup API copies what
+    is committed, including what still sits in the write-ahead log."""
+    import sqlite3
+
+    target = tmp_path / "copy.db"
+    source = sqlite3.connect(f"file:{study_url.removeprefix('sqlite:///')}?mode=ro", uri=True)
+    destination = sqlite3.connect(target)
+    with destination:
+        source.backup(destination)
+    source.close()
+    destination.close()
+    return f"sqlite:///{target}"
