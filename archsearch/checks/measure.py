@@ -75,7 +75,7 @@ def run_chunked_prefill(model, cache, ids_BT, chunk: int):
     last_B1V = None
     for start in range(0, ids_BT.shape[1], chunk):
         logits_BTV = model.prefill(ids_BT[:, start:start + chunk], cache)
-        last_B1V = logits_BTV[:, -1:]
+        last_B1V = logits_BTV[:, -1:].clone()  # a view would keep the chunk's logits alive
         del logits_BTV
     return last_B1V
 
@@ -120,7 +120,7 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
         torch.cuda.synchronize(torch_device)
         peak = torch.cuda.max_memory_allocated(torch_device) - base
     backends = dict(backends_used())
-    matched = settings.with_(kernels=kernels_profile(backends))
+    matched = settings.with_(kernels=kernels_profile(backends), logits="chunk")  # what the builder computes
     estimate = MemoryModel(spec, matched).breakdown(context, batch)
     name = torch.cuda.get_device_name(torch_device) if cuda else "cpu"
     result = MemoryMeasurement(

@@ -28,7 +28,8 @@ class CheckSettings:
     param_dtype: weights; act_dtype: activations and conv states (the builder keeps conv states in the
     activation dtype); kv_dtype: attention caches; state_dtype: SSM states (float32 as NemotronH keeps them).
     prefill_chunk: tokens per prefill step (chunked prefill). logits: "last" computes the LM head only for the
-    chunk's last token (what generation needs), "chunk" for every token of the chunk (the builder's prefill).
+    chunk's last token (what generation needs, and what serving engines do), "chunk" for every token of the
+    chunk (what the builder's prefill returns; the measured check compares against that).
     kernels: the Mamba-2 path, "fused" (mamba-ssm's Triton scan and gated norm, on CUDA) or "eager" (the
     chunked PyTorch scan, float32 inside: the CPU path); see workspace.py for what each holds.
     attention_scores: "fused" backends (flash, cuDNN, memory-efficient SDPA) never hold the score matrix;
@@ -41,7 +42,7 @@ class CheckSettings:
     kv_dtype: str = "bfloat16"
     state_dtype: str = "float32"
     prefill_chunk: int = 2048
-    logits: Literal["last", "chunk"] = "chunk"
+    logits: Literal["last", "chunk"] = "last"
     kernels: Literal["fused", "eager"] = "fused"
     attention_scores: Literal["fused", "materialized"] = "fused"
     policy: BudgetPolicy | None = field(default=None)

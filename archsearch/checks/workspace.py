@@ -22,7 +22,8 @@ the activation dtype. Per token:
 - MLP: up, the activation's temporary and its result (3 F a; relu2 = relu then square; the gated form holds
   up, gate and act(gate)); a one-step activation holds 2 F a.
 - LM head (after the last layer): the final hidden states, their norm and the logits of every chunk token
-  (the builder's prefill returns them), twice more with a logit soft-cap.
+  (the builder's prefill returns them), held twice (prefill concatenates its list of chunk logits, which
+  copies even a single chunk), twice more with a logit soft-cap.
 """
 
 from __future__ import annotations
@@ -84,4 +85,4 @@ def layer_workspace(block, d_model: int, act_dtype: str, kernels: str, materiali
 def lm_head_workspace(d_model: int, vocab_size: int, act_dtype: str, softcap: bool) -> float:
     """Bytes per logit token: final hidden states, their norm, the logits (and the soft-cap's temporaries)."""
     a = dtype_bytes(act_dtype)
-    return 2 * d_model * a + max(2 * d_model * FLOAT32, vocab_size * a * (3 if softcap else 1))
+    return 2 * d_model * a + max(2 * d_model * FLOAT32, vocab_size * a * (3 if softcap else 2))
