@@ -88,8 +88,9 @@ def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], y_label: 
 def side_by_side_curves(curves: Mapping[str, Sequence[tuple[float, float]]], y_label: str = "loss") -> dict:
     """One panel per curve with shared axes, for comparing a few trials."""
     labels = list(curves) or ["(no curves)"]
+    titles = [label if curves.get(label) else f"{label} (no curve stored)" for label in labels]
     fig = make_subplots(rows=1, cols=len(labels), shared_yaxes=True, shared_xaxes=True,
-                        subplot_titles=labels, horizontal_spacing=0.03)
+                        subplot_titles=titles, horizontal_spacing=0.03)
     for col, label in enumerate(labels, start=1):
         points = curves.get(label, ())
         fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines",
