@@ -83,6 +83,19 @@ def _upgrade(conn: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def _tune_sqlite(engine: Engine) -> None:
+    """WAL lets readers (the dashboard, other workers) run beside a writer, and synchronous=NORMAL syncs at WAL
+    checkpoints instead of every commit: a committed trial survives a crash of the process, and at worst the last
+    commits are lost on power failure. (WAL needs a local disk, not NFS.)"""
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
 class Database:
     """One results database: our engine and sessions, and Optuna's storage beside them."""
 
@@ -90,6 +103,8 @@ class Database:
         self.parsed = parse(url)
         self.url = full_url(self.parsed)
         self.engine = sa.create_engine(self.parsed, **engine_kwargs(self.parsed))
+        if is_sqlite(self.parsed):
+            _tune_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
             with self.engine.connect() as conn:
@@ -138,12 +153,16 @@ class Database:
         with _schema_lock(self.engine), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     self.url, engine_kwargs=engine_kwargs(self.parsed), heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period, heartbeat_stale_trial_callback=callback)
             except (OperationalError, DBAPIError) as err:
                 raise StorageError(f"cannot open Optuna's tables in {redact(self.url)}: {_driver_message(err)}") \
                     from None
+        if is_sqlite(self.parsed):
+            _tune_sqlite(storage.engine)
+            storage.engine.dispose()  # pooled connections predate the pragmas
+        return storage
 
     def close(self) -> None:
         self.engine.dispose()

@@ -120,6 +120,23 @@ def trials_of(db: Database, study_id: int, statuses: tuple[str, ...] | None = No
         return list(session.scalars(query))
 
 
+def status_counts(db: Database, study_id: int) -> dict[str, int]:
+    with db.session() as session:
+        rows = session.execute(sa.select(TrialRecord.status, sa.func.count()).where(TrialRecord.study_id == study_id)
+                               .group_by(TrialRecord.status)).all()
+    return {status: count for status, count in rows}
+
+
+def completed_summaries(db: Database, study_id: int) -> list[Any]:
+    """Completed trials' small columns only (number, objectives, pattern, size, params), for rankings."""
+    with db.session() as session:
+        return list(session.execute(
+            sa.select(TrialRecord.number, TrialRecord.objectives, TrialRecord.pattern_compact, TrialRecord.n_params,
+                      TrialRecord.params, TrialRecord.spec_hash)
+            .where(TrialRecord.study_id == study_id, TrialRecord.status == "completed")
+            .order_by(TrialRecord.number)))
+
+
 def list_studies(db: Database) -> list[dict]:
     """Each stored study with its trial counts per status."""
     with db.session() as session:

@@ -367,7 +367,7 @@ class StudyRunner:
 
 
 def best_trials(db: Database, study_id: int, objectives, limit: int = 5) -> list[dict[str, Any]]:
-    rows = records.trials_of(db, study_id, ("completed",))
+    rows = records.completed_summaries(db, study_id)
     signs = [1.0 if o.direction == "minimize" else -1.0 for o in objectives]
     points = [(r, [s * v for s, v in zip(signs, r.objectives)]) for r in rows if r.objectives]
     if len(objectives) == 1:

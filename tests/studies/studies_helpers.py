@@ -66,7 +66,7 @@ BASE_SPEC = {
 
 def study_doc(**overrides):
     doc = {
-        "name": "toy", "base": BASE_SPEC, "space": "hybrid-tiny", "task": "assoc-recall",
+        "name": "toy", "base": BASE_SPEC, "space": "hybrid-tiny", "task": "mqar",
         "objectives": ["val_loss"],
         "constraints": {"budget": [{"device": "a10g", "context": "2M", "batch": 4}]},
         "sampler": {"type": "random"}, "n_trials": 6, "seed": 0,
