@@ -1,7 +1,132 @@
-"""Placeholder module: its command group is added by the issue that builds it."""
+"""`archsearch train`: one short training run, its final metrics printed (or one JSON object with --json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the `archsearch` app (none yet)."""
+    app.command("train")(train_command)
+
+
+def parse_task_options(pairs: list[str]) -> dict[str, Any]:
+    """k=v pairs; v is read as JSON where it parses (numbers, true/false, null, lists), else as a string."""
+    from ..errors import UserError
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--task-option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def build_recipe(recipe_file: str | None, overrides: dict[str, Any], base: dict[str, Any] | None = None):
+    """The recipe: `base` (a resumed run's), then a JSON/YAML file's fields, then the command-line values."""
+    import yaml
+    from pydantic import ValidationError
+
+    from ..errors import UserError
+    from ..training import Recipe
+
+    data: dict[str, Any] = dict(base or {})
+    if recipe_file is not None:
+        try:
+            from_file = yaml.safe_load(Path(recipe_file).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UserError(f"--recipe: cannot read {recipe_file!r}: {err}") from None
+        if not isinstance(from_file, dict):
+            raise UserError(f"--recipe: {recipe_file!r} must hold a mapping of recipe fields")
+        data.update(from_file)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "recipe"
+        raise UserError(f"recipe field {where}: {first['msg']} (got {first.get('input')!r}); fields: "
+                        f"{', '.join(Recipe.model_fields)}") from None
+
+
+def train_command(
+        spec_path: Optional[str] = typer.Argument(None, metavar="SPEC", help="spec file or example name (optional "
+                                                  "with --resume)"),
+        task: Optional[str] = typer.Option(None, "--task", help="task name: mqar, selective_copy, in_context_recall, "
+                                           "noisy_recall, fuzzy_recall, compression, memorization, text"),
+        task_option: list[str] = typer.Option([], "--task-option", "-o", help="task option KEY=VALUE (repeatable)"),
+        recipe_file: Optional[str] = typer.Option(None, "--recipe", help="recipe fields in a YAML/JSON file"),
+        steps: Optional[int] = typer.Option(None, "--steps", min=1),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+        seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1),
+        lr: Optional[float] = typer.Option(None, "--lr"),
+        seed: Optional[int] = typer.Option(None, "--seed"),
+        precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp8 | fp32"),
+        require_fp8: bool = typer.Option(False, "--require-fp8", help="fail instead of falling back from fp8"),
+        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+        eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if present)"),
+        out: Optional[Path] = typer.Option(None, "--out", help="run folder: checkpoint, result.json"),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
+        teacher: Optional[Path] = typer.Option(None, "--teacher", help="distil from this run folder's model"),
+        temperature: float = typer.Option(1.0, "--temperature", help="distillation temperature"),
+        alpha: float = typer.Option(0.5, "--alpha", help="weight of the distillation KL (1 - alpha: next-token)"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object (the run's record)")) -> None:
+    """Train SPEC on a task for a short run; print the final metrics."""
+    from ..errors import UserError
+    from ..spec import load_spec
+    from ..training import TaskSpec, train
+    from ..training.checkpoint import read_definition
+
+    if precision is not None and precision not in ("bf16", "fp8", "fp32"):
+        raise UserError(f"--precision: {precision!r} is not one of bf16, fp8, fp32")
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise UserError("--out and --resume name different folders; a resumed run stays in its folder")
+    spec = load_spec(spec_path) if spec_path is not None else None
+    task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
+    overrides = dict(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed, precision=precision,
+                     require_fp8=require_fp8 or None, compile=compile_ or None, eval_every=eval_every)
+    if teacher is not None:
+        overrides["distill"] = {"teacher": str(teacher), "temperature": temperature, "alpha": alpha}
+    if resume is not None:
+        _, saved_recipe, _ = read_definition(Path(resume))
+        recipe = build_recipe(recipe_file, overrides, base=saved_recipe)
+    else:
+        if spec is None or task_spec is None:
+            raise UserError("archsearch train needs SPEC and --task (or --resume DIR)")
+        recipe = build_recipe(recipe_file, overrides)
+    result = train(spec, task_spec, recipe, out_dir=resume or out, progress=not as_json and sys.stderr.isatty(),
+                   device=device, resume=resume is not None)
+    if as_json:
+        print(json.dumps(result.to_dict(), default=str))
+    else:
+        print_summary(result)
+    if result.status != "completed":
+        raise typer.Exit(1)
+
+
+def print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.status}: {result.steps} steps, {result.tokens:,} tokens", show_header=False)
+    for name, value in result.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    speed = f"{result.tokens_per_s:,.0f}" if result.tokens_per_s else "-"
+    table.add_row("tokens/s", speed)
+    table.add_row("MFU", f"{result.mfu:.1%}" if result.mfu is not None else f"- ({result.peak_flops_source})")
+    table.add_row("precision", f"{result.precision} ({result.precision_reason})")
+    table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    if result.reason:
+        table.add_row("reason", result.reason)
+    if result.out_dir:
+        table.add_row("run folder", result.out_dir)
+    Console().print(table)

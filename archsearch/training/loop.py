@@ -53,7 +53,7 @@ class Trainer:
         n = n.clamp(min=1)
         ce = ce_sum / n
         if run.teacher is None:
-            return ce, {"ce": ce.detach()}
+            return ce, {}
         with torch.no_grad(), run.autocast():
             teacher_BTV = run.teacher.model(batch.input_ids_BT)
         kl = kl_sum(logits_BTV, teacher_BTV, batch.targets_BT, run.teacher.temperature) / n
