@@ -93,6 +93,7 @@ class StudyRunner:
         self._display = display
         self._live = live
         self._prefix = worker_prefix
+        self._lost_checked = -math.inf
         self._current: tuple[int, int] | None = None  # (optuna trial number, our row id) while one runs
         self.db: Database | None = None
         self.optuna_study: optuna.Study | None = None
@@ -164,6 +165,7 @@ class StudyRunner:
                         time.sleep(min(2.0, self.study.file.heartbeat.interval_s))
                     else:
                         break
+                self._record_lost_trials(force=True)
             except KeyboardInterrupt:
                 interrupted = True
                 self._requeue_interrupted()
@@ -184,7 +186,11 @@ class StudyRunner:
         return self.optuna_study._storage.get_heartbeat_interval() is not None if hasattr(
             self.optuna_study._storage, "get_heartbeat_interval") else False
 
-    def _record_lost_trials(self) -> None:
+    def _record_lost_trials(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._lost_checked < self.study.file.heartbeat.interval_s:
+            return  # a lost worker is only noticed after its grace period anyway
+        self._lost_checked = now
         failed = {t._trial_id for t in self._states(TrialState.FAIL)}
         records.mark_lost_trials(self.db, self.record.id, failed)
 
@@ -346,8 +352,9 @@ class StudyRunner:
         train_time = (now - train_started) if train_started is not None else 0.0
         records.update_trial(self.db, row, status=status, objectives=values, wall_time_s=now - started,
                              train_time_s=train_time, overhead_s=(now - started) - train_time, **fields)
-        self._display.trial_finished(trial.number, status, values, fields.get("error"), self.counts(),
-                                     self._best_line())
+        live = self._display.live  # the one-line display needs no counts or ranking: skip two queries
+        self._display.trial_finished(trial.number, status, values, fields.get("error"),
+                                     self.counts() if live else {}, self._best_line() if live else "")
 
     # -------------------------------------------------------------------------------------------- results
     def counts(self) -> dict[str, int]:
