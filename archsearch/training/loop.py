@@ -37,6 +37,7 @@ class Trainer:
         self.curve: list[dict[str, float]] = list(run.state.get("curve", []))
         self.metrics: dict[str, float] = dict(run.state.get("metrics", {}))
         self.tokens_per_step = self.recipe.batch_size * self.recipe.grad_accum * run.task.seq_len
+        self.stopped_by_callback = False
         self.train_time = 0.0
         self.timed_steps = 0
         self.started = time.perf_counter()
@@ -133,8 +134,9 @@ class Trainer:
         except Diverged as err:
             return self.finish("diverged", str(err))
         except Exception as err:  # a callback stopped the run (or something broke): record, then re-raise
-            stopped = isinstance(err, TrainingStopped)
-            self.save()
+            stopped = self.stopped_by_callback or isinstance(err, TrainingStopped)
+            if stopped:  # between steps: weights and optimizer are consistent, so the run can resume
+                self.save()
             result = self.finish("stopped" if stopped else "failed", f"{type(err).__name__}: {err}")
             try:
                 err.result = result
@@ -150,7 +152,11 @@ class Trainer:
         self.metrics = self.evaluate()
         self.curve.append({"step": self.step, "tokens": self.step * self.tokens_per_step, **self.metrics})
         if self.callback is not None:
-            self.callback(self.step, dict(self.metrics))
+            try:
+                self.callback(self.step, dict(self.metrics))
+            except Exception:
+                self.stopped_by_callback = True
+                raise
 
     def tokens_per_s(self) -> float | None:
         return self.timed_steps * self.tokens_per_step / self.train_time if self.train_time > 0 else None

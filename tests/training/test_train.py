@@ -1,0 +1,146 @@
+"""train(): learning, the run folder, exact resume, divergence, callbacks, and errors before training."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from archsearch.errors import UserError
+from archsearch.spec import loads_spec
+from archsearch.training import Recipe, TaskSpec, TrainingStopped, train
+
+SMALL_MQAR = TaskSpec(name="mqar", options={"vocab": 16, "n_pairs": 2})
+
+
+def test_tiny_hybrid_learns_mqar_far_above_chance(spec):
+    task = TaskSpec(name="mqar", options={"vocab": 16, "n_pairs": 3})  # values 8..15: chance is 1/8
+    recipe = Recipe(steps=250, batch_size=32, seq_len=24, lr=3e-3, min_lr=3e-4, warmup=10, weight_decay=0.0,
+                    eval_every=50, eval_batches=4)
+    result = train(spec, task, recipe, progress=False, device="cpu")
+    accuracy = [p["accuracy"] for p in result.curve if "accuracy" in p]
+    assert result.status == "completed" and result.steps == 250
+    assert result.metrics["accuracy"] >= 0.6, accuracy
+    assert accuracy[-1] > accuracy[0]
+
+
+def test_run_record_and_folder(spec, tmp_path):
+    out = tmp_path / "run"
+    recipe = Recipe(steps=4, batch_size=4, seq_len=16, eval_every=2, log_every=1)
+    result = train(spec, SMALL_MQAR, recipe, out_dir=out, progress=True, device="cpu")
+    for name in ("spec.yaml", "recipe.json", "task.json", "model.safetensors", "optimizer.pt", "rng.pt", "state.json",
+                 "result.json"):
+        assert (out / name).is_file(), name
+    assert loads_spec((out / "spec.yaml").read_text()) == spec
+    assert Recipe.model_validate_json((out / "recipe.json").read_text()) == recipe
+    assert json.loads((out / "task.json").read_text()) == SMALL_MQAR.to_dict()
+    assert json.loads((out / "state.json").read_text())["step"] == 4
+    assert json.loads((out / "result.json").read_text())["metrics"] == result.metrics
+    weights = load_file(out / "model.safetensors")
+    assert weights["embedding.weight"].shape == (64, 64)
+    assert [p["step"] for p in result.curve if "loss" in p] == [1, 2, 3, 4]
+    assert [p["step"] for p in result.curve if "val_loss" in p] == [2, 4]
+    assert result.tokens == 4 * 4 * 16 and result.tokens_per_s > 0
+    assert result.n_params == sum(w.numel() for w in weights.values())
+    assert result.backends and result.versions["torch"] == torch.__version__
+    assert result.precision == "fp32" and result.mfu is None and result.peak_memory_bytes > 0
+    assert set(result.to_dict()) >= {"status", "reason", "metrics", "curve", "tokens_per_s", "mfu",
+                                     "peak_memory_bytes", "backends", "precision", "versions", "wall_time_s",
+                                     "n_params", "out_dir"}
+
+
+def test_same_seed_same_run_other_seed_other_run(spec):
+    recipe = Recipe(steps=3, batch_size=4, seq_len=16, eval_every=3)
+    a, b = (train(spec, SMALL_MQAR, recipe, progress=False, device="cpu") for _ in range(2))
+    c = train(spec, SMALL_MQAR, recipe.model_copy(update={"seed": 1}), progress=False, device="cpu")
+    assert a.curve == b.curve
+    assert a.curve != c.curve
+
+
+class StopAt(Exception):
+    pass
+
+
+def test_resume_after_a_stop_reproduces_the_uninterrupted_run(spec, tmp_path):
+    recipe = Recipe(steps=12, batch_size=8, seq_len=16, eval_every=4, warmup=3, log_every=1)
+    straight = train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "straight", progress=False, device="cpu")
+
+    def stop_at_8(step, metrics):
+        if step == 8:
+            raise TrainingStopped("pruned at 8")
+
+    with pytest.raises(TrainingStopped) as stopped:
+        train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "split", callback=stop_at_8, progress=False,
+              device="cpu")
+    assert stopped.value.result.status == "stopped" and stopped.value.result.steps == 8
+    resumed = train(None, None, None, out_dir=tmp_path / "split", resume=True, progress=False, device="cpu")
+    assert resumed.status == "completed" and resumed.steps == 12
+    assert resumed.curve == straight.curve
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "split" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_can_extend_a_finished_constant_schedule_run(spec, tmp_path):
+    recipe = Recipe(steps=10, batch_size=4, seq_len=16, eval_every=5, warmup=0, schedule="constant")
+    straight = train(spec, SMALL_MQAR, recipe, progress=False, device="cpu")
+    train(spec, SMALL_MQAR, recipe.model_copy(update={"steps": 5}), out_dir=tmp_path / "r", progress=False,
+          device="cpu")
+    extended = train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "r", resume=True, progress=False, device="cpu")
+    assert extended.metrics == straight.metrics
+    assert json.loads((tmp_path / "r" / "recipe.json").read_text())["steps"] == 10
+
+
+def test_any_callback_exception_stops_the_run_and_propagates_with_the_record(spec, tmp_path):
+    seen = []
+
+    def callback(step, metrics):
+        seen.append((step, set(metrics)))
+        raise StopAt("enough")
+
+    with pytest.raises(StopAt) as err:
+        train(spec, SMALL_MQAR, Recipe(steps=6, batch_size=4, seq_len=16, eval_every=2), out_dir=tmp_path / "r",
+              callback=callback, progress=False, device="cpu")
+    assert seen == [(2, {"val_loss", "accuracy"})]
+    assert err.value.result.status == "stopped" and "enough" in err.value.result.reason
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "stopped"
+
+
+def test_non_finite_loss_stops_with_status_diverged(spec):
+    recipe = Recipe(steps=30, batch_size=4, seq_len=16, lr=1e6, min_lr=0, warmup=0, grad_clip=0, weight_decay=0,
+                    schedule="constant")
+    result = train(spec, SMALL_MQAR, recipe, progress=False, device="cpu")
+    assert result.status == "diverged" and result.steps < 30
+    assert result.reason.startswith("non-finite")
+
+
+@pytest.mark.parametrize("task, recipe, message", [
+    (SMALL_MQAR, {"seq_len": 512}, "seq_len 512 is above the spec's max_context 256"),
+    (TaskSpec(name="mqar", options={"seq_len": 300}), {}, "seq_len 300 is above the spec's max_context 256"),
+    ("mqar", {"seq_len": 32}, "task 'mqar' needs 256 token ids but the spec's vocab_size is 64"),
+    ("mqr", {}, "unknown task 'mqr'; tasks: mqar"),
+    (SMALL_MQAR, {"distill": {"teacher": "/nonexistent/run"}}, "is not a run folder with spec.yaml"),
+])
+def test_bad_input_fails_before_training(spec, tmp_path, task, recipe, message):
+    with pytest.raises(UserError, match=message):
+        train(spec, task, Recipe(**{"steps": 2, "seq_len": 16, **recipe}), out_dir=tmp_path / "r", progress=False,
+              device="cpu")
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_device_is_a_clear_error(spec):
+    with pytest.raises(UserError, match="device 'tpu'"):
+        train(spec, SMALL_MQAR, Recipe(steps=1, seq_len=16), progress=False, device="tpu")
+
+
+def test_a_used_run_folder_is_not_overwritten_and_resume_checks_the_definition(spec, tmp_path):
+    out = tmp_path / "r"
+    recipe = Recipe(steps=2, batch_size=4, seq_len=16)
+    train(spec, SMALL_MQAR, recipe, out_dir=out, progress=False, device="cpu")
+    with pytest.raises(UserError, match="already holds a run"):
+        train(spec, SMALL_MQAR, recipe, out_dir=out, progress=False, device="cpu")
+    with pytest.raises(UserError, match="recipe field\\(s\\) lr differ"):
+        train(spec, SMALL_MQAR, recipe.model_copy(update={"lr": 1e-4}), out_dir=out, resume=True, progress=False)
+    with pytest.raises(UserError, match="the task"):
+        train(spec, TaskSpec(name="mqar"), recipe, out_dir=out, resume=True, progress=False)
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "empty", resume=True, progress=False)
