@@ -27,20 +27,24 @@ def run(file: str = typer.Argument(..., help="study file (YAML)"),
         timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
         workers: int = typer.Option(1, min=1, help="worker processes sharing the study (PostgreSQL recommended)"),
         progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
-                                                help="live panel (default: when on a terminal)")) -> None:
+                                                help="live panel (default: when on a terminal)"),
+        seed_offset: int = typer.Option(0, "--seed-offset", min=0,
+                                        help="shifts the sampler seed: give each machine sharing a study its own")) -> None:
     """Run (or resume) the study of FILE: every trial is screened, trained and stored."""
     from ..studies.launch import run_study_command
 
-    run_study_command(file, storage=storage, n_trials=n_trials, timeout_s=timeout, workers=workers, live=progress)
+    run_study_command(file, storage=storage, n_trials=n_trials, timeout_s=timeout, workers=workers, live=progress,
+                      seed_offset=seed_offset)
 
 
 @study_app.command("worker", hidden=True)
 def worker(file: str, storage: str = typer.Option(...), n_trials: Optional[int] = typer.Option(None, "--n-trials"),
-           timeout: Optional[float] = typer.Option(None), prefix: str = typer.Option("")) -> None:
+           timeout: Optional[float] = typer.Option(None), prefix: str = typer.Option(""),
+           seed_offset: int = typer.Option(0, "--seed-offset")) -> None:
     """One worker process of `study run --workers K` (plain output)."""
     from ..studies.launch import run_worker
 
-    run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout, prefix=prefix)
+    run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout, prefix=prefix, seed_offset=seed_offset)
 
 
 @study_app.command("best")

@@ -37,10 +37,11 @@ def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None
 
 
 def run_study_command(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
-                      workers: int, live: bool | None) -> None:
+                      workers: int, live: bool | None, seed_offset: int = 0) -> None:
     study = load_study(file)
     evaluator = _evaluator(study)
-    runner = StudyRunner(study, evaluator, storage=storage, n_trials=n_trials, timeout_s=timeout_s, live=live)
+    runner = StudyRunner(study, evaluator, storage=storage, n_trials=n_trials, timeout_s=timeout_s, live=live,
+                         seed_offset=seed_offset)
     objectives = [o.metric for o in study.file.objectives]
     if workers == 1:
         runner.open()
@@ -56,18 +57,19 @@ def run_study_command(file: str, *, storage: str | None, n_trials: int | None, t
     if is_sqlite(parse(runner.url)):
         print(f"note: {workers} workers on a SQLite file work but serialize on its lock; use PostgreSQL for "
               "many workers", file=sys.stderr)
-    summary = _run_workers(file, runner, workers, n_trials, timeout_s)
+    summary = _run_workers(file, runner, workers, n_trials, timeout_s, seed_offset)
     _print_summary(summary, objectives, runner.url)
 
 
 def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | None,
-                 timeout_s: float | None) -> RunSummary:
+                 timeout_s: float | None, seed_offset: int) -> RunSummary:
     command = [sys.executable, "-m", "archsearch.cli", "study", "worker", file, "--storage", runner.url]
     if n_trials is not None:
         command += ["--n-trials", str(n_trials)]
     if timeout_s is not None:
         command += ["--timeout", str(timeout_s)]
-    procs = [subprocess.Popen(command + ["--prefix", f"[worker {i}] "], env=os.environ.copy())
+    procs = [subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
+                                         "--seed-offset", str(seed_offset * workers + i)], env=os.environ.copy())
              for i in range(workers)]
     interrupted = False
     try:
@@ -83,10 +85,11 @@ def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | N
         runner.close()
 
 
-def run_worker(file: str, *, storage: str, n_trials: int | None, timeout_s: float | None, prefix: str) -> None:
+def run_worker(file: str, *, storage: str, n_trials: int | None, timeout_s: float | None, prefix: str,
+               seed_offset: int) -> None:
     study = load_study(file)
     runner = StudyRunner(study, _evaluator(study), storage=storage, n_trials=n_trials, timeout_s=timeout_s,
-                         live=False, worker_prefix=prefix)
+                         live=False, worker_prefix=prefix, seed_offset=seed_offset)
     runner.open()
     try:
         summary = runner.run()

@@ -77,7 +77,8 @@ def _is_oom(err: BaseException) -> bool:
 class StudyRunner:
     def __init__(self, study: Study, evaluator: Evaluator, *, storage: str | None = None,
                  n_trials: int | None = None, timeout_s: float | None = None, sampler=None,
-                 display: Display | None = None, live: bool | None = None, worker_prefix: str = ""):
+                 display: Display | None = None, live: bool | None = None, worker_prefix: str = "",
+                 seed_offset: int = 0):
         self.study = study
         self.evaluator = evaluator
         self.url = storage or study.file.storage
@@ -90,6 +91,8 @@ class StudyRunner:
         self.base_symbols = set(study.base.pattern_string)
         self.worker = worker_id()
         self._sampler = sampler
+        # Workers sharing a study must not share a sampler seed, or they would draw the same candidates.
+        self.sampler_seed = study.file.seed + 1_000_003 * seed_offset
         self._display = display
         self._live = live
         self._prefix = worker_prefix
@@ -113,7 +116,7 @@ class StudyRunner:
             storage = self.db.optuna_storage(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_s,
                                              max_retry=heartbeat.max_retry)
             self._check_optuna_directions(storage)
-            sampler = self._sampler or build_sampler(self.study.file.sampler, self.study.space, self.study.file.seed,
+            sampler = self._sampler or build_sampler(self.study.file.sampler, self.study.space, self.sampler_seed,
                                                      len(self.objectives))
             pruner = build_pruner(self.study.file.pruner)
             self.record = records.ensure_study(

@@ -31,7 +31,7 @@ WORKER = textwrap.dedent("""
     from archsearch.studies import StudyRunner, load_study
 
     runner = StudyRunner(load_study({study!r}), ToyEvaluator(sleep_s={sleep_s}), storage={url!r}, live=False,
-                         worker_prefix="[worker {index}] ")
+                         worker_prefix="[worker {index}] ", seed_offset={index})
     runner.open()
     runner.run()
     runner.close()
@@ -65,6 +65,8 @@ def test_four_workers_ten_trials_each_no_lost_or_duplicated_trial(write_study, p
     assert all(r.status == "completed" for r in rows) and all(t.state == TrialState.COMPLETE for t in trials)
     workers = {r.worker for r in rows}
     assert len(workers) == 4  # every process took part
+    firsts = [min((r for r in rows if r.worker == w), key=lambda r: r.number).params for w in workers]
+    assert len({repr(sorted(p.items())) for p in firsts}) > 1  # own sampler seeds: not the same candidates
     for output in outputs:  # each worker printed only its own trials
         assert output.count("completed") >= 1
 
