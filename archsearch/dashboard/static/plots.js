@@ -22,6 +22,8 @@ window.archsearchPlots = (() => {
     plotly,
     async draw(element, figure) {
       const Plotly = await plotly();
+      // Drawing is one long task; let pending clicks and keys run first.
+      await new Promise((resolve) => (window.requestIdleCallback || setTimeout)(resolve, { timeout: 500 }));
       element.textContent = "";
       if (!figure) { Plotly.purge(element); return; }
       await Plotly.react(element, figure.data, figure.layout, { displaylogo: false, responsive: true });

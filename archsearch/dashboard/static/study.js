@@ -140,6 +140,7 @@
       return;
     }
     showPage(page);
+    await loadPagePlots();
   }
 
   function showPage(page) {
@@ -154,9 +155,12 @@
     $("next-page").disabled = last >= page.matching;
     state.pageIds = page.rows.map((row) => row.id);
     $("trials").dataset.ready = "1";
+    if (!$("trials").dataset.firstShownAt) $("trials").dataset.firstShownAt = String(performance.now());
     $("trials").dataset.sort = `${state.sort}:${state.desc ? "desc" : "asc"}`;
-    loadMemory();
-    loadCurves();
+  }
+
+  function loadPagePlots() {
+    return Promise.all([loadMemory(), loadCurves()]);
   }
 
   // ---------------------------------------------------------------- plots
@@ -279,8 +283,8 @@
     $("curve-metric").addEventListener("change", loadCurves);
     $("importance-objective").addEventListener("change", loadImportance);
     showPage(data.first_page);  // embedded in the HTML: the table is usable before any request
-    // One after the other: importance can take the server a second or two on a large study.
-    loadPareto().then(loadImportance);
+    // The Pareto plot first; importance last, as it can take the server a second or two on a large study.
+    loadPareto().then(loadPagePlots).then(loadImportance);
     window.setTimeout(poll, POLL_MS);
   });
 })();
