@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from archsearch.dashboard.importance import MIN_TRIALS
 from archsearch.dashboard.pareto import pareto_front
 from archsearch.storage import Database, StudyRecord, TrialRecord
 from archsearch.storage import records
@@ -65,6 +66,13 @@ def test_study_page_lists_every_trial_with_its_layer_strip(page, base, stored):
     page.wait_for_selector('#pareto[data-ready="1"]', state="attached")
     page.wait_for_selector("#memory .main-svg", state="attached")
     page.wait_for_selector("#curves .main-svg", state="attached")
+    page.wait_for_selector('#importance[data-ready="1"]', state="attached", timeout=60_000)
+    completed = [t for t in trials if t.status == "completed"]
+    if len(completed) >= MIN_TRIALS:
+        bars = page.evaluate("() => document.getElementById('importance').data[0].y")
+        assert bars and set(bars) <= {name for t in completed for name in t.params}
+    else:
+        assert f"this study has {len(completed)}" in page.locator("#importance-reason").inner_text()
     screenshot(page, "study")
     assert not page.console_errors and not page.outside_requests
 

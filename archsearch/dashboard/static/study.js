@@ -223,7 +223,8 @@
       $("importance-reason").hidden = !body.reason;
       $("importance-reason").textContent = body.reason || "";
       await plots.draw($("importance"), body.figure);
-    } catch (err) { plots.message($("importance"), err.message); }
+    } catch (err) { await plots.message($("importance"), err.message); }
+    $("importance").dataset.ready = "1";
   }
 
   // ---------------------------------------------------------------- live
