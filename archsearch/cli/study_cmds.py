@@ -102,7 +102,7 @@ def export(storage: str = typer.Option("sqlite:///archsearch.db", help="database
 def ablate(spec: str = typer.Argument(..., help="base spec file or example name"),
            vary: list[str] = typer.Option(..., "--vary", help="PATH=a,b,c (repeatable): the grid's axes"),
            seeds: int = typer.Option(3, min=1, help="seeds per cell"),
-           task: str = typer.Option("mqar", help="training task name"),
+           task: str = typer.Option("mqar", help="task name, or a TaskSpec mapping such as {name: mqar, options: {n_pairs: 4}}"),
            recipe: Optional[str] = typer.Option(None, help="recipe as JSON or a YAML/JSON file"),
            metric: str = typer.Option("val_loss", help="the metric summarised"),
            storage: Optional[str] = typer.Option(None, help="also store every run in this database"),

@@ -14,24 +14,27 @@ from .ablation import format_summary, parse_vary, run_ablation, store_ablation
 from .evaluate import resolve_training
 
 
-def _read_recipe(recipe: str | None) -> dict:
-    if recipe is None:
+def _read_mapping(value: str | None, option: str) -> dict:
+    """A YAML/JSON mapping given inline or as a file path."""
+    if value is None:
         return {}
-    text = Path(recipe).read_text(encoding="utf-8") if Path(recipe).is_file() else recipe
+    text = Path(value).read_text(encoding="utf-8") if Path(value).is_file() else value
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise UserError(f"--recipe: neither a readable file nor YAML/JSON: {err}") from None
+        raise UserError(f"{option}: neither a readable file nor YAML/JSON: {err}") from None
     if not isinstance(data, dict):
-        raise UserError(f"--recipe: expected a mapping of Recipe fields, got {type(data).__name__}")
+        raise UserError(f"{option}: expected a mapping, got {type(data).__name__}")
     return data
 
 
-def run_ablation_command(spec: str, vary: list[str], *, seeds: int, task: str, recipe: str | None, metric: str,
+def run_ablation_command(spec: str, vary: list[str], *, seeds: int, task, recipe: str | None, metric: str,
                          storage: str | None, as_json: bool) -> None:
     base = load_spec(spec)
     axes = parse_vary(vary, base)
-    recipe_data = _read_recipe(recipe)
+    recipe_data = _read_mapping(recipe, "--recipe")
+    if task.strip().startswith("{"):  # a TaskSpec mapping: {name: mqar, options: {n_pairs: 4}}
+        task = _read_mapping(task, "--task")
     resolve_training(task, recipe_data)  # a bad task or recipe fails before any training
     db = None
     if storage is not None:
@@ -52,7 +55,8 @@ def run_ablation_command(spec: str, vary: list[str], *, seeds: int, task: str, r
     ablation = run_ablation(base, axes, list(range(seeds)), run, metric, on_run=None if as_json else on_run)
     if db is not None:
         with db:
-            ablation_id = store_ablation(db, ablation, {"task": task}, recipe_data)
+            ablation_id = store_ablation(db, ablation, task if isinstance(task, dict) else {"name": task},
+                                         recipe_data)
         if not as_json:
             print(f"stored as ablation {ablation_id}")
     if as_json:
