@@ -1,13 +1,11 @@
 """The runner end to end on a SQLite file, with a real tiny numpy training injected (studies_helpers)."""
 
-import importlib.util
 import math
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from archsearch.errors import UserError
 from archsearch.storage import Database, StudyMismatchError
 from archsearch.storage import records
 from archsearch.studies import StudyRunner, load_study
@@ -157,10 +155,6 @@ def test_multi_objective_early_stop_stops_dominated_trials(write_study, sqlite_u
                                      {"type": "gp", "n_startup_trials": 2}, {"type": "random"},
                                      {"type": "qmc"}])
 def test_every_sampler_runs_a_constrained_multi_objective_study(write_study, sqlite_url, sampler):
-    if sampler["type"] in ("gp", "qmc") and importlib.util.find_spec("scipy") is None:
-        with pytest.raises(UserError, match=f"sampler: {sampler['type']} needs scipy"):
-            _run(write_study(sampler=sampler), sqlite_url)
-        return
     path = write_study(n_trials=4, sampler=sampler, objectives=["val_loss", "memory_bytes"],
                        early_stop={"enabled": False})
     _, summary = _run(path, sqlite_url)
