@@ -22,20 +22,12 @@ class AblationView:
     seeds: list[Any]
     created_at: dt.datetime
     run_counts: dict[str, int]
-    columns: list[str]
-    rows: list[dict[str, Any]]  # the stored summary, one dict per cell
+    rows: list[dict[str, Any]]  # the stored summary, one dict per cell (archsearch.studies.ablation.summary)
 
 
 def _has_tables(engine: Engine) -> bool:
     with engine.connect() as conn:
         return sa.inspect(conn).has_table(AblationRecord.__tablename__)
-
-
-def _summary_columns(rows: list[dict[str, Any]]) -> list[str]:
-    cols: dict[str, None] = {}
-    for row in rows:
-        cols.update(dict.fromkeys(row))
-    return list(cols)
 
 
 def list_ablations(engine: Engine) -> list[AblationView]:
@@ -58,4 +50,4 @@ def ablation(engine: Engine, ablation_id: int) -> AblationView | None:
             .group_by(AblationRunRecord.status)).all())
         rows = [r for r in (record.summary or []) if isinstance(r, dict)]
         return AblationView(record.id, record.name, record.metric, record.vary or [], record.seeds or [],
-                            record.created_at, counts, _summary_columns(rows), rows)
+                            record.created_at, counts, rows)

@@ -125,3 +125,34 @@ def study_copy(study_url, tmp_path) -> str:
     source.close()
     destination.close()
     return f"sqlite:///{target}"
+
+
+ABLATION_SPEC = """\
+name: ablation-tiny
+vocab_size: 64
+d_model: 64
+max_context: 256
+pattern: "M-*-"
+blocks:
+  M: {kind: mamba2, n_heads: 2, head_dim: 32, d_state: 16, chunk_size: 32}
+  "*": {kind: attention, n_heads: 4, n_kv_heads: 2, head_dim: 16, rope_theta: null}
+  "-": {kind: mlp, ffn_ratio: 2}
+"""
+ABLATION_RECIPE = '{"steps": 4, "batch_size": 4, "seq_len": 32, "eval_every": 2, "eval_batches": 1, "warmup": 1}'
+
+
+@pytest.fixture(scope="session")
+def ablation_url(tmp_path_factory) -> str:
+    """URL of a SQLite file holding one real ablation (2 settings x 2 seeds) run by `archsearch ablate`."""
+    import subprocess
+    import sys
+
+    directory = tmp_path_factory.mktemp("dashboard-ablation")
+    (directory / "spec.yaml").write_text(ABLATION_SPEC)
+    url = f"sqlite:///{directory / 'ablation.db'}"
+    done = subprocess.run([sys.executable, "-m", "archsearch.cli", "ablate", str(directory / "spec.yaml"),
+                           "--vary", "blocks.M.d_state=8,16", "--seeds", "2",
+                           "--task", "{name: mqar, options: {vocab: 64, n_pairs: 4}}", "--recipe", ABLATION_RECIPE,
+                           "--storage", url], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"archsearch ablate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return url

@@ -210,3 +210,27 @@ def test_a_study_that_does_not_exist_is_a_clear_page(page, base):
     assert response.status == 404
     assert "study 424242 does not exist" in page.locator("#error-message").inner_text()
     screenshot(page, "not_found")
+
+
+def test_ablation_table_shows_means_and_intervals(page, ablation_url):
+    from archsearch.storage import AblationRecord
+
+    with Database(ablation_url) as db, Session(db.engine) as session:
+        ablation = session.scalars(sa.select(AblationRecord)).one()
+        summary, name = ablation.summary, ablation.name
+    with serving(ablation_url) as url:
+        page.goto(url + "/")
+        assert "no study yet" in page.locator("main").inner_text()
+        page.locator("#ablations a", has_text=name).click()
+        rows = page.locator("#ablation-summary tbody tr")
+        assert rows.count() == len(summary)
+        for row, cell in zip(rows.all(), summary):
+            texts = row.locator("td").all_inner_texts()
+            assert texts[0].startswith(cell["cell"]) and texts[1] == str(cell["n"])
+            assert texts[2] == f"{cell['mean']:.4g} ± {cell['ci95']:.4g}"
+            if cell["is_base"]:
+                assert texts[3] == "—"
+            else:
+                assert texts[3].startswith(f"{cell['diff']['mean']:.4g} ± {cell['diff']['ci95']:.4g}")
+        screenshot(page, "ablation")
+        assert not page.console_errors
