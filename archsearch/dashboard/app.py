@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import UserError
 from . import api, pages
 from .assets import plotly_js, static_files
-from .importance import Importance, param_importance
+from .importance import Importance, param_importance, too_few
 from .optuna_source import OptunaSource
 from .queries import NotFound, Repository
 from .readonly import open_readonly
@@ -111,11 +111,14 @@ class _ImportanceCache:
         if hit and hit[0] == stamp:
             return hit[1]
         study = self.repo.study(study_id)
+        completed = self.repo.completed_optuna_ids(study_id)
         try:
-            copy = self.source.completed_copy(study.name, self.repo.completed_optuna_ids(study_id))
-            result = param_importance(copy, objective)
-        except (KeyError, sa.exc.SQLAlchemyError) as err:
-            result = Importance({}, f"Optuna's record of this study could not be read: {err}")
+            # Too few trials need no look at Optuna's tables to say so.
+            result = too_few(len(completed)) or param_importance(self.source.completed_copy(study.name, completed),
+                                                                  objective)
+        except (KeyError, optuna.exceptions.OptunaError, sa.exc.SQLAlchemyError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            result = Importance({}, f"Optuna's record of this study could not be read ({reason})")
         with self._lock:
             self._cache[(study_id, objective)] = (stamp, result)
         return result

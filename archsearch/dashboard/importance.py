@@ -21,12 +21,19 @@ class Importance:
     reason: str = ""  # why there are no values, or a caveat about the values shown
 
 
+def too_few(n_completed: int) -> Importance | None:
+    """The answer when `n_completed` trials are too few to compute importance from; None when enough."""
+    if n_completed >= MIN_TRIALS:
+        return None
+    return Importance({}, f"parameter importance needs at least {MIN_TRIALS} completed trials with parameters; "
+                          f"this study has {n_completed}")
+
+
 def param_importance(study: optuna.Study, objective_index: int = 0) -> Importance:
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
                 if t.params]
-    if len(complete) < MIN_TRIALS:
-        return Importance({}, f"parameter importance needs at least {MIN_TRIALS} completed trials with "
-                              f"parameters; this study has {len(complete)}")
+    if (answer := too_few(len(complete))) is not None:
+        return answer
     # PED-ANOVA explains low target values; a maximised objective is negated so "important" means the same.
     sign = -1.0 if study.directions[objective_index] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     try:

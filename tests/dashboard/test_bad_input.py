@@ -75,3 +75,24 @@ def test_the_engine_refuses_writes_and_serving_changes_no_byte(study_copy):
                 f"/api/study/{study_id}/importance", f"/study/{study_id}/compare?t=1&t=2"]:
         assert client.get(url).status_code == 200, url
     assert digest() == before
+
+
+def test_importance_without_optuna_tables_is_a_reason_not_an_error(tmp_path):
+    """Our tables written, Optuna's never (a study stored by another tool): the page says why, no 500."""
+    from starlette.testclient import TestClient
+
+    from archsearch.storage import Database, records
+
+    url = f"sqlite:///{tmp_path / 'ours-only.db'}"
+    with Database(url) as db:
+        study = records.ensure_study(db, name="ours-only", space_hash="h", study_file={},
+                                     objectives=[{"metric": "val_loss", "direction": "minimize"}],
+                                     n_trials_target=6, archsearch_version="test")
+        for number in range(6):
+            trial = records.start_trial(db, study_id=study.id, optuna_trial_id=number, number=number,
+                                        params={"d_model": 64 * (number + 1)}, retry_of=None, worker="w")
+            records.update_trial(db, trial, status="completed", objectives=[1.0 / (number + 1)], fits=True)
+    client = TestClient(create_app(url), raise_server_exceptions=False)
+    body = client.get(f"/api/study/{study.id}/importance").json()
+    assert body["figure"] is None and "Optuna's record of this study could not be read" in body["reason"]
+    assert client.get(f"/study/{study.id}").status_code == 200
