@@ -97,6 +97,15 @@ def test_flex_eager_on_cpu_matches_naive_forward(b, hq, hkv, t, s, d, causal, wi
     assert "backward" in flex.accepts(device="cpu", requires_grad=True)
 
 
+def test_window_covering_all_keys_takes_the_global_path():
+    inputs = make_inputs(1, 2, 2, 8, 8, 16)
+    K.reset_backends_used()
+    with torch.no_grad():
+        got = K.attention(**inputs, window=8)
+    assert K.backends_used()["attention"] == "sdpa"  # no mask needed, so SDPA accepts
+    assert_close(got, oracle(**inputs, window=8), torch.float32, "out")
+
+
 def test_custom_scale_is_used():
     inputs = make_inputs(1, 2, 2, 6, 6, 16)
     for backend in ["sdpa", "flex", "naive"]:
@@ -109,6 +118,7 @@ def test_sdpa_refuses_long_windows_and_softcap_with_reasons():
     sdpa = K.registry.get_backend("attention", "sdpa")
     assert "soft-cap" in sdpa.accepts(device="cuda", t=8, s=8, window=None, softcap=30.0)
     assert "mask" in sdpa.accepts(device="cuda", t=8192, s=8192, window=4096, softcap=None)
+    assert "mask" in sdpa.accepts(device="cuda", t=4096, s=4096, window=1024, softcap=None)
     assert sdpa.accepts(device="cuda", t=8192, s=8192, window=None, softcap=None) is None
     assert sdpa.accepts(device="cuda", t=1, s=8192, window=None, softcap=None) is None
     assert K.check("attention", device="cpu", dtype=torch.float32, head_dim=64, t=8192, s=8192, window=4096,
