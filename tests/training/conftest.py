@@ -31,6 +31,12 @@ def tiny_spec(vocab: int = 64):
     return loads_spec(TINY.format(vocab=vocab))
 
 
+@pytest.fixture(scope="session")
+def make_spec():
+    """tiny_spec itself, for tests that need several vocabularies."""
+    return tiny_spec
+
+
 @pytest.fixture
 def spec():
     return tiny_spec(64)

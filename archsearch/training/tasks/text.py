@@ -26,7 +26,7 @@ BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "c
 
 class TextOptions(TaskOptions):
     dataset: str | None = None  # a hub name, or a builder: text, json, parquet, csv
-    data_files: str | list[str] | None = None  # local files, folders or globs
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None  # files, folders, globs; or split -> those
     config: str | None = None
     split: str = "train"
     val_split: str | None = None  # None: hold out the last val_fraction of the tokens
@@ -57,8 +57,16 @@ def load_split(o: TextOptions, split: str):
 
     kwargs: dict[str, Any] = {"split": split}
     if o.data_files is not None:
-        files = expand_files(o.data_files)
-        builder = o.dataset or BUILDERS.get(Path(files[0]).suffix.lower(), "text")
+        if isinstance(o.data_files, dict):
+            if split not in o.data_files:
+                raise UserError(f"task 'text': split {split!r} is not in data_files; its splits: "
+                                f"{', '.join(o.data_files)}")
+            files = {name: expand_files(entries) for name, entries in o.data_files.items()}
+            first = files[split][0]
+        else:
+            files = expand_files(o.data_files)
+            first = files[0]
+        builder = o.dataset or BUILDERS.get(Path(first).suffix.lower(), "text")
         kwargs["data_files"] = files
         if builder == "text":
             kwargs["sample_by"] = o.sample_by
