@@ -110,6 +110,7 @@ def test_clicking_a_heading_sorts_both_ways(page, base, stored):
     page.wait_for_selector('#trials[data-sort="obj:0:desc"]', state="attached")
     values = [_number(v) for v in _column(page, "obj:0") if v != "—"]
     assert values == sorted(values, reverse=True)
+    page.wait_for_selector("#curves .main-svg", state="attached")
     screenshot(page, "sorted")
 
 

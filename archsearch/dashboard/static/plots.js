@@ -24,7 +24,10 @@ window.archsearchPlots = (() => {
       const Plotly = await plotly();
       // Drawing is one long task; let pending clicks and keys run first.
       await new Promise((resolve) => (window.requestIdleCallback || setTimeout)(resolve, { timeout: 500 }));
-      element.textContent = "";
+      if (element.dataset.message) {  // replace a message; a plot already there is updated in place
+        element.textContent = "";
+        delete element.dataset.message;
+      }
       if (!figure) { Plotly.purge(element); return; }
       await Plotly.react(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
     },
@@ -32,6 +35,7 @@ window.archsearchPlots = (() => {
       const Plotly = await plotly();
       Plotly.purge(element);
       element.textContent = text;
+      element.dataset.message = "1";
     },
   };
 })();
