@@ -16,7 +16,7 @@ d_model: 64
 max_context: 256
 pattern: M*-
 blocks:
-  M: {{kind: mamba2, n_heads: 2, head_dim: 32, d_state: 16, n_groups: 1, conv_kernel: 4, chunk_size: 32}}
+  M: {{kind: mamba2, n_heads: 4, head_dim: 16, d_state: 32, n_groups: 1, conv_kernel: 4, chunk_size: 32}}
   "*": {{kind: attention, n_heads: 2, n_kv_heads: 1, head_dim: 32, rope_theta: null}}
   "-": {{kind: mlp, ffn_ratio: 2, activation: relu2}}
 """

@@ -95,8 +95,11 @@ def test_missing_data_is_a_clear_error(options, message):
 
 
 def test_an_unreachable_hub_dataset_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # fail at once instead of retrying a network
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(UserError, match="cannot load dataset 'no-such-owner/no-such-dataset'"):
         text_task(dataset="no-such-owner/no-such-dataset")
 
