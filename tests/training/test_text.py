@@ -94,6 +94,12 @@ def test_missing_data_is_a_clear_error(options, message):
         text_task(**options)
 
 
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    with pytest.raises(UserError, match="cannot load dataset 'text' split 'train': UnicodeDecodeError"):
+        text_task(data_files=str(tmp_path))
+
+
 def test_an_unreachable_hub_dataset_is_a_clear_error(monkeypatch):
     import datasets
     import huggingface_hub

@@ -79,9 +79,10 @@ def load_split(o: TextOptions, split: str):
     try:
         return datasets.load_dataset(builder, **kwargs)
     except (FileNotFoundError, ConnectionError, OSError, ValueError, KeyError,
-            datasets.exceptions.DatasetNotFoundError) as err:
+            datasets.exceptions.DatasetNotFoundError, datasets.exceptions.DatasetGenerationError) as err:
+        cause = err.__cause__ or err  # a generation error wraps the real one (e.g. a file that is not UTF-8)
         raise UserError(f"task 'text': cannot load dataset {builder!r} split {split!r}: "
-                        f"{type(err).__name__}: {err}") from None
+                        f"{type(cause).__name__}: {cause}") from None
 
 
 def read_texts(ds, column: str, max_bytes: int | None) -> list[str]:
