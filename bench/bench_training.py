@@ -98,7 +98,7 @@ blocks:
 PATTERNS = {"mamba2": "M-M-M-M-", "hybrid": "M-*-M-M-", "attention": "*-*-*-*-"}
 
 
-def probe_part(args) -> dict:
+def probe_part(args, save) -> dict:
     rows = []
     for n_pairs in [int(p) for p in args.pairs.split(",")]:
         for name, pattern in PATTERNS.items():
@@ -124,9 +124,11 @@ def probe_part(args) -> dict:
                        wall_time_s=result.wall_time_s, curve=curve, backends=result.backends)
             rows.append(row)
             print({k: v for k, v in row.items() if k not in ("curve", "backends")}, flush=True)
+            report = dict(vocab=args.vocab, seq=args.seq, d_model=args.d_model, d_state=args.d_state,
+                          steps=args.steps, batch=args.batch, lr=args.lr, rows=rows)
+            save(report)  # a run cut short by its time limit keeps the rows it finished
             release()
-    return dict(vocab=args.vocab, seq=args.seq, d_model=args.d_model, d_state=args.d_state, steps=args.steps,
-                batch=args.batch, lr=args.lr, rows=rows)
+    return report
 
 
 def main() -> None:
@@ -153,11 +155,15 @@ def main() -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
     started = time.perf_counter()
-    report = fp8_part(args) if fp8 else probe_part(args)
     device = torch.cuda.get_device_name() if args.device != "cpu" else "cpu"
-    report.update(part=args.part, device=device, torch=torch.__version__, wall_s=time.perf_counter() - started)
     out = Path(args.out) / f"training_{args.part}.json"
-    out.write_text(json.dumps(report, indent=1, default=str))
+
+    def save(report: dict) -> None:
+        report.update(part=args.part, device=device, torch=torch.__version__, wall_s=time.perf_counter() - started)
+        out.write_text(json.dumps(report, indent=1, default=str))
+
+    report = fp8_part(args) if fp8 else probe_part(args, save)
+    save(report)
     print(json.dumps({k: v for k, v in report.items() if k not in ("runs", "rows")}, default=str))
 
 
