@@ -51,9 +51,11 @@ def _ours(spec, compile_mode: str, sample_ids):
 
     model = archsearch.build(spec, device="cuda", dtype=torch.bfloat16, seed=0)
     if compile_mode == "layers":
+        # static shapes: a second model of other sizes in the same process must not turn on dynamic shapes,
+        # which mamba-ssm's Triton launchers do not survive under dynamo
         for layer in model.layers:
-            layer.compile()
-        model.final_norm.compile()
+            layer.compile(dynamic=False)
+        model.final_norm.compile(dynamic=False)
     if compile_mode == "graphs":
         graphed = torch.cuda.make_graphed_callables(model, (sample_ids,), num_warmup_iters=3)
         return model, lambda ids: graphed(ids)
@@ -73,6 +75,11 @@ def _hf(spec):
 
     from archsearch.hf import export_hf_config
     # the wrapped scan's closure holds what the decorator resolved: mamba-ssm's function or the PyTorch one
+    # In training mode transformers calls mamba-ssm's fused split-conv1d-scan path, which needs the causal-conv1d
+    # package (not installable there: it did not finish compiling in 500 s) and fails with "'NoneType' object is
+    # not callable". Its PyTorch stand-in returns None, which sends the mixer down the unfused path: PyTorch conv1d
+    # + mamba-ssm's Triton chunk scan, the configuration ../shared/GPU-NOTES.md measured.
+    hf_module.mamba2_split_conv1d_scan_combined = lambda *args, **kwargs: None
     resolved = {getattr(c.cell_contents, "__module__", "") for c in (hf_module.mamba2_chunk_scan.__closure__ or ())
                 if callable(c.cell_contents)}
     print("transformers NemotronH scan resolved to:", sorted(resolved), file=sys.stderr)
@@ -205,7 +212,7 @@ def run_all(args) -> None:
     results = dict(environment=environment(), rows=[])
     print(json.dumps(results["environment"]), flush=True)
     for model, impl, batch, compile_mode in ROWS:
-        if args.only and model not in args.only:
+        if (args.only and model not in args.only) or compile_mode not in args.variants:
             continue
         if args.in_process:  # one process: Triton's autotuning is paid once per shape, not once per row
             try:
@@ -245,6 +252,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--in-process", action="store_true", help="with --all: every row in this process")
+    parser.add_argument("--variants", nargs="*", default=["none", "layers", "graphs"],
+                        help="with --all: compile modes to run")
     parser.add_argument("--only", nargs="*", help="with --all: only these models")
     parser.add_argument("--no-ssd", action="store_true", help="with --all: skip the SSD overhead rows")
     parser.add_argument("--row-timeout", type=int, default=240)
