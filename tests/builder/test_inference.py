@@ -4,10 +4,20 @@ import pytest
 import torch
 
 import archsearch
+from archsearch.kernels import force_backend
 from specs import families
 
 FAMILIES = families()
 SEQ = 21  # longer than every window and chunk size in the specs, and not a multiple of any
+
+
+@pytest.fixture(autouse=True)
+def _naive_attention():
+    """These tests are about the caches; the attention op's backends have their own parity tests. On CPU the
+    soft-capped layers would otherwise run eager FlexAttention, which builds a block mask for every decode length
+    (seconds per test)."""
+    with force_backend("attention", "naive"):
+        yield
 
 
 def _run_cached(model, ids_BT, prefill_len, chunk_size):
