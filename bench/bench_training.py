@@ -107,11 +107,12 @@ def probe_part(args, save) -> dict:
                                                 d_state=args.d_state, attn_head=args.d_model // 4))
             task = TaskSpec(name="mqar", options={"vocab": args.vocab, "n_pairs": n_pairs})
             recipe = Recipe(steps=args.steps, batch_size=args.batch, seq_len=args.seq, lr=args.lr,
-                            min_lr=args.lr / 10, warmup=50, weight_decay=0.1, eval_every=100, eval_batches=4,
+                            min_lr=args.lr / 10, warmup=min(50, args.steps // 10), weight_decay=0.1,
+                            schedule=args.schedule, eval_every=args.eval_every, eval_batches=4,
                             precision="bf16" if args.device != "cpu" else "fp32", seed=0)
 
             def stop(step, metrics):
-                if metrics["accuracy"] >= 0.99:
+                if metrics["accuracy"] >= args.solved:
                     raise TrainingStopped("solved")
 
             try:
@@ -125,7 +126,8 @@ def probe_part(args, save) -> dict:
             rows.append(row)
             print({k: v for k, v in row.items() if k not in ("curve", "backends")}, flush=True)
             report = dict(vocab=args.vocab, seq=args.seq, d_model=args.d_model, d_state=args.d_state,
-                          steps=args.steps, batch=args.batch, lr=args.lr, rows=rows)
+                          steps=args.steps, batch=args.batch, lr=args.lr, schedule=args.schedule,
+                          solved=args.solved, rows=rows)
             save(report)  # a run cut short by its time limit keeps the rows it finished
             release()
     return report
@@ -147,6 +149,9 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--d-state", type=int, default=16)
+    parser.add_argument("--schedule", default="cosine", choices=("cosine", "wsd", "constant"))
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--solved", type=float, default=0.99, help="probes: stop a run at this accuracy")
     args = parser.parse_args()
     fp8 = args.part == "fp8"
     defaults = dict(steps=40 if fp8 else 800, batch=4 if fp8 else 64, seq=2048 if fp8 else 256,

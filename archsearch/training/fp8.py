@@ -31,7 +31,8 @@ def skip_reason(fqn: str, module: nn.Module, min_dim: int) -> str | None:
 
 
 def eligible_linears(model: nn.Module, min_dim: int) -> list[str]:
-    return [fqn for fqn, m in model.named_modules() if isinstance(m, nn.Linear) and skip_reason(fqn, m, min_dim) is None]
+    return [fqn for fqn, m in model.named_modules()
+            if isinstance(m, nn.Linear) and skip_reason(fqn, m, min_dim) is None]
 
 
 class Fp8Converter:
