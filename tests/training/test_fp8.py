@@ -85,11 +85,11 @@ def test_fp8_fallback_is_recorded(spec):
     assert (result.precision, result.precision_reason, result.fp8_layers) == ("fp32", "fp8 unavailable: CPU", [])
 
 
-def test_train_with_emulated_fp8_converts_the_hybrid(spec):
+def test_train_with_emulated_fp8_converts_the_hybrid_and_resumes(spec, tmp_path):
     recipe = Recipe(steps=6, batch_size=8, seq_len=16, precision="fp8", fp8_emulate=True, fp8_min_dim=16,
                     eval_every=3, warmup=0)
-    result = train(spec, TaskSpec(name="mqar", options={"vocab": 16, "n_pairs": 2}), recipe, progress=False,
-                   device="cpu")
+    task = TaskSpec(name="mqar", options={"vocab": 16, "n_pairs": 2})
+    result = train(spec, task, recipe, out_dir=tmp_path / "r", progress=False, device="cpu")
     assert result.status == "completed" and result.precision == "fp8"
     assert "emulated" in result.precision_reason
     # every 16-aligned projection converts (Mamba in_proj is 2*64+2*16+2 = 162 wide: not aligned); the head never
@@ -98,6 +98,9 @@ def test_train_with_emulated_fp8_converts_the_hybrid(spec):
                                          "layers.2.mixer.down_proj", "layers.2.mixer.up_proj"]
     losses = [p["loss"] for p in result.curve if "loss" in p]
     assert all(torch.isfinite(torch.tensor(losses)))
+    longer = train(spec, task, recipe.model_copy(update={"steps": 8}), out_dir=tmp_path / "r", resume=True,
+                   progress=False, device="cpu")
+    assert longer.steps == 8 and longer.fp8_layers == result.fp8_layers
 
 
 @pytest.mark.gpu
