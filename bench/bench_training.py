@@ -90,24 +90,26 @@ d_model: {d}
 max_context: {seq}
 pattern: "{pattern}"
 blocks:
-  M: {{kind: mamba2, n_heads: {mamba_heads}, head_dim: 64, d_state: {d_state}, n_groups: 1, conv_kernel: 4,
-       chunk_size: 64}}
-  "*": {{kind: attention, n_heads: 4, n_kv_heads: 4, head_dim: {attn_head}, rope_theta: 10000.0}}
+  M: {{kind: mamba2, n_heads: {mamba_heads}, head_dim: {mamba_head_dim}, d_state: {d_state}, n_groups: 1,
+       conv_kernel: 4, chunk_size: 64}}
+  "*": {{kind: attention, n_heads: 4, n_kv_heads: 4, head_dim: {attn_head}, rope_theta: {rope}}}
   "-": {{kind: mlp, ffn_ratio: 2, activation: relu2}}
 """
-PATTERNS = {"mamba2": "M-M-M-M-", "hybrid": "M-*-M-M-", "attention": "*-*-*-*-"}
+PATTERNS = "mamba2=M-M-M-M-,hybrid=M-*-M-M-,attention=*-*-*-*-"
 
 
 def probe_part(args, save) -> dict:
     rows = []
+    patterns = dict(item.split("=") for item in args.patterns.split(","))
     for n_pairs in [int(p) for p in args.pairs.split(",")]:
-        for name, pattern in PATTERNS.items():
-            spec = loads_spec(PROBE_SPEC.format(name=name, vocab=args.vocab, d=args.d_model, seq=args.seq,
-                                                pattern=pattern, mamba_heads=2 * args.d_model // 64,
-                                                d_state=args.d_state, attn_head=args.d_model // 4))
+        for name, pattern in patterns.items():
+            spec = loads_spec(PROBE_SPEC.format(name=name, vocab=max(args.vocab, 64), d=args.d_model, seq=args.seq,
+                                                pattern=pattern, mamba_heads=2 * args.d_model // args.mamba_head_dim,
+                                                mamba_head_dim=args.mamba_head_dim, d_state=args.d_state,
+                                                attn_head=args.d_model // 4, rope=args.rope))
             task = TaskSpec(name="mqar", options={"vocab": args.vocab, "n_pairs": n_pairs})
             recipe = Recipe(steps=args.steps, batch_size=args.batch, seq_len=args.seq, lr=args.lr,
-                            min_lr=args.lr / 10, warmup=min(50, args.steps // 10), weight_decay=0.1,
+                            min_lr=args.lr / 10, warmup=min(50, args.steps // 10), weight_decay=args.weight_decay,
                             schedule=args.schedule, eval_every=args.eval_every, eval_batches=4,
                             precision="bf16" if args.device != "cpu" else "fp32", seed=0)
 
@@ -127,6 +129,7 @@ def probe_part(args, save) -> dict:
             print({k: v for k, v in row.items() if k not in ("curve", "backends")}, flush=True)
             report = dict(vocab=args.vocab, seq=args.seq, d_model=args.d_model, d_state=args.d_state,
                           steps=args.steps, batch=args.batch, lr=args.lr, schedule=args.schedule,
+                          mamba_head_dim=args.mamba_head_dim, rope=args.rope, weight_decay=args.weight_decay,
                           solved=args.solved, rows=rows)
             save(report)  # a run cut short by its time limit keeps the rows it finished
             release()
@@ -149,6 +152,10 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--d-state", type=int, default=16)
+    parser.add_argument("--mamba-head-dim", type=int, default=64)
+    parser.add_argument("--rope", default="10000.0", help="attention rope_theta, or null (no position encoding)")
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--patterns", default=PATTERNS, help="name=pattern,... of the compared models")
     parser.add_argument("--schedule", default="cosine", choices=("cosine", "wsd", "constant"))
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--solved", type=float, default=0.99, help="probes: stop a run at this accuracy")
