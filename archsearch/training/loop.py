@@ -40,6 +40,7 @@ class Trainer:
         self.stopped_by_callback = False
         self.train_time = 0.0
         self.timed_steps = 0
+        self.warmed_up = False  # the first step of a process compiles and autotunes: not timed
         self.started = time.perf_counter()
         self.bar = ProgressBar(progress, self.recipe.steps, self.step, f"{run.spec.name} on {run.task.name}")
         if run.device.type == "cuda":
@@ -119,9 +120,10 @@ class Trainer:
                 began = time.perf_counter()
                 point = self.train_step()
                 elapsed = time.perf_counter() - began
-                if self.timed_steps or self.step == recipe.steps:  # the first step compiles and warms up
+                if self.warmed_up or self.step == recipe.steps:  # a one-step run times its only step
                     self.train_time += elapsed
                     self.timed_steps += 1
+                self.warmed_up = True
                 self.bar.update(self.step, point["loss"], self.tokens_per_s())
                 if self.step % recipe.log_every == 0 or self.step in (1, recipe.steps):
                     self.curve.append({"step": self.step, "tokens": self.step * self.tokens_per_step, **point})
@@ -189,6 +191,7 @@ class Trainer:
             task=run.task.describe(), recipe=run.recipe.to_dict(),
             out_dir=str(run.out_dir) if run.out_dir is not None else None,
             extra={"fp8_backend": run.precision.fp8_backend, "compile": run.recipe.compile,
+                   "timed_steps": self.timed_steps, "train_time_s": self.train_time,
                    "teacher": run.teacher.path if run.teacher is not None else None})
         if run.out_dir is not None:
             checkpoint.write_json(run.out_dir / "result.json", result.to_dict())

@@ -48,7 +48,9 @@ def test_run_record_and_folder(spec, tmp_path):
     assert weights["embedding.weight"].shape == (64, 64)
     assert [p["step"] for p in result.curve if "loss" in p] == [1, 2, 3, 4]
     assert [p["step"] for p in result.curve if "val_loss" in p] == [2, 4]
-    assert result.tokens == 4 * 4 * 16 and result.tokens_per_s > 0
+    assert result.tokens == 4 * 4 * 16
+    assert result.extra["timed_steps"] == 3  # all but the first (compiling, warming) step
+    assert result.tokens_per_s == pytest.approx(3 * 4 * 16 / result.extra["train_time_s"])
     assert result.n_params == sum(w.numel() for w in weights.values())
     assert result.backends and result.versions["torch"] == torch.__version__
     assert result.precision == "fp32" and result.mfu is None and result.peak_memory_bytes > 0
