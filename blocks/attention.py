@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from archsearch.kernels import CachePositions
 from archsearch.kernels import attention as attention_op
 from archsearch.spec import AttentionBlock
 
@@ -67,31 +68,35 @@ class Attention(nn.Module):
             out_BHTD = self._attend_cached(q_BHTD, k_BHTD, v_BHTD, cache, start)
         return self.o_proj(out_BHTD.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
-    def _attend(self, q, k, v, window):
-        return attention_op(q, k, v, causal=True, window=window, softcap=self.softcap, scale=self.scale)
+    def _attend(self, q, k, v, window, positions=None):
+        return attention_op(q, k, v, causal=True, window=window, softcap=self.softcap, scale=self.scale,
+                            positions=positions)
 
     def _attend_cached(self, q_BHTD, k_BHTD, v_BHTD, cache: KVCache, start: int) -> torch.Tensor:
+        """Attend over the whole preallocated cache with the slots' absolute positions: shapes never depend on
+        `start`, so a compiled attention kernel is built once per chunk length."""
         t = q_BHTD.shape[2]
-        if not cache.ring and start + t > cache.capacity:
-            raise ValueError(f"KV cache holds {cache.capacity} positions; tokens {start}..{start + t - 1} do not fit "
-                             "(allocate_cache with a larger max_len)")
+        q_pos_T = torch.arange(start, start + t, device=q_BHTD.device)
         if not cache.ring:
+            if start + t > cache.capacity:
+                raise ValueError(f"KV cache holds {cache.capacity} positions; tokens {start}..{start + t - 1} do "
+                                 "not fit (allocate_cache with a larger max_len)")
             cache.k_BHSD[:, :, start:start + t].copy_(k_BHTD)
             cache.v_BHSD[:, :, start:start + t].copy_(v_BHTD)
-            keys, values = cache.k_BHSD[:, :, :start + t], cache.v_BHSD[:, :, :start + t]
-            return self._attend(q_BHTD, keys, values, self.window)
+            positions = CachePositions(q_pos_T, cache.slot_positions(start + t), end_aligned=start + t)
+            return self._attend(q_BHTD, cache.k_BHSD, cache.v_BHSD, self.window, positions)
         W = cache.capacity
         if t == 1:  # decode: write first; every filled slot is inside the window, and order does not matter
             cache.k_BHSD[:, :, start % W].copy_(k_BHTD[:, :, 0])
             cache.v_BHSD[:, :, start % W].copy_(v_BHTD[:, :, 0])
-            filled = min(start + 1, W)
-            return self._attend(q_BHTD, cache.k_BHSD[:, :, :filled], cache.v_BHSD[:, :, :filled], None)
-        # several tokens: the earlier positions the first query still sees, in order, then the new ones
-        keep = min(start, W - 1)
-        slots = torch.arange(start - keep, start, device=q_BHTD.device) % W
-        keys = torch.cat([cache.k_BHSD[:, :, slots], k_BHTD], dim=2)
-        values = torch.cat([cache.v_BHSD[:, :, slots], v_BHTD], dim=2)
-        out_BHTD = self._attend(q_BHTD, keys, values, W)
+            positions = CachePositions(q_pos_T, cache.slot_positions(start + 1), end_aligned=min(start + 1, W))
+            return self._attend(q_BHTD, cache.k_BHSD, cache.v_BHSD, self.window, positions)
+        # several tokens: the ring as it is (in ring order, positions from its table), then the new keys
+        keys = torch.cat([cache.k_BHSD, k_BHTD], dim=2)
+        values = torch.cat([cache.v_BHSD, v_BHTD], dim=2)
+        positions = CachePositions(q_pos_T, torch.cat([cache.slot_positions(start), q_pos_T]))
+        out_BHTD = self._attend(q_BHTD, keys, values, W, positions)
+        del keys, values
         n = min(t, W)
         slots = torch.arange(start + t - n, start + t, device=q_BHTD.device) % W
         cache.k_BHSD[:, :, slots] = k_BHTD[:, :, t - n:]

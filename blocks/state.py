@@ -35,6 +35,16 @@ class KVCache:
     def nbytes(self) -> int:
         return 2 * self.k_BHSD.numel() * self.k_BHSD.element_size()
 
+    def slot_positions(self, written: int) -> torch.Tensor:
+        """(capacity,) int64: the absolute position each slot holds once positions 0..written-1 were written
+        (-1: empty). The cache's position table, derived from the write rule (slot = position for a global
+        cache, position % capacity for a ring) instead of stored, so it costs no state."""
+        slots = torch.arange(self.capacity, device=self.k_BHSD.device)
+        if not self.ring:
+            return torch.where(slots < written, slots, -1)
+        held = written - 1 - torch.remainder(written - 1 - slots, self.capacity)
+        return torch.where(held >= 0, held, -1)
+
 
 @dataclass
 class MambaState:

@@ -6,6 +6,7 @@ causal_conv1d, flash_attn, triton) is imported here; each is probed on first use
 """
 
 from .attn import attention, attention_reference
+from .attn_positions import CachePositions
 from .conv1d import causal_conv1d, causal_conv1d_reference
 from .decode import conv_state_update, conv_state_update_reference, ssm_state_update, ssm_state_update_reference
 from .gated_norm import gated_rms_norm, gated_rms_norm_reference
@@ -24,6 +25,7 @@ from ._checks import KernelArgumentError
 
 __all__ = [
     "BackendError",
+    "CachePositions",
     "KernelArgumentError",
     "attention",
     "attention_reference",

@@ -4,6 +4,11 @@ q (b, hq, t, d), k/v (b, hkv, s, d), t <= s. Query i sits at absolute position s
 against a cache of s keys. Key j is visible to query i iff j <= pos_i (causal) and pos_i - window < j
 (window=None: global). softcap c: logits -> c * tanh(logits / c) (Gemma 2), applied after the scale.
 Backends: flash_attn (package), sdpa (torch), flex (FlexAttention), naive (reference, also the CPU fallback).
+
+With `positions` (attn_positions.CachePositions) visibility comes from absolute positions instead: attention
+over a preallocated cache whose slots may be empty or in ring order (attn_positions.py). Chunked prefill after
+the first chunk (t < s) needs causality aligned to the END: SDPA gets `causal_lower_right` (flash serves it,
+GQA included, without a mask), flex a block mask built from positions.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from . import _checks, _optional, registry
+from . import _batching, _checks, _optional, registry
+from .attn_positions import CachePositions, position_block_mask, visible_from_positions
 
 OP = "attention"
 SDPA_MAX_MASK_ELEMENTS = 1 << 20  # beyond this an explicit (t, s) mask is slower than flex (H100: 2.4x at 4096^2)
+# cuDNN SDPA failed (mha_graph.execute not good) at batch 194 x 16 heads x 2048 queries on the H100 (2026-11-24);
+# 2^18 query rows (b * hq * t) per call is the largest size that ran there, so larger calls go in sub-batches.
+SDPA_MAX_QUERY_ROWS = 1 << 18
 
 
 def _validate(q, k, v, causal, window, softcap, scale):
@@ -46,6 +55,20 @@ def _validate(q, k, v, causal, window, softcap, scale):
     _checks.same_device(OP, q, k=k, v=v)
 
 
+def _validate_positions(q, k, causal, positions):
+    if not isinstance(positions, CachePositions):
+        _checks.fail(OP, "positions", type(positions).__name__, "None or a CachePositions")
+    t, s = q.shape[2], k.shape[2]
+    if not causal:
+        _checks.fail(OP, "causal", causal, "True when positions are given")
+    _checks.shape(OP, "positions.q_pos_T", positions.q_pos_T, (t,), "(t,) int64")
+    _checks.shape(OP, "positions.k_pos_S", positions.k_pos_S, (s,), "(s,) int64")
+    n = positions.end_aligned
+    if n is not None and not (isinstance(n, int) and t <= n <= s):
+        _checks.fail(OP, "positions.end_aligned", n, f"None or an int in [{t}, {s}] (queries, keys)")
+    _checks.same_device(OP, q, q_pos_T=positions.q_pos_T, k_pos_S=positions.k_pos_S)
+
+
 def visible_mask(t: int, s: int, causal: bool, window: int | None, device) -> torch.Tensor:
     """(t, s) bool: True where query i may attend to key j."""
     pos_q = torch.arange(s - t, s, device=device)[:, None]
@@ -59,7 +82,7 @@ def visible_mask(t: int, s: int, causal: bool, window: int | None, device) -> to
 
 
 # ---------------------------------------------------------------- naive (reference) -------------------------
-def attention_reference(q, k, v, causal=True, window=None, softcap=None, scale=None):
+def attention_reference(q, k, v, causal=True, window=None, softcap=None, scale=None, positions=None):
     """Explicit matmul + mask + softmax in float32."""
     hq, t, d = q.shape[1], q.shape[2], q.shape[3]
     s = k.shape[2]
@@ -68,7 +91,11 @@ def attention_reference(q, k, v, causal=True, window=None, softcap=None, scale=N
     logits_BHTS = torch.matmul(q.float(), k_f.transpose(-1, -2)) * (scale if scale is not None else d**-0.5)
     if softcap is not None:
         logits_BHTS = softcap * torch.tanh(logits_BHTS / softcap)
-    logits_BHTS = logits_BHTS.masked_fill(~visible_mask(t, s, causal, window, q.device), -math.inf)
+    if positions is not None:
+        visible = visible_from_positions(positions.q_pos_T, positions.k_pos_S, window)
+    else:
+        visible = visible_mask(t, s, causal, window, q.device)
+    logits_BHTS = logits_BHTS.masked_fill(~visible, -math.inf)
     return torch.matmul(torch.softmax(logits_BHTS, dim=-1), v_f).to(q.dtype)
 
 
@@ -88,12 +115,40 @@ def _sdpa_priority():
         return None
 
 
-def attention_sdpa(q, k, v, causal=True, window=None, softcap=None, scale=None):
-    priority = _sdpa_priority() if q.is_cuda else None
+def _end_aligned(k, v, positions):
+    """Backends without position support: the same call over the first `end_aligned` keys."""
+    return k[:, :, :positions.end_aligned], v[:, :, :positions.end_aligned]
+
+
+def attention_sdpa(q, k, v, causal=True, window=None, softcap=None, scale=None, positions=None):
+    if positions is not None:
+        k, v = _end_aligned(k, v, positions)
+        if window is not None and window >= k.shape[2]:
+            window = None
+    if not q.is_cuda:
+        return _sdpa_call(q, k, v, causal, window, scale)
+    rows = q.shape[1] * q.shape[2]
+    step = _batching.sub_batch(q.shape[0], rows, SDPA_MAX_QUERY_ROWS)
+    return _batching.run_in_sub_batches(
+        OP, _sdpa_cuda, step, dict(q=q, k=k, v=v), dict(causal=causal, window=window, scale=scale),
+        f"SDPA calls of more than {SDPA_MAX_QUERY_ROWS} query rows (b * heads * t) failed in cuDNN")
+
+
+def _sdpa_cuda(q, k, v, causal, window, scale):
+    priority = None if torch.compiler.is_compiling() else _sdpa_priority()
     if priority is None:
         return _sdpa_call(q, k, v, causal, window, scale)
     with priority():
         return _sdpa_call(q, k, v, causal, window, scale)
+
+
+@functools.cache
+def _lower_right():
+    try:
+        from torch.nn.attention.bias import causal_lower_right
+    except ImportError:
+        return None
+    return causal_lower_right
 
 
 def _sdpa_call(q, k, v, causal, window, scale):
@@ -103,9 +158,21 @@ def _sdpa_call(q, k, v, causal, window, scale):
         return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa)
     if window is None and t == s:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
-    # SDPA's is_causal aligns queries to the start; anything else needs an explicit mask.
+    if window is None and _lower_right() is not None:
+        # queries aligned to the end: flash (GQA included) or memory-efficient attention take it without a mask
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_lower_right()(t, s), scale=scale, enable_gqa=gqa)
     mask = visible_mask(t, s, causal, window, q.device)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+
+
+def lower_right_without_mask(info) -> bool:
+    """Whether SDPA serves a causal end-aligned call with t < s without materialising a mask: on CUDA, the
+    flash kernel (bf16/fp16, head_dim <= 256, GQA native) or, without GQA, the memory-efficient one. Elsewhere
+    CausalBias falls back to an explicit mask."""
+    if info.get("device") != "cuda" or info.get("window") is not None:
+        return False
+    half = info.get("dtype") in (torch.float16, torch.bfloat16) and (info.get("head_dim") or 0) <= 256
+    return half or not info.get("gqa", True)
 
 
 def _sdpa_needs_mask(info) -> bool:
@@ -114,12 +181,14 @@ def _sdpa_needs_mask(info) -> bool:
         return False
     if window is None and (t == 1 or (t is not None and t == s)):
         return False
-    return True
+    return not lower_right_without_mask(info)
 
 
 def _sdpa_accepts(**info) -> registry.Refusal:
     if info.get("softcap") is not None:
         return "SDPA has no logit soft-cap"
+    if info.get("positional") and not info.get("end_aligned"):
+        return "keys out of order (a ring buffer) need positions, which SDPA cannot take"
     if _sdpa_needs_mask(info):
         t, s = info.get("t"), info.get("s")
         if t is None or s is None or t * s > SDPA_MAX_MASK_ELEMENTS:
@@ -174,16 +243,46 @@ def _softcap_mod(softcap: float):
     return score_mod
 
 
-def attention_flex(q, k, v, causal=True, window=None, softcap=None, scale=None):
+def attention_flex(q, k, v, causal=True, window=None, softcap=None, scale=None, positions=None):
     t, s = q.shape[2], k.shape[2]
+    score_mod = _softcap_mod(float(softcap)) if softcap is not None else None
+    gqa = q.shape[1] != k.shape[1]
+    if positions is not None:
+        if q.is_cuda:
+            return _compiled_flex_positional()(q, k, v, positions.q_pos_T, positions.k_pos_S, window, softcap,
+                                               scale, gqa)
+        return _eager_flex(q, k, v, score_mod=score_mod, scale=scale, enable_gqa=gqa,
+                           block_mask=position_block_mask(_flex_module(), positions.q_pos_T, positions.k_pos_S,
+                                                          window))
     block_mask = _block_mask(t, s, causal, window, str(q.device)) if (causal or window is not None) else None
-    kwargs = dict(score_mod=_softcap_mod(float(softcap)) if softcap is not None else None, block_mask=block_mask,
-                  scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+    kwargs = dict(score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa)
     if q.is_cuda:
         return _compiled_flex()(q, k, v, **kwargs)
+    return _eager_flex(q, k, v, **kwargs)
+
+
+def _eager_flex(q, k, v, **kwargs):
     with warnings.catch_warnings():  # eager on CPU is the point (a correct fallback), not a mistake
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
         return _flex_module().flex_attention(q, k, v, **kwargs)
+
+
+def flex_positional(q, k, v, q_pos_T, k_pos_S, window, softcap, scale, gqa):
+    """FlexAttention over a cache with positions; built inside one function so that torch.compile traces the
+    block mask and its mask_mod closure together: positions are tensor inputs, every shape is fixed by the
+    cache, so a new prefix length or ring offset is no recompile."""
+    flex = _flex_module()
+    block_mask = position_block_mask(flex, q_pos_T, k_pos_S, window)
+    score_mod = None
+    if softcap is not None:
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return softcap * torch.tanh(score / softcap)
+    return flex.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa)
+
+
+@functools.cache
+def _compiled_flex_positional():
+    return torch.compile(flex_positional, dynamic=False)
 
 
 def _flex_probe():
@@ -195,6 +294,8 @@ def _flex_probe():
 
 
 def _flex_accepts(**info) -> registry.Refusal:
+    if info.get("positional") and info.get("requires_grad", False):
+        return "attention over a cache with positions is an inference path (no backward)"
     if info.get("device") == "cpu" and info.get("requires_grad", False):
         return "FlexAttention has no backward on CPU"
     d = info.get("head_dim")
@@ -204,7 +305,11 @@ def _flex_accepts(**info) -> registry.Refusal:
 
 
 # ---------------------------------------------------------------- flash_attn --------------------------------
-def attention_flash(q, k, v, causal=True, window=None, softcap=None, scale=None):
+def attention_flash(q, k, v, causal=True, window=None, softcap=None, scale=None, positions=None):
+    if positions is not None:
+        k, v = _end_aligned(k, v, positions)
+        if window is not None and window >= k.shape[2]:
+            window = None
     module, reason = _optional.import_module("flash_attn")
     if module is None:
         raise registry.BackendError(f"op {OP!r}: backend 'flash_attn' unavailable: {reason}")
@@ -222,6 +327,8 @@ def _flash_accepts(**info) -> registry.Refusal:
     refusal = _optional.refuse_unless_cuda(info) or _optional.refuse_dtype(info, (torch.float16, torch.bfloat16))
     if refusal:
         return refusal
+    if info.get("positional") and not info.get("end_aligned"):
+        return "keys out of order (a ring buffer) need positions, which flash_attn cannot take"
     d = info.get("head_dim")
     if d is not None and (d > 256 or d % 8):
         return f"head_dim {d} must be a multiple of 8 and at most 256"
@@ -232,7 +339,7 @@ def _flash_accepts(**info) -> registry.Refusal:
 def _default_call():
     cuda = _optional.has_cuda()
     return dict(device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32,
-                head_dim=128, t=4096, s=4096, causal=True, window=None, softcap=None, requires_grad=True)
+                head_dim=128, t=4096, s=4096, causal=True, window=None, softcap=None, gqa=True, requires_grad=True)
 
 
 registry.register_op(OP, "attention (GQA, causal from the end, window, soft-cap)", _default_call)
@@ -251,12 +358,21 @@ def attention(
     window: int | None = None,
     softcap: float | None = None,
     scale: float | None = None,
+    positions: CachePositions | None = None,
 ) -> torch.Tensor:
-    """(b, hq, t, d) in q.dtype."""
+    """(b, hq, t, d) in q.dtype. With `positions`, key j is visible to query i by their absolute positions
+    (attn_positions.py) rather than by aligning the queries to the end of the keys."""
     _validate(q, k, v, causal, window, softcap, scale)
-    if window is not None and window >= k.shape[2]:
+    s = k.shape[2]
+    if positions is not None:
+        _validate_positions(q, k, causal, positions)
+        s = positions.end_aligned if positions.end_aligned is not None else s
+    elif window is not None and window >= s:
         window = None  # every key already lies inside the window: the global path is the same function
-    info = dict(device=q.device.type, dtype=q.dtype, head_dim=q.shape[-1], t=q.shape[2], s=k.shape[2],
-                causal=causal, window=window, softcap=softcap,
+    info = dict(device=q.device.type, dtype=q.dtype, head_dim=q.shape[-1], t=q.shape[2], s=s,
+                causal=causal, window=window, softcap=softcap, gqa=q.shape[1] != k.shape[1],
                 requires_grad=torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-    return registry.run(OP, info, q, k, v, causal=causal, window=window, softcap=softcap, scale=scale)
+    if positions is not None:
+        info.update(positional=True, end_aligned=positions.end_aligned is not None)
+    return registry.run(OP, info, q, k, v, causal=causal, window=window, softcap=softcap, scale=scale,
+                        positions=positions)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _checks, _optional, registry
+from . import _batching, _checks, _optional, registry
 
 OP = "gated_rmsnorm"
 
@@ -51,7 +51,17 @@ def gated_rms_norm_mamba_ssm(x, weight, z=None, eps=1e-6, group_size=None, norm_
     module, reason = _optional.import_mamba(_MAMBA_MODULE)
     if module is None:
         raise registry.BackendError(f"op {OP!r}: backend 'mamba_ssm' unavailable: {reason}")
-    return module.rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size, norm_before_gate=norm_before_gate)
+
+    def call(x, z):
+        return module.rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size,
+                                 norm_before_gate=norm_before_gate)
+
+    if x.dim() < 2:
+        return call(x, z)
+    # the kernel offsets rows by row * row_stride in 32 bits: split the leading dim below 2^31 elements
+    step = _batching.sub_batch(x.shape[0], x[0].numel(), _batching.INT32_ELEMENTS)
+    return _batching.run_in_sub_batches(OP, call, step, dict(x=x, z=z), {},
+                                        "mamba-ssm's Triton norm indexes rows with 32-bit offsets")
 
 
 def _mamba_accepts(**info) -> registry.Refusal:

@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import torch
+
 log = logging.getLogger("archsearch.kernels")
 
 Refusal = str | None  # None: the backend accepts the call; a string: why it refuses
@@ -62,6 +64,7 @@ class Op:
 _OPS: dict[str, Op] = {}
 _forced: dict[str, str] = {}  # set by force_backend(); wins over the environment
 _used: dict[str, str] = {}
+_notes: dict[str, str] = {}  # op -> how the last call that needed it was adapted (e.g. split into sub-batches)
 _logged: set[tuple] = set()
 _choice_cache: dict[tuple, Backend] = {}
 _lock = threading.Lock()
@@ -215,11 +218,20 @@ def select(op: str, **call_info: Any) -> Backend:
     return backend
 
 
+@torch.compiler.assume_constant_result
+def _chosen_name(op: str, call_items: tuple) -> str:
+    """The selected backend's name for hashable, plain call info. Under torch.compile, dynamo calls this once
+    while tracing and bakes the answer into the graph instead of tracing the registry's caches and lock (which
+    recompiled on every new cache entry and hit the recompile limit); a new call signature is a new shape or
+    constant, which dynamo guards on anyway."""
+    return select(op, **dict(call_items)).name
+
+
 def run(op: str, call_info: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
     """Select a backend for `call_info`, record it in `backends_used()`, and call it."""
-    backend = select(op, **call_info)
-    _used[op] = backend.name
-    return backend.fn(*args, **kwargs)
+    name = _chosen_name(op, tuple(sorted(call_info.items())))
+    _used[op] = name
+    return _OPS[op].backends[name].fn(*args, **kwargs)
 
 
 def backends_used() -> dict[str, str]:
@@ -229,6 +241,22 @@ def backends_used() -> dict[str, str]:
 
 def reset_backends_used() -> None:
     _used.clear()
+    _notes.clear()
+
+
+def note(op: str, message: str) -> None:
+    """Record (and log once) how a backend adapted a call, e.g. running it in sub-batches."""
+    if _notes.get(op) != message:
+        _notes[op] = message
+        key = ("note", op, message)
+        if key not in _logged:
+            _logged.add(key)
+            log.info("op %s: %s", op, message)
+
+
+def notes() -> dict[str, str]:
+    """{op: note} since the last reset_backends_used(), for checks and trainings to record beside backends."""
+    return dict(_notes)
 
 
 @contextlib.contextmanager

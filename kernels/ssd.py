@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import _checks, _optional, registry
+from . import _batching, _checks, _optional, registry
 
 OP = "ssd_scan"
 DEFAULT_DT_LIMIT = (0.0, math.inf)
@@ -176,10 +176,23 @@ def ssd_scan_mamba_ssm(
     module, reason = _optional.import_mamba(_MAMBA_MODULE)
     if module is None:
         raise registry.BackendError(f"op {OP!r}: backend 'mamba_ssm' unavailable: {reason}")
-    return module.mamba_chunk_scan_combined(
-        x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
-        dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_states,
-    )
+    step = _batching.sub_batch(x.shape[0], scan_elements_per_sequence(x, B, chunk_size), _batching.INT32_ELEMENTS)
+    return _batching.run_in_sub_batches(
+        OP, module.mamba_chunk_scan_combined, step,
+        dict(x=x, dt=dt, B=B, C=C, z=z, initial_states=initial_states),
+        dict(A=A, chunk_size=chunk_size, D=D, dt_bias=dt_bias, dt_softplus=dt_softplus, dt_limit=dt_limit,
+             return_final_states=return_final_states),
+        "mamba-ssm's Triton scan indexes with 32-bit offsets (illegal memory access at batch 194 x 8192 tokens, "
+        "H100 2026-11-24)")
+
+
+def scan_elements_per_sequence(x, B, chunk_size: int) -> int:
+    """The largest tensor mamba-ssm's chunked scan makes, in elements per sequence: x/y (l h p), the chunk
+    states (chunks h p n, float32), C.B^T (chunks g Q Q) or B/C (l g n)."""
+    _, l, h, p = x.shape
+    g, n = B.shape[2], B.shape[3]
+    chunks = -(-l // chunk_size)
+    return max(l * h * p, chunks * h * p * n, chunks * g * chunk_size * chunk_size, l * g * n)
 
 
 def _mamba_accepts(**info) -> registry.Refusal:

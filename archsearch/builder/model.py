@@ -11,6 +11,8 @@ from archsearch.spec import AttentionBlock, Mamba2Block, MlpBlock, ModelSpec
 
 from .cache import ModelCache
 
+PREFILL_LOGITS = ("last", "all")
+
 
 def make_mixer(block, d_model: int, eps: float, device, dtype) -> nn.Module:
     if isinstance(block, Mamba2Block):
@@ -80,16 +82,35 @@ class HybridLM(nn.Module):
         return ModelCache(batch, max_len, states)
 
     @torch.no_grad()
-    def prefill(self, input_ids_BT: torch.Tensor, cache: ModelCache, chunk_size: int | None = None) -> torch.Tensor:
+    def prefill(self, input_ids_BT: torch.Tensor, cache: ModelCache, chunk_size: int | None = None,
+                logits: str = "last") -> torch.Tensor:
         """Consume input_ids (b, t) after the cache's current position, `chunk_size` tokens at a time (None: all
-        at once); returns the logits (b, t, vocab)."""
-        t = input_ids_BT.shape[1]
+        at once). logits="last" (default, what generation needs and serving engines compute): the last token's
+        logits (b, 1, vocab), the LM head applied to that token only; "all": every token's (b, t, vocab), one
+        chunk's logits returned as computed, several chunks written into one (b, t, vocab) output."""
+        if logits not in PREFILL_LOGITS:
+            raise ValueError(f"prefill: logits={logits!r} is not allowed; allowed: {', '.join(PREFILL_LOGITS)}")
+        b, t = input_ids_BT.shape
         self._check_room(cache, input_ids_BT)
         step = t if chunk_size is None else chunk_size
         if step < 1:
             raise ValueError(f"prefill: chunk_size must be None or >= 1, got {chunk_size}")
-        logits = [self._step(input_ids_BT[:, i:i + step], cache) for i in range(0, t, step)]
-        return torch.cat(logits, dim=1)
+        starts = range(0, t, step)
+        if logits == "last":
+            for i in starts[:-1]:  # nothing of an earlier chunk stays alive
+                self._hidden(input_ids_BT[:, i:i + step], cache)
+            x_BTD = self._hidden(input_ids_BT[:, starts[-1]:], cache)
+            return self._head(x_BTD[:, -1:])
+        if len(starts) == 1:
+            return self._head(self._hidden(input_ids_BT, cache))
+        out_BTV = None
+        for i in starts:
+            chunk_BTV = self._head(self._hidden(input_ids_BT[:, i:i + step], cache))
+            if out_BTV is None:
+                out_BTV = chunk_BTV.new_empty(b, t, chunk_BTV.shape[-1])
+            out_BTV[:, i:i + chunk_BTV.shape[1]] = chunk_BTV
+            del chunk_BTV
+        return out_BTV
 
     @torch.no_grad()
     def decode_step(self, token_ids_B1: torch.Tensor, cache: ModelCache) -> torch.Tensor:
@@ -107,8 +128,15 @@ class HybridLM(nn.Module):
                              "do not fit")
 
     def _step(self, ids_BT: torch.Tensor, cache: ModelCache) -> torch.Tensor:
+        return self._head(self._hidden(ids_BT, cache))
+
+    def _hidden(self, ids_BT: torch.Tensor, cache: ModelCache) -> torch.Tensor:
+        """The last layer's output for ids after the cache's position; the cache advances."""
         x_BTD = self.embedding(ids_BT)
         for layer, state in zip(self.layers, cache.layers):
             x_BTD = layer(x_BTD, state, cache.seq_len)
         cache.seq_len += ids_BT.shape[1]
+        return x_BTD
+
+    def _head(self, x_BTD: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.final_norm(x_BTD))

@@ -32,6 +32,7 @@ class MemoryMeasurement:
     estimated: dict  # the analytic breakdown under `settings`
     settings: dict
     backends: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # how kernels adapted calls (e.g. sub-batches)
 
     @property
     def error(self) -> float | None:
@@ -70,12 +71,15 @@ def _device(device):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run_chunked_prefill(model, cache, ids_BT, chunk: int):
-    """Feed ids chunk by chunk through the builder's prefill, keeping only the last token's logits."""
+def run_chunked_prefill(model, cache, ids_BT, chunk: int, logits: str = "last"):
+    """Feed ids chunk by chunk through the builder's prefill (one call per chunk, as a serving engine
+    interleaves them); returns the last token's logits (b, 1, vocab). With logits="all" each chunk's logits are
+    computed and dropped before the next chunk (nothing keeps a view of them)."""
     last_B1V = None
     for start in range(0, ids_BT.shape[1], chunk):
-        logits_BTV = model.prefill(ids_BT[:, start:start + chunk], cache)
-        last_B1V = logits_BTV[:, -1:].clone()  # a view would keep the chunk's logits alive
+        del last_B1V  # the previous chunk's logits die before this chunk runs
+        logits_BTV = model.prefill(ids_BT[:, start:start + chunk], cache, logits=logits)
+        last_B1V = logits_BTV[:, -1:] if logits == "last" else logits_BTV[:, -1:].clone()
         del logits_BTV
     return last_B1V
 
@@ -87,6 +91,7 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
 
     import archsearch
     from archsearch.kernels import backends_used, reset_backends_used
+    from archsearch.kernels.registry import notes
 
     settings = settings or CheckSettings()
     if settings.kv_dtype != settings.act_dtype:
@@ -111,7 +116,7 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
     cache = model.allocate_cache(batch, context, dtype=_torch_dtype(settings.act_dtype))
     generator = torch.Generator(device="cpu").manual_seed(seed)
     ids_BT = torch.randint(0, spec.vocab_size, (batch, context - decode_steps), generator=generator).to(torch_device)
-    last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk)
+    last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk, settings.logits)
     token_B1 = last_B1V.argmax(-1)
     for _ in range(decode_steps):
         token_B1 = model.decode_step(token_B1, cache)[:, -1:].argmax(-1)
@@ -120,13 +125,13 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
         torch.cuda.synchronize(torch_device)
         peak = torch.cuda.max_memory_allocated(torch_device) - base
     backends = dict(backends_used())
-    matched = settings.with_(kernels=kernels_profile(backends), logits="chunk")  # what the builder computes
+    matched = settings.with_(kernels=kernels_profile(backends))  # the workspace of the kernels that ran
     estimate = MemoryModel(spec, matched).breakdown(context, batch)
     name = torch.cuda.get_device_name(torch_device) if cuda else "cpu"
     result = MemoryMeasurement(
         device=name, context=context, batch=batch, prefill_chunk=settings.prefill_chunk, decode_steps=decode_steps,
         weight_bytes=weight_bytes, cache_bytes=cache.nbytes(), peak_bytes=peak, estimated_bytes=estimate.total,
-        estimated=estimate.to_dict(), settings=matched.to_dict(), backends=backends)
+        estimated=estimate.to_dict(), settings=matched.to_dict(), backends=backends, notes=notes())
     del model, cache, ids_BT, last_B1V, token_B1
     if cuda:
         torch.cuda.empty_cache()

@@ -43,10 +43,12 @@ class _SymbolTerms:
         return self.kv_per_token * kept
 
     def workspace_bytes(self, chunk: int, context: int) -> float:
-        keys = context if self.window is None else min(context, self.window + chunk - 1)
-        # the kernels' SDPA path needs an explicit mask unless the chunk is the whole causal sequence
+        ring = self.window is not None and self.window < context  # the builder's KVCache keeps a ring
+        keys = self.window + chunk if ring else context  # a ring layer attends over the ring plus the chunk
+        # the eager (CPU) SDPA path needs an explicit mask unless the chunk is the whole causal sequence
         mask = 1 if self.workspace.masked and (context > chunk or self.window is not None) else 0
-        return self.workspace.per_token * chunk + (self.workspace.per_pair_scores + mask) * chunk * keys
+        copy = self.workspace.per_key_copy * keys if ring else 0.0
+        return self.workspace.per_token * chunk + (self.workspace.per_pair_scores + mask) * chunk * keys + copy
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class MemoryModel:
         # the LM head runs after the last layer, when only the final hidden states are alive
         head = lm_head_workspace(self.spec.d_model, self.spec.vocab_size, self.settings.act_dtype,
                                  self.spec.final_logit_softcap is not None)
-        logit_tokens = chunk if self.settings.logits == "chunk" else 1
+        logit_tokens = chunk if self.settings.logits == "all" else 1
         head = head * logit_tokens + (chunk - logit_tokens) * self.spec.d_model * dtype_bytes(self.settings.act_dtype)
         if head > best:
             best, where = head, "lm_head"

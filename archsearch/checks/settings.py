@@ -28,8 +28,8 @@ class CheckSettings:
     param_dtype: weights; act_dtype: activations and conv states (the builder keeps conv states in the
     activation dtype); kv_dtype: attention caches; state_dtype: SSM states (float32 as NemotronH keeps them).
     prefill_chunk: tokens per prefill step (chunked prefill). logits: "last" computes the LM head only for the
-    chunk's last token (what generation needs, and what serving engines do), "chunk" for every token of the
-    chunk (what the builder's prefill returns; the measured check compares against that).
+    chunk's last token (what generation needs, what serving engines do, and the builder's prefill default),
+    "all" for every token of the chunk (the builder's `prefill(..., logits="all")`, used by parity tests).
     kernels: the Mamba-2 path, "fused" (mamba-ssm's Triton scan and gated norm, on CUDA) or "eager" (the
     chunked PyTorch scan, float32 inside: the CPU path); see workspace.py for what each holds.
     attention_scores: "fused" backends (flash, cuDNN, memory-efficient SDPA) never hold the score matrix;
@@ -42,7 +42,7 @@ class CheckSettings:
     kv_dtype: str = "bfloat16"
     state_dtype: str = "float32"
     prefill_chunk: int = 2048
-    logits: Literal["last", "chunk"] = "last"
+    logits: Literal["last", "all"] = "last"
     kernels: Literal["fused", "eager"] = "fused"
     attention_scores: Literal["fused", "materialized"] = "fused"
     policy: BudgetPolicy | None = field(default=None)
@@ -54,8 +54,8 @@ class CheckSettings:
             raise UserError("--act-dtype: activations cannot be float8; allowed: bfloat16, float16, float32")
         if not isinstance(self.prefill_chunk, int) or self.prefill_chunk < 1:
             raise UserError(f"--prefill-chunk: must be a whole number of tokens >= 1, got {self.prefill_chunk!r}")
-        if self.logits not in ("last", "chunk"):
-            raise UserError(f"logits: {self.logits!r} is not allowed; allowed: last, chunk")
+        if self.logits not in ("last", "all"):
+            raise UserError(f"logits: {self.logits!r} is not allowed; allowed: last, all")
         if self.kernels not in ("fused", "eager"):
             raise UserError(f"--kernels: {self.kernels!r} is not allowed; allowed: fused, eager")
         if self.attention_scores not in ("fused", "materialized"):

@@ -16,14 +16,18 @@ the activation dtype. Per token:
     heads (2 H N 4), the decay and score blocks (2 H chunk 4) and three copies of the chunk states; the gated
     norm in float32 (3 I 4).
 - attention: q, k, v (Hq + 2 Hkv) hd a; RoPE holds rotated q and k plus three q-sized temporaries; the
-  output and its (b, t, h*d) copy (2 Hq hd a). Per (query, key) pair: SDPA's boolean mask when a chunk does not
-  start at position 0 (1 byte), and with attention_scores="materialized" the float32 scores and their softmax
-  (2 Hq 4).
+  output and its (b, t, h*d) copy (2 Hq hd a) and the log-sum-exp (Hq 4). A windowed layer whose cache is a
+  ring concatenates the ring and the chunk's keys and values: 2 Hkv hd a per key over window + chunk keys.
+  Per (query, key) pair: with kernels="eager" (CPU) SDPA's boolean mask when a chunk does not start at
+  position 0 (1 byte; on CUDA end-aligned causality is `causal_lower_right` and rings go to FlexAttention
+  with a block mask from positions, no element mask), and with attention_scores="materialized" the float32
+  scores and their softmax (2 Hq 4).
 - MLP: up, the activation's temporary and its result (3 F a; relu2 = relu then square; the gated form holds
   up, gate and act(gate)); a one-step activation holds 2 F a.
-- LM head (after the last layer): the final hidden states, their norm and the logits of every chunk token
-  (the builder's prefill returns them), held twice (prefill concatenates its list of chunk logits, which
-  copies even a single chunk), twice more with a logit soft-cap.
+- LM head (after the last layer), as the builder's `prefill(chunk, logits=...)` computes it: logits="last"
+  norms the last token only and returns its logits while the chunk's final hidden states stay alive;
+  logits="all" norms every chunk token and returns the chunk's logits as computed (V a per token; a logit
+  soft-cap holds two more V-sized temporaries).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class LayerWorkspace:
     per_token: float  # bytes per chunk token
     per_pair_scores: float  # bytes per (query, key) pair of materialised scores
     masked: bool = False  # attention: SDPA gets a boolean (T, K) mask (1 byte a pair) when it needs one
+    per_key_copy: float = 0.0  # attention with a ring cache: bytes per key of the concatenated keys + values
 
 
 def _norm_peak(d_model: int, a: int) -> float:
@@ -73,9 +78,10 @@ def layer_workspace(block, d_model: int, act_dtype: str, kernels: str, materiali
         q, kv = att.n_heads * att.head_dim, att.n_kv_heads * att.head_dim
         projections = (q + 2 * kv) * a
         rope = ((q + kv) + 3 * q) * a if block.rope_theta is not None else 0
-        attend = (q + kv) * a * (block.rope_theta is not None) + 2 * q * a
+        attend = (q + kv) * a * (block.rope_theta is not None) + 2 * q * a + att.n_heads * FLOAT32
         scores = 2 * att.n_heads * FLOAT32 if materialize_scores else 0.0
-        return LayerWorkspace(max(norm, carried + projections + max(rope, attend)), scores, masked=True)
+        return LayerWorkspace(max(norm, carried + projections + max(rope, attend)), scores,
+                              masked=kernels == "eager", per_key_copy=2 * kv * a)
     assert isinstance(block, MlpBlock)
     f = block.dims(d_model).ffn_dim
     live = 3 if (block.gated or block.activation == "relu2") else 2
@@ -85,4 +91,4 @@ def layer_workspace(block, d_model: int, act_dtype: str, kernels: str, materiali
 def lm_head_workspace(d_model: int, vocab_size: int, act_dtype: str, softcap: bool) -> float:
     """Bytes per logit token: final hidden states, their norm, the logits (and the soft-cap's temporaries)."""
     a = dtype_bytes(act_dtype)
-    return 2 * d_model * a + max(2 * d_model * FLOAT32, vocab_size * a * (3 if softcap else 2))
+    return 2 * d_model * a + max(2 * d_model * FLOAT32, vocab_size * a * (3 if softcap else 1))

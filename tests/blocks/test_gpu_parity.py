@@ -74,7 +74,7 @@ def test_prefill_then_fused_decode_matches_forward_bf16():
         full = model(ids)
     cache = model.allocate_cache(2, 160)
     reset_backends_used()
-    parts = [model.prefill(ids[:, :100], cache, chunk_size=64)]
+    parts = [model.prefill(ids[:, :100], cache, chunk_size=64, logits="all")]
     parts += [model.decode_step(ids[:, t:t + 1], cache) for t in range(100, 160)]
     print("decode backends:", backends_used())
     assert _rel(torch.cat(parts, 1), full) < 2e-2

@@ -22,7 +22,7 @@ def _naive_attention():
 
 def _run_cached(model, ids_BT, prefill_len, chunk_size):
     cache = model.allocate_cache(ids_BT.shape[0], SEQ)
-    logits = [model.prefill(ids_BT[:, :prefill_len], cache, chunk_size=chunk_size)]
+    logits = [model.prefill(ids_BT[:, :prefill_len], cache, chunk_size=chunk_size, logits="all")]
     for t in range(prefill_len, SEQ):
         logits.append(model.decode_step(ids_BT[:, t:t + 1], cache))
     assert cache.seq_len == SEQ
@@ -53,9 +53,9 @@ def test_cache_reset_starts_a_new_sequence():
     model = archsearch.build(FAMILIES["nemotron_h"]).eval()
     ids_BT = torch.randint(0, 64, (1, 10))
     cache = model.allocate_cache(1, 20)
-    first = model.prefill(ids_BT, cache)
+    first = model.prefill(ids_BT, cache, logits="all")
     cache.reset()
-    second = model.prefill(ids_BT, cache)  # a global KV cache is overwritten from position 0
+    second = model.prefill(ids_BT, cache, logits="all")  # a global KV cache is overwritten from position 0
     torch.testing.assert_close(first, second)
 
 
