@@ -271,7 +271,8 @@ def flex_positional(q, k, v, q_pos_T, k_pos_S, window, softcap, scale, gqa):
     """FlexAttention over a cache with positions; built inside one function so that torch.compile traces the
     block mask and its mask_mod closure together: positions are tensor inputs, every shape is fixed by the
     cache, so a new prefix length or ring offset is no recompile."""
-    flex = _flex_module()
+    from torch.nn.attention import flex_attention as flex  # a plain import: dynamo would skip an lru_cache
+
     block_mask = position_block_mask(flex, q_pos_T, k_pos_S, window)
     score_mod = None
     if softcap is not None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import archsearch
-from archsearch.kernels import force_backend
+from archsearch.kernels import backends_used, force_backend, reset_backends_used
 from specs import families
 
 FAMILIES = families()
@@ -12,10 +12,13 @@ SEQ = 21  # longer than every window and chunk size in the specs, and not a mult
 
 
 @pytest.fixture(autouse=True)
-def _naive_attention():
+def _naive_attention(request):
     """These tests are about the caches; the attention op's backends have their own parity tests. On CPU the
     soft-capped layers would otherwise run eager FlexAttention, which builds a block mask for every decode length
     (seconds per test)."""
+    if "default_backends" in request.node.name:
+        yield
+        return
     with force_backend("attention", "naive"):
         yield
 
@@ -68,3 +71,31 @@ def test_cache_overflow_and_batch_mismatch_are_clear_errors():
         model.decode_step(torch.zeros(1, 1, dtype=torch.long), cache)
     with pytest.raises(ValueError, match=r"\(batch, 1\)"):
         model.decode_step(torch.zeros(2, 2, dtype=torch.long), cache)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_prefill_last_logits_equal_the_last_of_all(family):
+    model = archsearch.build(FAMILIES[family], seed=3).eval()
+    ids_BT = torch.randint(0, 64, (2, SEQ), generator=torch.Generator().manual_seed(2))
+    everything = model.prefill(ids_BT, model.allocate_cache(2, SEQ), chunk_size=8, logits="all")
+    last = model.prefill(ids_BT, model.allocate_cache(2, SEQ), chunk_size=8)
+    assert last.shape == (2, 1, everything.shape[-1])
+    torch.testing.assert_close(last, everything[:, -1:], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="logits='every'"):
+        model.prefill(ids_BT, model.allocate_cache(2, SEQ), logits="every")
+
+
+@pytest.mark.parametrize("family,expected", [("windowed_mqa", "flex"), ("qwen3", "sdpa")])
+def test_default_backends_over_the_cache_match_full_forward(family, expected):
+    """Not forcing naive attention: a ring takes flex over positions, global chunks SDPA (end-aligned)."""
+    model = archsearch.build(FAMILIES[family], seed=3).eval()
+    ids_BT = torch.randint(0, 64, (2, SEQ), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(ids_BT)
+    cache = model.allocate_cache(2, SEQ)
+    parts = [model.prefill(ids_BT[:, :4], cache, logits="all")]
+    reset_backends_used()
+    parts.append(model.prefill(ids_BT[:, 4:17], cache, chunk_size=5, logits="all"))  # last chunk of 3
+    assert backends_used()["attention"] == expected
+    parts += [model.decode_step(ids_BT[:, t:t + 1], cache) for t in range(17, SEQ)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,47 @@
+"""Sub-batching of large fused calls: exact results with and without autograd, the note it records, and the
+sizes chosen for mamba-ssm's scan (its 32-bit offsets)."""
+
+import torch
+
+import archsearch.kernels as K
+from archsearch.kernels import _batching
+from archsearch.kernels.ssd import scan_elements_per_sequence
+
+
+def _op(x, y, scale):
+    return x * scale + y, (x * y).sum(-1)
+
+
+def test_sub_batches_equal_one_call_and_record_why():
+    x, y = torch.randn(7, 5), torch.randn(7, 5)
+    K.reset_backends_used()
+    with torch.no_grad():
+        got = _batching.run_in_sub_batches("demo", _op, 3, dict(x=x, y=y), dict(scale=2.0), "too large")
+    for g, e in zip(got, _op(x, y, 2.0)):
+        torch.testing.assert_close(g, e)
+    assert K.registry.notes()["demo"] == "batch 7 run in sub-batches of 3: too large"
+
+
+def test_sub_batches_keep_gradients():
+    x = torch.randn(5, 4, requires_grad=True)
+    y = torch.randn(5, 4)
+    out, _ = _batching.run_in_sub_batches("demo", _op, 2, dict(x=x, y=y), dict(scale=3.0), "test")
+    (out * torch.arange(20.0).view(5, 4)).sum().backward()
+    torch.testing.assert_close(x.grad, 3.0 * torch.arange(20.0).view(5, 4))
+
+
+def test_one_call_when_it_fits_records_nothing():
+    K.reset_backends_used()
+    _batching.run_in_sub_batches("demo", _op, 10, dict(x=torch.ones(4, 2), y=torch.ones(4, 2)), dict(scale=1.0), "-")
+    assert "demo" not in K.registry.notes()
+
+
+def test_scan_sub_batch_keeps_the_chunk_states_under_int32():
+    """Batch 194 x 8192 tokens x 64 heads x 64 x d_state 128 (the failing H100 call):
+    each sub-batch stays under 2^31 elements."""
+    x, B = torch.empty(1, 8192, 64, 64, device="meta"), torch.empty(1, 8192, 8, 128, device="meta")
+    per = scan_elements_per_sequence(x, B, 256)
+    assert per == 8192 * 64 * 64  # x and y; the float32 chunk states are half of it at chunk 256
+    step = _batching.sub_batch(194, per, _batching.INT32_ELEMENTS)
+    assert step * per <= _batching.INT32_ELEMENTS < (step + 1) * per
+    assert 194 * per > _batching.INT32_ELEMENTS  # the unsplit call would overflow
