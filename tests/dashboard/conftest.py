@@ -68,7 +68,7 @@ task: {name: mqar, options: {vocab: 64, n_pairs: 4}}
 recipe: {steps: 6, batch_size: 4, seq_len: 32, eval_every: 2, eval_batches: 1, warmup: 1}
 objectives: [val_loss, n_params]
 constraints:
-  budget: [{device: a10g, context: 2M, batch: 4}]
+  budget: [{device: a10g, context: 2M, batch: 16}]
 sampler: {type: random}
 n_trials: 10
 seed: 0

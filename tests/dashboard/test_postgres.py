@@ -1,7 +1,5 @@
 """The dashboard over PostgreSQL: every session is read-only, and the pages read what the storage layer wrote."""
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -11,26 +9,6 @@ from archsearch.dashboard.readonly import open_readonly
 from archsearch.storage import Database, records
 
 pytestmark = pytest.mark.postgres
-
-ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture
-def pg_url():
-    try:
-        admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - any failure to reach the server means "skip"
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 unreachable: {err}")
-    name = f"archsearch_dash_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
 
 def test_postgresql_is_read_only_and_shows_the_stored_study(pg_url):
     with Database(pg_url) as db:

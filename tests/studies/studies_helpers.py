@@ -68,7 +68,7 @@ def study_doc(**overrides):
     doc = {
         "name": "toy", "base": BASE_SPEC, "space": "hybrid-tiny", "task": "mqar",
         "objectives": ["val_loss"],
-        "constraints": {"budget": [{"device": "a10g", "context": "2M", "batch": 4}]},
+        "constraints": {"budget": [{"device": "a10g", "context": "2M", "batch": 16}]},
         "sampler": {"type": "random"}, "n_trials": 6, "seed": 0,
         "heartbeat": {"interval_s": 1, "grace_s": 3},
     }

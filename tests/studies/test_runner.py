@@ -37,7 +37,7 @@ def test_infeasible_candidates_are_recorded_never_trained_and_constrain_the_samp
     trained = [r for r in rows if r.status == "completed"]
     assert infeasible and trained and evaluator.calls == len(trained)
     for r in infeasible:
-        key = "budget:a10g@2Mx4"
+        key = "budget:a10g@2Mx16"
         assert r.fits is False and r.budget[key]["total_bytes"] > r.budget[key]["budget_bytes"]
         assert r.constraints[key] > 0 and "GiB budget" in r.error and r.curve is None
         assert r.objectives == [pytest.approx(math.log(64))]  # an untrained model's loss: a uniform guess
