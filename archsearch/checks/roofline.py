@@ -20,19 +20,15 @@ from .memory import MemoryModel
 LABEL = "roofline projection (upper bound from peak FLOP/s and bandwidth; not measured)"
 
 
-@dataclass(frozen=True)
-class RooflineProjection:
-    device: str
+class RequestRates:
+    """Tokens/s of a request of `batch` sequences: `input_len` tokens prefilled, then `output_len` generated.
+    Mixed into the projected and the measured results, which both carry these five fields."""
+
     batch: int
     input_len: int
     output_len: int
-    compute_dtype: str
     prefill_seconds: float
-    prefill_bound: str  # "compute" or "memory"
     decode_seconds: float  # all output steps
-    decode_bound: str
-    decode_bytes_per_step: float  # mean over the output
-    label: str = LABEL
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -47,11 +43,27 @@ class RooflineProjection:
         """Generated tokens per second over the whole request (prefill included): the paper's throughput."""
         return self.batch * self.output_len / (self.prefill_seconds + self.decode_seconds)
 
+    def rates(self) -> dict:
+        return {"prefill_tokens_per_s": self.prefill_tokens_per_s, "decode_tokens_per_s": self.decode_tokens_per_s,
+                "output_tokens_per_s": self.output_tokens_per_s}
+
+
+@dataclass(frozen=True)
+class RooflineProjection(RequestRates):
+    device: str
+    batch: int
+    input_len: int
+    output_len: int
+    compute_dtype: str
+    prefill_seconds: float
+    prefill_bound: str  # "compute" or "memory"
+    decode_seconds: float  # all output steps
+    decode_bound: str
+    decode_bytes_per_step: float  # mean over the output
+    label: str = LABEL
+
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out.update(prefill_tokens_per_s=self.prefill_tokens_per_s, decode_tokens_per_s=self.decode_tokens_per_s,
-                   output_tokens_per_s=self.output_tokens_per_s)
-        return out
+        return {**asdict(self), **self.rates()}
 
 
 def _mean_kept(first: int, last: int, window: int | None) -> float:

@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 
 from ..spec.model import ModelSpec
 from .measure import _device, _torch_dtype, run_chunked_prefill
+from .roofline import RequestRates
 from .settings import CheckSettings
 
 
 @dataclass(frozen=True)
-class ThroughputMeasurement:
+class ThroughputMeasurement(RequestRates):
     device: str
     batch: int
     input_len: int
@@ -29,23 +30,8 @@ class ThroughputMeasurement:
     decode_seconds: float  # integrated over the output
     backends: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self.batch * self.input_len / self.prefill_seconds
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        return self.batch * self.output_len / self.decode_seconds
-
-    @property
-    def output_tokens_per_s(self) -> float:
-        return self.batch * self.output_len / (self.prefill_seconds + self.decode_seconds)
-
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out.update(kind="measured", prefill_tokens_per_s=self.prefill_tokens_per_s,
-                   decode_tokens_per_s=self.decode_tokens_per_s, output_tokens_per_s=self.output_tokens_per_s)
-        return out
+        return {**asdict(self), "kind": "measured", **self.rates()}
 
 
 def _time_decode_step(model, cache, token_B1, position: int, steps: int, use_graph: bool) -> tuple[float, str]:
