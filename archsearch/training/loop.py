@@ -12,6 +12,7 @@ import torch
 from archsearch.spec import ModelSpec, training_flops_per_token
 
 from . import checkpoint
+from .distributed import SINGLE, Parallel
 from .losses import correct_count, kl_sum, masked_ce_sum
 from .prepare import Prepared, prepare
 from .progress import ProgressBar
@@ -52,7 +53,7 @@ class Trainer:
         with run.autocast(), run.fp8_context():
             logits_BTV = run.forward(batch.input_ids_BT)
         ce_sum, n = masked_ce_sum(logits_BTV, batch.targets_BT)
-        n = n.clamp(min=1)
+        n = run.parallel.normalizer(n)  # clamped to >= 1; the global count per rank under DDP
         ce = ce_sum / n
         if run.teacher is None:
             return ce, {}
@@ -71,12 +72,15 @@ class Trainer:
         total = torch.zeros((), device=run.device)
         parts: dict[str, torch.Tensor] = {}
         for micro in range(recipe.grad_accum):
-            batch = run.task.train_batch(self.step * recipe.grad_accum + micro, recipe.batch_size).to(run.device)
-            loss, pieces = self.objective(batch)
-            (loss / recipe.grad_accum).backward()
+            batch = run.task.train_batch(self.step * recipe.grad_accum + micro, recipe.batch_size)
+            batch = run.parallel.shard(batch).to(run.device)
+            with run.parallel.sync(run.forward, last_micro_batch=micro == recipe.grad_accum - 1):
+                loss, pieces = self.objective(batch)
+                (loss / recipe.grad_accum).backward()
             total += loss.detach() / recipe.grad_accum
             for k, v in pieces.items():
                 parts[k] = parts.get(k, 0) + v / recipe.grad_accum
+        total, parts = run.parallel.average(total, parts)
         clip = recipe.grad_clip if recipe.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
         loss_value, norm_value = float(total), float(grad_norm)
@@ -95,7 +99,7 @@ class Trainer:
         loss_sum = kl_total = 0.0
         count = correct = 0
         for index in range(recipe.eval_batches):
-            batch = run.task.val_batch(index, recipe.batch_size).to(run.device)
+            batch = run.parallel.shard(run.task.val_batch(index, recipe.batch_size)).to(run.device)
             with run.autocast(), run.fp8_context():
                 logits_BTV = run.forward(batch.input_ids_BT)
             ce_sum, n = masked_ce_sum(logits_BTV, batch.targets_BT)
@@ -107,6 +111,7 @@ class Trainer:
                     teacher_BTV = run.teacher.model(batch.input_ids_BT)
                 kl_total += float(kl_sum(logits_BTV, teacher_BTV, batch.targets_BT, 1.0))
         run.forward.train()
+        loss_sum, count, correct, kl_total = run.parallel.sum_floats(loss_sum, count, correct, kl_total)
         metrics = run.task.summarize(loss_sum / max(count, 1), correct / max(count, 1))
         if run.teacher is not None:
             metrics["kl_to_teacher"] = kl_total / max(count, 1)  # at temperature 1, per target position
@@ -164,7 +169,7 @@ class Trainer:
         return self.timed_steps * self.tokens_per_step / self.train_time if self.train_time > 0 else None
 
     def save(self) -> None:
-        if self.run.out_dir is None:
+        if self.run.out_dir is None or not self.run.parallel.writer:
             return
         checkpoint.save_checkpoint(self.run.out_dir, self.run.model, self.run.optimizer,
                                    {"step": self.step, "tokens": self.step * self.tokens_per_step,
@@ -176,10 +181,12 @@ class Trainer:
         run = self.run
         speed = self.tokens_per_s()
         peak, peak_source = device_peak_flops(run.device)
+        memory, memory_kind = peak_memory(run.device)
+        # sums (max for memory) over ranks; a failure may be one rank's alone, so it reduces nothing
+        speed, peak, memory, ranks = run.parallel.reduce_measures(speed, peak, memory, together=status != "failed")
         mfu = None
         if speed is not None and peak:
             mfu = speed * training_flops_per_token(run.spec, run.task.seq_len) / peak
-        memory, memory_kind = peak_memory(run.device)
         result = TrainResult(
             status=status, reason=reason, metrics=dict(self.metrics), curve=list(self.curve), steps=self.step,
             tokens=self.step * self.tokens_per_step, tokens_per_s=speed, mfu=mfu, peak_flops=peak,
@@ -192,21 +199,28 @@ class Trainer:
             out_dir=str(run.out_dir) if run.out_dir is not None else None,
             extra={"fp8_backend": run.precision.fp8_backend, "compile": run.recipe.compile,
                    "timed_steps": self.timed_steps, "train_time_s": self.train_time,
-                   "teacher": run.teacher.path if run.teacher is not None else None})
-        if run.out_dir is not None:
+                   "teacher": run.teacher.path if run.teacher is not None else None,
+                   **({"world_size": run.parallel.world_size, "ranks": ranks} if ranks else {})})
+        if run.out_dir is not None and run.parallel.writer:
             checkpoint.write_json(run.out_dir / "result.json", result.to_dict())
         return result
 
 
 def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None = None,
           callback: Callback | None = None, progress: bool = True, device: str | None = None,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, nproc: int | None = None, parallel: Parallel = SINGLE) -> TrainResult:
     """Train `spec` on `task` with `recipe`; returns the run's record (also result.json in `out_dir`).
 
     `callback(step, metrics)` runs after each evaluation; anything it raises stops the run: the run is recorded
     and checkpointed (resumable), the exception gets `.result`, and propagates. A non-finite loss returns
     status "diverged". `resume=True` continues the checkpoint in `out_dir` (spec/task/recipe may then be None:
-    the saved ones are used).
+    the saved ones are used). `nproc=N` runs the same training data-parallel in N processes under torchrun
+    (archsearch.training.launch; `recipe.batch_size` stays the global batch); `parallel` is set by those processes.
     """
-    run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume)
+    if nproc is not None:
+        from .launch import train_parallel
+
+        return train_parallel(spec, task, recipe, nproc=nproc, out_dir=out_dir, callback=callback, progress=progress,
+                              device=device, resume=resume)
+    run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume, parallel=parallel)
     return Trainer(run, callback, progress).run_to_end()

@@ -17,6 +17,7 @@ from archsearch.spec import ModelSpec
 
 from . import checkpoint
 from .distill import Teacher, check_teacher, load_teacher
+from .distributed import SINGLE, Parallel
 from .fp8 import Fp8Converter, convert_model
 from .precision import PrecisionPlan, plan_precision
 from .recipe import Recipe
@@ -42,6 +43,7 @@ class Prepared:
     teacher: Teacher | None
     out_dir: Path | None
     state: dict[str, Any] = field(default_factory=dict)  # restored state.json (resume), else empty
+    parallel: Parallel = SINGLE  # this process's rank in a data-parallel run
 
     def autocast(self) -> ContextManager:
         if self.precision.autocast_dtype is None:
@@ -103,7 +105,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 
 def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None,
-            device: str | None, resume: bool) -> Prepared:
+            device: str | None, resume: bool, parallel: Parallel = SINGLE) -> Prepared:
     out = Path(out_dir).expanduser() if out_dir is not None else None
     task_spec = TaskSpec.coerce(task) if task is not None else None
     if resume:
@@ -135,10 +137,12 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     state: dict[str, Any] = {}
     if resume:
         state = checkpoint.load_checkpoint(out, model, optimizer, torch_device)
-        checkpoint.write_json(out / "recipe.json", recipe.to_dict())  # steps etc. may have changed
-    elif out is not None:
+        if parallel.writer:
+            checkpoint.write_json(out / "recipe.json", recipe.to_dict())  # steps etc. may have changed
+    elif out is not None and parallel.writer:
         checkpoint.write_definition(out, spec, recipe.to_dict(), task_spec.to_dict())
     teacher = load_teacher(recipe.distill, teacher_spec, torch_device) if teacher_spec is not None else None
-    forward = torch.compile(model) if recipe.compile else model
+    forward = parallel.wrap(model, torch_device)
+    forward = torch.compile(forward) if recipe.compile else forward
     return Prepared(spec, task_spec, recipe, task_obj, torch_device, plan, model, forward, optimizer, converter,
-                    fp8_layers, teacher, out, state)
+                    fp8_layers, teacher, out, state, parallel)
