@@ -74,6 +74,8 @@ def train_command(
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
         eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if present)"),
+        nproc: Optional[int] = typer.Option(None, "--nproc", help="data-parallel processes under torchrun (one per "
+                                            "GPU; gloo on CPU); --batch-size stays the global batch"),
         out: Optional[Path] = typer.Option(None, "--out", help="run folder: checkpoint, result.json"),
         resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
         teacher: Optional[Path] = typer.Option(None, "--teacher", help="distil from this run folder's model"),
@@ -104,7 +106,7 @@ def train_command(
             raise UserError("archsearch train needs SPEC and --task (or --resume DIR)")
         recipe = build_recipe(recipe_file, overrides)
     result = train(spec, task_spec, recipe, out_dir=resume or out, progress=not as_json and sys.stderr.isatty(),
-                   device=device, resume=resume is not None)
+                   device=device, resume=resume is not None, nproc=nproc)
     if as_json:
         print(json.dumps(result.to_dict(), default=str))
     else:

@@ -44,13 +44,15 @@ def resolve_training(task: str | dict, recipe: dict, seed: int | None = None):
 class TrainEvaluator:
     """Runs archsearch.training.train for each candidate."""
 
-    def __init__(self, task: str | dict, recipe: dict, *, seed: int | None = None, device: str | None = None):
+    def __init__(self, task: str | dict, recipe: dict, *, seed: int | None = None, device: str | None = None,
+                 nproc: int | None = None):
         self.task, self.recipe = resolve_training(task, recipe, seed)
         self.device = device
+        self.nproc = nproc  # data-parallel processes per trial (torchrun); None trains in this process
 
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None) -> dict[str, Any]:
         from ..training import train
 
         result = train(spec, self.task, self.recipe, out_dir=out_dir, callback=callback, progress=False,
-                       device=self.device)
+                       device=self.device, nproc=self.nproc)
         return result.to_dict()

@@ -21,7 +21,8 @@ def _evaluator(study):
     from .evaluate import TrainEvaluator
 
     file = study.file
-    return TrainEvaluator(file.task, file.recipe, seed=file.seed, device=file.device)
+    return TrainEvaluator(file.task, file.recipe, seed=file.seed, device=file.device,
+                          nproc=file.gpus_per_trial if file.gpus_per_trial > 1 else None)
 
 
 def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None:
@@ -37,13 +38,23 @@ def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None
 
 
 def run_study_command(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
-                      workers: int, live: bool | None, seed_offset: int = 0) -> None:
+                      workers: int | str, live: bool | None, seed_offset: int = 0) -> None:
+    from .gpus import auto_plan, parse_workers
+
     study = load_study(file)
+    plan = None
+    count = parse_workers(str(workers))
+    if count is None:  # auto: one worker per gpus_per_trial visible GPUs, each seeing only its own
+        plan = auto_plan(study.file.gpus_per_trial)
+        print(plan.note, file=sys.stderr)
+        workers = 1 if plan.on_cpu else plan.workers
+    else:
+        workers = count
     evaluator = _evaluator(study)
     runner = StudyRunner(study, evaluator, storage=storage, n_trials=n_trials, timeout_s=timeout_s, live=live,
                          seed_offset=seed_offset)
     objectives = [o.metric for o in study.file.objectives]
-    if workers == 1:
+    if workers == 1 and (plan is None or plan.on_cpu):
         runner.open()
         try:
             summary = runner.run()
@@ -57,19 +68,20 @@ def run_study_command(file: str, *, storage: str | None, n_trials: int | None, t
     if is_sqlite(parse(runner.url)):
         print(f"note: {workers} workers on a SQLite file work but serialize on its lock; use PostgreSQL for "
               "many workers", file=sys.stderr)
-    summary = _run_workers(file, runner, workers, n_trials, timeout_s, seed_offset)
+    envs = [plan.env(i, os.environ) if plan is not None else os.environ.copy() for i in range(workers)]
+    summary = _run_workers(file, runner, workers, n_trials, timeout_s, seed_offset, envs)
     _print_summary(summary, objectives, runner.url)
 
 
 def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | None,
-                 timeout_s: float | None, seed_offset: int) -> RunSummary:
+                 timeout_s: float | None, seed_offset: int, envs: list[dict[str, str]]) -> RunSummary:
     command = [sys.executable, "-m", "archsearch.cli", "study", "worker", file, "--storage", runner.url]
     if n_trials is not None:
         command += ["--n-trials", str(n_trials)]
     if timeout_s is not None:
         command += ["--timeout", str(timeout_s)]
     procs = [subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
-                                         "--seed-offset", str(seed_offset * workers + i)], env=os.environ.copy())
+                                         "--seed-offset", str(seed_offset * workers + i)], env=envs[i])
              for i in range(workers)]
     interrupted = False
     try:

@@ -115,6 +115,7 @@ class StudyFile(_Frozen):
     seed: int = 0
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     device: str | None = None  # training device (None: train's default)
+    gpus_per_trial: Annotated[int, Field(ge=1)] = 1  # > 1: each trial trains data-parallel under torchrun
 
     @model_validator(mode="after")
     def _check(self) -> "StudyFile":
