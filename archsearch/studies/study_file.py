@@ -4,7 +4,7 @@ trials, storage, seed. Read into pydantic models; every problem is reported at f
     name: quickstart
     base: nemotron-h-tiny          # an example name, a path (relative to this file), or an inline spec mapping
     space: hybrid-tiny             # a shipped space name, a path, or an inline mapping
-    task: assoc-recall             # archsearch.training TaskSpec (a name or a mapping)
+    task: mqar                     # archsearch.training TaskSpec (a name or a mapping)
     recipe: {steps: 60, ...}       # archsearch.training Recipe
     objectives: [val_loss, n_params]
     constraints:
