@@ -5,7 +5,7 @@ Usage (multi-GPU machine, after `source bench/gpu/setup.sh`):
   python3 bench/bench_scaling.py --out DIR [--spec nemotron-h-1b --gpus 1,2,4,8 --seq 4096 --batch-per-gpu 2
                                             --steps 20 --compile]
 Toy check of the script on a CPU (gloo processes, a tiny spec; never to report):
-  sed "s/^vocab_size: 256/vocab_size: 512/" archsearch/examples/nemotron-h-tiny.yaml > /tmp/tiny512.yaml  # bytes: 257 ids
+  sed "s/^vocab_size: 256/vocab_size: 512/" archsearch/examples/nemotron-h-tiny.yaml > /tmp/tiny512.yaml
   python3 bench/bench_scaling.py --out DIR --device cpu --spec /tmp/tiny512.yaml --gpus 1,2 --seq 128 --steps 3
 
 Each row is one `train(spec, task, recipe, nproc=N)`: N processes under torchrun, DDP over NCCL (NCCL_NVLS_ENABLE=0,
