@@ -125,6 +125,9 @@ class StudyFile(_Frozen):
         if self.pruner is not None and len(self.objectives) > 1:
             raise ValueError("a pruner works for one objective only (Optuna cannot prune multi-objective trials); "
                              "multi-objective studies stop dominated trials early with `early_stop:`")
+        if self.gpus_per_trial > 1 and self.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"gpus_per_trial {self.gpus_per_trial} runs one process per GPU: device must be cpu, "
+                             f"cuda or unset, not {self.device!r} (choose GPUs with CUDA_VISIBLE_DEVICES)")
         if self.n_trials is None and self.timeout_s is None:
             raise ValueError("give n_trials or timeout_s (or both), so the study knows when to stop")
         if "memory_bytes" in metrics and not self.constraints.budget:

@@ -137,3 +137,13 @@ def test_workers_bad_value_exits_2(tmp_path, capsys):
     study.write_text(STUDY.format(gpus_per_trial=1, n_trials=1))
     assert main(["study", "run", str(study), "--workers", "lots"]) == 2
     assert "--workers 'lots': expected a number of worker processes >= 1, or auto" in capsys.readouterr().err
+
+
+def test_gpus_per_trial_with_one_named_gpu_is_refused_at_the_file(tmp_path, capsys):
+    from archsearch.cli import main
+
+    study = tmp_path / "study.yaml"
+    study.write_text(STUDY.format(gpus_per_trial=2, n_trials=1).replace("device: cpu", "device: cuda:1"))
+    assert main(["study", "run", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "gpus_per_trial 2 runs one process per GPU: device must be cpu, cuda or unset, not 'cuda:1'" in err
