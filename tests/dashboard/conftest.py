@@ -35,7 +35,8 @@ def browser():
 @pytest.fixture
 def page(browser):
     """A fresh page that records console errors and every request that left 127.0.0.1."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # Tall enough that every plot is in view: plots load plotly.js only when they scroll into view.
+    context = browser.new_context(viewport={"width": 1400, "height": 6000})
     page = context.new_page()
     page.console_errors = []
     page.outside_requests = []

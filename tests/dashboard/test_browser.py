@@ -95,6 +95,19 @@ def test_pareto_plot_has_one_point_per_trial_with_both_values(page, base, stored
     screenshot(page, "pareto")
 
 
+def test_plotly_loads_only_once_a_plot_scrolls_into_view(page, base, stored):
+    """plotly.js is one long task to evaluate; it must not block the table while the plots are out of sight."""
+    study, _ = stored
+    page.set_viewport_size({"width": 1400, "height": 300})
+    _open_study(page, base, study.id)
+    page.wait_for_timeout(1500)  # ample time for an eager load to have happened
+    assert page.evaluate("() => typeof window.Plotly") == "undefined"
+    assert not page.locator('#pareto[data-ready="1"]').count()
+    page.locator("#pareto").scroll_into_view_if_needed()
+    page.wait_for_selector('#pareto[data-ready="1"] .scatterlayer', state="attached")
+    assert page.evaluate("() => typeof window.Plotly") == "object"
+
+
 def test_clicking_a_heading_sorts_both_ways(page, base, stored):
     study, trials = stored
     _open_study(page, base, study.id)
