@@ -8,8 +8,8 @@ from typing import Annotated
 import torch
 from pydantic import Field
 
-from .base import Batch, SyntheticTask, TaskOptions, need
-from .in_context_recall import recall_batch
+from .base import Batch, TaskOptions
+from .in_context_recall import InContextRecall, recall_batch
 
 
 class NoisyRecallOptions(TaskOptions):
@@ -18,16 +18,12 @@ class NoisyRecallOptions(TaskOptions):
     frac_noise: Annotated[float, Field(ge=0, lt=1)] = 0.4
 
 
-class NoisyRecall(SyntheticTask):
+class NoisyRecall(InContextRecall):
+    """In-context recall's keys, values and checks, plus noise tokens drawn from their own vocabulary."""
+
     name = "noisy_recall"
     Options = NoisyRecallOptions
     description = "noisy in-context recall (MAD): in-context recall with noise tokens interleaved"
-
-    def __init__(self, options: NoisyRecallOptions, seq_len: int, seed: int):
-        super().__init__(options, seq_len, seed)
-        need(self.name, seq_len >= 4, f"seq_len {seq_len} holds no repeated pair: needs >= 4")
-        self.n_keys = options.vocab // 2
-        self.n_values = options.vocab - self.n_keys
 
     @property
     def vocab_size(self) -> int:
