@@ -103,25 +103,32 @@ def screen(args) -> dict:
 POINTS = [(4096, 8), (16384, 4), (32768, 2)]
 
 
-def memory(args) -> list[dict]:
+def memory(args, rows: list, save) -> list[dict]:
+    """Appends one row per (family, point) to rows and saves after each, so a run cut short keeps them."""
     from archsearch.checks.measure import measure_memory
 
-    rows = []
     for family, spec in family_specs().items():
+        if args.families and family not in args.families.split(","):
+            continue
         for context, batch in POINTS:
             try:
-                m = measure_memory(spec, context, batch, CheckSettings(prefill_chunk=args.chunk), decode_steps=8)
+                m = measure_memory(spec, context, batch, CheckSettings(prefill_chunk=args.chunk), decode_steps=8,
+                                   per_layer=True)
                 row = {"family": family, **m.to_dict()}
                 row.pop("estimated")
                 row["estimated_components"] = m.estimated["components"]
                 print(f"{family:14s} {spec.name:18s} ctx {context:6d} b {batch}: measured "
                       f"{format_bytes(m.peak_bytes)} estimated {format_bytes(m.estimated_bytes)} "
                       f"({m.error:+.1%}) {m.backends}", flush=True)
+                for name, peak in m.layer_peaks.items():
+                    print(f"    {name:8s} transient measured {format_bytes(peak['measured'])} "
+                          f"estimated workspace {format_bytes(peak['estimated'])}", flush=True)
             except Exception as err:  # record and go on: one family's failure must not hide the others
                 row = {"family": family, "spec": spec.name, "context": context, "batch": batch,
                        "failed": f"{type(err).__name__}: {err}"[:500]}
                 print(row, flush=True)
             rows.append(row)
+            save()
     return rows
 
 
@@ -198,6 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20, help="decode steps timed per position")
     parser.add_argument("--sdpa", help="SDPA backends to allow, e.g. flash_attention,efficient_attention,math")
+    parser.add_argument("--families", help="memory: only these families, comma-separated (e.g. hybrid,transformer)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     result = {"environment": environment()}
@@ -211,8 +219,8 @@ def main(argv=None) -> int:
         result["screen"] = screen(args)
         print(json.dumps(result["screen"], indent=2))
     if args.what in ("memory", "gpu"):
-        result["memory"] = memory(args)
-        save()
+        result["memory"] = []
+        memory(args, result["memory"], save)
     if args.what in ("throughput", "gpu"):
         result["throughput"] = throughput(args)
     save()

@@ -17,9 +17,14 @@ from . import registry
 INT32_ELEMENTS = 2**31 - 1  # a tensor of more elements needs 64-bit offsets
 
 
-def sub_batch(batch: int, per_sequence: int, limit: int) -> int:
-    """Sequences per call so that per_sequence * sequences stays within limit (at least 1)."""
-    return max(1, min(batch, limit // max(1, per_sequence)))
+def sub_batch(batch: int, per_sequence: int, limit: int, *views: torch.Tensor | None) -> int:
+    """Sequences per call so that per_sequence * sequences stays within limit (at least 1).
+
+    A kernel offsets sequence i by i * stride(0), so a view into a wider tensor (z, x, B, C and dt are column
+    slices of the in_proj output) spans stride(0) elements per sequence, however few it holds: `views` count
+    with that span (batch 194 x 2048 tokens faulted in mamba-ssm's norm and scan on the H100 that way)."""
+    spans = [v.stride(0) for v in views if isinstance(v, torch.Tensor) and v.dim() > 1]
+    return max(1, min(batch, limit // max(1, per_sequence, *spans)))
 
 
 def _slice(value: Any, start: int, stop: int) -> Any:

@@ -59,7 +59,7 @@ def gated_rms_norm_mamba_ssm(x, weight, z=None, eps=1e-6, group_size=None, norm_
     if x.dim() < 2:
         return call(x, z)
     # the kernel offsets rows by row * row_stride in 32 bits: split the leading dim below 2^31 elements
-    step = _batching.sub_batch(x.shape[0], x[0].numel(), _batching.INT32_ELEMENTS)
+    step = _batching.sub_batch(x.shape[0], x[0].numel(), _batching.INT32_ELEMENTS, x, z)
     return _batching.run_in_sub_batches(OP, call, step, dict(x=x, z=z), {},
                                         "mamba-ssm's Triton norm indexes rows with 32-bit offsets")
 

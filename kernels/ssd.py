@@ -176,7 +176,8 @@ def ssd_scan_mamba_ssm(
     module, reason = _optional.import_mamba(_MAMBA_MODULE)
     if module is None:
         raise registry.BackendError(f"op {OP!r}: backend 'mamba_ssm' unavailable: {reason}")
-    step = _batching.sub_batch(x.shape[0], scan_elements_per_sequence(x, B, chunk_size), _batching.INT32_ELEMENTS)
+    step = _batching.sub_batch(x.shape[0], scan_elements_per_sequence(x, B, chunk_size), _batching.INT32_ELEMENTS,
+                              x, dt, B, C, z, initial_states)
     return _batching.run_in_sub_batches(
         OP, module.mamba_chunk_scan_combined, step,
         dict(x=x, dt=dt, B=B, C=C, z=z, initial_states=initial_states),

@@ -33,6 +33,9 @@ class MemoryMeasurement:
     settings: dict
     backends: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # how kernels adapted calls (e.g. sub-batches)
+    # per block symbol (and "lm_head"): the largest transient seen above the memory at the call's entry during
+    # prefill, beside the estimate's workspace for it; only with per_layer=True on CUDA
+    layer_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def error(self) -> float | None:
@@ -84,9 +87,47 @@ def run_chunked_prefill(model, cache, ids_BT, chunk: int, logits: str = "last"):
     return last_B1V
 
 
+class _LayerPeaks:
+    """Forward hooks that find each layer's transient peak without losing the run's overall peak: before a
+    layer the allocator's peak so far is folded into `overall` and reset, after it the new peak minus the
+    memory at entry is that call's transient."""
+
+    def __init__(self, torch, device):
+        self.torch, self.device = torch, device
+        self.overall = 0
+        self.transient: dict[str, int] = {}
+        self._entry = 0
+
+    def _before(self, *_):
+        cuda = self.torch.cuda
+        self.overall = max(self.overall, cuda.max_memory_allocated(self.device))
+        cuda.reset_peak_memory_stats(self.device)
+        self._entry = cuda.memory_allocated(self.device)
+
+    def _after(self, name: str):
+        def hook(*_):
+            peak = self.torch.cuda.max_memory_allocated(self.device)
+            self.overall = max(self.overall, peak)
+            self.transient[name] = max(self.transient.get(name, 0), peak - self._entry)
+        return hook
+
+    def attach(self, model, spec: ModelSpec) -> list:
+        handles = []
+        for layer, module in zip(spec.layers, model.layers):
+            handles.append(module.register_forward_pre_hook(self._before))
+            handles.append(module.register_forward_hook(self._after(layer.symbol)))
+        handles.append(model.final_norm.register_forward_pre_hook(self._before))  # the head starts at its norm
+        handles.append(model.lm_head.register_forward_hook(self._after("lm_head")))
+        return handles
+
+    def peak(self) -> int:
+        return max(self.overall, self.torch.cuda.max_memory_allocated(self.device))
+
+
 def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSettings | None = None, *,
-                   decode_steps: int = 8, device=None, seed: int = 0) -> MemoryMeasurement:
-    """Prefill context - decode_steps tokens in chunks, then decode decode_steps tokens (the cache ends full)."""
+                   decode_steps: int = 8, device=None, seed: int = 0, per_layer: bool = False) -> MemoryMeasurement:
+    """Prefill context - decode_steps tokens in chunks, then decode decode_steps tokens (the cache ends full).
+    per_layer=True (CUDA) also records each block symbol's transient peak, to locate an estimate's error."""
     import torch
 
     import archsearch
@@ -116,22 +157,33 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
     cache = model.allocate_cache(batch, context, dtype=_torch_dtype(settings.act_dtype))
     generator = torch.Generator(device="cpu").manual_seed(seed)
     ids_BT = torch.randint(0, spec.vocab_size, (batch, context - decode_steps), generator=generator).to(torch_device)
+    probe = _LayerPeaks(torch, torch_device) if cuda and per_layer else None
+    handles = probe.attach(model, spec) if probe else []
     last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk, settings.logits)
+    for handle in handles:
+        handle.remove()
     token_B1 = last_B1V.argmax(-1)
     for _ in range(decode_steps):
         token_B1 = model.decode_step(token_B1, cache)[:, -1:].argmax(-1)
     peak = None
     if cuda:
         torch.cuda.synchronize(torch_device)
-        peak = torch.cuda.max_memory_allocated(torch_device) - base
+        peak = (probe.peak() if probe else torch.cuda.max_memory_allocated(torch_device)) - base
     backends = dict(backends_used())
     matched = settings.with_(kernels=kernels_profile(backends))  # the workspace of the kernels that ran
-    estimate = MemoryModel(spec, matched).breakdown(context, batch)
+    memory_model = MemoryModel(spec, matched)
+    estimate = memory_model.breakdown(context, batch)
+    layer_peaks = {}
+    if probe:
+        estimated = memory_model.workspace_by_symbol(context)
+        layer_peaks = {name: {"measured": measured, "estimated": int(batch * estimated.get(name, 0))}
+                       for name, measured in probe.transient.items()}
     name = torch.cuda.get_device_name(torch_device) if cuda else "cpu"
     result = MemoryMeasurement(
         device=name, context=context, batch=batch, prefill_chunk=settings.prefill_chunk, decode_steps=decode_steps,
         weight_bytes=weight_bytes, cache_bytes=cache.nbytes(), peak_bytes=peak, estimated_bytes=estimate.total,
-        estimated=estimate.to_dict(), settings=matched.to_dict(), backends=backends, notes=notes())
+        estimated=estimate.to_dict(), settings=matched.to_dict(), backends=backends, notes=notes(),
+        layer_peaks=layer_peaks)
     del model, cache, ids_BT, last_B1V, token_B1
     if cuda:
         torch.cuda.empty_cache()

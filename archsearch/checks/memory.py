@@ -115,21 +115,23 @@ class MemoryModel:
     def chunk(self, context: int) -> int:
         return min(self.settings.prefill_chunk, context)
 
-    def workspace(self, context: int) -> tuple[int, str]:
-        """Bytes per sequence of the prefill peak, and which layer (symbol) or the LM head sets it."""
+    def workspace_by_symbol(self, context: int) -> dict[str, float]:
+        """Bytes per sequence of each block symbol's prefill peak and of the LM head's ("lm_head")."""
         chunk = self.chunk(context)
-        best, where = 0.0, ""
-        for t in self.terms:
-            ws = t.workspace_bytes(chunk, context)
-            if ws > best:
-                best, where = ws, t.symbol
+        out = {t.symbol: t.workspace_bytes(chunk, context) for t in self.terms}
         # the LM head runs after the last layer, when only the final hidden states are alive
         head = lm_head_workspace(self.spec.d_model, self.spec.vocab_size, self.settings.act_dtype,
                                  self.spec.final_logit_softcap is not None)
         logit_tokens = chunk if self.settings.logits == "all" else 1
-        head = head * logit_tokens + (chunk - logit_tokens) * self.spec.d_model * dtype_bytes(self.settings.act_dtype)
-        if head > best:
-            best, where = head, "lm_head"
+        out["lm_head"] = head * logit_tokens + (chunk - logit_tokens) * self.spec.d_model * dtype_bytes(self.settings.act_dtype)
+        return out
+
+    def workspace(self, context: int) -> tuple[int, str]:
+        """Bytes per sequence of the prefill peak, and which layer (symbol) or the LM head sets it."""
+        best, where = 0.0, ""
+        for name, ws in self.workspace_by_symbol(context).items():
+            if ws > best:
+                best, where = ws, name
         return int(best), where
 
     def per_sequence(self, context: int) -> int:

@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
-# One packed GPU call (lent H100): from the repo root, with carry [".gpu"]:
-#   bash bench/gpu/run_checks.sh
-# (a) mamba-ssm SSD bf16 GPU parity incl. gradients, given its compile time; (b) measured vs estimated peak
-# memory, four families; (c) hybrid vs transformer throughput at 8k/16k. Logs go to $OUT; a short table last.
+# Packed GPU work for one lent-H100 call, from the repo root, with carry [".gpu"]:
+#   bash bench/gpu/run_checks.sh SECTION...      (default: all sections, in this order)
+# Sections: ssd (mamba-ssm SSD bf16 parity with gradients; Triton compiles for minutes), memory (measured vs
+# estimated peak per family, with per-layer transients), throughput (hybrid vs transformer at 8k in / 16k out),
+# gputests (every other GPU-marked test), fp8 (bench_training FP8 vs bf16), torchrun (1-GPU `train --nproc 1`).
+# Logs and JSON go to $OUT; summary.txt lists each section's exit code. MEMORY_FAMILIES limits the families.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export TRITON_CACHE_DIR=/tmp/triton-cache PYTHONUNBUFFERED=1
 source bench/gpu/setup.sh > "$OUT/setup.log" 2>&1 || { tail -20 "$OUT/setup.log"; exit 1; }
-timeout 240 pytest -m gpu tests/kernels/test_ssd.py -q -p no:cacheprovider > "$OUT/ssd_parity.log" 2>&1
-echo "ssd parity rc=$?" >> "$OUT/summary.txt"
-timeout 150 python3 bench/bench_checks.py memory --out "$OUT/memory.json" > "$OUT/memory.log" 2>&1
-echo "memory rc=$?" >> "$OUT/summary.txt"
-timeout 120 python3 bench/bench_checks.py throughput --steps 5 --out "$OUT/throughput.json" > "$OUT/throughput.log" 2>&1
-echo "throughput rc=$?" >> "$OUT/summary.txt"
-tail -3 "$OUT/ssd_parity.log"; tail -20 "$OUT/memory.log"; tail -8 "$OUT/throughput.log"; cat "$OUT/summary.txt"
+sections=("$@"); [ ${#sections[@]} -eq 0 ] && sections=(ssd memory throughput gputests fp8 torchrun)
+run() {  # run NAME SECONDS CMD...: log to $OUT/NAME.log, record the exit code
+  local name=$1 seconds=$2; shift 2
+  local t0=$SECONDS
+  timeout "$seconds" "$@" > "$OUT/$name.log" 2>&1
+  echo "$name rc=$? in $((SECONDS - t0)) s" >> "$OUT/summary.txt"
+}
+for s in "${sections[@]}"; do
+  case $s in
+    ssd) run ssd 240 pytest -m gpu tests/kernels/test_ssd.py -q -p no:cacheprovider ;;
+    memory) run memory 300 python3 bench/bench_checks.py memory ${MEMORY_FAMILIES:+--families "$MEMORY_FAMILIES"} \
+              --out "$OUT/memory.json" ;;
+    throughput) run throughput 240 python3 bench/bench_checks.py throughput --steps 5 --out "$OUT/throughput.json" ;;
+    gputests) run gputests 300 pytest -m gpu tests -q -p no:cacheprovider --deselect tests/kernels/test_ssd.py -x ;;
+    fp8) run fp8 300 python3 bench/bench_training.py fp8 --out "$OUT/fp8.json" ;;
+    torchrun) run torchrun 180 bash bench/gpu/torchrun_smoke.sh ;;
+    *) echo "unknown section $s" >> "$OUT/summary.txt" ;;
+  esac
+done
+for f in "$OUT"/*.log; do echo "== $f"; tail -25 "$f"; done
+cat "$OUT/summary.txt"

@@ -45,3 +45,14 @@ def test_scan_sub_batch_keeps_the_chunk_states_under_int32():
     step = _batching.sub_batch(194, per, _batching.INT32_ELEMENTS)
     assert step * per <= _batching.INT32_ELEMENTS < (step + 1) * per
     assert 194 * per > _batching.INT32_ELEMENTS  # the unsplit call would overflow
+
+
+def test_sub_batch_counts_the_span_of_column_views():
+    """z and dt are column slices of the in_proj output: sequence i starts at i * stride(0), so the split follows
+    the parent's width, not the view's (batch 194 x 2048 tokens of nemotron-h-1b faulted unsplit on the H100)."""
+    zxbcdt = torch.empty(194, 2048, 10304, device="meta")
+    z, dt = zxbcdt[..., :4096], zxbcdt[..., -64:]
+    assert z[0].numel() * 194 < _batching.INT32_ELEMENTS < zxbcdt[0].numel() * 194
+    step = _batching.sub_batch(194, z[0].numel(), _batching.INT32_ELEMENTS, z, dt)
+    assert step * zxbcdt.stride(0) <= _batching.INT32_ELEMENTS < (step + 1) * zxbcdt.stride(0)
+    assert _batching.sub_batch(194, z[0].numel(), _batching.INT32_ELEMENTS, z.contiguous()) == 194
