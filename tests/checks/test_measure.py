@@ -28,3 +28,15 @@ def test_gpu_peak_within_a_tenth_of_the_estimate(name):
     spec = load_spec(name)
     m = measure_memory(spec, context=2048, batch=4, settings=CheckSettings(prefill_chunk=512), decode_steps=4)
     assert abs(m.error) < 0.10, m.to_dict()
+
+
+@pytest.mark.gpu
+def test_gpu_layer_probe_keeps_the_overall_peak_and_sees_every_symbol():
+    """The per-layer probe resets the allocator's peak around each layer: the run's peak must not shrink."""
+    spec = load_spec("nemotron-h-tiny")
+    settings = CheckSettings(prefill_chunk=512)
+    plain = measure_memory(spec, context=2048, batch=4, settings=settings, decode_steps=4)
+    probed = measure_memory(spec, context=2048, batch=4, settings=settings, decode_steps=4, per_layer=True)
+    assert probed.peak_bytes == plain.peak_bytes
+    assert set(probed.layer_peaks) == {layer.symbol for layer in spec.layers} | {"lm_head"}
+    assert all(p["measured"] > 0 and p["estimated"] > 0 for p in probed.layer_peaks.values())
