@@ -23,7 +23,7 @@ for s in "${sections[@]}"; do
               --out "$OUT/memory.json" ;;
     throughput) run throughput 240 python3 bench/bench_checks.py throughput --steps 5 --out "$OUT/throughput.json" ;;
     gputests) run gputests 300 pytest -m gpu tests -q -p no:cacheprovider --deselect tests/kernels/test_ssd.py -x ;;
-    fp8) run fp8 300 python3 bench/bench_training.py fp8 --out "$OUT/fp8.json" ;;
+    fp8) run fp8 ${FP8_SECONDS:-420} python3 bench/bench_training.py fp8 ${FP8_ARGS:-} --out "$OUT/fp8.json" ;;
     torchrun) run torchrun 180 bash bench/gpu/torchrun_smoke.sh ;;
     *) echo "unknown section $s" >> "$OUT/summary.txt" ;;
   esac
