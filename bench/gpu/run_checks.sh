@@ -22,8 +22,8 @@ for s in "${sections[@]}"; do
     memory) run memory 300 python3 bench/bench_checks.py memory ${MEMORY_FAMILIES:+--families "$MEMORY_FAMILIES"} \
               --out "$OUT/memory.json" ;;
     throughput) run throughput 240 python3 bench/bench_checks.py throughput --steps 5 --out "$OUT/throughput.json" ;;
-    gputests) run gputests 300 pytest -m gpu tests -q -p no:cacheprovider --deselect tests/kernels/test_ssd.py -x ;;
-    fp8) run fp8 ${FP8_SECONDS:-420} python3 bench/bench_training.py fp8 ${FP8_ARGS:-} --out "$OUT/fp8.json" ;;
+    gputests) run gputests 300 pytest -m gpu tests -q -p no:cacheprovider --deselect tests/kernels/test_ssd.py -rfE ;;
+    fp8) run fp8 ${FP8_SECONDS:-420} python3 bench/bench_training.py fp8 ${FP8_ARGS:-} --out "$OUT" ;;
     torchrun) run torchrun 180 bash bench/gpu/torchrun_smoke.sh ;;
     *) echo "unknown section $s" >> "$OUT/summary.txt" ;;
   esac
