@@ -142,7 +142,7 @@ def create_app(storage_url: str) -> Starlette:
         Route("/api/study/{study_id:int}/memory", api.memory, methods=["GET"]),
         Route("/api/study/{study_id:int}/curves", api.curves, methods=["GET"]),
         Route("/api/study/{study_id:int}/importance", api.importance, methods=["GET"]),
-        Route("/assets/plotly.min.js", plotly_js, methods=["GET"]),
+        Route("/assets/plotly-basic.min.js", plotly_js, methods=["GET"]),
         Mount("/static", app=static_files(), name="static"),
     ]
     handlers = {NotFound: _not_found, UserError: _bad_request, HTTPException: _http,

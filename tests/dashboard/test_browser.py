@@ -108,6 +108,41 @@ def test_plotly_loads_only_once_a_plot_scrolls_into_view(page, base, stored):
     assert page.evaluate("() => typeof window.Plotly") == "object"
 
 
+def _held(page, pattern):
+    """Requests matching `pattern` are kept waiting (in the returned list) until the test continues them."""
+    routes = []
+    page.route(pattern, lambda route: routes.append(route))
+    return routes
+
+
+def _until(page, condition, what, timeout_ms=10_000):
+    for _ in range(timeout_ms // 50):
+        if condition():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_sort_waiting_for_the_server_keeps_the_plots_from_drawing(page, base, stored):
+    """Drawing a plot is a long task during which clicks wait: plots are drawn only once no table request is in
+    flight, so the answer to a sort clicked while the plots load is shown first."""
+    study, _ = stored
+    pareto = _held(page, "**/api/study/*/pareto*")
+    _open_study(page, base, study.id)
+    _until(page, lambda: pareto, "the Pareto request")
+    trials = _held(page, "**/api/study/*/trials*")
+    page.locator('#trials th[data-key="obj:0"]').click()
+    _until(page, lambda: trials, "the sort's request")
+    pareto[0].continue_()
+    page.wait_for_timeout(1500)  # ample time for the Pareto plot to be drawn, had it not waited
+    assert not page.locator('#pareto[data-ready="1"]').count()
+    page.unroute("**/api/study/*/trials*")
+    trials[0].continue_()
+    page.wait_for_selector('#trials[data-sort="obj:0:asc"]', state="attached")
+    page.wait_for_selector('#pareto[data-ready="1"] .scatterlayer', state="attached")
+    assert not page.console_errors
+
+
 def test_clicking_a_heading_sorts_both_ways(page, base, stored):
     study, trials = stored
     _open_study(page, base, study.id)

@@ -49,11 +49,34 @@ def test_every_response_forbids_inline_script_and_only_get_is_allowed(client, st
             assert getattr(client, method)(url).status_code == 405, (method, url)
 
 
-def test_plotly_is_served_from_the_plotly_package(client):
+def test_plotly_basic_bundle_is_served_with_its_licence_and_matches_the_plotly_package(client):
+    """The page draws with plotly.js's basic bundle; the Python plotly package writes the figures for its own
+    plotly.js, so the two must share a major version (a plotly upgrade that moves it needs a new bundle)."""
+    from plotly.offline import get_plotlyjs_version
+
     from archsearch.dashboard.assets import plotly_js_path
 
-    response = client.get("/assets/plotly.min.js")
+    response = client.get("/assets/plotly-basic.min.js")
     assert response.status_code == 200 and response.content == plotly_js_path().read_bytes()
+    assert response.headers["content-type"].startswith("text/javascript")
+    version = re.search(rb"plotly\.js \(basic - minified\) v(\d+)\.", response.content[:300])
+    assert version and int(version.group(1)) == int(get_plotlyjs_version().split(".")[0])
+    licence = plotly_js_path().with_name(plotly_js_path().name + ".LICENSE.txt").read_text()
+    assert "MIT License" in licence and "Plotly" in licence
+
+
+def test_every_figure_uses_only_trace_types_of_the_served_bundle():
+    from archsearch.dashboard.assets import PLOTLY_TRACE_TYPES
+    from archsearch.dashboard.figures import (CATEGORIES, PlotPoint, curves_figure, importance_figure,
+                                              memory_figure, pareto_figure, side_by_side_curves)
+
+    points = [PlotPoint(i, i, float(i), float(-i), category) for i, category in enumerate(CATEGORIES)]
+    curves = {"#1": [(50.0, 2.0), (100.0, 1.5)], "#2": []}
+    figures = [pareto_figure(points, "val_loss", "params"), memory_figure(["#1"], [{"weights": 1e6}]),
+               curves_figure(curves, "val_loss"), side_by_side_curves(curves, "val_loss"),
+               importance_figure({"d_model": 0.7, "repeats": 0.3}, "val_loss")]
+    types = {trace.get("type", "scatter") for figure in figures for trace in figure["data"]}
+    assert types <= PLOTLY_TRACE_TYPES, types - PLOTLY_TRACE_TYPES
 
 
 def test_pages_reference_no_outside_asset(client, stored):

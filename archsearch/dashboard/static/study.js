@@ -133,7 +133,7 @@
   async function loadTable() {
     let page;
     try {
-      page = await getJSON(`${base}/trials?${tableQuery()}`);
+      page = await plots.hold(getJSON(`${base}/trials?${tableQuery()}`));  // plots draw after it
     } catch (err) {
       $("table-error").hidden = false;
       $("table-error").textContent = err.message;
