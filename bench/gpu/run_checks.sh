@@ -4,7 +4,8 @@
 # Sections: ssd (mamba-ssm SSD bf16 parity with gradients; Triton compiles for minutes), memory (measured vs
 # estimated peak per family, with per-layer transients), throughput (hybrid vs transformer at 8k in / 16k out),
 # gputests (every other GPU-marked test), fp8 (bench_training FP8 vs bf16), torchrun (1-GPU `train --nproc 1`).
-# Logs and JSON go to $OUT; summary.txt lists each section's exit code. MEMORY_FAMILIES limits the families.
+# Logs and JSON go to $OUT; summary.txt lists each section's exit code. MEMORY_FAMILIES, GPUTEST_PATHS, FP8_ARGS
+# and *_SECONDS narrow or bound a section.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export TRITON_CACHE_DIR=/tmp/triton-cache PYTHONUNBUFFERED=1
@@ -22,7 +23,8 @@ for s in "${sections[@]}"; do
     memory) run memory 300 python3 bench/bench_checks.py memory ${MEMORY_FAMILIES:+--families "$MEMORY_FAMILIES"} \
               --out "$OUT/memory.json" ;;
     throughput) run throughput 240 python3 bench/bench_checks.py throughput --steps 5 --out "$OUT/throughput.json" ;;
-    gputests) run gputests 300 pytest -m gpu tests/kernels tests/blocks tests/builder tests/checks tests/training -q -p no:cacheprovider --ignore tests/kernels/test_ssd.py --continue-on-collection-errors -rfE ;;
+    gputests) run gputests ${GPUTEST_SECONDS:-300} pytest -m gpu ${GPUTEST_PATHS:-tests/kernels tests/blocks tests/builder tests/checks tests/training} \
+                -v -p no:cacheprovider --ignore tests/kernels/test_ssd.py --continue-on-collection-errors -rfE ;;
     fp8) run fp8 ${FP8_SECONDS:-420} python3 bench/bench_training.py fp8 ${FP8_ARGS:-} --out "$OUT" ;;
     torchrun) run torchrun 180 bash bench/gpu/torchrun_smoke.sh ;;
     *) echo "unknown section $s" >> "$OUT/summary.txt" ;;
