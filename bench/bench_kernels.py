@@ -22,6 +22,7 @@ import archsearch.kernels as K
 
 RECORDED_TFLOPS, RECORDED_TBPS = 686.0, 3.02
 ROWS: list[dict] = []
+ROUNDS = int(os.environ.get("SSD_ROUNDS", "4"))  # alternating direct/dispatch rounds for the 5% comparison
 
 
 def bench(fn, grad_to_none=None) -> float:
@@ -135,12 +136,12 @@ def ssd(quick):
         record("ssd fwd+bwd " + shape, name, ms_fb, flops=3 * flops)
         times[name] = (ms, ms_fb)
     if "mamba_ssm direct" in times:
-        # Separate measurements above drift by more than 5% between runs: alternate the two, 4 rounds each.
+        # Separate measurements above drift by more than 5% between runs: alternate the two, ROUNDS rounds each.
         direct, wrapped = variants["mamba_ssm direct"], variants["archsearch dispatch (mamba_ssm)"]
         for what, make in [("fwd", lambda f: f), ("fwd+bwd", lambda f: fwd_bwd(f, params))]:
             fd, fw = make(direct), make(wrapped)
             td, tw = [], []
-            for _ in range(4):
+            for _ in range(ROUNDS):
                 td.append(bench(fd) if what == "fwd" else bench(fd, grad_to_none=params))
                 tw.append(bench(fw) if what == "fwd" else bench(fw, grad_to_none=params))
             md, mw = sorted(td)[len(td) // 2], sorted(tw)[len(tw) // 2]

@@ -5,7 +5,7 @@ import pytest
 
 from archsearch.checks import CheckSettings
 from archsearch.checks.measure import measure_memory
-from archsearch.spec import load_spec
+from archsearch.spec import load_spec, parse_spec
 
 FAMILIES = ["nemotron-h-tiny", "gemma2-tiny", "mamba2-tiny", "qwen3-tiny"]
 
@@ -22,12 +22,19 @@ def test_builder_weights_and_caches_match_the_estimate(name):
     assert m.settings["kernels"] == "eager"  # the CPU runs the PyTorch scan
 
 
+def _widened(name: str):
+    """A tiny family spec at d_model 1024 and a 32k vocabulary: at the tiny specs' own size (10-16 MiB in all)
+    a few MiB of fixed library workspace (cuBLAS, cuDNN) would dominate the comparison."""
+    return parse_spec({**load_spec(name).to_dict(), "d_model": 1024, "vocab_size": 32000, "max_context": 16384})
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", FAMILIES)
-def test_gpu_peak_within_a_tenth_of_the_estimate(name):
-    spec = load_spec(name)
-    m = measure_memory(spec, context=2048, batch=4, settings=CheckSettings(prefill_chunk=512), decode_steps=4)
-    assert abs(m.error) < 0.10, m.to_dict()
+def test_gpu_peak_within_five_percent_of_the_estimate(name):
+    m = measure_memory(_widened(name), context=16384, batch=16, settings=CheckSettings(prefill_chunk=2048),
+                       decode_steps=4)
+    assert m.estimated_bytes > 2**30  # large enough for the issue's 5% beside fixed library workspace
+    assert abs(m.error) < 0.05, m.to_dict()
 
 
 @pytest.mark.gpu
