@@ -3,7 +3,7 @@
 #   bash bench/gpu/run_checks.sh SECTION...      (default: all sections, in this order)
 # Sections: ssd (mamba-ssm SSD bf16 parity with gradients; Triton compiles for minutes), memory (measured vs
 # estimated peak per family, with per-layer transients), throughput (hybrid vs transformer at 8k in / 16k out),
-# gputests (every other GPU-marked test), fp8 (bench_training FP8 vs bf16), torchrun (1-GPU `train --nproc 1`).
+# gputests (every other GPU-marked test), ssdtime (SSD through our dispatch vs mamba-ssm direct, alternating rounds), fp8 (bench_training FP8 vs bf16), torchrun (1-GPU `train --nproc 1`).
 # Logs and JSON go to $OUT; summary.txt lists each section's exit code. MEMORY_FAMILIES, GPUTEST_PATHS, FP8_ARGS
 # and *_SECONDS narrow or bound a section.
 set -u
@@ -26,6 +26,8 @@ for s in "${sections[@]}"; do
     gputests) run gputests ${GPUTEST_SECONDS:-300} pytest -m gpu ${GPUTEST_PATHS:-tests/kernels tests/blocks tests/builder tests/checks tests/training} \
                 -v -p no:cacheprovider --ignore tests/kernels/test_ssd.py --continue-on-collection-errors -rfE ;;
     fp8) run fp8 ${FP8_SECONDS:-420} python3 bench/bench_training.py fp8 ${FP8_ARGS:-} --out "$OUT" ;;
+    ssdtime) run ssdtime ${SSDTIME_SECONDS:-240} env SSD_ROUNDS=${SSD_ROUNDS:-15} python3 bench/bench_kernels.py --only ssd \
+               --out "$OUT" ;;
     torchrun) run torchrun 180 bash bench/gpu/torchrun_smoke.sh ;;
     *) echo "unknown section $s" >> "$OUT/summary.txt" ;;
   esac
