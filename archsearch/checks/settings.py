@@ -30,8 +30,9 @@ class CheckSettings:
     prefill_chunk: tokens per prefill step (chunked prefill). logits: "last" computes the LM head only for the
     chunk's last token (what generation needs, what serving engines do, and the builder's prefill default),
     "all" for every token of the chunk (the builder's `prefill(..., logits="all")`, used by parity tests).
-    kernels: the Mamba-2 path, "fused" (mamba-ssm's Triton scan and gated norm, on CUDA) or "eager" (the
-    chunked PyTorch scan, float32 inside: the CPU path); see workspace.py for what each holds.
+    kernels: the kernel path, "fused" (CUDA: mamba-ssm's Triton scan and gated norm; attention that needs no
+    element mask) or "eager" (the CPU path: the chunked PyTorch scan, float32 inside, and SDPA with a boolean
+    mask for chunks after the first); see workspace.py for what each holds.
     attention_scores: "fused" backends (flash, cuDNN, memory-efficient SDPA) never hold the score matrix;
     "materialized" (eager/math attention) holds (heads, chunk, keys) scores in float32.
     policy: the budget policy; None uses the device's own, else the Nemotron default.

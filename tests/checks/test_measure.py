@@ -4,7 +4,7 @@ the allocator peak is near the estimate."""
 import pytest
 
 from archsearch.checks import CheckSettings
-from archsearch.checks.measure import measure_memory
+from archsearch.checks.measure import kernels_profile, measure_memory
 from archsearch.spec import load_spec, parse_spec
 
 FAMILIES = ["nemotron-h-tiny", "gemma2-tiny", "mamba2-tiny", "qwen3-tiny"]
@@ -20,6 +20,13 @@ def test_builder_weights_and_caches_match_the_estimate(name):
     assert m.cache_bytes == parts["kv_cache"] + parts["ssm_state"] + parts["conv_state"]
     assert m.peak_bytes is None and m.error is None
     assert m.settings["kernels"] == "eager"  # the CPU runs the PyTorch scan
+
+
+def test_kernels_profile_follows_the_scan_then_the_device():
+    assert kernels_profile({"ssd_scan": "mamba_ssm", "attention": "sdpa"}, cuda=True) == "fused"
+    assert kernels_profile({"ssd_scan": "torch_chunked"}, cuda=True) == "eager"
+    assert kernels_profile({"attention": "sdpa"}, cuda=True) == "fused"  # no mask on CUDA
+    assert kernels_profile({"attention": "sdpa"}, cuda=False) == "eager"
 
 
 def _widened(name: str):
