@@ -10,7 +10,12 @@ handlers and the re-sort are noted by listeners the benchmark adds to the page (
 phase, a MutationObserver on the table's data-sort), so Playwright's round trips are not counted; "click to
 sorted" runs from the moment the click is sent. Each load is a fresh browser context (no HTTP cache).
 
-    .venv/bin/python bench/bench_dashboard.py [--trials 10000] [--runs 5] [--db PATH]
+Server side (`--server`, no browser): the server's CPU time and wall time to answer parameter importance for each
+objective on a fresh server (light columns already loaded), and the latency of sort requests to the trials API
+sent every 20 ms while importance for every objective is asked at once (the study page and a second page, or
+the objective switched), against the same requests on an idle server.
+
+    .venv/bin/python bench/bench_dashboard.py [--trials 10000] [--runs 5] [--db PATH] [--server]
 """
 
 from __future__ import annotations
@@ -195,6 +200,60 @@ def measure(base: str, runs: int, screenshot: Path | None, click_after_ms: int =
     return results
 
 
+def _get(url: str) -> float:
+    """Seconds to GET `url` and read its body (it must answer 200)."""
+    import urllib.request
+
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=120) as response:
+        response.read()
+        assert response.status == 200, (url, response.status)
+    return time.perf_counter() - t0
+
+
+def _sorts(base: str, n: int, until: threading.Event | None = None) -> list[float]:
+    """Latencies (s) of sort requests to the trials API sent every 20 ms: `n` of them, or until `until` is set."""
+    latencies: list[float] = []
+    while (until is None and len(latencies) < n) or (until is not None and not until.is_set()):
+        latencies.append(_get(f"{base}/api/study/1/trials?sort=obj:0&desc={len(latencies) % 2}"))
+        time.sleep(0.02)
+    return latencies
+
+
+def measure_server(url: str, runs: int, n_objectives: int = 2) -> None:
+    """Importance's server cost per objective, and sort latency while importance is computed (see the docstring).
+    Each run starts a fresh server, so importance is computed as after a change of the study."""
+    imp = [f"/api/study/1/importance?objective={i}" for i in range(n_objectives)]
+    for run in range(runs):
+        with serve(url) as base:
+            _get(f"{base}/api/study/1/trials")  # the light columns: loaded once per change, not measured here
+            idle = _sorts(base, 20)
+            figures = []
+            for path in imp:
+                cpu, t0 = time.process_time(), time.perf_counter()
+                _get(base + path)
+                figures.append((time.process_time() - cpu, time.perf_counter() - t0))
+            print(f"run {run} importance, fresh server: " + ", ".join(
+                f"objective {i} {c * 1000:.0f} ms CPU / {w * 1000:.0f} ms wall" for i, (c, w) in enumerate(figures))
+                  + f"; all objectives {sum(c for c, _ in figures) * 1000:.0f} ms CPU")
+        with serve(url) as base:
+            _get(f"{base}/api/study/1/trials")
+            done = threading.Event()
+            cpu, t0 = time.process_time(), time.perf_counter()
+            askers = [threading.Thread(target=_get, args=(base + path,)) for path in imp]
+            for t in askers:
+                t.start()
+            watcher = threading.Thread(target=lambda: ([t.join() for t in askers], done.set()))
+            watcher.start()
+            during = _sorts(base, 0, until=done)
+            watcher.join()
+            print(f"run {run} importance for {n_objectives} objectives asked at once: {(time.perf_counter() - t0) * 1000:.0f} "
+                  f"ms wall, {(time.process_time() - cpu) * 1000:.0f} ms CPU (sort requests included); sort latency "
+                  f"idle median {statistics.median(idle) * 1000:.0f} / max {max(idle) * 1000:.0f} ms, during "
+                  f"median {statistics.median(during) * 1000:.0f} / max {max(during) * 1000:.0f} ms "
+                  f"({len(during)} requests)")
+
+
 def report(results: list[dict]) -> None:
     for r in results:
         r["click_to_sorted_ms"] = r["sorted_ms"] - r["sent_ms"]
@@ -220,6 +279,8 @@ def main() -> None:
     parser.add_argument("--click-after", default="0", metavar="MS[,MS...]",
                         help="wait this long after the rows show before clicking a heading; several values give one "
                              "set of --runs loads each (a sweep over the moments the plots load and draw)")
+    parser.add_argument("--server", action="store_true",
+                        help="measure the server side only (importance cost, sort latency meanwhile); no browser")
     args = parser.parse_args()
     args.db.parent.mkdir(parents=True, exist_ok=True)
     if args.reuse and args.db.is_file():
@@ -228,6 +289,10 @@ def main() -> None:
         t0 = time.perf_counter()
         url = build_database(args.db, args.trials, seed=0)
         print(f"built {args.trials} trials in {time.perf_counter() - t0:.1f} s -> {args.db}")
+    if args.server:
+        measure_server(url, args.runs)
+        print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        return
     delays = [int(ms) for ms in args.click_after.split(",")]
     with serve(url) as base:
         for delay in delays:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import optuna
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import UserError
 from . import api, pages
 from .assets import plotly_js, static_files
-from .importance import Importance, param_importance, too_few
+from .importance import ImportanceCache
 from .optuna_source import OptunaSource
 from .queries import NotFound, Repository
 from .readonly import open_readonly
@@ -96,34 +95,6 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return _error(request, 500, "Internal error", "the dashboard hit an internal error; the server log has details.")
 
 
-class _ImportanceCache:
-    """Parameter importance per (study, objective), recomputed only when the study changes."""
-
-    def __init__(self, repo: Repository, source: OptunaSource):
-        self.repo, self.source = repo, source
-        self._cache: dict[tuple[int, int], tuple[str, Importance]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, study_id: int, objective: int) -> Importance:
-        stamp = self.repo.stamp(study_id)
-        with self._lock:
-            hit = self._cache.get((study_id, objective))
-        if hit and hit[0] == stamp:
-            return hit[1]
-        study = self.repo.study(study_id)
-        completed = self.repo.completed_optuna_ids(study_id)
-        try:
-            # Too few trials need no look at Optuna's tables to say so.
-            result = too_few(len(completed)) or param_importance(self.source.completed_copy(study.name, completed),
-                                                                  objective)
-        except (KeyError, optuna.exceptions.OptunaError, sa.exc.SQLAlchemyError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            result = Importance({}, f"Optuna's record of this study could not be read ({reason})")
-        with self._lock:
-            self._cache[(study_id, objective)] = (stamp, result)
-        return result
-
-
 def create_app(storage_url: str) -> Starlette:
     """The app over `storage_url`; raises `StorageError` (a UserError) if it is not a readable archsearch
     database, before any server starts."""
@@ -150,6 +121,6 @@ def create_app(storage_url: str) -> Starlette:
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(SecurityHeaders)])
     app.state.repo = repo
     app.state.templates = make_environment()
-    app.state.importance = _ImportanceCache(repo, OptunaSource(storage_url))
+    app.state.importance = ImportanceCache(repo, OptunaSource(storage_url, engine))
     app.state.storage_url = storage_url
     return app

@@ -284,7 +284,7 @@
     $("curve-metric").addEventListener("change", loadCurves);
     $("importance-objective").addEventListener("change", loadImportance);
     showPage(data.first_page);  // embedded in the HTML: the table is usable before any request
-    // The Pareto plot first; importance last, as it can take the server a second or two on a large study.
+    // The Pareto plot first; importance last (after a change of the study the server reads Optuna's trials for it).
     loadPareto().then(loadPagePlots).then(loadImportance);
     window.setTimeout(poll, POLL_MS);
   });
