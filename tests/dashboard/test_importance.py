@@ -158,3 +158,28 @@ def test_a_failed_computation_is_not_kept():
         cache(1, 0)
     source.fail = False
     assert cache(1, 0).values and source.loads == 2
+
+
+def test_lean_read_matches_optuna_on_sqlite_and_postgresql(storage_url):
+    """Optuna's enum and float columns come back differently per database (PostgreSQL gives enum members and
+    its own float handling): the lean read must give the trials Optuna's storage gives on both."""
+    from archsearch.storage.urls import full_url, parse
+
+    study = optuna.create_study(storage=full_url(parse(storage_url)), study_name="lean-read",
+                                directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=1))
+
+    def objectives(trial):
+        x = trial.suggest_float("x", 0, 1)
+        kind = trial.suggest_categorical("kind", ["mamba", "attention"])
+        if x > 0.9:
+            raise optuna.TrialPruned()
+        return (float("inf") if x < 0.05 else x), (1.0 if kind == "mamba" else -x)
+
+    study.optimize(objectives, n_trials=25)
+    ids = [t._trial_id for t in study.trials]
+    source = OptunaSource(storage_url, open_readonly(storage_url))
+    directions, fast = source.completed_trials("lean-read", ids)
+    ref_directions, reference = source.completed_trials_reference("lean-read", ids)
+    assert directions == ref_directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
+    assert len(fast) == sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) > 0
+    assert [_fields(t) for t in fast] == [_fields(t) for t in reference]
