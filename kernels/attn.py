@@ -31,14 +31,20 @@ SDPA_MAX_QUERY_ROWS = 1 << 18
 
 
 def _validate(q, k, v, causal, window, softcap, scale):
-    _checks.floating(OP, q=q, k=k, v=v)
-    if q.dim() != 4:
+    # Plain comparisons first; a helper (which formats the error) runs only when one fails, in the same order.
+    ok = _checks.floating_on(q.device, q, k, v)
+    if not ok:
+        _checks.floating(OP, q=q, k=k, v=v)
+    q_shape = q.shape
+    if len(q_shape) != 4:
         _checks.fail(OP, "q.shape", tuple(q.shape), "4 dims (b, hq, t, d)")
-    b, hq, t, d = q.shape
-    if k.dim() != 4 or k.shape[0] != b or k.shape[3] != d:
+    b, hq, t, d = q_shape
+    k_shape = k.shape
+    if len(k_shape) != 4 or k_shape[0] != b or k_shape[3] != d:
         _checks.fail(OP, "k.shape", tuple(k.shape), f"({b}, hkv, s, {d}) with layout (b, hkv, s, d)")
-    hkv, s = k.shape[1], k.shape[2]
-    _checks.shape(OP, "v", v, (b, hkv, s, d), "(b, hkv, s, d)")
+    hkv, s = k_shape[1], k_shape[2]
+    if v.shape != k_shape:
+        _checks.shape(OP, "v", v, (b, hkv, s, d), "(b, hkv, s, d)")
     if hq % hkv:
         _checks.fail(OP, "k.shape[1] (kv heads)", hkv, f"a divisor of the query heads {hq}")
     if t > s:
@@ -52,7 +58,8 @@ def _validate(q, k, v, causal, window, softcap, scale):
         _checks.fail(OP, "softcap", softcap, "None or a float > 0")
     if scale is not None and not scale > 0:
         _checks.fail(OP, "scale", scale, "None or a float > 0")
-    _checks.same_device(OP, q, k=k, v=v)
+    if not ok:
+        _checks.same_device(OP, q, k=k, v=v)
 
 
 def _validate_positions(q, k, causal, positions):
@@ -61,12 +68,17 @@ def _validate_positions(q, k, causal, positions):
     t, s = q.shape[2], k.shape[2]
     if not causal:
         _checks.fail(OP, "causal", causal, "True when positions are given")
-    _checks.shape(OP, "positions.q_pos_T", positions.q_pos_T, (t,), "(t,) int64")
-    _checks.shape(OP, "positions.k_pos_S", positions.k_pos_S, (s,), "(s,) int64")
+    q_pos_T, k_pos_S = positions.q_pos_T, positions.k_pos_S
+    if q_pos_T.shape != (t,):
+        _checks.shape(OP, "positions.q_pos_T", q_pos_T, (t,), "(t,) int64")
+    if k_pos_S.shape != (s,):
+        _checks.shape(OP, "positions.k_pos_S", k_pos_S, (s,), "(s,) int64")
     n = positions.end_aligned
     if n is not None and not (isinstance(n, int) and t <= n <= s):
         _checks.fail(OP, "positions.end_aligned", n, f"None or an int in [{t}, {s}] (queries, keys)")
-    _checks.same_device(OP, q, q_pos_T=positions.q_pos_T, k_pos_S=positions.k_pos_S)
+    device = q.device
+    if q_pos_T.device != device or k_pos_S.device != device:
+        _checks.same_device(OP, q, q_pos_T=q_pos_T, k_pos_S=k_pos_S)
 
 
 def visible_mask(t: int, s: int, causal: bool, window: int | None, device) -> torch.Tensor:
@@ -100,8 +112,67 @@ def attention_reference(q, k, v, causal=True, window=None, softcap=None, scale=N
 
 
 # ---------------------------------------------------------------- sdpa --------------------------------------
+class SdpaOrder:
+    """`with sdpa_kernel(order, set_priority=True)` as two calls, `saved = enter()` and `exit(saved)`, leaving the
+    same state inside and after: exactly `order` enabled and ranked first inside; after, the previous flags, and
+    the order sdpa_kernel restores (the previously enabled backends by their previous rank, then the rest).
+    sdpa_kernel rebuilds its backend lists with getattr and f-strings on entry and exit (~20 us of host time per
+    attention call, bench/bench_dispatch.py); this sets the same torch._C flags directly and caches the orders
+    per starting state. A torch without those private functions gets sdpa_kernel itself."""
+
+    def __init__(self, order: list) -> None:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        self.order = [int(b) for b in order]
+        self._context = functools.partial(sdpa_kernel, order, set_priority=True)
+        self._orders: dict[tuple, tuple[list[int], list[int]]] = {}  # starting state -> (inside, after)
+        try:
+            from torch.nn.attention import _backend_names  # {flag name: SDPBackend member}, as sdpa_kernel uses
+
+            self._getters = tuple(getattr(torch._C, f"_get_{name}_sdp_enabled") for name in _backend_names)
+            self._setters = tuple(getattr(torch._C, f"_set_sdp_use_{name}") for name in _backend_names)
+            self._backends = tuple(int(getattr(SDPBackend, member)) for member in _backend_names.values())
+            self._wanted = tuple(b in self.order for b in self._backends)
+            self._get_order, self._set_order = torch._C._get_sdp_priority_order, torch._C._set_sdp_priority_order
+            self.direct = True
+        except (ImportError, AttributeError):
+            self.direct = False
+
+    def _inside_and_after(self, flags: tuple, previous: list[int]) -> tuple[list[int], list[int]]:
+        key = (flags, tuple(previous))
+        orders = self._orders.get(key)
+        if orders is None:
+            inside = self.order + [b for b in previous if b not in self.order]
+            enabled = {b for b, on in zip(self._backends, flags) if on}
+            after = [b for b in previous if b in enabled]
+            after += [b for b in inside if b not in after]
+            orders = self._orders[key] = (inside, after)
+        return orders
+
+    def enter(self):
+        if not self.direct:
+            context = self._context()
+            context.__enter__()
+            return context
+        flags = tuple(get() for get in self._getters)
+        inside, after = self._inside_and_after(flags, self._get_order())
+        for set_use, on in zip(self._setters, self._wanted):
+            set_use(on)
+        self._set_order(inside)
+        return flags, after
+
+    def exit(self, saved) -> None:
+        if not self.direct:
+            saved.__exit__(None, None, None)
+            return
+        flags, after = saved
+        for set_use, on in zip(self._setters, flags):
+            set_use(on)
+        self._set_order(after)
+
+
 @functools.cache
-def _sdpa_priority():
+def _sdpa_priority() -> SdpaOrder | None:
     """On CUDA, prefer cuDNN's fused attention (78-89% of the matmul rate on the H100, GPU-NOTES.md) over
     PyTorch's default order; returns None where this torch cannot set a priority."""
     try:
@@ -110,7 +181,7 @@ def _sdpa_priority():
         order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
                  SDPBackend.MATH]
         sdpa_kernel(order, set_priority=True)  # raises TypeError on a torch without set_priority
-        return functools.partial(sdpa_kernel, order, set_priority=True)
+        return SdpaOrder(order)
     except (ImportError, TypeError, AttributeError):
         return None
 
@@ -127,19 +198,31 @@ def attention_sdpa(q, k, v, causal=True, window=None, softcap=None, scale=None, 
             window = None
     if not q.is_cuda:
         return _sdpa_call(q, k, v, causal, window, scale)
-    rows = q.shape[1] * q.shape[2]
-    step = _batching.sub_batch(q.shape[0], rows, SDPA_MAX_QUERY_ROWS)
+    return _sdpa_batched(q, k, v, causal, window, scale)
+
+
+def _sdpa_batched(q, k, v, causal, window, scale):
+    """The CUDA path: cuDNN first, in sub-batches where one call would be too large for it."""
+    batch, heads, t = q.shape[0], q.shape[1], q.shape[2]
+    step = _batching.sub_batch(batch, heads * t, SDPA_MAX_QUERY_ROWS)
+    if step >= batch:  # one call (the usual case): no dicts, no note
+        return _sdpa_cuda(q, k, v, causal, window, scale)
     return _batching.run_in_sub_batches(
-        OP, _sdpa_cuda, step, dict(q=q, k=k, v=v), dict(causal=causal, window=window, scale=scale),
-        f"SDPA calls of more than {SDPA_MAX_QUERY_ROWS} query rows (b * heads * t) failed in cuDNN")
+        OP, _sdpa_cuda, step, dict(q=q, k=k, v=v), dict(causal=causal, window=window, scale=scale), _SDPA_SPLIT_WHY)
+
+
+_SDPA_SPLIT_WHY = f"SDPA calls of more than {SDPA_MAX_QUERY_ROWS} query rows (b * heads * t) failed in cuDNN"
 
 
 def _sdpa_cuda(q, k, v, causal, window, scale):
     priority = None if torch.compiler.is_compiling() else _sdpa_priority()
     if priority is None:
         return _sdpa_call(q, k, v, causal, window, scale)
-    with priority():
+    saved = priority.enter()
+    try:
         return _sdpa_call(q, k, v, causal, window, scale)
+    finally:
+        priority.exit(saved)
 
 
 @functools.cache
@@ -370,10 +453,15 @@ def attention(
         s = positions.end_aligned if positions.end_aligned is not None else s
     elif window is not None and window >= s:
         window = None  # every key already lies inside the window: the global path is the same function
-    info = dict(device=q.device.type, dtype=q.dtype, head_dim=q.shape[-1], t=q.shape[2], s=s,
-                causal=causal, window=window, softcap=softcap, gqa=q.shape[1] != k.shape[1],
-                requires_grad=torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-    if positions is not None:
-        info.update(positional=True, end_aligned=positions.end_aligned is not None)
-    return registry.run(OP, info, q, k, v, causal=causal, window=window, softcap=softcap, scale=scale,
-                        positions=positions)
+    q_shape = q.shape
+    device, dtype, head_dim, t, gqa = _checks.device_type(q), q.dtype, q_shape[3], q_shape[2], q_shape[1] != k.shape[1]
+    requires_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if positions is None:  # the call info as items sorted by name
+        items = (("causal", causal), ("device", device), ("dtype", dtype), ("gqa", gqa), ("head_dim", head_dim),
+                 ("requires_grad", requires_grad), ("s", s), ("softcap", softcap), ("t", t), ("window", window))
+    else:
+        items = (("causal", causal), ("device", device), ("dtype", dtype),
+                 ("end_aligned", positions.end_aligned is not None), ("gqa", gqa), ("head_dim", head_dim),
+                 ("positional", True), ("requires_grad", requires_grad), ("s", s), ("softcap", softcap), ("t", t),
+                 ("window", window))
+    return registry.backend_fn(OP, items)(q, k, v, causal, window, softcap, scale, positions)

@@ -18,20 +18,26 @@ ACTIVATIONS = (None, "silu")
 
 
 def _validate(x, weight, bias, activation, initial_states):
-    _checks.floating(OP, x=x, weight=weight, bias=bias, initial_states=initial_states)
-    if x.dim() != 3:
+    # Plain comparisons first; a helper (which formats the error) runs only when one fails, in the same order.
+    ok = _checks.floating_on(x.device, x, weight, bias, initial_states)
+    if not ok:
+        _checks.floating(OP, x=x, weight=weight, bias=bias, initial_states=initial_states)
+    x_shape = x.shape
+    if len(x_shape) != 3:
         _checks.fail(OP, "x.shape", tuple(x.shape), "3 dims (b, d, l)")
-    b, d, _ = x.shape
-    if weight.dim() != 2 or weight.shape[0] != d or weight.shape[1] < 1:
+    b, d, _ = x_shape
+    w_shape = weight.shape
+    if len(w_shape) != 2 or w_shape[0] != d or w_shape[1] < 1:
         _checks.fail(OP, "weight.shape", tuple(weight.shape), f"({d}, k) with k >= 1, layout (d, k)")
-    k = weight.shape[1]
-    if bias is not None:
+    k = w_shape[1]
+    if bias is not None and bias.shape != (d,):
         _checks.shape(OP, "bias", bias, (d,), "(d,)")
     if activation not in ACTIVATIONS:
         _checks.fail(OP, "activation", repr(activation), "None or 'silu'")
-    if initial_states is not None:
+    if initial_states is not None and initial_states.shape != (b, d, k - 1):
         _checks.shape(OP, "initial_states", initial_states, (b, d, k - 1), "(b, d, k-1)")
-    _checks.same_device(OP, x, weight=weight, bias=bias, initial_states=initial_states)
+    if not ok:
+        _checks.same_device(OP, x, weight=weight, bias=bias, initial_states=initial_states)
 
 
 def _padded(x, k, initial_states):
@@ -130,5 +136,5 @@ def causal_conv1d(
 ):
     """y (b, d, l) in x.dtype, or (y, final_states (b, d, k-1)) if return_final_states."""
     _validate(x, weight, bias, activation, initial_states)
-    info = dict(device=x.device.type, dtype=x.dtype, width=weight.shape[1])
-    return registry.run(OP, info, x, weight, bias, activation, initial_states, return_final_states)
+    items = (("device", _checks.device_type(x)), ("dtype", x.dtype), ("width", weight.shape[1]))  # sorted by name
+    return registry.backend_fn(OP, items)(x, weight, bias, activation, initial_states, return_final_states)

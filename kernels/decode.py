@@ -18,25 +18,35 @@ CONV_OP = "conv_state_update"
 
 # ---------------------------------------------------------------- SSM state update --------------------------
 def _validate_ssm(state, x, dt, A, B, C, D, z, dt_bias, dt_limit):
-    _checks.floating(SSM_OP, state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
-    if state.dim() != 4:
+    # Plain comparisons first; a helper (which formats the error) runs only when one fails, in the same order.
+    ok = _checks.floating_on(state.device, state, x, dt, A, B, C, D, z, dt_bias)
+    if not ok:
+        _checks.floating(SSM_OP, state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
+    state_shape = state.shape
+    if len(state_shape) != 4:
         _checks.fail(SSM_OP, "state.shape", tuple(state.shape), "4 dims (b, h, p, n)")
-    b, h, p, n = state.shape
-    _checks.shape(SSM_OP, "x", x, (b, h, p), "(b, h, p)")
-    _checks.shape(SSM_OP, "dt", dt, (b, h), "(b, h)")
-    _checks.shape(SSM_OP, "A", A, (h,), "(h,)")
-    if B.dim() != 3 or B.shape[0] != b or B.shape[2] != n or h % B.shape[1]:
+    b, h, p, n = state_shape
+    if x.shape != (b, h, p):
+        _checks.shape(SSM_OP, "x", x, (b, h, p), "(b, h, p)")
+    if dt.shape != (b, h):
+        _checks.shape(SSM_OP, "dt", dt, (b, h), "(b, h)")
+    if A.shape != (h,):
+        _checks.shape(SSM_OP, "A", A, (h,), "(h,)")
+    B_shape = B.shape
+    if len(B_shape) != 3 or B_shape[0] != b or B_shape[2] != n or h % B_shape[1]:
         _checks.fail(SSM_OP, "B.shape", tuple(B.shape), f"({b}, g, {n}) with g dividing {h}, layout (b, g, n)")
-    _checks.shape(SSM_OP, "C", C, tuple(B.shape), "(b, g, n)")
-    if D is not None and tuple(D.shape) not in ((h,), (h, p)):
+    if C.shape != B_shape:
+        _checks.shape(SSM_OP, "C", C, tuple(B.shape), "(b, g, n)")
+    if D is not None and D.shape != (h,) and D.shape != (h, p):
         _checks.fail(SSM_OP, "D.shape", tuple(D.shape), f"({h},) or ({h}, {p})")
-    if z is not None:
+    if z is not None and z.shape != (b, h, p):
         _checks.shape(SSM_OP, "z", z, (b, h, p), "(b, h, p)")
-    if dt_bias is not None:
+    if dt_bias is not None and dt_bias.shape != (h,):
         _checks.shape(SSM_OP, "dt_bias", dt_bias, (h,), "(h,)")
     if len(dt_limit) != 2 or not dt_limit[0] <= dt_limit[1]:
         _checks.fail(SSM_OP, "dt_limit", dt_limit, "a pair (low, high) with low <= high")
-    _checks.same_device(SSM_OP, state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
+    if not ok:
+        _checks.same_device(SSM_OP, state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
 
 
 def ssm_state_update_reference(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False,
@@ -69,10 +79,11 @@ def ssm_state_update_mamba_ssm(state, x, dt, A, B, C, D=None, z=None, dt_bias=No
     # which also needs a dt_bias tensor.
     if dt_bias is None:
         dt_bias = torch.zeros(h, dtype=dt.dtype, device=dt.device)
+    # (unsqueeze and view make the same views as [..., None] indexing, with less host time: 1 us per step)
     return module.selective_state_update(
-        state, x, dt[..., None].expand(b, h, p), A.float()[:, None, None].expand(h, p, n), B, C,
-        D=None if D is None else (D if D.dim() == 2 else D[:, None].expand(h, p)), z=z,
-        dt_bias=dt_bias[:, None].expand(h, p), dt_softplus=dt_softplus,
+        state, x, dt.unsqueeze(-1).expand(b, h, p), A.float().view(h, 1, 1).expand(h, p, n), B, C,
+        D=None if D is None else (D if D.dim() == 2 else D.unsqueeze(-1).expand(h, p)), z=z,
+        dt_bias=dt_bias.unsqueeze(-1).expand(h, p), dt_softplus=dt_softplus,
     )
 
 
@@ -113,27 +124,34 @@ def ssm_state_update(
 ) -> torch.Tensor:
     """y (b, h, p) in x.dtype; `state` holds the new state afterwards."""
     _validate_ssm(state, x, dt, A, B, C, D, z, dt_bias, dt_limit)
-    info = dict(device=x.device.type, dtype=x.dtype, dt_limit=tuple(dt_limit))
-    return registry.run(SSM_OP, info, state, x, dt, A, B, C, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus,
-                        dt_limit=tuple(dt_limit))
+    dt_limit = tuple(dt_limit)
+    items = (("device", _checks.device_type(x)), ("dt_limit", dt_limit), ("dtype", x.dtype))  # sorted by name
+    return registry.backend_fn(SSM_OP, items)(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_limit)
 
 
 # ---------------------------------------------------------------- conv state update -------------------------
 def _validate_conv(x, conv_state, weight, bias, activation):
-    _checks.floating(CONV_OP, x=x, conv_state=conv_state, weight=weight, bias=bias)
-    if x.dim() != 2:
+    # Plain comparisons first; a helper (which formats the error) runs only when one fails, in the same order.
+    ok = _checks.floating_on(x.device, x, conv_state, weight, bias)
+    if not ok:
+        _checks.floating(CONV_OP, x=x, conv_state=conv_state, weight=weight, bias=bias)
+    x_shape = x.shape
+    if len(x_shape) != 2:
         _checks.fail(CONV_OP, "x.shape", tuple(x.shape), "2 dims (b, d)")
-    b, d = x.shape
-    if weight.dim() != 2 or weight.shape[0] != d:
+    b, d = x_shape
+    w_shape = weight.shape
+    if len(w_shape) != 2 or w_shape[0] != d:
         _checks.fail(CONV_OP, "weight.shape", tuple(weight.shape), f"({d}, k), layout (d, k)")
-    k = weight.shape[1]
-    if conv_state.dim() != 3 or conv_state.shape[:2] != (b, d) or conv_state.shape[2] < k - 1:
+    k = w_shape[1]
+    s_shape = conv_state.shape
+    if len(s_shape) != 3 or s_shape[0] != b or s_shape[1] != d or s_shape[2] < k - 1:
         _checks.fail(CONV_OP, "conv_state.shape", tuple(conv_state.shape), f"({b}, {d}, L) with L >= k-1 = {k - 1}")
-    if bias is not None:
+    if bias is not None and bias.shape != (d,):
         _checks.shape(CONV_OP, "bias", bias, (d,), "(d,)")
     if activation not in (None, "silu"):
         _checks.fail(CONV_OP, "activation", repr(activation), "None or 'silu'")
-    _checks.same_device(CONV_OP, x, conv_state=conv_state, weight=weight, bias=bias)
+    if not ok:
+        _checks.same_device(CONV_OP, x, conv_state=conv_state, weight=weight, bias=bias)
 
 
 def conv_state_update_reference(x, conv_state, weight, bias=None, activation=None):
@@ -182,6 +200,6 @@ def conv_state_update(
 ) -> torch.Tensor:
     """y (b, d) in x.dtype; `conv_state` holds the shifted state afterwards."""
     _validate_conv(x, conv_state, weight, bias, activation)
-    info = dict(device=x.device.type, dtype=x.dtype)
-    return registry.run(CONV_OP, info, x, conv_state, weight, bias, activation)
+    items = (("device", _checks.device_type(x)), ("dtype", x.dtype))  # sorted by name
+    return registry.backend_fn(CONV_OP, items)(x, conv_state, weight, bias, activation)
 

@@ -7,6 +7,8 @@ Backends: mamba_ssm's Triton `layernorm_gated`, torch (float32, also the referen
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -16,18 +18,24 @@ OP = "gated_rmsnorm"
 
 
 def _validate(x, weight, z, eps, group_size):
-    _checks.floating(OP, x=x, weight=weight, z=z)
-    if x.dim() < 1:
+    # Plain comparisons first; a helper (which formats the error) runs only when one fails, in the same order.
+    ok = _checks.floating_on(x.device, x, weight, z)
+    if not ok:
+        _checks.floating(OP, x=x, weight=weight, z=z)
+    x_shape = x.shape
+    if len(x_shape) < 1:
         _checks.fail(OP, "x.shape", tuple(x.shape), "at least 1 dim (..., d)")
-    d = x.shape[-1]
-    _checks.shape(OP, "weight", weight, (d,), "(d,)")
-    if z is not None and z.shape != x.shape:
+    d = x_shape[-1]
+    if weight.shape != (d,):
+        _checks.shape(OP, "weight", weight, (d,), "(d,)")
+    if z is not None and z.shape != x_shape:
         _checks.fail(OP, "z.shape", tuple(z.shape), f"x's shape {tuple(x.shape)}")
     if group_size is not None and (not isinstance(group_size, int) or group_size < 1 or d % group_size):
         _checks.fail(OP, "group_size", group_size, f"None or a positive divisor of the last dim {d}")
     if not eps >= 0:
         _checks.fail(OP, "eps", eps, "a float >= 0")
-    _checks.same_device(OP, x, weight=weight, z=z)
+    if not ok:
+        _checks.same_device(OP, x, weight=weight, z=z)
 
 
 def gated_rms_norm_reference(x, weight, z=None, eps=1e-6, group_size=None, norm_before_gate=False):
@@ -51,17 +59,18 @@ def gated_rms_norm_mamba_ssm(x, weight, z=None, eps=1e-6, group_size=None, norm_
     module, reason = _optional.import_mamba(_MAMBA_MODULE)
     if module is None:
         raise registry.BackendError(f"op {OP!r}: backend 'mamba_ssm' unavailable: {reason}")
+    shape = x.shape
+    if len(shape) >= 2:
+        # the kernel offsets rows by row * row_stride in 32 bits: split the leading dim below 2^31 elements
+        step = _batching.sub_batch(shape[0], math.prod(shape[1:]), _batching.INT32_ELEMENTS, x, z)
+        if step < shape[0]:
+            def call(x, z):
+                return module.rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size,
+                                         norm_before_gate=norm_before_gate)
 
-    def call(x, z):
-        return module.rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size,
-                                 norm_before_gate=norm_before_gate)
-
-    if x.dim() < 2:
-        return call(x, z)
-    # the kernel offsets rows by row * row_stride in 32 bits: split the leading dim below 2^31 elements
-    step = _batching.sub_batch(x.shape[0], x[0].numel(), _batching.INT32_ELEMENTS, x, z)
-    return _batching.run_in_sub_batches(OP, call, step, dict(x=x, z=z), {},
-                                        "mamba-ssm's Triton norm indexes rows with 32-bit offsets")
+            return _batching.run_in_sub_batches(OP, call, step, dict(x=x, z=z), {},
+                                                "mamba-ssm's Triton norm indexes rows with 32-bit offsets")
+    return module.rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size, norm_before_gate=norm_before_gate)
 
 
 def _mamba_accepts(**info) -> registry.Refusal:
@@ -96,5 +105,6 @@ def gated_rms_norm(
 ) -> torch.Tensor:
     """(..., d) in x.dtype."""
     _validate(x, weight, z, eps, group_size)
-    info = dict(device=x.device.type, dtype=x.dtype, group_size=group_size or x.shape[-1], itemsize=x.element_size())
-    return registry.run(OP, info, x, weight, z, eps, group_size, norm_before_gate)
+    items = (("device", _checks.device_type(x)), ("dtype", x.dtype), ("group_size", group_size or x.shape[-1]),
+             ("itemsize", x.element_size()))  # sorted by name
+    return registry.backend_fn(OP, items)(x, weight, z, eps, group_size, norm_before_gate)

@@ -130,6 +130,23 @@ def forced_backend(op: str) -> tuple[str, str] | None:
     return None
 
 
+_env_keys: dict[str, Any] = {}  # op -> its override variable as os.environ stores keys
+
+
+def _env_raw(op: str) -> Any:
+    """The override variable's raw value (or None), for cache keys only: read on every call, since tests and users
+    set it at any time, but without `os.environ.get`'s encode/decode (0.7 us, a seventh of a whole SSD dispatch).
+    `forced_backend` reads the decoded value whenever the cache misses."""
+    environ = os.environ
+    data = getattr(environ, "_data", None)  # CPython's os._Environ; anything else takes the plain path
+    if data is None:
+        return environ.get(env_var(op))
+    key = _env_keys.get(op)
+    if key is None:
+        key = _env_keys[op] = environ.encodekey(env_var(op))
+    return data.get(key)
+
+
 def _alternatives(entry: Op, call_info: dict[str, Any], skip: str) -> str:
     parts = []
     for b in entry.ranked():
@@ -195,14 +212,22 @@ def check(op: str, **call_info: Any) -> Backend:
 
 def select(op: str, **call_info: Any) -> Backend:
     """Like `check`, and logs the choice once (with the reasons better-ranked backends were skipped)."""
-    forced = forced_backend(op)
-    key = (op, forced, tuple(sorted(call_info.items())))
+    return _select(op, tuple(sorted(call_info.items())), call_info)
+
+
+def _select(op: str, call_items: tuple, call_info: dict[str, Any] | None = None) -> Backend:
+    """`select` for call info given as items sorted by name. A repeated call is one dict lookup: its key holds
+    what can change the answer (a forced backend, the raw override variable, the call items) and is built
+    without formatting anything; registering or forcing a backend clears the cache."""
     try:
+        key = (op, _forced.get(op), _env_raw(op), call_items)
         backend = _choice_cache.get(key)
     except TypeError:  # an unhashable call-info value: no caching
         key, backend = None, None
     if backend is not None:
         return backend
+    if call_info is None:
+        call_info = dict(call_items)
     backend, skipped, source = _choose(op, call_info)
     log_key = (op, backend.name, source, tuple(skipped))
     with _lock:
@@ -224,14 +249,25 @@ def _chosen_name(op: str, call_items: tuple) -> str:
     while tracing and bakes the answer into the graph instead of tracing the registry's caches and lock (which
     recompiled on every new cache entry and hit the recompile limit); a new call signature is a new shape or
     constant, which dynamo guards on anyway."""
-    return select(op, **dict(call_items)).name
+    try:  # _select's cache hit, inlined: this runs on every op call
+        backend = _choice_cache.get((op, _forced.get(op), _env_raw(op), call_items))
+    except TypeError:
+        backend = None
+    return (backend or _select(op, call_items)).name
+
+
+def backend_fn(op: str, call_items: tuple) -> Callable[..., Any]:
+    """The callable of the backend selected for `call_items` (call info as items sorted by name, i.e.
+    `tuple(sorted(call_info.items()))`), recorded in `backends_used()`. The ops' hot path: they build the items
+    in sorted order and call the backend with plain positional arguments, so no dict is sorted or re-packed."""
+    name = _chosen_name(op, call_items)
+    _used[op] = name
+    return _OPS[op].backends[name].fn
 
 
 def run(op: str, call_info: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
     """Select a backend for `call_info`, record it in `backends_used()`, and call it."""
-    name = _chosen_name(op, tuple(sorted(call_info.items())))
-    _used[op] = name
-    return _OPS[op].backends[name].fn(*args, **kwargs)
+    return backend_fn(op, tuple(sorted(call_info.items())))(*args, **kwargs)
 
 
 def backends_used() -> dict[str, str]:

@@ -21,32 +21,42 @@ DEFAULT_DT_LIMIT = (0.0, math.inf)
 
 
 def _validate(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_limit, initial_states):
-    _checks.floating(OP, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states)
-    if x.dim() != 4:
+    # Plain comparisons first; a helper (which formats the error) runs only when one fails, in the same order.
+    ok = _checks.floating_on(x.device, x, dt, A, B, C, D, z, dt_bias, initial_states)
+    if not ok:
+        _checks.floating(OP, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states)
+    x_shape = x.shape
+    if len(x_shape) != 4:
         _checks.fail(OP, "x.shape", tuple(x.shape), "4 dims (b, l, h, p)")
-    b, l, h, p = x.shape
-    if B.dim() != 4:
+    b, l, h, p = x_shape
+    B_shape = B.shape
+    if len(B_shape) != 4:
         _checks.fail(OP, "B.shape", tuple(B.shape), "4 dims (b, l, g, n)")
-    g, n = B.shape[2], B.shape[3]
-    _checks.shape(OP, "dt", dt, (b, l, h), "(b, l, h)")
-    _checks.shape(OP, "A", A, (h,), "(h,)")
-    _checks.shape(OP, "B", B, (b, l, g, n), "(b, l, g, n)")
-    _checks.shape(OP, "C", C, (b, l, g, n), "(b, l, g, n)")
+    g, n = B_shape[2], B_shape[3]
+    if dt.shape != (b, l, h):
+        _checks.shape(OP, "dt", dt, (b, l, h), "(b, l, h)")
+    if A.shape != (h,):
+        _checks.shape(OP, "A", A, (h,), "(h,)")
+    if B_shape[0] != b or B_shape[1] != l:
+        _checks.shape(OP, "B", B, (b, l, g, n), "(b, l, g, n)")
+    if C.shape != B_shape:
+        _checks.shape(OP, "C", C, (b, l, g, n), "(b, l, g, n)")
     if h % g:
         _checks.fail(OP, "B.shape[2] (groups)", g, f"a divisor of the number of heads {h}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         _checks.fail(OP, "chunk_size", chunk_size, "a positive int")
-    if D is not None and tuple(D.shape) not in ((h,), (h, p)):
+    if D is not None and D.shape != (h,) and D.shape != (h, p):
         _checks.fail(OP, "D.shape", tuple(D.shape), f"({h},) or ({h}, {p})")
-    if z is not None:
+    if z is not None and z.shape != x_shape:
         _checks.shape(OP, "z", z, (b, l, h, p), "(b, l, h, p)")
-    if dt_bias is not None:
+    if dt_bias is not None and dt_bias.shape != (h,):
         _checks.shape(OP, "dt_bias", dt_bias, (h,), "(h,)")
-    if initial_states is not None:
+    if initial_states is not None and initial_states.shape != (b, h, p, n):
         _checks.shape(OP, "initial_states", initial_states, (b, h, p, n), "(b, h, p, n)")
     if len(dt_limit) != 2 or not dt_limit[0] <= dt_limit[1]:
         _checks.fail(OP, "dt_limit", dt_limit, "a pair (low, high) with low <= high")
-    _checks.same_device(OP, x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states)
+    if not ok:
+        _checks.same_device(OP, x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states)
 
 
 def effective_dt(dt, dt_bias, dt_softplus, dt_limit):
@@ -176,8 +186,17 @@ def ssd_scan_mamba_ssm(
     module, reason = _optional.import_mamba(_MAMBA_MODULE)
     if module is None:
         raise registry.BackendError(f"op {OP!r}: backend 'mamba_ssm' unavailable: {reason}")
-    step = _batching.sub_batch(x.shape[0], scan_elements_per_sequence(x, B, chunk_size), _batching.INT32_ELEMENTS,
-                              x, dt, B, C, z, initial_states)
+    batch = x.shape[0]
+    # _batching.sub_batch(batch, per_sequence, limit, x, dt, B, C, z, initial_states) without its loop: every one
+    # of them is batch-first and >= 3-D (validated), and x, B, C (and often dt, z) are column views.
+    span = max(scan_elements_per_sequence(x, B, chunk_size), x.stride()[0], dt.stride()[0], B.stride()[0],
+               C.stride()[0], 0 if z is None else z.stride()[0],
+               0 if initial_states is None else initial_states.stride()[0])
+    step = _batching.step_for(batch, span, _batching.INT32_ELEMENTS)
+    if step >= batch:  # one call (the usual case): no dicts, no note
+        return module.mamba_chunk_scan_combined(
+            x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
+            dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_states)
     return _batching.run_in_sub_batches(
         OP, module.mamba_chunk_scan_combined, step,
         dict(x=x, dt=dt, B=B, C=C, z=z, initial_states=initial_states),
@@ -191,7 +210,7 @@ def scan_elements_per_sequence(x, B, chunk_size: int) -> int:
     """The largest tensor mamba-ssm's chunked scan makes, in elements per sequence: x/y (l h p), the chunk
     states (chunks h p n, float32), C.B^T (chunks g Q Q) or B/C (l g n)."""
     _, l, h, p = x.shape
-    g, n = B.shape[2], B.shape[3]
+    _, _, g, n = B.shape
     chunks = -(-l // chunk_size)
     return max(l * h * p, chunks * h * p * n, chunks * g * chunk_size * chunk_size, l * g * n)
 
@@ -223,7 +242,13 @@ registry.register_backend(OP, "reference", 0, ssd_scan_reference, auto=False)
 
 
 def call_info(x: torch.Tensor, B: torch.Tensor) -> dict:
-    return dict(device=x.device.type, dtype=x.dtype, headdim=x.shape[-1], dstate=B.shape[-1])
+    return dict(call_items(x, B))
+
+
+def call_items(x: torch.Tensor, B: torch.Tensor) -> tuple:
+    """The call info as items sorted by name (the registry's key)."""
+    return (("device", _checks.device_type(x)), ("dstate", B.shape[-1]), ("dtype", x.dtype),
+            ("headdim", x.shape[-1]))
 
 
 def ssd_chunk_scan(
@@ -243,8 +268,5 @@ def ssd_chunk_scan(
 ):
     """y (b, l, h, p) in x.dtype, or (y, final_states (b, h, p, n) float32) if return_final_states."""
     _validate(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_limit, initial_states)
-    return registry.run(
-        OP, call_info(x, B), x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias,
-        initial_states=initial_states, dt_softplus=dt_softplus, dt_limit=tuple(dt_limit),
-        return_final_states=return_final_states,
-    )
+    return registry.backend_fn(OP, call_items(x, B))(
+        x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, tuple(dt_limit), return_final_states)

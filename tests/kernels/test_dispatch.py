@@ -1,0 +1,202 @@
+"""The dispatch hot path (bench/bench_dispatch.py times it): a repeated call re-selects nothing and formats
+nothing; ops key the registry with sorted call items; the fused wrappers split exactly as `sub_batch` says; the
+cheap SDPA priority switch leaves the same state as `sdpa_kernel`."""
+
+import math
+
+import pytest
+import torch
+
+import archsearch.kernels as K
+from archsearch.kernels import _batching, _checks, _optional, attn, gated_norm, registry, ssd
+from archsearch.kernels.attn_positions import CachePositions
+
+
+def _ssd():
+    b, l, h, p, g, n = 1, 8, 4, 4, 2, 4
+    x, dt, B, C = torch.randn(b, l, h, p), torch.rand(b, l, h), torch.randn(b, l, g, n), torch.randn(b, l, g, n)
+    A, D, dt_bias = -torch.rand(h), torch.randn(h), torch.randn(h)
+    return lambda: K.ssd_chunk_scan(x, dt, A, B, C, 4, D=D, dt_bias=dt_bias, dt_softplus=True)
+
+
+def _conv1d():
+    x, w, bias = torch.randn(1, 6, 8), torch.randn(6, 4), torch.randn(6)
+    return lambda: K.causal_conv1d(x, w, bias, "silu")
+
+
+def _gated_norm():
+    x, z, w = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(8)
+    return lambda: K.gated_rms_norm(x, w, z, 1e-5, group_size=4)
+
+
+def _attention():
+    q, k = torch.randn(1, 4, 3, 16), torch.randn(1, 2, 5, 16)
+    return lambda: K.attention(q, k, k, causal=True)
+
+
+def _attention_positions():
+    q, k = torch.randn(1, 4, 1, 16), torch.randn(1, 2, 8, 16)
+    positions = CachePositions(torch.tensor([4]), torch.tensor([0, 1, 2, 3, 4, -1, -1, -1]), end_aligned=5)
+    return lambda: K.attention(q, k, k, causal=True, positions=positions)
+
+
+def _ssm_step():
+    b, h, p, n, g = 2, 4, 3, 5, 2
+    state, x, dt = torch.zeros(b, h, p, n), torch.randn(b, h, p), torch.rand(b, h)
+    B, C, A, D = torch.randn(b, g, n), torch.randn(b, g, n), -torch.rand(h), torch.randn(h)
+    return lambda: K.ssm_state_update(state, x, dt, A, B, C, D=D, dt_bias=torch.zeros(h), dt_softplus=True)
+
+
+def _conv_step():
+    x, state, w = torch.randn(2, 6), torch.zeros(2, 6, 3), torch.randn(6, 4)
+    return lambda: K.conv_state_update(x, state, w, None, "silu")
+
+
+CASES = dict(ssd=_ssd, conv1d=_conv1d, gated_norm=_gated_norm, attention=_attention,
+             attention_positions=_attention_positions, ssm_step=_ssm_step, conv_step=_conv_step)
+
+
+def _counting(calls: list, name: str, fn):
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_repeated_call_reselects_nothing_and_formats_nothing(case, monkeypatch):
+    """After the first call, the same call must not reach the registry's selection (probe, accepts, logging),
+    the override lookup that formats `$ARCHSEARCH_BACKEND_<OP>`, or any error helper (which format messages)."""
+    call = CASES[case]()
+    call()
+    calls: list[str] = []
+    for name in ("_select", "_choose", "forced_backend", "env_var", "_describe_call"):
+        monkeypatch.setattr(registry, name, _counting(calls, name, getattr(registry, name)))
+    for name in ("fail", "shape", "floating", "same_device"):
+        monkeypatch.setattr(_checks, name, _counting(calls, name, getattr(_checks, name)))
+    monkeypatch.setattr(registry.log, "info", _counting(calls, "log.info", registry.log.info))
+    call()
+    call()
+    assert calls == []
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_ops_key_the_registry_with_sorted_call_items(case, monkeypatch):
+    """The ops build their call items by hand; unsorted, they would miss the entries run()/select() make."""
+    seen = []
+    real = registry._chosen_name
+    monkeypatch.setattr(registry, "_chosen_name", lambda op, items: seen.append(items) or real(op, items))
+    CASES[case]()()
+    assert len(seen) == 1
+    names = [name for name, _ in seen[0]]
+    assert names == sorted(set(names))
+
+
+def test_override_still_read_on_every_call(monkeypatch):
+    """The cache key holds the raw variable, so setting it between two identical calls switches backend."""
+    call = _conv1d()
+    call()
+    assert K.backends_used()["causal_conv1d"] == "torch"
+    monkeypatch.setenv("ARCHSEARCH_BACKEND_CAUSAL_CONV1D", "reference")
+    call()
+    assert K.backends_used()["causal_conv1d"] == "reference"
+    monkeypatch.delenv("ARCHSEARCH_BACKEND_CAUSAL_CONV1D")
+    call()
+    assert K.backends_used()["causal_conv1d"] == "torch"
+
+
+# ---------------------------------------------------------------- fused wrappers with a fake package --------
+class _FakeKernel:
+    """Stands in for a fused entry point on meta tensors: records the batch of each call."""
+
+    def __init__(self, out_of):
+        self.batches, self.out_of = [], out_of
+
+    def __call__(self, *args, **kwargs):
+        x = args[0] if args else kwargs["x"]
+        self.batches.append(x.shape[0])
+        return self.out_of(x)
+
+
+def _fake_mamba(monkeypatch, name, **entry_points):
+    module = type("FakeModule", (), entry_points)
+    monkeypatch.setattr(_optional, "import_mamba", lambda wanted: (module, "fake") if wanted == name else (None, "-"))
+
+
+@pytest.mark.parametrize(
+    "b, l, h, p, g, n, parent",
+    [(2, 64, 4, 8, 1, 16, 0), (194, 8192, 64, 64, 8, 128, 0), (3, 2048, 32, 64, 8, 128, 2**30)],
+    ids=["B2-L64-fits", "B194-L8192-split", "B3-L2048-view-split"],
+)
+def test_ssd_wrapper_splits_exactly_as_sub_batch(monkeypatch, b, l, h, p, g, n, parent):
+    """ssd_scan_mamba_ssm reads the strides itself (no loop); its split must equal the generic sub_batch's, column
+    views of a wide parent (`parent` elements per sequence) included."""
+    kernel = _FakeKernel(lambda x: torch.empty(x.shape, device="meta"))
+    _fake_mamba(monkeypatch, ssd._MAMBA_MODULE, mamba_chunk_scan_combined=staticmethod(kernel))
+    wide = torch.empty(b, max(parent, 1), device="meta")
+    x = torch.empty(b, l, h, p, device="meta")
+    dt = wide[:, : l * h].view(b, l, h) if parent else torch.empty(b, l, h, device="meta")
+    B, C = torch.empty(b, l, g, n, device="meta"), torch.empty(b, l, g, n, device="meta")
+    A = torch.empty(h, device="meta")
+    step = _batching.sub_batch(b, ssd.scan_elements_per_sequence(x, B, 64), _batching.INT32_ELEMENTS, x, dt, B, C)
+    with torch.no_grad():
+        y = ssd.ssd_scan_mamba_ssm(x, dt, A, B, C, 64)
+    assert y.shape == x.shape
+    assert kernel.batches == [min(step, b - i) for i in range(0, b, step)]
+    assert (len(kernel.batches) > 1) == (b > 2)
+
+
+@pytest.mark.parametrize("shape", [(4, 16, 32), (70000, 16384, 2), (8, 32)], ids=["fits", "split", "2d"])
+def test_gated_norm_wrapper_splits_rows_as_before(monkeypatch, shape):
+    """Rows per call from math.prod(shape[1:]) (was x[0].numel(), which built a view on every call)."""
+    kernel = _FakeKernel(lambda x: torch.empty(x.shape, device="meta"))
+    _fake_mamba(monkeypatch, gated_norm._MAMBA_MODULE, rmsnorm_fn=staticmethod(kernel))
+    x = torch.empty(*shape, device="meta")
+    step = _batching.sub_batch(shape[0], math.prod(shape[1:]), _batching.INT32_ELEMENTS, x)
+    with torch.no_grad():
+        y = gated_norm.gated_rms_norm_mamba_ssm(x, torch.empty(shape[-1], device="meta"), x)
+    assert y.shape == x.shape
+    assert kernel.batches == [min(step, shape[0] - i) for i in range(0, shape[0], step)]
+
+
+# ---------------------------------------------------------------- SDPA priority ------------------------------
+def test_sdpa_order_sets_and_restores_what_sdpa_kernel_does():
+    from torch.nn.attention import SDPBackend, _backend_names, sdpa_kernel
+
+    priority = attn._sdpa_priority()
+    if priority is None:
+        pytest.skip("this torch cannot set an SDPA priority")
+    order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+             SDPBackend.MATH]
+
+    def state():
+        flags = tuple(getattr(torch._C, f"_get_{name}_sdp_enabled")() for name in _backend_names)
+        return flags, torch._C._get_sdp_priority_order()
+
+    def set_state(saved):
+        flags, ranks = saved
+        for name, on in zip(_backend_names, flags):
+            getattr(torch._C, f"_set_sdp_use_{name}")(on)
+        torch._C._set_sdp_priority_order(ranks)
+
+    original = state()
+    try:
+        for start in (None, [SDPBackend.MATH, SDPBackend.FLASH_ATTENTION], [SDPBackend.EFFICIENT_ATTENTION]):
+            set_state(original)
+            with sdpa_kernel(start, set_priority=True) if start else torch.no_grad():
+                before = state()
+                with sdpa_kernel(order, set_priority=True):
+                    expected_inside = state()
+                expected_after = state()  # sdpa_kernel re-ranks the disabled backends on exit
+                for _ in range(2):  # the second time from the cached orders
+                    set_state(before)
+                    saved = priority.enter()
+                    try:
+                        inside = state()
+                    finally:
+                        priority.exit(saved)
+                    assert inside == expected_inside, start
+                    assert state() == expected_after, start
+    finally:
+        set_state(original)
