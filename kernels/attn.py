@@ -112,67 +112,8 @@ def attention_reference(q, k, v, causal=True, window=None, softcap=None, scale=N
 
 
 # ---------------------------------------------------------------- sdpa --------------------------------------
-class SdpaOrder:
-    """`with sdpa_kernel(order, set_priority=True)` as two calls, `saved = enter()` and `exit(saved)`, leaving the
-    same state inside and after: exactly `order` enabled and ranked first inside; after, the previous flags, and
-    the order sdpa_kernel restores (the previously enabled backends by their previous rank, then the rest).
-    sdpa_kernel rebuilds its backend lists with getattr and f-strings on entry and exit (~20 us of host time per
-    attention call, bench/bench_dispatch.py); this sets the same torch._C flags directly and caches the orders
-    per starting state. A torch without those private functions gets sdpa_kernel itself."""
-
-    def __init__(self, order: list) -> None:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        self.order = [int(b) for b in order]
-        self._context = functools.partial(sdpa_kernel, order, set_priority=True)
-        self._orders: dict[tuple, tuple[list[int], list[int]]] = {}  # starting state -> (inside, after)
-        try:
-            from torch.nn.attention import _backend_names  # {flag name: SDPBackend member}, as sdpa_kernel uses
-
-            self._getters = tuple(getattr(torch._C, f"_get_{name}_sdp_enabled") for name in _backend_names)
-            self._setters = tuple(getattr(torch._C, f"_set_sdp_use_{name}") for name in _backend_names)
-            self._backends = tuple(int(getattr(SDPBackend, member)) for member in _backend_names.values())
-            self._wanted = tuple(b in self.order for b in self._backends)
-            self._get_order, self._set_order = torch._C._get_sdp_priority_order, torch._C._set_sdp_priority_order
-            self.direct = True
-        except (ImportError, AttributeError):
-            self.direct = False
-
-    def _inside_and_after(self, flags: tuple, previous: list[int]) -> tuple[list[int], list[int]]:
-        key = (flags, tuple(previous))
-        orders = self._orders.get(key)
-        if orders is None:
-            inside = self.order + [b for b in previous if b not in self.order]
-            enabled = {b for b, on in zip(self._backends, flags) if on}
-            after = [b for b in previous if b in enabled]
-            after += [b for b in inside if b not in after]
-            orders = self._orders[key] = (inside, after)
-        return orders
-
-    def enter(self):
-        if not self.direct:
-            context = self._context()
-            context.__enter__()
-            return context
-        flags = tuple(get() for get in self._getters)
-        inside, after = self._inside_and_after(flags, self._get_order())
-        for set_use, on in zip(self._setters, self._wanted):
-            set_use(on)
-        self._set_order(inside)
-        return flags, after
-
-    def exit(self, saved) -> None:
-        if not self.direct:
-            saved.__exit__(None, None, None)
-            return
-        flags, after = saved
-        for set_use, on in zip(self._setters, flags):
-            set_use(on)
-        self._set_order(after)
-
-
 @functools.cache
-def _sdpa_priority() -> SdpaOrder | None:
+def _sdpa_priority():
     """On CUDA, prefer cuDNN's fused attention (78-89% of the matmul rate on the H100, GPU-NOTES.md) over
     PyTorch's default order; returns None where this torch cannot set a priority."""
     try:
@@ -181,7 +122,7 @@ def _sdpa_priority() -> SdpaOrder | None:
         order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
                  SDPBackend.MATH]
         sdpa_kernel(order, set_priority=True)  # raises TypeError on a torch without set_priority
-        return SdpaOrder(order)
+        return functools.partial(sdpa_kernel, order, set_priority=True)
     except (ImportError, TypeError, AttributeError):
         return None
 
@@ -218,11 +159,8 @@ def _sdpa_cuda(q, k, v, causal, window, scale):
     priority = None if torch.compiler.is_compiling() else _sdpa_priority()
     if priority is None:
         return _sdpa_call(q, k, v, causal, window, scale)
-    saved = priority.enter()
-    try:
+    with priority():  # ~20 us of host time a call (bench/bench_dispatch.py); kept for its public, stable API
         return _sdpa_call(q, k, v, causal, window, scale)
-    finally:
-        priority.exit(saved)
 
 
 @functools.cache

@@ -3,7 +3,8 @@
 #   bash bench/gpu/run_checks.sh SECTION...      (default: all sections, in this order)
 # Sections: ssd (mamba-ssm SSD bf16 parity with gradients; Triton compiles for minutes), memory (measured vs
 # estimated peak per family, with per-layer transients), throughput (hybrid vs transformer at 8k in / 16k out),
-# gputests (every other GPU-marked test), ssdtime (SSD through our dispatch vs mamba-ssm direct, alternating rounds), fp8 (bench_training FP8 vs bf16), torchrun (1-GPU `train --nproc 1`).
+# gputests (every other GPU-marked test), ssdtime (SSD through our dispatch vs mamba-ssm direct, alternating rounds), probe (what is alive at
+# a prefill peak: bench/probe_peak.py), fp8 (bench_training FP8 vs bf16), torchrun (1-GPU `train --nproc 1`).
 # Logs and JSON go to $OUT; summary.txt lists each section's exit code. MEMORY_FAMILIES, GPUTEST_PATHS, FP8_ARGS
 # and *_SECONDS narrow or bound a section.
 set -u
@@ -24,10 +25,12 @@ for s in "${sections[@]}"; do
               --out "$OUT/memory.json" ;;
     throughput) run throughput 240 python3 bench/bench_checks.py throughput --steps 5 --out "$OUT/throughput.json" ;;
     gputests) run gputests ${GPUTEST_SECONDS:-300} pytest -m gpu ${GPUTEST_PATHS:-tests/kernels tests/blocks tests/builder tests/checks tests/training} \
-                -v -p no:cacheprovider --ignore tests/kernels/test_ssd.py --continue-on-collection-errors -rfE ;;
+                -v -p no:cacheprovider ${GPUTEST_IGNORE---ignore tests/kernels/test_ssd.py} --continue-on-collection-errors -rfE ;;
     fp8) run fp8 ${FP8_SECONDS:-420} python3 bench/bench_training.py fp8 ${FP8_ARGS:-} --out "$OUT" ;;
     ssdtime) run ssdtime ${SSDTIME_SECONDS:-240} env SSD_ROUNDS=${SSD_ROUNDS:-15} python3 bench/bench_kernels.py --only ssd \
                --out "$OUT" ;;
+    probe) run probe ${PROBE_SECONDS:-120} python3 bench/probe_peak.py ${PROBE_ARGS:-mamba2-tiny --d-model 1024 --vocab 32000 \
+             --context 16384 --batch 16 --chunk 2048} ;;
     torchrun) run torchrun 180 bash bench/gpu/torchrun_smoke.sh ;;
     *) echo "unknown section $s" >> "$OUT/summary.txt" ;;
   esac
