@@ -8,13 +8,16 @@ the activation dtype. Per token:
 - every layer: its input x and the normed copy (2 d a) stay alive through the mixer; RMSNorm itself peaks at
   x, two float32 temporaries and its output (2 d a + 8 d).
 - Mamba-2: the in_proj output zxbcdt (E a; z, x, B, C and dt are views of it) lives to the end. The conv holds
-  the left-padded input, its output and the SiLU (3 C a). Then, next to the conv output (C a) and the scan
-  output y (I a):
-    kernels="fused" (mamba-ssm's Triton scan and gated norm): float32 chunk states twice (before and after the
-    state passing, 2 H P N 4 / chunk) and C.B^T (G chunk 4);
-    kernels="eager" (our chunked PyTorch scan, float32 inside): x, x*dt, y twice (5 I 4), B and C expanded to
-    heads (2 H N 4), the decay and score blocks (2 H chunk 4) and three copies of the chunk states; the gated
-    norm in float32 (3 I 4).
+  the left-padded input, its output and the SiLU (3 C a); from then to the layer's end the conv output and the
+  padded copy whose tail became the cache's conv state stay referenced (2 C a). Beside those:
+    kernels="fused" (mamba-ssm's Triton scan and gated norm): dt and the dA cumsum (float32, 8 H), B and C made
+    contiguous (2 G N a), the chunk states in float32 beside the passed states in the activation dtype
+    ((4 + a) H P N / chunk), then y (I a) beside the passed states and C.B^T (G chunk 4);
+    kernels="eager" (our chunked PyTorch scan, float32 inside): y, x, x*dt, y twice (5 I 4), B and C expanded
+    to heads (2 H N 4), the decay and score blocks (2 H chunk 4) and three copies of the chunk states; the
+    gated norm in float32 (3 I 4).
+  At the layer's end y, the gated norm's output and out_proj's output (2 I a + d a) are alive together. Found
+  with bench/probe_peak.py (live blocks at the peak by allocating line), H100 2026-11-24.
 - attention: q, k, v (Hq + 2 Hkv) hd a; RoPE holds rotated q and k plus three q-sized temporaries; the
   output and its (b, t, h*d) copy (2 Hq hd a) and the log-sum-exp (Hq 4). A windowed layer whose cache is a
   ring concatenates the ring and the chunk's keys and values: 2 Hkv hd a per key over window + chunk keys.
@@ -55,16 +58,23 @@ def _norm_peak(d_model: int, a: int) -> float:
 def _mamba_peak(block: Mamba2Block, d_model: int, a: int, kernels: str) -> float:
     m = block.dims(d_model)
     E, C, I, Q = m.in_proj_dim, m.conv_dim, m.d_inner, block.chunk_size
-    hpn = m.n_heads * m.head_dim * m.d_state
+    H, G, N = m.n_heads, m.n_groups, m.d_state
+    hpn = H * m.head_dim * N
+    # Held from the conv to the layer's end (blocks/mamba2.py keeps them referenced): the conv output (x, B, C
+    # are views of it) and the padded copy whose last k-1 columns became the cache's conv state.
+    held = 2 * C * a
+    end = held + 2 * I * a + d_model * a  # y, the gated norm's output, out_proj's output
     conv = 3 * C * a
     if kernels == "fused":
-        scan = C * a + I * a + 2 * hpn * FLOAT32 / Q + m.n_groups * Q * FLOAT32
-        norm = 2 * I * a
+        # mamba-ssm: dt and the dA cumsum (float32 per head), B and C made contiguous; the chunk states in
+        # float32 beside the passed states (activation dtype); then y beside the passed states and C.B^T.
+        scan = held + 8 * H + 2 * G * N * a + max((FLOAT32 + a) * hpn / Q, I * a + a * hpn / Q + G * Q * FLOAT32)
+        norm = held + 2 * I * a
     else:
-        scan = (C * a + I * a + 5 * I * FLOAT32 + 2 * m.n_heads * m.d_state * FLOAT32
-                + 2 * m.n_heads * Q * FLOAT32 + 3 * hpn * FLOAT32 / Q)
-        norm = I * a + 3 * I * FLOAT32 + I * a
-    return E * a + max(conv, scan, norm)
+        scan = (held + I * a + 5 * I * FLOAT32 + 2 * H * N * FLOAT32 + 2 * H * Q * FLOAT32
+                + 3 * hpn * FLOAT32 / Q)
+        norm = held + I * a + 3 * I * FLOAT32 + I * a
+    return E * a + max(conv, scan, norm, end)
 
 
 def layer_workspace(block, d_model: int, act_dtype: str, kernels: str, materialize_scores: bool) -> LayerWorkspace:
