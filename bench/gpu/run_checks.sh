@@ -7,6 +7,9 @@
 # a prefill peak: bench/probe_peak.py), fp8 (bench_training FP8 vs bf16), torchrun (1-GPU `train --nproc 1`).
 # Logs and JSON go to $OUT; summary.txt lists each section's exit code. MEMORY_FAMILIES, GPUTEST_PATHS, FP8_ARGS
 # and *_SECONDS narrow or bound a section.
+# Still unverified on a GPU after 2026-11-24 (one call each, ~9 min): the dispatch rewrite and the revised
+# Mamba-2 workspace:  GPUTEST_IGNORE= GPUTEST_PATHS="tests/kernels/test_ssd.py tests/blocks tests/builder tests/checks" \
+#   GPUTEST_SECONDS=420 bash bench/gpu/run_checks.sh gputests;  then  SSD_ROUNDS=15 bash bench/gpu/run_checks.sh ssdtime memory
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export TRITON_CACHE_DIR=/tmp/triton-cache PYTHONUNBUFFERED=1
