@@ -59,7 +59,7 @@ def test_parse_workers_refuses(value):
         parse_workers(value)
 
 
-def test_auto_starts_one_worker_process_per_gpu_group_with_its_devices(monkeypatch, tmp_path, capsys):
+def test_auto_starts_one_worker_process_per_gpu_group_with_its_devices(monkeypatch, tmp_path, capsys, study_file):
     """The study launcher with a four-GPU plan: the worker processes it would start get their own devices."""
     import archsearch.studies.gpus as gpus
     import archsearch.studies.launch as launch
@@ -73,41 +73,14 @@ def test_auto_starts_one_worker_process_per_gpu_group_with_its_devices(monkeypat
 
     monkeypatch.setattr(gpus, "auto_plan", lambda g: plan_workers(["0", "1", "2", "3"], g))
     monkeypatch.setattr(launch, "_run_workers", fake_workers)
-    study = tmp_path / "study.yaml"
-    study.write_text(STUDY.format(gpus_per_trial=2, n_trials=1))
+    study = study_file(2)
     launch.run_study_command(str(study), storage=f"sqlite:///{tmp_path / 'db.sqlite'}", n_trials=None,
                              timeout_s=None, workers="auto", live=False)
     assert started == {"workers": 2, "devices": ["0,1", "2,3"]}
     assert "worker 1 -> CUDA_VISIBLE_DEVICES=2,3" in capsys.readouterr().err
 
 
-STUDY = """
-name: ddp-study
-base:
-  name: tiny-ddp
-  vocab_size: 64
-  d_model: 32
-  max_context: 256
-  pattern: M*-
-  blocks:
-    M: {{kind: mamba2, n_heads: 2, head_dim: 16, d_state: 16, n_groups: 1, conv_kernel: 4, chunk_size: 16}}
-    "*": {{kind: attention, n_heads: 2, n_kv_heads: 1, head_dim: 16, rope_theta: null}}
-    "-": {{kind: mlp, ffn_ratio: 2, activation: relu2}}
-space:
-  parameters:
-    blocks.M.d_state: {{type: categorical, choices: [8, 16]}}
-task: {{name: mqar, options: {{vocab: 16, n_pairs: 2}}}}
-recipe: {{steps: 3, batch_size: 4, seq_len: 16, eval_every: 3, eval_batches: 1, warmup: 1}}
-objectives: [val_loss]
-sampler: {{type: random}}
-n_trials: {n_trials}
-gpus_per_trial: {gpus_per_trial}
-device: cpu
-seed: 0
-"""
-
-
-def test_auto_on_a_cpu_machine_runs_one_worker_whose_trials_use_two_processes(tmp_path, capsys):
+def test_auto_on_a_cpu_machine_runs_one_worker_whose_trials_use_two_processes(tmp_path, capsys, study_file):
     """Without GPUs: one CPU worker, each trial trained by two gloo processes; storage gets one row per trial,
     with rank 0's result (the reduced tokens/s), never one per rank."""
     import torch
@@ -117,8 +90,7 @@ def test_auto_on_a_cpu_machine_runs_one_worker_whose_trials_use_two_processes(tm
 
     if torch.cuda.is_available():
         pytest.skip("the CPU fallback needs a machine without GPUs")
-    study = tmp_path / "study.yaml"
-    study.write_text(STUDY.format(gpus_per_trial=2, n_trials=1))
+    study = study_file(2)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     assert main(["study", "run", str(study), "--storage", url, "--workers", "auto", "--no-progress"]) == 0
     captured = capsys.readouterr()
@@ -130,20 +102,18 @@ def test_auto_on_a_cpu_machine_runs_one_worker_whose_trials_use_two_processes(tm
     assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["tokens_per_s"] > 0
 
 
-def test_workers_bad_value_exits_2(tmp_path, capsys):
+def test_workers_bad_value_exits_2(capsys, study_file):
     from archsearch.cli import main
 
-    study = tmp_path / "study.yaml"
-    study.write_text(STUDY.format(gpus_per_trial=1, n_trials=1))
+    study = study_file(1)
     assert main(["study", "run", str(study), "--workers", "lots"]) == 2
     assert "--workers 'lots': expected a number of worker processes >= 1, or auto" in capsys.readouterr().err
 
 
-def test_gpus_per_trial_with_one_named_gpu_is_refused_at_the_file(tmp_path, capsys):
+def test_gpus_per_trial_with_one_named_gpu_is_refused_at_the_file(capsys, study_file):
     from archsearch.cli import main
 
-    study = tmp_path / "study.yaml"
-    study.write_text(STUDY.format(gpus_per_trial=2, n_trials=1).replace("device: cpu", "device: cuda:1"))
+    study = study_file(2, device="cuda:1")
     assert main(["study", "run", str(study)]) == 2
     err = capsys.readouterr().err
     assert "gpus_per_trial 2 runs one process per GPU: device must be cpu, cuda or unset, not 'cuda:1'" in err
