@@ -29,12 +29,6 @@ def sub_batch(batch: int, per_sequence: int, limit: int, *views: torch.Tensor | 
             stride = v.stride()[0]
             if stride > span:
                 span = stride
-    return step_for(batch, span, limit)
-
-
-def step_for(batch: int, span: int, limit: int) -> int:
-    """Sequences per call when each spans `span` elements (at least 1): `sub_batch` from ints, for callers on a hot
-    path that read the strides of tensors known to be batch-first and at least 2-D themselves."""
     return max(1, min(batch, limit // max(1, span)))
 
 

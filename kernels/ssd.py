@@ -187,12 +187,8 @@ def ssd_scan_mamba_ssm(
     if module is None:
         raise registry.BackendError(f"op {OP!r}: backend 'mamba_ssm' unavailable: {reason}")
     batch = x.shape[0]
-    # _batching.sub_batch(batch, per_sequence, limit, x, dt, B, C, z, initial_states) without its loop: every one
-    # of them is batch-first and >= 3-D (validated), and x, B, C (and often dt, z) are column views.
-    span = max(scan_elements_per_sequence(x, B, chunk_size), x.stride()[0], dt.stride()[0], B.stride()[0],
-               C.stride()[0], 0 if z is None else z.stride()[0],
-               0 if initial_states is None else initial_states.stride()[0])
-    step = _batching.step_for(batch, span, _batching.INT32_ELEMENTS)
+    step = _batching.sub_batch(batch, scan_elements_per_sequence(x, B, chunk_size), _batching.INT32_ELEMENTS,
+                               x, dt, B, C, z, initial_states)
     if step >= batch:  # one call (the usual case): no dicts, no note
         return module.mamba_chunk_scan_combined(
             x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
