@@ -159,25 +159,69 @@ def ssd(quick):
 @guarded
 def conv1d(quick):
     b, d, l, k = 4, 4096 + 2 * 128, 4096, 4
-    x = torch.randn(b, d, l, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     w = torch.randn(d, k, device="cuda", requires_grad=True)
     bias = torch.randn(d, device="cuda", requires_grad=True)
-    shape = f"b{b} d{d} L{l} k{k} silu bf16"
-    io = x.numel() * 2
-    for backend in ["triton", "torch", "causal_conv1d"]:
-        ok, why = K.registry.get_backend("causal_conv1d", backend).available()
-        if not ok:
-            print(f"conv1d {backend}: unavailable ({why})")
-            continue
+    io = b * d * l * 2
+    # (b, d, l) contiguous, and channel-last as Mamba-2 hands it over (a transposed view of the projection)
+    for layout, leaf in [("", torch.randn(b, d, l, device="cuda", dtype=torch.bfloat16, requires_grad=True)),
+                         (" channel-last", torch.randn(b, l, d, device="cuda", dtype=torch.bfloat16,
+                                                       requires_grad=True))]:
+        shape = f"b{b} d{d} L{l} k{k} silu bf16{layout}"
+        for backend in ["triton", "torch", "causal_conv1d"]:
+            ok, why = K.registry.get_backend("causal_conv1d", backend).available()
+            if not ok:
+                print(f"conv1d {backend}: unavailable ({why})")
+                continue
 
-        def fn(backend=backend):
-            with K.force_backend("causal_conv1d", backend):
-                return K.causal_conv1d(x, w, bias, activation="silu")
+            def fn(backend=backend, leaf=leaf, layout=layout):
+                x = leaf.transpose(1, 2) if layout else leaf
+                with K.force_backend("causal_conv1d", backend):
+                    return K.causal_conv1d(x, w, bias, activation="silu")
 
-        with torch.no_grad():
-            record("conv1d fwd " + shape, backend, bench(fn), nbytes=2 * io)
-        record("conv1d fwd+bwd " + shape, backend, bench(fwd_bwd(fn, [x, w, bias]), grad_to_none=[x, w, bias]),
-               nbytes=5 * io, note="(bytes: fwd x,y + bwd x,dy,dx)")
+            with torch.no_grad():
+                record("conv1d fwd " + shape, backend, bench(fn), nbytes=2 * io)
+            record("conv1d fwd+bwd " + shape, backend, bench(fwd_bwd(fn, [leaf, w, bias]),
+                                                              grad_to_none=[leaf, w, bias]),
+                   nbytes=5 * io, note="(bytes: fwd x,y + bwd x,dy,dx)")
+
+
+@guarded
+def conv1d_tiles(quick):
+    """Our Triton conv's tile shapes per kernel and layout: what `triton_conv1d._tiles` should choose. Each row
+    changes one kernel's tiles ("fwd", "dpre" or "dx") and keeps the chosen ones for the others."""
+    from archsearch.kernels import triton_conv1d
+
+    b, d, l, k = 4, 4096 + 2 * 1024, 4096, 4  # nemotron-h-1b's xBC: d_inner 4096 + 2 x 8 groups x 128
+    w = torch.randn(d, k, device="cuda", requires_grad=True)
+    bias = torch.randn(d, device="cuda", requires_grad=True)
+    io = b * d * l * 2
+    chosen = triton_conv1d._tiles
+    shapes = [(128, 16, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (32, 128, 4), (16, 256, 4), (64, 32, 4),
+              (256, 16, 8), (64, 64, 8)]
+    try:
+        for layout, leaf in [("channel-last", torch.randn(b, l, d, device="cuda", dtype=torch.bfloat16,
+                                                          requires_grad=True)),
+                             ("contiguous", torch.randn(b, d, l, device="cuda", dtype=torch.bfloat16,
+                                                        requires_grad=True))]:
+            def fn(leaf=leaf, layout=layout):
+                x = leaf.transpose(1, 2) if layout == "channel-last" else leaf
+                with K.force_backend("causal_conv1d", "triton"):
+                    return K.causal_conv1d(x, w, bias, activation="silu")
+
+            for kernel in ("fwd", "dpre", "dx"):
+                for tiles in shapes:
+                    triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles, kernel=kernel: (
+                        triton_conv1d.Tiles(*t) if kern == kernel else chosen(kern, d_, l_, cl_))
+                    shape = f"b{b} d{d} L{l} {layout} {kernel} tiles {tiles}"
+                    if kernel == "fwd":
+                        with torch.no_grad():
+                            record("conv1d fwd " + shape, "triton", bench(fn), nbytes=2 * io)
+                    else:
+                        record("conv1d fwd+bwd " + shape, "triton", bench(fwd_bwd(fn, [leaf, w, bias]),
+                                                                           grad_to_none=[leaf, w, bias]),
+                               nbytes=5 * io)
+    finally:
+        triton_conv1d._tiles = chosen
 
 
 def attn_flops(b, h, t, s, d, window):
@@ -326,10 +370,10 @@ def main():
         env["mamba_ssm"] = f"not importable: {e}"
     print(env, flush=True)
     print(K.format_report(), flush=True)
-    benches = dict(ceilings=ceilings, conv1d=conv1d, ssd=ssd, gated_norm=gated_norm, decode=decode,
+    benches = dict(ceilings=ceilings, conv1d=conv1d, conv1d_tiles=conv1d_tiles, ssd=ssd, gated_norm=gated_norm, decode=decode,
                    attention=attention)
     for name, fn in benches.items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or (not args.only and name == "conv1d_tiles"):  # a sweep: on request
             continue
         t0 = time.time()
         fn(args.quick) if name != "ceilings" else fn()

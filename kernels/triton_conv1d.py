@@ -2,20 +2,23 @@
 
 Why our own: causal-conv1d needs a many-minute CUDA compile (it did not finish in 500 s on the H100), and
 F.conv1d with groups=d is slow for this shape. Layout x (b, d, l) with any strides; fp32 accumulation.
+Outputs and input gradients follow x's layout: in Mamba-2, x is a channel-last view of the input projection,
+and a (b, d, l) output there made the steps around it (the scan's B/C copies, the gradient concatenation before
+the backward) work across the layout: about 18 ms of a 242 ms training step of the 1B hybrid on the H100.
 
 Forward: one program per (l-block, d-block, batch) tile computes y at BLOCK_L positions as k shifted loads.
-Backward: dpre = dy * silu'(pre) is needed at positions t..t+k-1 for dx[t]; rather than writing dpre to
-memory (an extra fp32 tensor round trip), each program recomputes the pre-activation at the k shifts from
-the 2k-1 shifted x tiles it loads once (k <= 4, as causal-conv1d; a first version reloaded k*k tiles and its
-backward ran at 0.97 ms on the benchmark shape, load-instruction bound). Weight and bias gradients are written as per-tile partial sums
-and reduced by torch (deterministic, no atomics). The gradient of initial_states touches only k-1 columns
-and is done in torch.
+Backward, two passes: (1) dpre = dy * silu'(pre), the pre-activation recomputed from k shifted x tiles, stored
+in x's dtype, plus this tile's partial sums of dweight and dbias (reduced by torch: deterministic, no atomics);
+(2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps mirrored. A one-pass backward that kept the 2k-1
+shifted x tiles live to recompute pre at every shift was 1.2-1.6x slower at every tile shape tried on the H100.
+The gradient of initial_states touches only k-1 columns and is done in torch.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -68,92 +71,82 @@ def _conv_fwd_kernel(X, W, BIAS, INIT, Y, D, L, sxb, sxd, sxl, swd, swk, sib, si
 
 
 @triton.jit
-def _pick(m: tl.constexpr, xm3, xm2, xm1, x0, xp1, xp2, xp3):
-    """The tap tile at shift m in -3..3 (m is a compile-time constant: no runtime indexing)."""
-    r = x0
-    if m == -3:
-        r = xm3
-    if m == -2:
-        r = xm2
-    if m == -1:
-        r = xm1
-    if m == 1:
-        r = xp1
-    if m == 2:
-        r = xp2
-    if m == 3:
-        r = xp3
-    return r
-
-
-@triton.jit
-def _conv_bwd_kernel(X, W, BIAS, INIT, DY, DX, DW_PART, DB_PART, D, L, n_lblocks,
-                     sxb, sxd, sxl, swd, swk, sib, sid, sil, sgb, sgd, sgl, sdb, sdd, sdl,
-                     K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
-                     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
-    # dx[t] = sum_s w[K-1-s] * dpre[t+s], dpre = dy * silu'(pre). pre at the K shifts t+s needs xfull at
-    # shifts -(K-1)..K-1 only: load those 2K-1 tiles once (K <= 4) instead of K*K times.
+def _conv_bwd_dpre_kernel(X, W, BIAS, INIT, DY, DPRE, DW_PART, DB_PART, D, L, n_lblocks,
+                          sxb, sxd, sxl, swd, swk, sib, sid, sil, sgb, sgd, sgl, spb, spd, spl,
+                          K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
+                          BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+    # pass 1 of 2: dpre = dy * silu'(pre) at this tile's positions, and its share of dweight / dbias
     pid_l = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_b = tl.program_id(2).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
     mask_d = offs_d < D
-    zero = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
-    x0 = _load_x(X, INIT, pid_b, offs_d, offs_l, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-    xm1 = zero
-    xm2 = zero
-    xm3 = zero
-    xp1 = zero
-    xp2 = zero
-    xp3 = zero
-    if K >= 2:
-        xm1 = _load_x(X, INIT, pid_b, offs_d, offs_l - 1, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-        if SILU:
-            xp1 = _load_x(X, INIT, pid_b, offs_d, offs_l + 1, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-    if K >= 3:
-        xm2 = _load_x(X, INIT, pid_b, offs_d, offs_l - 2, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-        if SILU:
-            xp2 = _load_x(X, INIT, pid_b, offs_d, offs_l + 2, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-    if K >= 4:
-        xm3 = _load_x(X, INIT, pid_b, offs_d, offs_l - 3, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-        if SILU:
-            xp3 = _load_x(X, INIT, pid_b, offs_d, offs_l + 3, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-    if HAS_BIAS:
-        bias = tl.load(BIAS + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    m = mask_d[:, None] & (offs_l < L)[None, :]
+    g = tl.load(DY + pid_b * sgb + offs_d[:, None] * sgd + offs_l[None, :] * sgl, mask=m, other=0.0).to(tl.float32)
+    if SILU:
+        a = _pre_activation(X, W, BIAS, INIT, pid_b, offs_d, offs_l, mask_d, L, sxb, sxd, sxl, swd, swk,
+                            sib, sid, sil, K, HAS_BIAS, HAS_INIT, BLOCK_D, BLOCK_L)
+        sg = tl.sigmoid(a)
+        g = g * sg * (1.0 + a * (1.0 - sg))
+    tl.store(DPRE + pid_b * spb + offs_d[:, None] * spd + offs_l[None, :] * spl, g.to(DPRE.dtype.element_ty), mask=m)
     part = (pid_b * n_lblocks + pid_l) * D  # row of this tile in the partial-sum buffers
-    dx = zero
+    for j in tl.static_range(K):  # dweight[:, j] = sum_t dpre[t] * xfull[t - (K-1) + j]; the taps are L1/L2 hits
+        xj = _load_x(X, INIT, pid_b, offs_d, offs_l - (K - 1) + j, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K,
+                     HAS_INIT)
+        tl.store(DW_PART + (part + offs_d) * K + j, tl.sum(g * xj, axis=1), mask=mask_d)
+    if HAS_BIAS:
+        tl.store(DB_PART + part + offs_d, tl.sum(g, axis=1), mask=mask_d)
+
+
+@triton.jit
+def _conv_bwd_dx_kernel(DPRE, W, DX, D, L, spb, spd, spl, swd, swk, sdb, sdd, sdl,
+                        K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+    # pass 2 of 2: dx[t] = sum_s w[K-1-s] * dpre[t+s], the forward's taps mirrored (dpre is 0 past the end)
+    pid_l = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    pid_b = tl.program_id(2).to(tl.int64)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    mask_d = offs_d < D
+    acc = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
     for s in tl.static_range(K):
         pos = offs_l + s
-        valid = mask_d[:, None] & (pos < L)[None, :]
-        g = tl.load(DY + pid_b * sgb + offs_d[:, None] * sgd + pos[None, :] * sgl, mask=valid,
-                    other=0.0).to(tl.float32)
-        if SILU:
-            a = zero
-            for i in tl.static_range(K):
-                wi = tl.load(W + offs_d * swd + i * swk, mask=mask_d, other=0.0).to(tl.float32)
-                a += wi[:, None] * _pick(s + i - (K - 1), xm3, xm2, xm1, x0, xp1, xp2, xp3)
-            if HAS_BIAS:
-                a += bias[:, None]
-            sg = tl.sigmoid(a)
-            g = g * sg * (1.0 + a * (1.0 - sg))
+        g = tl.load(DPRE + pid_b * spb + offs_d[:, None] * spd + pos[None, :] * spl,
+                    mask=mask_d[:, None] & (pos < L)[None, :], other=0.0).to(tl.float32)
         w_s = tl.load(W + offs_d * swd + (K - 1 - s) * swk, mask=mask_d, other=0.0).to(tl.float32)
-        dx += w_s[:, None] * g
-        if s == 0:
-            # this tile's share of dweight[:, j] = sum_t dpre[t] * xfull[t - (K-1) + j] and of dbias
-            for j in tl.static_range(K):
-                xj = _pick(j - (K - 1), xm3, xm2, xm1, x0, xp1, xp2, xp3)
-                tl.store(DW_PART + (part + offs_d) * K + j, tl.sum(g * xj, axis=1), mask=mask_d)
-            if HAS_BIAS:
-                tl.store(DB_PART + part + offs_d, tl.sum(g, axis=1), mask=mask_d)
+        acc += w_s[:, None] * g
     m = mask_d[:, None] & (offs_l < L)[None, :]
-    tl.store(DX + pid_b * sdb + offs_d[:, None] * sdd + offs_l[None, :] * sdl, dx.to(DX.dtype.element_ty), mask=m)
+    tl.store(DX + pid_b * sdb + offs_d[:, None] * sdd + offs_l[None, :] * sdl, acc.to(DX.dtype.element_ty), mask=m)
 
 
-def _blocks(d: int, l: int) -> tuple[int, int]:
-    block_l = min(256, max(16, triton.next_power_of_2(l)))
-    block_d = min(max(16, 4096 // block_l), max(16, triton.next_power_of_2(d)))
-    return block_d, block_l
+class Tiles(NamedTuple):
+    block_d: int
+    block_l: int
+    warps: int
+
+
+def _tiles(kernel: str, d: int, l: int, channel_last: bool) -> Tiles:
+    """Tile shape per kernel ("fwd", "dpre", "dx") and layout, from a sweep on the H100 (bench/RESULTS.md):
+    long in the contiguous dimension; the dpre pass, which also reduces over l for dweight, wants squarer tiles."""
+    if channel_last:
+        block_d, block_l = {"fwd": (128, 16), "dpre": (32, 64), "dx": (128, 16)}[kernel]
+    else:
+        block_d, block_l = {"fwd": (16, 256), "dpre": (32, 64), "dx": (16, 256)}[kernel]
+    pow2 = lambda n: max(16, triton.next_power_of_2(n))  # noqa: E731
+    return Tiles(min(block_d, pow2(d)), min(block_l, pow2(l)), 4)
+
+
+def _channel_last(x: torch.Tensor) -> bool:
+    return x.stride(1) == 1 and x.shape[1] > 1
+
+
+def _empty_in_layout_of(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised (b, d, l) tensor, channel-last when x is."""
+    b, d, l = x.shape
+    if _channel_last(x):
+        return torch.empty((b, l, d), dtype=x.dtype, device=x.device).transpose(1, 2)
+    return torch.empty((b, d, l), dtype=x.dtype, device=x.device)
 
 
 def _strides3(t):
@@ -165,15 +158,15 @@ class _CausalConv1dFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, initial_states, silu):
         b, d, l = x.shape
         k = weight.shape[1]
-        y = torch.empty((b, d, l), dtype=x.dtype, device=x.device)
-        block_d, block_l = _blocks(d, l)
-        grid = (triton.cdiv(l, block_l), triton.cdiv(d, block_d), b)
+        y = _empty_in_layout_of(x)
+        tiles = _tiles("fwd", d, l, _channel_last(x))
+        grid = (triton.cdiv(l, tiles.block_l), triton.cdiv(d, tiles.block_d), b)
         with torch.cuda.device(x.device):
             _conv_fwd_kernel[grid](
                 x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
                 y, d, l, *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states),
                 *_strides3(y), K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
-                BLOCK_D=block_d, BLOCK_L=block_l, num_warps=4,
+                BLOCK_D=tiles.block_d, BLOCK_L=tiles.block_l, num_warps=tiles.warps,
             )
         ctx.save_for_backward(x, weight, bias, initial_states)
         ctx.silu = silu
@@ -184,19 +177,23 @@ class _CausalConv1dFn(torch.autograd.Function):
         x, weight, bias, initial_states = ctx.saved_tensors
         b, d, l = x.shape
         k = weight.shape[1]
-        block_d, block_l = _blocks(d, l)
-        n_lblocks = triton.cdiv(l, block_l)
-        dx = torch.empty((b, d, l), dtype=x.dtype, device=x.device)
+        channel_last = _channel_last(x)
+        tiles, dx_tiles = _tiles("dpre", d, l, channel_last), _tiles("dx", d, l, channel_last)
+        n_lblocks = triton.cdiv(l, tiles.block_l)
+        dpre, dx = _empty_in_layout_of(x), _empty_in_layout_of(x)
         dw_part = torch.empty((b * n_lblocks, d, k), dtype=torch.float32, device=x.device)
         db_part = torch.empty((b * n_lblocks, d), dtype=torch.float32, device=x.device) if bias is not None else None
-        grid = (n_lblocks, triton.cdiv(d, block_d), b)
         with torch.cuda.device(x.device):
-            _conv_bwd_kernel[grid](
+            _conv_bwd_dpre_kernel[(n_lblocks, triton.cdiv(d, tiles.block_d), b)](
                 x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
-                dy, dx, dw_part, db_part if db_part is not None else dw_part, d, l, n_lblocks,
+                dy, dpre, dw_part, db_part if db_part is not None else dw_part, d, l, n_lblocks,
                 *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states), *_strides3(dy),
-                *_strides3(dx), K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None,
-                SILU=ctx.silu, BLOCK_D=block_d, BLOCK_L=block_l, num_warps=8,  # 2k-1 live tiles: more threads
+                *_strides3(dpre), K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None,
+                SILU=ctx.silu, BLOCK_D=tiles.block_d, BLOCK_L=tiles.block_l, num_warps=tiles.warps,
+            )
+            _conv_bwd_dx_kernel[(triton.cdiv(l, dx_tiles.block_l), triton.cdiv(d, dx_tiles.block_d), b)](
+                dpre, weight, dx, d, l, *_strides3(dpre), weight.stride(0), weight.stride(1), *_strides3(dx),
+                K=k, BLOCK_D=dx_tiles.block_d, BLOCK_L=dx_tiles.block_l, num_warps=dx_tiles.warps,
             )
         dweight = dw_part.sum(0).to(weight.dtype)
         dbias = db_part.sum(0).to(bias.dtype) if bias is not None else None

@@ -115,18 +115,37 @@ def test_gpu_backends_match_reference(backend, b, d, l, k, bias, init, activatio
 
 
 @pytest.mark.gpu
-def test_gpu_triton_handles_strided_input():
-    """xBC comes out of a projection as a strided view: the kernel takes any strides."""
+@pytest.mark.parametrize("d,l,init", [(64, 50, False), (300, 777, True)], ids=["d64-L50", "d300-L777-init"])
+def test_gpu_triton_handles_strided_input(d, l, init):
+    """xBC comes out of a projection as a channel-last view: the kernel takes any strides, and its output and
+    input gradient keep that layout (the scan after it and the gradient concatenation before it need it)."""
     def strided(backend):
-        def call(xbc, weight, bias):
-            x = xbc[..., 64:128].transpose(1, 2)  # (b, d, l), non-contiguous
-            assert not x.is_contiguous()
-            return conv(backend, "silu")(x=x, weight=weight, bias=bias, initial_states=None)
+        def call(xbc, weight, bias, initial_states=None):
+            x = xbc[..., 64:64 + d].transpose(1, 2)  # (b, d, l), non-contiguous, stride(1) == 1
+            assert not x.is_contiguous() and x.stride(1) == 1
+            return conv(backend, "silu")(x=x, weight=weight, bias=bias, initial_states=initial_states)
 
         return call
 
-    inputs = dict(xbc=torch.randn(2, 50, 3 * 64, device="cuda", dtype=torch.bfloat16),
-                  weight=torch.randn(64, 4, device="cuda"), bias=torch.randn(64, device="cuda"))
+    inputs = dict(xbc=torch.randn(2, l, 2 * d + 64, device="cuda", dtype=torch.bfloat16),
+                  weight=torch.randn(d, 4, device="cuda"), bias=torch.randn(d, device="cuda"))
+    if init:
+        inputs["initial_states"] = torch.randn(2, d, 3, device="cuda", dtype=torch.bfloat16)
     got = run_with_grads(strided("triton"), inputs)
     want = run_with_grads(strided("reference"), inputs, upcast=True)
     assert_same_call(got, want, torch.bfloat16)
+
+    # a channel-last output gradient, as Mamba-2's backward hands it over: same values as the reference
+    grads = {}
+    for backend in ("triton", "reference"):
+        xbc = inputs["xbc"].clone().requires_grad_()
+        x = xbc[..., 64:64 + d].transpose(1, 2)
+        y, _ = conv(backend, "silu")(x=x, weight=inputs["weight"], bias=inputs["bias"],
+                                     initial_states=inputs.get("initial_states"))
+        if backend == "triton":
+            assert y.stride(1) == 1, f"output not channel-last: strides {y.stride()}"
+        dy = torch.randn(y.shape[0], y.shape[2], y.shape[1], device="cuda",
+                         generator=torch.Generator("cuda").manual_seed(7)).to(y.dtype).transpose(1, 2)
+        (grads[backend],) = torch.autograd.grad(y, x, dy)
+    assert grads["triton"].stride(1) == 1, f"input gradient not channel-last: strides {grads['triton'].stride()}"
+    assert_close(grads["triton"], grads["reference"], torch.bfloat16, "dx with a channel-last dy")

@@ -1,0 +1,146 @@
+"""Where a training step's GPU time goes: kernel time per category (GEMMs, FP8 GEMMs and their scaling, SSD scan,
+conv, norms, attention, fused element-wise, optimizer ...) for bf16 and FP8 runs of the same model and recipe.
+
+Usage (GPU machine, after `source bench/gpu/setup.sh`):
+  python3 bench/profile_training.py --out DIR [--spec nemotron-h-1b --batch 4 --seq 4096 --precisions bf16,fp8]
+It runs archsearch.training's own step (prepare + Trainer.train_step: autocast, FP8 conversion, torch.compile,
+loss, clipping, fused AdamW), warms up, then records a few steps with torch.profiler. Output: a table per
+precision on stdout and profile_<spec>_<precision>.json (categories and the top kernels) in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from archsearch.spec import load_spec
+from archsearch.training import Recipe, TaskSpec
+from archsearch.training.loop import Trainer
+from archsearch.training.prepare import prepare
+
+# first match wins; kernel names as CUDA reports them
+CATEGORIES = [
+    ("fp8 gemm", r"e4m3|f8f8|fp8|_scaled_mm|float8"),
+    ("gemm", r"gemm|nvjet|cutlass|xmma|sm90_.*tensorop|splitK|cublas"),
+    ("attention", r"fmha|flash|cudnn|sdpa|attention|flex"),
+    ("ssd scan (mamba-ssm)", r"_chunk_|_bmm_chunk|_state_passing|chunk_cumsum|_chunk_scan|ddAcs"),
+    ("gated norm (mamba-ssm)", r"_layer_norm|_rms_norm|layernorm"),
+    ("conv1d (ours)", r"_conv_fwd_kernel|_conv_bwd_\w*kernel"),
+    ("optimizer", r"adam|multi_tensor|foreach|_amp_"),
+    ("inductor fused", r"^triton_"),
+    ("cross entropy", r"log_softmax|softmax|nll_loss|cross_entropy"),
+    ("reductions", r"reduce_kernel|Reduce"),
+    ("copies / casts", r"copy|Memcpy|cast|convert|CatArray|cat_|memset|Memset|fill"),
+    ("element-wise (aten)", r"elementwise|vectorized|unrolled"),
+]
+
+
+def category(name: str) -> str:
+    for label, pattern in CATEGORIES:
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            return label
+    return "other"
+
+
+def kernel_times(prof) -> dict[str, float]:
+    """Total device microseconds per kernel name (events on the GPU only)."""
+    totals: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        # user annotations (e.g. "Optimizer.step#AdamW.step") span kernels on the device timeline: not kernels
+        if event.device_type == torch.autograd.DeviceType.CUDA and not getattr(event, "is_user_annotation", False) \
+                and "#" not in event.name:
+            totals[event.name] += event.device_time_total if hasattr(event, "device_time_total") else event.cuda_time
+    return totals
+
+
+def profile_precision(spec, task, args, precision: str) -> dict:
+    recipe = Recipe(steps=args.warmup + args.steps + 1, batch_size=args.batch, seq_len=args.seq, lr=3e-4,
+                    min_lr=3e-5, warmup=2, precision=precision, require_fp8=precision == "fp8" and args.device != "cpu",
+                    fp8_emulate=precision == "fp8" and args.device == "cpu",
+                    fp8_recipe=args.fp8_recipe, compile=not args.eager, eval_every=10_000, seed=0)
+    run = prepare(spec, task, recipe, out_dir=None, device=args.device, resume=False)
+    trainer = Trainer(run, callback=None, progress=False)
+    started = time.perf_counter()
+    for _ in range(args.warmup):
+        trainer.train_step()
+    synchronize()
+    warm_s = time.perf_counter() - started
+    timed = time.perf_counter()
+    for _ in range(args.steps):  # unprofiled timing first: the profiler adds host overhead
+        trainer.train_step()
+    synchronize()
+    step_ms = (time.perf_counter() - timed) / args.steps * 1e3
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(args.steps):
+            trainer.train_step()
+        synchronize()
+    per_kernel = {name: us / args.steps / 1e3 for name, us in kernel_times(prof).items()}  # ms per step
+    per_category: dict[str, float] = defaultdict(float)
+    for name, ms in per_kernel.items():
+        per_category[category(name)] += ms
+    top = sorted(per_kernel.items(), key=lambda kv: -kv[1])[:args.top]
+    tokens = args.batch * args.seq
+    report = dict(precision=run.precision.label, fp8_layers=len(run.fp8_layers), step_ms=step_ms,
+                  tokens_per_s=tokens / step_ms * 1e3, kernel_ms=sum(per_kernel.values()),
+                  warmup_s=warm_s, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+                  categories=dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
+                  top=[dict(name=n[:160], ms=ms, category=category(n)) for n, ms in top])
+    print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
+          f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, warm-up {warm_s:.0f} s")
+    for label, ms in report["categories"].items():
+        print(f"  {label:28s} {ms:8.2f} ms  {100 * ms / step_ms:5.1f}%")
+    print("  top kernels:")
+    for row in report["top"]:
+        print(f"    {row['ms']:7.2f} ms  [{row['category']}] {row['name'][:110]}")
+    del trainer, run
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    return report
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=".")
+    parser.add_argument("--spec", default="nemotron-h-1b", help="one spec, or several separated by commas")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=4096)
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--precisions", default="bf16,fp8")
+    parser.add_argument("--fp8-recipe", default="tensorwise", choices=("tensorwise", "rowwise"))
+    parser.add_argument("--eager", action="store_true")
+    parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
+    args = parser.parse_args()
+    for spec_name in args.spec.split(","):
+        spec = load_spec(spec_name)
+        # random tokens: the step's cost does not depend on the text
+        task = TaskSpec(name="mqar", options={"vocab": spec.vocab_size // 2, "n_pairs": 8})
+        steps = {}
+        for precision in args.precisions.split(","):
+            report = profile_precision(spec, task, args, precision)
+            report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
+                          device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
+                          compile=not args.eager)
+            (Path(args.out) / f"profile_{spec.name}_{precision}.json").write_text(json.dumps(report, indent=1))
+            steps[precision] = report["step_ms"]
+        if "bf16" in steps and "fp8" in steps:
+            print(f"\n{spec.name}: fp8 / bf16 tokens/s = {steps['bf16'] / steps['fp8']:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
