@@ -54,6 +54,18 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
             conn.commit()
 
 
+def _opening_lock(engine: Engine):
+    """SQLite: the first connections to a new file each switch it to WAL, and SQLite refuses that switch with
+    "database is locked" (its busy timeout does not apply) while another connection is doing the same; so workers
+    open a SQLite file one at a time. Nothing to do elsewhere, or where the lock file cannot be made (the
+    connection then fails with the driver's own reason)."""
+    database = engine.url.database
+    if not is_sqlite(engine.url) or not database or database == ":memory:" \
+            or not Path(database).expanduser().resolve().parent.is_dir():
+        return contextlib.nullcontext()
+    return _schema_lock(engine)
+
+
 def _alembic_config():
     from alembic.config import Config
 
@@ -91,7 +103,8 @@ def _tune_sqlite(engine: Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # stored in the file: set once
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -107,7 +120,7 @@ class Database:
             _tune_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
-            with self.engine.connect() as conn:
+            with _opening_lock(self.engine), self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
                 revision = current_revision(conn)
         except (OperationalError, DBAPIError) as err:
