@@ -53,15 +53,20 @@ def _pre_activation(X, W, BIAS, INIT, pid_b, offs_d, pos, mask_d, L, sxb, sxd, s
 
 
 @triton.jit
+def _tile(D, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+    """This program's tile: grid (l-blocks, d-blocks, batch)."""
+    pid_l = tl.program_id(0)
+    pid_b = tl.program_id(2).to(tl.int64)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    return pid_l, pid_b, offs_d, offs_l, offs_d < D
+
+
+@triton.jit
 def _conv_fwd_kernel(X, W, BIAS, INIT, Y, D, L, sxb, sxd, sxl, swd, swk, sib, sid, sil, syb, syd, syl,
                      K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
                      BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
-    pid_l = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    pid_b = tl.program_id(2).to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    mask_d = offs_d < D
+    pid_l, pid_b, offs_d, offs_l, mask_d = _tile(D, BLOCK_D, BLOCK_L)
     acc = _pre_activation(X, W, BIAS, INIT, pid_b, offs_d, offs_l, mask_d, L, sxb, sxd, sxl, swd, swk,
                           sib, sid, sil, K, HAS_BIAS, HAS_INIT, BLOCK_D, BLOCK_L)
     if SILU:
@@ -76,12 +81,7 @@ def _conv_bwd_dpre_kernel(X, W, BIAS, INIT, DY, DPRE, DW_PART, DB_PART, D, L, n_
                           K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
                           BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
     # pass 1 of 2: dpre = dy * silu'(pre) at this tile's positions, and its share of dweight / dbias
-    pid_l = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    pid_b = tl.program_id(2).to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    mask_d = offs_d < D
+    pid_l, pid_b, offs_d, offs_l, mask_d = _tile(D, BLOCK_D, BLOCK_L)
     m = mask_d[:, None] & (offs_l < L)[None, :]
     g = tl.load(DY + pid_b * sgb + offs_d[:, None] * sgd + offs_l[None, :] * sgl, mask=m, other=0.0).to(tl.float32)
     if SILU:
@@ -103,12 +103,7 @@ def _conv_bwd_dpre_kernel(X, W, BIAS, INIT, DY, DPRE, DW_PART, DB_PART, D, L, n_
 def _conv_bwd_dx_kernel(DPRE, W, DX, D, L, spb, spd, spl, swd, swk, sdb, sdd, sdl,
                         K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
     # pass 2 of 2: dx[t] = sum_s w[K-1-s] * dpre[t+s], the forward's taps mirrored (dpre is 0 past the end)
-    pid_l = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    pid_b = tl.program_id(2).to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    mask_d = offs_d < D
+    pid_l, pid_b, offs_d, offs_l, mask_d = _tile(D, BLOCK_D, BLOCK_L)
     acc = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
     for s in tl.static_range(K):
         pos = offs_l + s
