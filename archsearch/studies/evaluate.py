@@ -14,6 +14,8 @@ StepCallback = Callable[[int, dict[str, float]], None]
 
 
 class Evaluator(Protocol):
+    final_step: int | None  # the step of the last evaluation (None: unknown); a trial is never stopped there
+
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None) -> dict[str, Any]:
         """Train `spec`, calling `callback(step, metrics)` after each evaluation (it may raise to stop the run);
         return TrainResult.to_dict(): status, reason, metrics, curve, tokens_per_s, ..."""
@@ -49,6 +51,10 @@ class TrainEvaluator:
         self.task, self.recipe = resolve_training(task, recipe, seed)
         self.device = device
         self.nproc = nproc  # data-parallel processes per trial (torchrun); None trains in this process
+
+    @property
+    def final_step(self) -> int:
+        return self.recipe.steps
 
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None) -> dict[str, Any]:
         from ..training import train

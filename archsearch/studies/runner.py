@@ -287,12 +287,16 @@ class StudyRunner:
         stopper = None
         if not single and self.study.file.early_stop.enabled:
             stopper = self._dominance_stop(verdict.analytic)
+        # The last evaluation comes after the last step: the trial has finished, and keeps its objectives.
+        final_step = getattr(self.evaluator, "final_step", None)
 
         def callback(step: int, metrics: dict[str, float]) -> None:
             point = {"step": int(step), **{k: float(v) for k, v in metrics.items()
                                            if isinstance(v, (int, float)) and not isinstance(v, bool)}}
             curve.append(point)
             self._display.trial_step(step, metrics)
+            if final_step is not None and step >= final_step:
+                return
             if single and self.study.file.pruner is not None and tracked in point:
                 trial.report(point[tracked], int(step))
                 if trial.should_prune():

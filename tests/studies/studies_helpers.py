@@ -17,6 +17,7 @@ class ToyEvaluator:
         self.steps, self.eval_every = steps, eval_every
         self.fail_when, self.diverge_when, self.sleep_s = fail_when, diverge_when, sleep_s
         self.calls = 0
+        self.final_step = steps
 
     def __call__(self, spec, callback, *, out_dir=None):
         import time

@@ -169,3 +169,15 @@ def test_grid_sampler_walks_the_grid(write_study, sqlite_url):
     _run(path, sqlite_url)
     seen = {(r.params["d_model"], r.params["blocks.M.d_state"]) for r in _rows(sqlite_url)}
     assert seen == {(64, 8), (64, 16), (128, 8), (128, 16)}
+
+
+def test_a_trial_that_trained_all_its_steps_keeps_its_objectives(write_study, sqlite_url):
+    # Evaluated only after the last step: the dominance rule would fire there (patience 1), but a finished trial
+    # is completed with its objectives, never "stopped" with none.
+    path = write_study(n_trials=8, constraints={}, objectives=["val_loss", "n_params"],
+                       early_stop={"min_completed": 1, "patience": 1, "margin": 0.0})
+    _run(path, sqlite_url, ToyEvaluator(steps=4, eval_every=4))
+    rows = _rows(sqlite_url)
+    assert len(rows) == 8
+    assert all(r.status == "completed" and r.objectives and len(r.objectives) == 2 for r in rows), \
+        [(r.status, r.objectives) for r in rows]
