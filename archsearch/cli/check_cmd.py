@@ -80,7 +80,13 @@ def check(
         out = report.to_dict()
         out["throughput_projection"] = projection.to_dict()
         if measured is not None:
-            out["measured"] = measured.to_dict()
+            reason = _unmeasured_reason(measured)
+            if reason is None:
+                out["measured"] = measured.to_dict()
+            else:  # no allocator peak (CPU): null, why, and what the CPU run did measure
+                out["measured"] = None
+                out["measured_reason"] = reason
+                out["measured_cpu"] = measured.to_dict()
         print(json.dumps(out, indent=2))
     else:
         _print_report(report, projection, measured)
@@ -117,10 +123,23 @@ def _print_report(report, projection, measured) -> None:
     console.print(f"{verdict}: headroom {format_bytes(report.headroom_bytes)}; largest context at batch "
                   f"{report.batch}: {report.largest_context} (max_context {report.max_context}); largest batch at "
                   f"{report.context} tokens: {report.largest_batch}")
-    console.print(f"throughput, {projection.label}: {projection.input_len} in / {projection.output_len} out at "
-                  f"batch {projection.batch}: prefill {projection.prefill_tokens_per_s:,.0f} tok/s "
+    console.print(f"throughput, {projection.label}: at {projection.input_len} tokens in / {projection.output_len} "
+                  f"out (--input/--output, not --context) and batch {projection.batch}: prefill {projection.prefill_tokens_per_s:,.0f} tok/s "
                   f"({projection.prefill_bound}-bound), decode {projection.decode_tokens_per_s:,.0f} tok/s "
                   f"({projection.decode_bound}-bound), output {projection.output_tokens_per_s:,.0f} tok/s")
-    if measured is not None:
+    if measured is not None and _unmeasured_reason(measured) is not None:
+        console.print(f"measured on {measured.device}: peak not measured ({_unmeasured_reason(measured)}); built "
+                      f"weights {format_bytes(measured.weight_bytes)} and caches {format_bytes(measured.cache_bytes)} "
+                      f"vs estimated total {format_bytes(measured.estimated_bytes)}")
+    elif measured is not None:
         console.print(f"measured on {measured.device}: peak {format_bytes(measured.peak_bytes)} vs estimated "
                       f"{format_bytes(measured.estimated_bytes)} ({measured.error:+.1%})")
+
+
+def _unmeasured_reason(measured) -> str | None:
+    """Why a --measure run has no peak (None when it has one)."""
+    if measured.peak_bytes is not None:
+        return None
+    if measured.device == "cpu":
+        return "no GPU on this machine: the CPU run has no allocator peak; run --measure on a CUDA GPU"
+    return "the run reported no allocator peak"
