@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .errors import SpecIssue, _IssueGroup
 
@@ -23,8 +23,25 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
-PositiveDim = Annotated[int, Field(ge=1, le=MAX_DIM)]
-HeadCount = Annotated[int, Field(ge=1, le=MAX_HEADS)]
+MAX_WINDOW = 1 << 24  # as max_context's bound
+
+
+def _no_bool(low: int, high: int):
+    """YAML reads `true` as a bool, which pydantic would take as 1; an integer field refuses it by name."""
+    def check(value):
+        if isinstance(value, bool):
+            raise _IssueGroup([SpecIssue((), "must be an integer, not a boolean", value, f"an integer {low} .. {high}")])
+        return value
+    return BeforeValidator(check)
+
+
+def bounded_int(low: int, high: int):
+    """An integer field in [low, high] that refuses booleans (every integer field of a spec uses this)."""
+    return Annotated[int, _no_bool(low, high), Field(ge=low, le=high)]
+
+
+PositiveDim = bounded_int(1, MAX_DIM)
+HeadCount = bounded_int(1, MAX_HEADS)
 
 
 def _raise(issues: list[SpecIssue]) -> None:
@@ -59,10 +76,10 @@ class Mamba2Block(_Frozen):
     n_heads: HeadCount | None = None
     expand: Annotated[float, Field(gt=0, le=64)] | None = None
     head_dim: PositiveDim = 64
-    d_state: Annotated[int, Field(ge=1, le=1024)] = 128
+    d_state: bounded_int(1, 1024) = 128
     n_groups: HeadCount = 1
-    conv_kernel: Annotated[int, Field(ge=2, le=16)] = 4
-    chunk_size: Annotated[int, Field(ge=1, le=4096)] = 256
+    conv_kernel: bounded_int(2, 16) = 4
+    chunk_size: bounded_int(1, 4096) = 256
     dt_min: Annotated[float, Field(gt=0)] = 0.001
     dt_max: Annotated[float, Field(gt=0)] = 0.1
     dt_init_floor: Annotated[float, Field(gt=0)] = 1e-4
@@ -130,7 +147,7 @@ class AttentionBlock(_Frozen):
     n_heads: HeadCount
     n_kv_heads: HeadCount | None = None  # None: as many as n_heads (plain MHA)
     head_dim: PositiveDim | None = None  # None: d_model // n_heads
-    window: Annotated[int, Field(ge=1)] | None = None  # None: global attention
+    window: bounded_int(1, MAX_WINDOW) | None = None  # None: global attention
     rope_theta: Annotated[float, Field(gt=0)] | None = 10000.0  # None: no position encoding (NemotronH)
     logit_softcap: Annotated[float, Field(gt=0)] | None = None  # tanh soft-cap on attention logits (Gemma 2)
     query_scale: Annotated[float, Field(gt=0)] | None = None  # None: head_dim ** -0.5
@@ -177,9 +194,9 @@ class MlpBlock(_Frozen):
     """Feed-forward block; give exactly one of `ffn_dim` or `ffn_ratio` (ffn_dim = ratio * d_model)."""
 
     kind: Literal["mlp"] = "mlp"
-    ffn_dim: Annotated[int, Field(ge=1, le=1 << 20)] | None = None
+    ffn_dim: bounded_int(1, 1 << 20) | None = None
     ffn_ratio: Annotated[float, Field(gt=0, le=64)] | None = None
-    multiple_of: Annotated[int, Field(ge=1, le=4096)] = 1  # ffn_ratio results are rounded up to this
+    multiple_of: bounded_int(1, 4096) = 1  # ffn_ratio results are rounded up to this
     activation: Literal["relu2", "gelu_tanh", "gelu", "silu", "relu"] = "relu2"
     gated: bool = False  # GLU form: down(act(gate(x)) * up(x))
     bias: bool = False

@@ -18,11 +18,16 @@ Path_ = tuple[str | int, ...]
 
 # ---------------------------------------------------------------------------------------------- YAML with marks
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (plain YAML silently keeps the last one).
+
+    Merge keys (`<<: *base`) are allowed: keys they bring in may be overridden by keys written in the mapping.
+    """
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
@@ -31,27 +36,82 @@ class _StrictLoader(yaml.SafeLoader):
                                                         key_node.start_mark) from None
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark)
+                    None, None, f"duplicate key {_short(key)} (first at line {seen[key].line + 1})",
+                    key_node.start_mark)
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """repr of a value for an error message, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _cut(message: str, limit: int = 160) -> str:
+    """A message that quotes the input, cut so that an error never carries a whole document."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 # A spec has a few hundred fields; YAML aliases can make a short file stand for billions of nodes
-# ("billion laughs"), which no spec needs.
+# ("billion laughs"), which no spec needs. MAX_NODES bounds the document as if every alias were written out in
+# full (merge keys included); an alias inside its own anchor (`a: &a [*a]`) is refused outright.
 MAX_NODES = 100_000
 
 
+def _expanded_size(root: yaml.Node, source: str | None) -> int:
+    """Nodes of the document with every alias written out; SpecError if recursive or over MAX_NODES.
+
+    Each distinct node is visited once (sizes are memoised), so a bomb is refused in time linear in its text.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+
+    def children(node: yaml.Node) -> list[yaml.Node]:
+        if isinstance(node, yaml.MappingNode):
+            return [part for pair in node.value for part in pair]
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        return []
+
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            total = 1 + sum(size[id(child)] for child in children(node))
+            if total > MAX_NODES:
+                raise SpecError([SpecIssue((), f"the document expands to more than {MAX_NODES} values through "
+                                           f"YAML aliases; allowed: at most {MAX_NODES} (a spec is far smaller)",
+                                           location=_where(source, node.start_mark))], source)
+            size[key] = total
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise SpecError([SpecIssue((), "recursive YAML alias (an alias inside its own anchor); allowed: "
+                                       "aliases to anchors defined and closed earlier",
+                                       location=_where(source, node.start_mark))], source)
+        on_path.add(key)
+        stack.append((node, True))
+        for child in children(node):
+            if id(child) in on_path:
+                raise SpecError([SpecIssue((), "recursive YAML alias (an alias inside its own anchor); allowed: "
+                                           "aliases to anchors defined and closed earlier",
+                                           location=_where(source, child.start_mark))], source)
+            if id(child) not in size:
+                stack.append((child, False))
+    return size[id(root)]
+
+
 def _marks(root: yaml.Node, source: str | None) -> dict[Path_, yaml.Mark]:
-    """Map each field path of a composed YAML document to where its value starts."""
+    """Map each field path of a composed YAML document to where its value starts (after _expanded_size)."""
     out: dict[Path_, yaml.Mark] = {}
     stack: list[tuple[yaml.Node, Path_]] = [(root, ())]
     while stack:
         node, path = stack.pop()
         out[path] = node.start_mark
-        if len(out) > MAX_NODES:
-            raise SpecError([SpecIssue((), f"the document expands to more than {MAX_NODES} values (through YAML "
-                                       "aliases?); a spec is far smaller", location=_where(source, node.start_mark))],
-                            source)
         if isinstance(node, yaml.MappingNode):
             stack.extend((value, path + (key.value,)) for key, value in node.value
                          if isinstance(key, yaml.ScalarNode))
@@ -72,16 +132,18 @@ def read_document(text: str, source: str | None = None) -> tuple[Any, dict[Path_
     try:
         loader = _StrictLoader(text)  # the reader already rejects control characters here
         node = loader.get_single_node()
-        marks = _marks(node, source) if node is not None else {}  # checks the size before building anything
+        if node is not None:
+            _expanded_size(node, source)  # refuses recursive aliases and bombs before anything is built
+        marks = _marks(node, source) if node is not None else {}
         data = loader.construct_document(node) if node is not None else None
     except SpecError:
         raise
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        message = " ".join(filter(None, [err.context, err.problem])) or "malformed YAML"
+        message = _cut(" ".join(filter(None, [err.context, err.problem])) or "malformed YAML")
         raise SpecError([SpecIssue((), message, location=_where(source, mark))], source) from None
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as err:
-        raise SpecError([SpecIssue((), f"unreadable document: {err}", location=source)], source) from None
+        raise SpecError([SpecIssue((), _cut(f"unreadable document: {err}"), location=source)], source) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -174,7 +236,7 @@ def parse_spec(data: Any, source: str | None = None, marks: dict[Path_, yaml.Mar
         while path not in marks and path:
             path = path[:-1]
         mark = marks.get(path)
-        located.append(SpecIssue(issue.path, issue.message, issue.value, issue.allowed,
+        located.append(SpecIssue(issue.path, _cut(issue.message), issue.value, issue.allowed and _cut(issue.allowed),
                                  _where(source, mark) if marks else source))
     raise SpecError(located, source)
 

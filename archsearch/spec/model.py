@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .blocks import MAX_DIM, AttentionBlock, BlockSpec, Mamba2Block, MlpBlock
+from .blocks import MAX_DIM, AttentionBlock, bounded_int, BlockSpec, Mamba2Block, MlpBlock
 from .errors import SpecIssue, _IssueGroup
 from .pattern import RESERVED_CHARS, PatternError, expand_pattern, is_valid_symbol
 
@@ -71,9 +71,9 @@ class ModelSpec(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     description: str | None = None
-    vocab_size: Annotated[int, Field(ge=2, le=1 << 22)]
-    d_model: Annotated[int, Field(ge=1, le=MAX_DIM)]
-    max_context: Annotated[int, Field(ge=1, le=1 << 24)]
+    vocab_size: bounded_int(2, 1 << 22)
+    d_model: bounded_int(1, MAX_DIM)
+    max_context: bounded_int(1, 1 << 24)
     pattern: str | list[str]
     blocks: dict[str, BlockSpec]
     norm: NormSpec = NormSpec()

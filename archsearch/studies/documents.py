@@ -54,6 +54,8 @@ def validation_issues(err: ValidationError, marks: Marks, source: str | None) ->
     for item in err.errors():
         path = _clean(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if len(message) > 160:  # a validator's message may quote the input; never carry a whole document
+            message = message[:157] + "..."
         if item["type"] == "extra_forbidden":
             message = "unknown field"
         elif item["type"] == "missing":
