@@ -166,8 +166,9 @@ class StudyRunner:
                         self._run_one(slot_taken=self.n_trials is not None)
                     elif self._others_running():
                         time.sleep(min(2.0, self.study.file.heartbeat.interval_s))
-                    else:
+                    elif not self._states(TrialState.WAITING):
                         break
+                    # else: a stale trial was just failed and queued again; the next round runs its retry
                 self._record_lost_trials(force=True)
             except KeyboardInterrupt:
                 interrupted = True

@@ -105,3 +105,32 @@ def test_killed_worker_trial_is_failed_and_retried_and_the_study_finishes(write_
     assert slots == 8 and len(completed) == 8  # 7 new trials + the retry of the killed one
     assert all(trials[r.number].state == TrialState.COMPLETE for r in completed)
     assert not [r for r in rows if r.status == "running"]
+
+
+def test_rerun_after_the_only_worker_was_killed_runs_the_retry_and_leaves_nothing_waiting(write_study, pg_url,
+                                                                                           tmp_path):
+    # One trial: the rerun finds no free slot, only the dead worker's trial, which goes stale while it waits.
+    study = write_study(n_trials=1, constraints={}, heartbeat={"interval_s": 1, "grace_s": 3})
+    victim = _spawn(tmp_path, study, pg_url, 0, 2.0)
+    deadline, killed_number = time.monotonic() + 60, None
+    while time.monotonic() < deadline and killed_number is None:
+        try:
+            rows, _ = _rows(pg_url)
+        except Exception:  # noqa: BLE001 - tables may not exist in the first instants
+            rows = []
+        running = [r for r in rows if r.status == "running" and r.spec is not None]
+        if running:
+            os.kill(victim.pid, signal.SIGKILL)
+            killed_number = running[0].number
+        time.sleep(0.1)
+    assert killed_number is not None, "the worker never started a trial"
+    victim.wait(timeout=10)
+    rerun = _spawn(tmp_path, study, pg_url, 1, 0.01)  # the same study, run again by hand
+    output = rerun.communicate(timeout=120)[0]
+    assert rerun.returncode == 0, output
+    rows, slots = _rows(pg_url)
+    retries = [r for r in rows if r.retry_of == killed_number]
+    assert len(retries) == 1 and retries[0].status == "completed"
+    states = [t.state for t in _load(pg_url).trials]
+    assert TrialState.WAITING not in states and TrialState.RUNNING not in states, states
+    assert slots == 1 and len([r for r in rows if r.status == "completed"]) == 1
