@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from ..errors import UserError
 from .curves import curve_metrics, curve_series
 from .figures import curves_figure, importance_figure, memory_figure, pareto_figure
 from .pareto_plot import axes, pareto_data
 from .table import columns, numeric_keys, query
+from .queries import MAX_ID
+from .templating import finite
 from .views import StudyView, TrialRow
 
 MAX_PLOTTED_TRIALS = 60  # memory bars and loss curves follow the trials on the current table page
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """Strict JSON: a non-finite float anywhere in the content (an infeasible trial's +inf objective) is null."""
+
+    def render(self, content) -> bytes:
+        return super().render(finite(content))
 
 
 def _int(params, name: str, default: int) -> int:
@@ -31,6 +40,9 @@ def _ids(request: Request) -> list[int]:
         ids = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"query parameter ids={raw!r}: expected trial ids separated by commas") from None
+    bad = [i for i in ids if not 0 < i <= MAX_ID]
+    if bad:
+        raise UserError(f"query parameter ids: {bad[0]} is not a trial id (ids are whole numbers from 1 to {MAX_ID})")
     return ids[:MAX_PLOTTED_TRIALS]
 
 

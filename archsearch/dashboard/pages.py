@@ -10,7 +10,7 @@ from .ablations import ablation, list_ablations
 from .api import trials_payload
 from .curves import curve_metrics, curve_series
 from .figures import memory_figure, side_by_side_curves
-from .queries import NotFound
+from .queries import NotFound, valid_id
 from .specdiff import spec_diff
 
 MAX_COMPARED = 8
@@ -44,6 +44,9 @@ def compare(request: Request) -> HTMLResponse:
         ids = [int(t) for t in request.query_params.getlist("t")]
     except ValueError:
         raise HTTPException(400, "compare: every t= must be a trial id (a whole number)") from None
+    bad = [i for i in ids if not valid_id(i)]
+    if bad:
+        raise NotFound(f"trial {bad[0]} in study {study_id}")
     if not ids:
         raise HTTPException(400, "compare: choose trials with t=ID (one or more; two or more to compare)")
     if len(ids) > MAX_COMPARED:
@@ -61,6 +64,8 @@ def compare(request: Request) -> HTMLResponse:
 
 
 def ablation_page(request: Request) -> HTMLResponse:
+    if not valid_id(request.path_params["ablation_id"]):
+        raise NotFound(f"ablation {request.path_params['ablation_id']}")
     view = ablation(request.app.state.repo.engine, request.path_params["ablation_id"])
     if view is None:
         raise NotFound(f"ablation {request.path_params['ablation_id']}")

@@ -7,6 +7,7 @@ A change is seen through a cheap "stamp" (trial count and newest id per status).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,8 +21,15 @@ from ..storage.models import StudyRecord, TrialRecord
 from .views import Best, LayerCell, MemoryContext, Objective, StudyView, TrialDetail, TrialRow
 
 
+MAX_ID = 2**63 - 1  # the largest id SQL integer columns hold; a larger one is no stored row, never an error
+
+
 class NotFound(LookupError):
     """A study or trial id that the database does not hold."""
+
+
+def valid_id(value: int) -> bool:
+    return 0 < value <= MAX_ID
 
 
 @dataclass
@@ -53,7 +61,7 @@ def _best(objectives: list[Objective], rows: list[TrialRow]) -> list[Best | None
     best: list[Best | None] = []
     for i, objective in enumerate(objectives):
         candidates = [r for r in rows if r.status == "completed" and r.fits is not False
-                      and i < len(r.values) and r.values[i] is not None]
+                      and i < len(r.values) and r.values[i] is not None and math.isfinite(r.values[i])]
         if not candidates:
             best.append(None)
             continue
@@ -90,6 +98,8 @@ class Repository:
 
     # ------------------------------------------------------------------ stamps and cached study data
     def stamp(self, study_id: int) -> str:
+        if not valid_id(study_id):
+            raise NotFound(f"study {study_id}")
         with Session(self.engine) as session:
             if session.get(StudyRecord, study_id) is None:
                 raise NotFound(f"study {study_id}")
@@ -109,6 +119,8 @@ class Repository:
             return cached
 
     def _load(self, study_id: int, stamp: str) -> _StudyData:
+        if not valid_id(study_id):
+            raise NotFound(f"study {study_id}")
         with Session(self.engine) as session:
             record = session.get(StudyRecord, study_id)
             if record is None:
@@ -152,7 +164,7 @@ class Repository:
         return self._data(study_id).rows
 
     def patterns(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, list[LayerCell]]:
-        ids = list(trial_ids)
+        ids = [i for i in trial_ids if valid_id(i)]
         if not ids:
             return {}
         with Session(self.engine) as session:
@@ -184,7 +196,7 @@ class Repository:
 
     def memory_breakdowns(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, dict[str, float]]:
         memory = self.study(study_id).memory
-        ids = list(trial_ids)
+        ids = [i for i in trial_ids if valid_id(i)]
         if memory is None or not ids:
             return {}
         with Session(self.engine) as session:
@@ -194,7 +206,7 @@ class Repository:
                     for i, b in session.execute(stmt)}
 
     def curves(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
-        ids = list(trial_ids)
+        ids = [i for i in trial_ids if valid_id(i)]
         if not ids:
             return {}
         with Session(self.engine) as session:

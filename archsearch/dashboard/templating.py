@@ -33,10 +33,27 @@ def fmt_bytes(value: Any) -> str:
     return str(value)
 
 
+def finite(value: Any) -> Any:
+    """`value` with every non-finite float (inf, -inf, nan) replaced by None, in nested dicts, lists and tuples:
+    the one representation such values get in the dashboard's JSON (null), which stays strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def strict_json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON text (no `Infinity` or `NaN`): non-finite floats become null."""
+    return json.dumps(finite(value), default=str, allow_nan=False, **kwargs)
+
+
 def json_script(value: Any) -> Markup:
     """JSON for a `<script type="application/json">` block: `<`, `>` and `&` escaped so no stored string can
     close the element or start markup."""
-    text = json.dumps(value, default=str, allow_nan=False)
+    text = strict_json(value)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)
 

@@ -1,6 +1,7 @@
 """Export stored trials as CSV, JSON or Parquet: one row per trial.
 
-JSON keeps nested values (spec, curve, budget) as they are. CSV and Parquet are flat: scalar params, metrics and
+JSON keeps nested values (spec, curve, budget) as they are, and is strict JSON: a non-finite float (the +inf
+objective of an infeasible trial) is written as null. CSV and Parquet are flat: scalar params, metrics and
 objectives get a column each (`param.d_model`, `metric.val_loss`, `objective.val_loss`); the nested values are
 JSON text columns.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
         raise UserError(f"--format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
     rows = trial_rows(db, study)
     if fmt == "json":
-        text = json.dumps(rows, indent=1, default=str)
+        text = json.dumps(_finite(rows), indent=1, default=str, allow_nan=False)
         return _emit(text, out)
     flat = [flatten(row) for row in rows]
     columns: list[str] = []
@@ -96,6 +98,17 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
         table[column] = values
     pq.write_table(pa.table(table), str(out))
     return None
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (inf, -inf, nan) replaced by None, in nested dicts and lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _emit(text: str, out: str | Path | None) -> str | None:
