@@ -116,6 +116,8 @@ class StudyRunner:
             storage = self.db.optuna_storage(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_s,
                                              max_retry=heartbeat.max_retry)
             self._check_optuna_directions(storage)
+            # A resumed study must not replay its first draws: the seed moves on with the trials already stored.
+            self.sampler_seed += 7_919 * self._stored_trial_count(storage)
             sampler = self._sampler or build_sampler(self.study.file.sampler, self.study.space, self.sampler_seed,
                                                      len(self.objectives))
             pruner = build_pruner(self.study.file.pruner)
@@ -131,6 +133,13 @@ class StudyRunner:
             self.db.close()
             raise
         return self
+
+    def _stored_trial_count(self, storage) -> int:
+        try:
+            study_id = storage.get_study_id_from_name(self.study.name)
+        except KeyError:
+            return 0
+        return len(storage.get_all_trials(study_id, deepcopy=False))
 
     def _check_optuna_directions(self, storage) -> None:
         try:

@@ -181,3 +181,14 @@ def test_a_trial_that_trained_all_its_steps_keeps_its_objectives(write_study, sq
     assert len(rows) == 8
     assert all(r.status == "completed" and r.objectives and len(r.objectives) == 2 for r in rows), \
         [(r.status, r.objectives) for r in rows]
+
+
+def test_a_resumed_study_draws_new_candidates_instead_of_replaying_its_first_ones(write_study, sqlite_url):
+    first = write_study(n_trials=4, constraints={})
+    _run(first, sqlite_url)
+    more = write_study(n_trials=8, constraints={})
+    _run(more, sqlite_url)
+    rows = sorted(_rows(sqlite_url), key=lambda r: r.number)
+    assert len(rows) == 8
+    drawn = [repr(sorted(r.params.items())) for r in rows]
+    assert drawn[4:] != drawn[:4]  # before, the re-seeded random sampler drew exactly trials 0-3 again
