@@ -13,6 +13,19 @@ KIND_STYLES = {"mamba2": "black on green3", "attention": "black on orange1", "ml
 KIND_LABELS = {"mamba2": "Mamba-2", "attention": "attention", "mlp": "MLP"}
 
 
+def printable(text: object, keep: str = "") -> str:
+    """`text` safe for a terminal: control characters (ESC sequences, C1 codes, DEL) escaped as \\xNN / \\uNNNN,
+    except those in `keep` (e.g. newlines of a CSV). One helper for every command printing user-chosen names."""
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        if ch not in keep and (code < 0x20 or 0x7F <= code <= 0x9F or code in (0x2028, 0x2029)):
+            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
     app.command("show")(show)
@@ -32,11 +45,11 @@ def validate(files: list[str] = typer.Argument(..., help="spec files (YAML or JS
             spec = load_spec(name)
         except SpecError as err:
             failed += 1
-            print(f"error: {err}", file=sys.stderr)
+            print(printable(f"error: {err}", keep="\n"), file=sys.stderr)
             continue
-        print(f"OK {name} ({spec.name}: {spec.n_layers} layers)")
+        print(printable(f"OK {name} ({spec.name}: {spec.n_layers} layers)"))
         for issue in spec.warnings():
-            print(f"  warning: {issue}")
+            print(printable(f"  warning: {issue}"))
     if failed:
         print(f"{failed} of {len(files)} file(s) invalid", file=sys.stderr)
         raise typer.Exit(2)
@@ -84,19 +97,19 @@ def _print_summary(spec, summary: dict) -> None:
     from rich.text import Text
 
     console = Console(highlight=False)
-    console.print(Text(f"{spec.name}", style="bold") + Text(f"  {summary['n_layers']} layers, d_model "
+    console.print(Text(printable(spec.name), style="bold") + Text(f"  {summary['n_layers']} layers, d_model "
                                                             f"{spec.d_model}, vocab {spec.vocab_size}, "
                                                             f"max context {spec.max_context}"))
     strip = Text()
     for layer in spec.layers:
-        strip.append(layer.symbol, style=KIND_STYLES[layer.kind])
+        strip.append(printable(layer.symbol), style=KIND_STYLES[layer.kind])
     console.print(strip)
     legend = Text("legend: ")
     for kind, count in summary["layers_per_kind"].items():
-        symbols = ", ".join(repr(s) for s, b in summary["blocks"].items() if b["kind"] == kind)
+        symbols = ", ".join(printable(repr(s)) for s, b in summary["blocks"].items() if b["kind"] == kind)
         legend.append(f" {KIND_LABELS[kind]} ", style=KIND_STYLES[kind]).append(f" {symbols} x{count}   ")
     console.print(legend)
-    console.print(f"pattern: {summary['pattern']}")
+    console.print(Text(printable(f"pattern: {summary['pattern']}")))
 
     params = summary["parameters"]
     table = Table(title="parameters", title_justify="left")
@@ -116,7 +129,7 @@ def _print_summary(spec, summary: dict) -> None:
         blocks.add_column(column)
     for symbol, entry in summary["blocks"].items():
         kind = entry["kind"] + (f" (window {entry['window']})" if "window" in entry else "")
-        blocks.add_row(Text(symbol, style=KIND_STYLES[entry["kind"]]), kind, str(entry["layers"]),
+        blocks.add_row(Text(printable(symbol), style=KIND_STYLES[entry["kind"]]), kind, str(entry["layers"]),
                        f"{entry['parameters_per_layer']:,}")
     console.print(blocks)
 
@@ -129,7 +142,7 @@ def _print_summary(spec, summary: dict) -> None:
                   f"(KV cache {_bytes(state['kv_cache'])}, SSM state {_bytes(state['ssm_state'])}, conv state "
                   f"{_bytes(state['conv_state'])}; per kind: {per_kind})")
     for warning in summary["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(Text("warning: ", style="yellow") + Text(printable(warning)))
 
 
 # ---------------------------------------------------------------------------------------------- schema
@@ -157,6 +170,11 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
     from ..hf import load_hf_config
     from ..spec import dump_spec, parse_size
 
+    if name is not None and not name.strip():
+        from ..errors import UserError
+
+        raise UserError(f"--name {name!r}: a spec name cannot be empty; give a name, or leave --name out to take "
+                        "the config's")
     tokens = parse_size(max_context, "--max-context") if max_context is not None else None
     spec = load_hf_config(config, name=name, max_context=tokens)
     text = dump_spec(spec)
@@ -164,7 +182,7 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
         sys.stdout.write(text)
         return
     _write(output, text)
-    print(f"wrote {output} ({spec.name}: {spec.n_layers} layers)")
+    print(printable(f"wrote {output} ({spec.name}: {spec.n_layers} layers)"))
 
 
 def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec file or example name"),

@@ -64,13 +64,9 @@ def list_(storage: str = typer.Option("sqlite:///archsearch.db", help="database 
     """Every study stored in a database, with its trial counts."""
     from ..storage import Database
     from ..storage.records import list_studies
-    from ..storage.urls import is_sqlite, parse
-    from ..errors import UserError
+    from .spec_cmds import printable
 
-    parsed = parse(storage)
-    if is_sqlite(parsed) and not Path(parsed.database).expanduser().is_file():
-        raise UserError(f"--storage {storage!r}: no such SQLite file")
-    with Database(storage) as db:
+    with Database(storage, create=False, label="--storage") as db:
         studies = list_studies(db)
     if as_json:
         print(json.dumps(studies, indent=1))
@@ -80,7 +76,7 @@ def list_(storage: str = typer.Option("sqlite:///archsearch.db", help="database 
     for s in studies:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())) or "no trials"
         objectives = ", ".join(f"{o['metric']} ({o['direction'][:3]})" for o in s["objectives"])
-        print(f"{s['name']:<32} {objectives:<40} {counts}  (created {s['created_at']})")
+        print(printable(f"{s['name']:<32} {objectives:<40} {counts}  (created {s['created_at']})"))
 
 
 @results_app.command("export")
@@ -91,13 +87,14 @@ def export(storage: str = typer.Option("sqlite:///archsearch.db", help="database
     """Every stored trial, one row each."""
     from ..storage import Database
     from ..storage.export import export as do_export
+    from .spec_cmds import printable
 
-    with Database(storage) as db:
+    with Database(storage, create=False, label="--storage") as db:
         text = do_export(db, fmt, out, study)
     if text is not None:
-        print(text, end="")
+        print(printable(text, keep="\n\r\t") if fmt == "csv" else text, end="")
     else:
-        typer.echo(f"wrote {out}", err=True)
+        typer.echo(printable(f"wrote {out}"), err=True)
 
 
 def ablate(spec: str = typer.Argument(..., help="base spec file or example name"),

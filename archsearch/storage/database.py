@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import VERSION_TABLE
-from .urls import StorageError, engine_kwargs, full_url, is_sqlite, parse, redact
+from .urls import StorageError, engine_kwargs, full_url, is_sqlite, parse, redact, sqlite_file
 
 # Any fixed 64-bit number, shared by every archsearch process: "archsear" in ASCII.
 _ADVISORY_LOCK_KEY = 0x6172636873656172
@@ -66,6 +66,17 @@ def _opening_lock(engine: Engine):
     return _schema_lock(engine)
 
 
+def _opening_lock_for(parsed):
+    """The opening lock for a URL before our engine exists (SQLite: waits for a worker creating the file)."""
+    if not is_sqlite(parsed):
+        return contextlib.nullcontext()
+    engine = sa.create_engine(parsed)
+    try:
+        return _opening_lock(engine)
+    finally:
+        engine.dispose()
+
+
 def _alembic_config():
     from alembic.config import Config
 
@@ -109,12 +120,50 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.close()
 
 
-class Database:
-    """One results database: our engine and sessions, and Optuna's storage beside them."""
+# Optuna's RDB storage always has these two; a database holding them is Optuna's (ours may join it).
+_OPTUNA_MARKERS = frozenset({"version_info", "studies"})
 
-    def __init__(self, url: str, *, migrate: bool = True):
-        self.parsed = parse(url)
+
+def _check_ours(parsed, shown: str) -> None:
+    """Refuse, before anything is written, a database that has tables but neither archsearch's nor Optuna's:
+    adding our tables to someone else's database would damage it (and Optuna would trip over a foreign
+    `studies` table). Read-only: a plain engine without our pragmas, which would switch a SQLite file to WAL."""
+    engine = sa.create_engine(parsed, **engine_kwargs(parsed))
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+    except (OperationalError, DBAPIError) as err:
+        raise StorageError(f"cannot reach the database {shown}: {_driver_message(err)}") from None
+    finally:
+        engine.dispose()
+    if not tables or VERSION_TABLE in tables or _OPTUNA_MARKERS <= tables:
+        return
+    listed = ", ".join(sorted(tables)[:8]) + (f" and {len(tables) - 8} more" if len(tables) > 8 else "")
+    raise StorageError(f"the database {shown} is not an archsearch or Optuna database (it holds the table(s) "
+                       f"{listed}); refusing to add tables to it: give a new SQLite file or an empty database")
+
+
+class Database:
+    """One results database: our engine and sessions, and Optuna's storage beside them.
+
+    `create=False` (read-only commands): a missing SQLite file is an error instead of being created.
+    `label` names where the URL came from in messages (e.g. "--storage").
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True, create: bool = True, label: str = "storage"):
+        self.parsed = parse(url, label)
         self.url = full_url(self.parsed)
+        shown = redact(url)
+        path = sqlite_file(self.parsed)
+        if path is not None and not path.is_file():
+            if path.exists():
+                raise StorageError(f"{label} {shown!r}: {str(path)!r} is not a file")
+            if not create:
+                raise StorageError(f"{label} {shown!r}: no such SQLite file {str(path)!r} (nothing to read; "
+                                   "it is not created)")
+        elif path is None or path.stat().st_size > 0:
+            with _opening_lock_for(self.parsed):
+                _check_ours(self.parsed, shown)
         self.engine = sa.create_engine(self.parsed, **engine_kwargs(self.parsed))
         if is_sqlite(self.parsed):
             _tune_sqlite(self.engine)

@@ -18,35 +18,54 @@ class StorageError(UserError):
     """A storage URL that cannot be used, or a database that cannot be reached or is not ours to change."""
 
 
-def parse(url: str) -> URL:
+def parse(url: str, label: str = "storage") -> URL:
+    """Check a storage URL before anything is opened; `label` names where it came from (e.g. --storage)."""
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError(f"{label} {url!r} is empty; allowed: {ALLOWED}")
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise StorageError(f"storage {url!r} is not a database URL; allowed: {ALLOWED}") from None
+    except (ArgumentError, ValueError) as err:
+        detail = ": the port is not a number" if isinstance(err, ValueError) else " is not a database URL"
+        raise StorageError(f"{label} {redact(url)!r}{detail}; allowed: {ALLOWED}") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise StorageError(f"storage {redact(url)!r}: backend {backend!r} is not supported; allowed: {ALLOWED}")
+        raise StorageError(f"{label} {redact(url)!r}: backend {backend!r} is not supported; allowed: {ALLOWED}")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StorageError(f"{label} {redact(url)!r}: port {parsed.port} is out of range; allowed: 1 .. 65535")
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
         parent = Path(parsed.database).expanduser().resolve().parent
         if not parent.is_dir():
-            raise StorageError(f"storage {url!r}: the folder {str(parent)!r} of the SQLite file does not exist")
+            raise StorageError(f"{label} {redact(url)!r}: the folder {str(parent)!r} of the SQLite file does not exist")
     if backend == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+" + _postgres_driver(url))
+        parsed = parsed.set(drivername="postgresql+" + _postgres_driver(url, label))
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise StorageError(f"storage {url!r}: an in-memory SQLite database cannot be shared between our engine "
-                           "and Optuna's; give a file, e.g. sqlite:///archsearch.db")
+        raise StorageError(f"{label} {redact(url)!r}: an in-memory SQLite database cannot be shared between our "
+                           "engine and Optuna's; give a file, e.g. sqlite:///archsearch.db")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except Exception as err:  # NoSuchModuleError (unknown driver name) or ImportError (driver not installed)
+        raise StorageError(f"{label} {redact(url)!r}: driver {parsed.drivername!r} is not available "
+                           f"({type(err).__name__}: {err}); allowed: {ALLOWED}, with psycopg or psycopg2 "
+                           "installed for PostgreSQL") from None
     return parsed
 
 
-def _postgres_driver(url: str) -> str:
+def _postgres_driver(url: str, label: str = "storage") -> str:
     """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; use whichever driver is installed."""
     import importlib.util
 
     for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
         if importlib.util.find_spec(module) is not None:
             return driver
-    raise StorageError(f"storage {redact(url)!r} needs a PostgreSQL driver: pip install psycopg2-binary "
+    raise StorageError(f"{label} {redact(url)!r} needs a PostgreSQL driver: pip install psycopg2-binary "
                        "(or archsearch[postgres])")
+
+
+def sqlite_file(parsed: URL) -> Path | None:
+    """The file of a SQLite URL (None for other backends)."""
+    if not is_sqlite(parsed) or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
 
 
 def full_url(parsed: URL) -> str:
@@ -58,8 +77,15 @@ def redact(url: str | URL) -> str:
     """The URL as it may be printed: the password hidden."""
     try:
         return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
-    except ArgumentError:
-        return str(url)
+    except (ArgumentError, ValueError):
+        return _redact_raw(str(url))
+
+
+def _redact_raw(url: str) -> str:
+    """A string SQLAlchemy cannot parse, with anything between '://USER:' and '@' hidden."""
+    import re
+
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def is_sqlite(url: str | URL) -> bool:
