@@ -22,8 +22,8 @@ def test_table(capsys):
 
 
 def test_policy_options(capsys):
-    main(["check", "nemotron-h-tiny", "--device", "l4", "--context", "1k", "--reserve-gib", "0",
-          "--buffer-fraction", "1", "--json"])
+    assert main(["check", "nemotron-h-tiny", "--device", "l4", "--context", "1k", "--reserve-gib", "0",
+                 "--buffer-fraction", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["budget_bytes"] == 24 * 2**30
 
 
