@@ -122,10 +122,7 @@ def best_command(file_or_name: str, *, storage: str | None, limit: int, as_json:
         if storage is None:
             raise UserError(f"{file_or_name!r} is not a file; to name a stored study give --storage URL too")
         name, url = file_or_name, storage
-    parsed = parse(url)
-    if is_sqlite(parsed) and not Path(parsed.database).expanduser().is_file():
-        raise UserError(f"storage {url!r}: no such SQLite file (has the study run yet?)")
-    with Database(url) as db:
+    with Database(url, create=False, label="--storage") as db:  # a reader never creates a missing file
         record = records.study_by_name(db, name)
         if record is None:
             stored = [s["name"] for s in records.list_studies(db)]
