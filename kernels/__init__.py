@@ -12,11 +12,13 @@ from .decode import conv_state_update, conv_state_update_reference, ssm_state_up
 from .gated_norm import gated_rms_norm, gated_rms_norm_reference
 from .registry import (
     BackendError,
+    BackendRecord,
     backends_used,
     check,
     describe,
     force_backend,
     format_report,
+    recording,
     reset_backends_used,
     select,
 )
@@ -25,6 +27,7 @@ from ._checks import KernelArgumentError
 
 __all__ = [
     "BackendError",
+    "BackendRecord",
     "CachePositions",
     "KernelArgumentError",
     "attention",
@@ -40,6 +43,7 @@ __all__ = [
     "format_report",
     "gated_rms_norm",
     "gated_rms_norm_reference",
+    "recording",
     "reset_backends_used",
     "select",
     "ssd_chunk_scan",

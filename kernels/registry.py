@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -65,6 +66,13 @@ _OPS: dict[str, Op] = {}
 _forced: dict[str, str] = {}  # set by force_backend(); wins over the environment
 _used: dict[str, str] = {}
 _notes: dict[str, str] = {}  # op -> how the last call that needed it was adapted (e.g. split into sub-batches)
+# The innermost open recording()'s own choices. Fixed objects, only mutated (never rebound), so the hot path is one
+# more dict assignment and a compiled graph's replayed write reaches whichever scope is open when it runs. _scope
+# holds every registered op ("": not chosen), so its length stays put: dynamo guards on the length of a dict a
+# graph writes, and a block that started empty would recompile every compiled graph at its first kernel calls.
+_scope: dict[str, str] = {}
+_scope_notes: dict[str, str] = {}
+_scopes: list[BackendRecord] = []  # the open recording() blocks, outermost first
 _logged: set[tuple] = set()
 _choice_cache: dict[tuple, Backend] = {}
 _lock = threading.Lock()
@@ -257,6 +265,7 @@ def backend_fn(op: str, call_items: tuple) -> Callable[..., Any]:
     in sorted order and call the backend with plain positional arguments, so no dict is sorted or re-packed."""
     name = _chosen_name(op, call_items)
     _used[op] = name
+    _scope[op] = name
     return _OPS[op].backends[name].fn
 
 
@@ -271,12 +280,102 @@ def backends_used() -> dict[str, str]:
 
 
 def reset_backends_used() -> None:
-    _used.clear()
-    _notes.clear()
+    """Clear the process-wide record (open `recording()` blocks keep theirs)."""
+    with _lock:
+        _used.clear()
+        _notes.clear()
+        if not _scopes:
+            _set_scope({}, {})
+
+
+def _set_scope(backends: dict[str, str], notes: dict[str, str]) -> None:
+    for op in _OPS:
+        _scope[op] = ""
+    for op in list(_scope):
+        if op not in _OPS:
+            del _scope[op]
+    _scope.update(backends)
+    _scope_notes.clear()
+    _scope_notes.update(notes)
+
+
+def _scope_backends() -> dict[str, str]:
+    return {op: name for op, name in _scope.items() if name}
+
+
+class BackendRecord(Mapping):
+    """{op: backend} of the kernel calls that ran inside one `recording()` block, inner blocks' included (the
+    last backend per op); `.notes` is {op: note} likewise. Live while the block is open, frozen after it."""
+
+    def __init__(self) -> None:
+        self._backends: dict[str, str] = {}  # own choices: saved when an inner block opened, final after exit
+        self._notes: dict[str, str] = {}
+        self._open = True
+
+    def _view(self, notes: bool) -> dict[str, str]:
+        with _lock:
+            if not self._open:
+                return self._notes if notes else self._backends
+            merged: dict[str, str] = {}
+            inner = False
+            for record in _scopes:
+                inner = inner or record is self
+                if inner and record is not _scopes[-1]:
+                    merged.update(record._notes if notes else record._backends)
+            merged.update(_scope_notes if notes else _scope_backends())
+            return merged
+
+    @property
+    def notes(self) -> dict[str, str]:
+        return dict(self._view(True))
+
+    def __getitem__(self, op: str) -> str:
+        return self._view(False)[op]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self._view(False)))
+
+    def __len__(self) -> int:
+        return len(self._view(False))
+
+    def __repr__(self) -> str:
+        return f"BackendRecord({self._view(False)!r}, notes={self._view(True)!r})"
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[BackendRecord]:
+    """`with recording() as used:` records the backends (and notes) chosen inside the block only, e.g. one
+    training run's, unlike the process-wide `backends_used()`. Blocks nest: an inner block's choices also reach
+    the outer ones. One record per process: blocks opened by concurrent threads share what runs meanwhile."""
+    record = BackendRecord()
+    with _lock:
+        if _scopes:  # the enclosing block's choices so far move aside; _scope starts empty for this one
+            _scopes[-1]._backends = _scope_backends()
+            _scopes[-1]._notes = dict(_scope_notes)
+        _set_scope({}, {})
+        _scopes.append(record)
+    try:
+        yield record
+    finally:
+        final_backends, final_notes = dict(record._view(False)), dict(record._view(True))
+        with _lock:
+            index = next(i for i, r in enumerate(_scopes) if r is record)
+            if index == len(_scopes) - 1:
+                _scopes.pop()
+                outer_backends = _scopes[-1]._backends if _scopes else {}
+                outer_notes = _scopes[-1]._notes if _scopes else {}
+                _set_scope({**outer_backends, **final_backends}, {**outer_notes, **final_notes})
+            else:  # closed out of order (threads): its own choices go to the block below it
+                del _scopes[index]
+                if index > 0:
+                    _scopes[index - 1]._backends.update(record._backends)
+                    _scopes[index - 1]._notes.update(record._notes)
+            record._backends, record._notes, record._open = final_backends, final_notes, False
 
 
 def note(op: str, message: str) -> None:
     """Record (and log once) how a backend adapted a call, e.g. running it in sub-batches."""
+    _scope_notes[op] = message
     if _notes.get(op) != message:
         _notes[op] = message
         key = ("note", op, message)

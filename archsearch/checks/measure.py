@@ -150,8 +150,7 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
     import torch
 
     import archsearch
-    from archsearch.kernels import backends_used, reset_backends_used
-    from archsearch.kernels.registry import notes
+    from archsearch.kernels import recording
 
     settings = settings or CheckSettings()
     if settings.kv_dtype != settings.act_dtype:
@@ -167,31 +166,32 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(torch_device)
         base = torch.cuda.memory_allocated(torch_device)
-    reset_backends_used()
-    model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
-    if cuda:
-        _warm_up(model, spec, context, settings, torch_device)
-        # the initialiser's and the warm-up's temporaries are not serving memory: count from the built model on
-        torch.cuda.synchronize(torch_device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(torch_device)
-    weight_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    cache = model.allocate_cache(batch, context, dtype=_torch_dtype(settings.act_dtype))
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    ids_BT = torch.randint(0, spec.vocab_size, (batch, context - decode_steps), generator=generator).to(torch_device)
-    probe = _LayerPeaks(torch, torch_device) if cuda and per_layer else None
-    handles = probe.attach(model, spec) if probe else []
-    last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk, settings.logits)
-    for handle in handles:
-        handle.remove()
-    token_B1 = last_B1V.argmax(-1)
-    for _ in range(decode_steps):
-        token_B1 = model.decode_step(token_B1, cache)[:, -1:].argmax(-1)
-    peak = None
-    if cuda:
-        torch.cuda.synchronize(torch_device)
-        peak = (probe.peak() if probe else torch.cuda.max_memory_allocated(torch_device)) - base
-    backends = dict(backends_used())
+    with recording() as used:  # this measurement's kernel backends (and notes) only
+        model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
+        if cuda:
+            _warm_up(model, spec, context, settings, torch_device)
+            # the initialiser's and the warm-up's temporaries are not serving memory: count from the built model on
+            torch.cuda.synchronize(torch_device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(torch_device)
+        weight_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        cache = model.allocate_cache(batch, context, dtype=_torch_dtype(settings.act_dtype))
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        ids_BT = torch.randint(0, spec.vocab_size, (batch, context - decode_steps), generator=generator)
+        ids_BT = ids_BT.to(torch_device)
+        probe = _LayerPeaks(torch, torch_device) if cuda and per_layer else None
+        handles = probe.attach(model, spec) if probe else []
+        last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk, settings.logits)
+        for handle in handles:
+            handle.remove()
+        token_B1 = last_B1V.argmax(-1)
+        for _ in range(decode_steps):
+            token_B1 = model.decode_step(token_B1, cache)[:, -1:].argmax(-1)
+        peak = None
+        if cuda:
+            torch.cuda.synchronize(torch_device)
+            peak = (probe.peak() if probe else torch.cuda.max_memory_allocated(torch_device)) - base
+    backends = dict(used)
     matched = settings.with_(kernels=kernels_profile(backends, cuda))  # the workspace of the kernels that ran
     memory_model = MemoryModel(spec, matched)
     estimate = memory_model.breakdown(context, batch)
@@ -204,7 +204,7 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
     result = MemoryMeasurement(
         device=name, context=context, batch=batch, prefill_chunk=settings.prefill_chunk, decode_steps=decode_steps,
         weight_bytes=weight_bytes, cache_bytes=cache.nbytes(), peak_bytes=peak, estimated_bytes=estimate.total,
-        estimated=estimate.to_dict(), settings=matched.to_dict(), backends=backends, notes=notes(),
+        estimated=estimate.to_dict(), settings=matched.to_dict(), backends=backends, notes=used.notes,
         layer_peaks=layer_peaks)
     del model, cache, ids_BT, last_B1V, token_B1
     if cuda:

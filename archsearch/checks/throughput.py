@@ -83,49 +83,48 @@ def measure_throughput(spec: ModelSpec, input_len: int, output_len: int, batch: 
     import torch
 
     import archsearch
-    from archsearch.kernels import backends_used, reset_backends_used
+    from archsearch.kernels import recording
 
     settings = settings or CheckSettings()
     torch_device = _device(device)
     cuda = torch_device.type == "cuda"
-    reset_backends_used()
-    model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
-    cache = model.allocate_cache(batch, input_len + output_len, dtype=_torch_dtype(settings.act_dtype))
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    ids_BT = torch.randint(0, spec.vocab_size, (batch, input_len), generator=generator).to(torch_device)
+    with recording() as used:  # this measurement's kernel backends only
+        model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
+        cache = model.allocate_cache(batch, input_len + output_len, dtype=_torch_dtype(settings.act_dtype))
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        ids_BT = torch.randint(0, spec.vocab_size, (batch, input_len), generator=generator).to(torch_device)
 
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(torch_device)
+        def sync():
+            if cuda:
+                torch.cuda.synchronize(torch_device)
 
-    run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk)  # compile / autotune, untimed
-    cache.reset()
-    sync()
-    start = time.perf_counter()
-    last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk)
-    sync()
-    prefill_s = time.perf_counter() - start
-    token_B1 = last_B1V.argmax(-1)
-    del last_B1V, ids_BT
+        run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk)  # compile / autotune, untimed
+        cache.reset()
+        sync()
+        start = time.perf_counter()
+        last_B1V = run_chunked_prefill(model, cache, ids_BT, settings.prefill_chunk)
+        sync()
+        prefill_s = time.perf_counter() - start
+        token_B1 = last_B1V.argmax(-1)
+        del last_B1V, ids_BT
 
-    last = input_len + output_len - 1
-    positions = sorted({round(input_len + i * (last - input_len) / max(1, points - 1)) for i in range(points)})
-    measured = []
-    for position in positions:
-        seconds, mode = _time_decode_step(model, cache, token_B1, position, steps_per_point, cuda and cuda_graphs)
-        measured.append({"position": position, "step_ms": seconds * 1e3, "mode": mode})
-    # trapezoid over the output's positions input_len .. last
-    decode_s = 0.0
-    if len(measured) == 1:
-        decode_s = measured[0]["step_ms"] / 1e3 * output_len
-    for a, b in zip(measured, measured[1:]):
-        span = b["position"] - a["position"]
-        decode_s += (a["step_ms"] + b["step_ms"]) / 2e3 * span
-    if len(measured) > 1:
-        decode_s += measured[-1]["step_ms"] / 1e3  # the last position's own step
+        last = input_len + output_len - 1
+        positions = sorted({round(input_len + i * (last - input_len) / max(1, points - 1)) for i in range(points)})
+        measured = []
+        for position in positions:
+            seconds, mode = _time_decode_step(model, cache, token_B1, position, steps_per_point, cuda and cuda_graphs)
+            measured.append({"position": position, "step_ms": seconds * 1e3, "mode": mode})
+        # trapezoid over the output's positions input_len .. last
+        decode_s = 0.0
+        if len(measured) == 1:
+            decode_s = measured[0]["step_ms"] / 1e3 * output_len
+        for a, b in zip(measured, measured[1:]):
+            span = b["position"] - a["position"]
+            decode_s += (a["step_ms"] + b["step_ms"]) / 2e3 * span
+        if len(measured) > 1:
+            decode_s += measured[-1]["step_ms"] / 1e3  # the last position's own step
     name = torch.cuda.get_device_name(torch_device) if cuda else "cpu"
-    result = ThroughputMeasurement(name, batch, input_len, output_len, prefill_s, measured, decode_s,
-                                   dict(backends_used()))
+    result = ThroughputMeasurement(name, batch, input_len, output_len, prefill_s, measured, decode_s, dict(used))
     del model, cache
     if cuda:
         torch.cuda.empty_cache()

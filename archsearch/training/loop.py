@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -33,6 +33,7 @@ class Trainer:
     def __init__(self, run: Prepared, callback: Callback | None, progress: bool):
         self.run = run
         self.callback = callback
+        self.backends: Mapping[str, str] | None = None  # train()'s kernels.recording(); None: process-wide record
         self.recipe = run.recipe
         self.step = int(run.state.get("step", 0))
         self.curve: list[dict[str, float]] = list(run.state.get("curve", []))
@@ -179,6 +180,7 @@ class Trainer:
         from archsearch.kernels import backends_used
 
         run = self.run
+        backends = dict(self.backends) if self.backends is not None else backends_used()
         speed = self.tokens_per_s()
         peak, peak_source = device_peak_flops(run.device)
         memory, memory_kind = peak_memory(run.device)
@@ -191,7 +193,7 @@ class Trainer:
             status=status, reason=reason, metrics=dict(self.metrics), curve=list(self.curve), steps=self.step,
             tokens=self.step * self.tokens_per_step, tokens_per_s=speed, mfu=mfu, peak_flops=peak,
             peak_flops_source=peak_source, peak_memory_bytes=memory, peak_memory_kind=memory_kind,
-            backends=dict(backends_used()), precision=run.precision.name, precision_reason=run.precision.reason,
+            backends=backends, precision=run.precision.name, precision_reason=run.precision.reason,
             fp8_layers=list(run.fp8_layers), versions=versions(), wall_time_s=time.perf_counter() - self.started,
             n_params=sum(p.numel() for p in run.model.parameters()), seq_len=run.task.seq_len,
             device=torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
@@ -222,5 +224,10 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
 
         return train_parallel(spec, task, recipe, nproc=nproc, out_dir=out_dir, callback=callback, progress=progress,
                               device=device, resume=resume)
-    run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume, parallel=parallel)
-    return Trainer(run, callback, progress).run_to_end()
+    from archsearch.kernels import recording
+
+    with recording() as used:  # this run's kernel backends only, not an earlier run's in the same process
+        run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume, parallel=parallel)
+        trainer = Trainer(run, callback, progress)
+        trainer.backends = used
+        return trainer.run_to_end()
