@@ -9,6 +9,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from ..storage.export import finite  # noqa: F401 - the one non-finite -> null rule, re-exported here
+
 
 def fmt_number(value: Any) -> str:
     if value is None:
@@ -31,18 +33,6 @@ def fmt_bytes(value: Any) -> str:
             return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return str(value)
-
-
-def finite(value: Any) -> Any:
-    """`value` with every non-finite float (inf, -inf, nan) replaced by None, in nested dicts, lists and tuples:
-    the one representation such values get in the dashboard's JSON (null), which stays strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def strict_json(value: Any, **kwargs: Any) -> str:

@@ -67,7 +67,7 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
         raise UserError(f"--format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
     rows = trial_rows(db, study)
     if fmt == "json":
-        text = json.dumps(_finite(rows), indent=1, default=str, allow_nan=False)
+        text = json.dumps(finite(rows), indent=1, default=str, allow_nan=False)
         return _emit(text, out)
     flat = [flatten(row) for row in rows]
     columns: list[str] = []
@@ -100,14 +100,14 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
     return None
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """`value` with every non-finite float (inf, -inf, nan) replaced by None, in nested dicts and lists."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
