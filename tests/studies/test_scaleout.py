@@ -52,6 +52,24 @@ def _rows(url):
         return records.trials_of(db, study.id), records.slots_taken(db, study.id)
 
 
+def _kill_mid_trial(victim, url) -> int:
+    """SIGKILL `victim` once one of its trials is training; the number of that trial."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            rows, _ = _rows(url)
+        except Exception:  # noqa: BLE001 - tables may not exist in the first instants
+            rows = []
+        running = [r for r in rows if r.status == "running" and r.worker.endswith(f":{victim.pid}")
+                   and r.spec is not None]
+        if running:
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+            return running[0].number
+        time.sleep(0.1)
+    raise AssertionError("the victim never started a trial")
+
+
 def test_four_workers_ten_trials_each_no_lost_or_duplicated_trial(write_study, pg_url, tmp_path):
     study = write_study(n_trials=40, constraints={}, sampler={"type": "tpe", "n_startup_trials": 5})
     procs = [_spawn(tmp_path, study, pg_url, i, 0.01) for i in range(4)]
@@ -75,21 +93,7 @@ def test_killed_worker_trial_is_failed_and_retried_and_the_study_finishes(write_
     study = write_study(n_trials=8, constraints={}, heartbeat={"interval_s": 1, "grace_s": 3})
     procs = [_spawn(tmp_path, study, pg_url, i, 0.4) for i in range(3)]  # ~1.6 s of training per trial
     victim = procs[0]
-    deadline = time.monotonic() + 60
-    killed_number = None
-    while time.monotonic() < deadline and killed_number is None:
-        try:
-            rows, _ = _rows(pg_url)
-        except Exception:  # noqa: BLE001 - tables may not exist in the first instants
-            rows = []
-        running = [r for r in rows if r.status == "running" and r.worker.endswith(f":{victim.pid}")
-                   and r.spec is not None]
-        if running:
-            os.kill(victim.pid, signal.SIGKILL)
-            killed_number = running[0].number
-        time.sleep(0.1)
-    assert killed_number is not None, "the victim never started a trial"
-    victim.wait(timeout=10)
+    killed_number = _kill_mid_trial(victim, pg_url)
     outputs = [p.communicate(timeout=240)[0] for p in procs[1:]]
     assert [p.returncode for p in procs[1:]] == [0, 0], outputs
 
@@ -111,20 +115,7 @@ def test_rerun_after_the_only_worker_was_killed_runs_the_retry_and_leaves_nothin
                                                                                            tmp_path):
     # One trial: the rerun finds no free slot, only the dead worker's trial, which goes stale while it waits.
     study = write_study(n_trials=1, constraints={}, heartbeat={"interval_s": 1, "grace_s": 3})
-    victim = _spawn(tmp_path, study, pg_url, 0, 2.0)
-    deadline, killed_number = time.monotonic() + 60, None
-    while time.monotonic() < deadline and killed_number is None:
-        try:
-            rows, _ = _rows(pg_url)
-        except Exception:  # noqa: BLE001 - tables may not exist in the first instants
-            rows = []
-        running = [r for r in rows if r.status == "running" and r.spec is not None]
-        if running:
-            os.kill(victim.pid, signal.SIGKILL)
-            killed_number = running[0].number
-        time.sleep(0.1)
-    assert killed_number is not None, "the worker never started a trial"
-    victim.wait(timeout=10)
+    killed_number = _kill_mid_trial(_spawn(tmp_path, study, pg_url, 0, 2.0), pg_url)
     rerun = _spawn(tmp_path, study, pg_url, 1, 0.01)  # the same study, run again by hand
     output = rerun.communicate(timeout=120)[0]
     assert rerun.returncode == 0, output
