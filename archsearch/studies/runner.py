@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..spec import SpecError, compress_pattern
 from ..storage import Database, StudyMismatchError, redact, worker_id
 from ..storage import records
+from ..training.result import TrainingStopped  # torch-free: archsearch.training imports torch lazily
 from .early_stop import DominanceStop, reference_from_row
 from .evaluate import Evaluator
 from .progress import Display
@@ -46,13 +47,7 @@ class _NoSlot(Exception):
     """The study reached its trial count while this worker was asking for a trial."""
 
 
-try:  # train() treats its own TrainingStopped as "stop and record"; our stops are of that kind
-    from ..training.result import TrainingStopped as _StopBase
-except ImportError:  # pragma: no cover - training is part of archsearch; kept importable without torch
-    _StopBase = Exception
-
-
-class _Stop(_StopBase):
+class _Stop(TrainingStopped):  # train() treats its own TrainingStopped as "stop and record"; our stops are of that kind
     """Raised from the training callback: `kind` is "pruned" (single-objective pruner) or "stopped" (dominated)."""
 
     def __init__(self, kind: str, message: str):
