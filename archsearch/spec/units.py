@@ -12,8 +12,9 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kKmM]?)")
 MAX_SIZE = 1 << 30
 
 
-def parse_size(text: str | int, what: str = "size") -> int:
-    """A positive token count from `4096`, `128k`, `1M` or `1.5k`; UserError naming `what` otherwise."""
+def parse_size(text: str | int, what: str = "size", maximum: int = MAX_SIZE) -> int:
+    """A positive token count from `4096`, `128k`, `1M` or `1.5k`, at most `maximum`; UserError naming `what`
+    otherwise."""
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
@@ -25,6 +26,6 @@ def parse_size(text: str | int, what: str = "size") -> int:
         if not number.is_integer():
             raise UserError(f"{what}: {text!r} is not a whole number of tokens ({number:g})")
         value = int(number)
-    if not 1 <= value <= MAX_SIZE:
-        raise UserError(f"{what}: {text!r} is out of range; allowed: 1 .. {MAX_SIZE} (1024M)")
+    if not 1 <= value <= maximum:
+        raise UserError(f"{what}: {text!r} is out of range; allowed: 1 .. {maximum} ({maximum >> 20}M)")
     return value

@@ -6,12 +6,21 @@ is better by more than `margin` on at least one trained metric. Objectives known
 count, analytic memory) are exact for both; trained metrics are read from the completed trial's curve at the same
 step; an objective that either side lacks at that step means no domination (the rule never guesses). A trial
 dominated by `min_dominators` completed trials for `patience` consecutive evaluations stops.
+
+With a tokens or FLOPs budget (`axis` "tokens" / "flops") trials of different sizes train different step counts,
+so the comparison is at equal compute instead: at this trial's evaluation with C tokens or FLOPs seen, each
+completed trial's value is the one of its latest evaluation that had seen at most C (its curve points carry
+"tokens" and "flops"), never one from further along. A completed trial with no evaluation at or below C, or a
+curve without the axis, dominates nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+AXES = ("step", "tokens", "flops")
+_REL = 1e-9  # equal compute despite float rounding of step x FLOPs per step
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,13 @@ class DominanceStop:
     min_dominators: int = 1
     patience: int = 2
     margin: float = 0.02
+    axis: str = "step"  # what "the same point" means: "step", or equal "tokens" / "flops" seen
+    per_step: float = 1.0  # this trial's tokens or FLOPs per step (axis tokens / flops)
     _streak: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.axis not in AXES:
+            raise ValueError(f"early stop axis {self.axis!r}; allowed: {', '.join(AXES)}")
 
     @property
     def active(self) -> bool:
@@ -56,9 +71,20 @@ class DominanceStop:
         self._streak = self._streak + 1 if len(dominators) >= self.min_dominators else 0
         return dominators if self._streak >= self.patience else None
 
+    def _at(self, ref: Reference, step: int, metric: str) -> float | None:
+        """`ref`'s value of `metric` at the point matching this trial's `step` (the module docstring's rule)."""
+        if self.axis == "step":
+            return ref.curve.get(step, {}).get(metric)
+        seen = step * self.per_step * (1 + _REL)
+        best_at, value = None, None
+        for point in ref.curve.values():
+            at = point.get(self.axis)
+            if at is not None and metric in point and at <= seen and (best_at is None or at >= best_at):
+                best_at, value = at, point[metric]
+        return value
+
     def _dominates(self, ref: Reference, step: int, metrics: dict[str, float]) -> bool:
-        at_step = ref.curve.get(step)
-        if at_step is None:
+        if self.axis == "step" and step not in ref.curve:
             return False
         strictly_better = False
         for metric, direction in self.directions.items():
@@ -66,7 +92,7 @@ class DominanceStop:
                 mine, theirs = self.known[metric], ref.known.get(metric)
                 margin = 0.0
             else:
-                mine, theirs = metrics.get(metric), at_step.get(metric)
+                mine, theirs = metrics.get(metric), self._at(ref, step, metric)
                 margin = self.margin * abs(mine) if mine is not None else 0.0
             if mine is None or theirs is None:
                 return False

@@ -4,6 +4,7 @@ know about tasks and recipes (and a test can hand the runner any real computatio
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ StepCallback = Callable[[int, dict[str, float]], None]
 
 class Evaluator(Protocol):
     final_step: int | None  # the step of the last evaluation (None: unknown); a trial is never stopped there
+    # optional: `plan(spec) -> TrialPlan`, when the last step or the comparison axis depends on the spec
 
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None) -> dict[str, Any]:
         """Train `spec`, calling `callback(step, metrics)` after each evaluation (it may raise to stop the run);
@@ -43,6 +45,44 @@ def resolve_training(task: str | dict, recipe: dict, seed: int | None = None):
     return task_obj, recipe_obj
 
 
+@dataclass(frozen=True)
+class TrialPlan:
+    """What the runner needs to know before a trial trains: its last step (never stopped there) and what early
+    stopping compares it on (archsearch.studies.early_stop: "step", or equal "tokens" / "flops" seen)."""
+
+    final_step: int | None
+    axis: str = "step"
+    per_step: float = 1.0  # tokens or FLOPs per step, for axis tokens / flops
+
+
+def plan_of(evaluator, spec: ModelSpec) -> TrialPlan:
+    """The evaluator's plan for `spec`: its own `plan(spec)`, else its fixed `final_step` compared by step."""
+    plan = getattr(evaluator, "plan", None)
+    if plan is not None:
+        try:
+            return plan(spec)
+        except UserError:  # e.g. a budget that buys this spec no step: training fails with the same message
+            return TrialPlan(None)
+    return TrialPlan(getattr(evaluator, "final_step", None))
+
+
+def trained_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """What a run actually trained, for the trial's stored attributes: the budget kind, steps, tokens, FLOPs."""
+    if not isinstance(result, dict) or "steps" not in result:
+        return None
+    budget = result.get("budget") or {}
+    return {"budget": budget.get("kind", "steps"), "requested": budget.get("requested"),
+            "planned_steps": budget.get("steps"), "steps": result.get("steps"), "tokens": result.get("tokens"),
+            "flops": result.get("flops")}
+
+
+def record_trained(trial, result: dict[str, Any]) -> None:
+    """Store `trained_of(result)` as the Optuna trial's user attribute "trained" (when the result has it)."""
+    trained = trained_of(result)
+    if trained is not None:
+        trial.set_user_attr("trained", trained)
+
+
 class TrainEvaluator:
     """Runs archsearch.training.train for each candidate."""
 
@@ -53,8 +93,19 @@ class TrainEvaluator:
         self.nproc = nproc  # data-parallel processes per trial (torchrun); None trains in this process
 
     @property
-    def final_step(self) -> int:
-        return self.recipe.steps
+    def final_step(self) -> int | None:
+        return self.recipe.steps  # None with a tokens / FLOPs budget: it depends on the spec (plan)
+
+    def budget(self, spec: ModelSpec):
+        """This spec's resolved length (archsearch.training.budget.Budget) at the task's seq_len."""
+        from ..training.budget import resolve_budget
+        from ..training.tasks import TaskSpec, task_seq_len
+
+        return resolve_budget(self.recipe, spec, task_seq_len(TaskSpec.coerce(self.task), self.recipe.seq_len))
+
+    def plan(self, spec: ModelSpec) -> TrialPlan:
+        budget = self.budget(spec)
+        return TrialPlan(budget.steps, budget.axis, budget.per_step())
 
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None) -> dict[str, Any]:
         from ..training import train

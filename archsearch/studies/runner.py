@@ -30,7 +30,7 @@ from ..storage import Database, StudyMismatchError, redact, worker_id
 from ..storage import records
 from ..training.result import TrainingStopped  # torch-free: archsearch.training imports torch lazily
 from .early_stop import DominanceStop, reference_from_row
-from .evaluate import Evaluator
+from .evaluate import Evaluator, plan_of, record_trained
 from .progress import Display
 from .samplers import build_pruner, build_sampler
 from .screening import Screen, Verdict
@@ -263,16 +263,18 @@ class StudyRunner:
 
         curve: list[dict[str, Any]] = []
         stops: list[_Stop] = []  # what the callback raised, however train() passes it on
-        callback = self._callback(trial, curve, verdict, stops)
+        callback = self._callback(trial, curve, verdict, stops, plan_of(self.evaluator, spec))
         train_started = time.perf_counter()
         try:
             result = self.evaluator(spec, callback)
+            record_trained(trial, result)  # steps, tokens, FLOPs trained; the budget kind
         except KeyboardInterrupt:
             raise
         except Exception as err:
             if stops:
                 stop = stops[-1]
                 partial = getattr(err, "result", None)
+                record_trained(trial, partial.to_dict() if hasattr(partial, "to_dict") else {})
                 extra = self._result_fields(partial.to_dict() if hasattr(partial, "to_dict") else {}, curve)
                 self._finish(trial, row, stop.kind, started, train_started, error=str(stop), **extra)
                 raise optuna.TrialPruned(str(stop)) from None
@@ -286,14 +288,14 @@ class StudyRunner:
             raise optuna.TrialPruned(str(stops[-1]))
         return self._store_result(trial, row, result, verdict, curve, started, train_started)
 
-    def _callback(self, trial: optuna.Trial, curve: list, verdict: Verdict, stops: list):
+    def _callback(self, trial: optuna.Trial, curve: list, verdict: Verdict, stops: list, plan):
         single = len(self.objectives) == 1
         tracked = self.objectives[0].metric
         stopper = None
         if not single and self.study.file.early_stop.enabled:
-            stopper = self._dominance_stop(verdict.analytic)
+            stopper = self._dominance_stop(verdict.analytic, plan)
         # The last evaluation comes after the last step: the trial has finished, and keeps its objectives.
-        final_step = getattr(self.evaluator, "final_step", None)
+        final_step = plan.final_step
 
         def callback(step: int, metrics: dict[str, float]) -> None:
             point = {"step": int(step), **{k: float(v) for k, v in metrics.items()
@@ -316,7 +318,7 @@ class StudyRunner:
 
         return callback
 
-    def _dominance_stop(self, known_now: dict[str, float]) -> DominanceStop:
+    def _dominance_stop(self, known_now: dict[str, float], plan) -> DominanceStop:
         config = self.study.file.early_stop
         known_metrics = [m for m in self.directions if m in known_now]
         references = []
@@ -325,7 +327,7 @@ class StudyRunner:
             references.append(reference_from_row(row.number, row.curve, known))
         return DominanceStop(self.directions, references, {m: known_now[m] for m in known_metrics},
                              min_completed=config.min_completed, min_dominators=config.min_dominators,
-                             patience=config.patience, margin=config.margin)
+                             patience=config.patience, margin=config.margin, axis=plan.axis, per_step=plan.per_step)
 
     def _untrained(self, trial, row: int, status: str, verdict: Verdict, spec_fields: dict | None,
                    started: float) -> list[float]:

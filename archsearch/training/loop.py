@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from archsearch.spec import ModelSpec, training_flops_per_token
+from archsearch.spec import ModelSpec
 
 from . import checkpoint
+from .budget import resolve_budget
 from .distributed import SINGLE, Parallel
 from .losses import correct_count, kl_sum, masked_ce_sum
 from .prepare import Prepared, prepare
@@ -38,13 +39,16 @@ class Trainer:
         self.step = int(run.state.get("step", 0))
         self.curve: list[dict[str, float]] = list(run.state.get("curve", []))
         self.metrics: dict[str, float] = dict(run.state.get("metrics", {}))
-        self.tokens_per_step = self.recipe.batch_size * self.recipe.grad_accum * run.task.seq_len
+        # this spec's steps for the recipe's length (prepare() resolved it before building the model)
+        self.budget = run.budget or resolve_budget(self.recipe, run.spec, run.task.seq_len)
+        self.total_steps = self.budget.steps
+        self.tokens_per_step = self.budget.tokens_per_step
         self.stopped_by_callback = False
         self.train_time = 0.0
         self.timed_steps = 0
         self.warmed_up = False  # the first step of a process compiles and autotunes: not timed
         self.started = time.perf_counter()
-        self.bar = ProgressBar(progress, self.recipe.steps, self.step, f"{run.spec.name} on {run.task.name}")
+        self.bar = ProgressBar(progress, self.total_steps, self.step, f"{run.spec.name} on {run.task.name}")
         if run.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(run.device)
 
@@ -66,7 +70,7 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         run, recipe = self.run, self.recipe
-        lr = lr_at(recipe, self.step)
+        lr = lr_at(recipe, self.step, self.total_steps)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         run.optimizer.zero_grad(set_to_none=True)
@@ -120,20 +124,20 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the run
     def run_to_end(self) -> TrainResult:
-        recipe = self.recipe
+        recipe, total = self.recipe, self.total_steps
         try:
-            while self.step < recipe.steps:
+            while self.step < total:
                 began = time.perf_counter()
                 point = self.train_step()
                 elapsed = time.perf_counter() - began
-                if self.warmed_up or self.step == recipe.steps:  # a one-step run times its only step
+                if self.warmed_up or self.step == total:  # a one-step run times its only step
                     self.train_time += elapsed
                     self.timed_steps += 1
                 self.warmed_up = True
                 self.bar.update(self.step, point["loss"], self.tokens_per_s())
-                if self.step % recipe.log_every == 0 or self.step in (1, recipe.steps):
-                    self.curve.append({"step": self.step, "tokens": self.step * self.tokens_per_step, **point})
-                if self.step % recipe.eval_every == 0 or self.step == recipe.steps:
+                if self.step % recipe.log_every == 0 or self.step in (1, total):
+                    self.curve.append({**self.seen(), **point})
+                if self.step % self.budget.eval_every == 0 or self.step == total:
                     self.evaluate_and_report()
                 if recipe.checkpoint_every and self.step % recipe.checkpoint_every == 0:
                     self.save()
@@ -158,13 +162,18 @@ class Trainer:
 
     def evaluate_and_report(self) -> None:
         self.metrics = self.evaluate()
-        self.curve.append({"step": self.step, "tokens": self.step * self.tokens_per_step, **self.metrics})
+        self.curve.append({**self.seen(), **self.metrics})
         if self.callback is not None:
             try:
                 self.callback(self.step, dict(self.metrics))
             except Exception:
                 self.stopped_by_callback = True
                 raise
+
+    def seen(self) -> dict[str, float]:
+        """Where the run is: steps, tokens and training FLOPs so far (curves carry them, so trials of different
+        sizes can be compared at equal compute)."""
+        return {"step": self.step, "tokens": self.budget.tokens_at(self.step), "flops": self.budget.flops_at(self.step)}
 
     def tokens_per_s(self) -> float | None:
         return self.timed_steps * self.tokens_per_step / self.train_time if self.train_time > 0 else None
@@ -173,8 +182,7 @@ class Trainer:
         if self.run.out_dir is None or not self.run.parallel.writer:
             return
         checkpoint.save_checkpoint(self.run.out_dir, self.run.model, self.run.optimizer,
-                                   {"step": self.step, "tokens": self.step * self.tokens_per_step,
-                                    "curve": self.curve, "metrics": self.metrics})
+                                   {**self.seen(), "curve": self.curve, "metrics": self.metrics})
 
     def finish(self, status: str, reason: str | None) -> TrainResult:
         from archsearch.kernels import backends_used
@@ -188,10 +196,11 @@ class Trainer:
         speed, peak, memory, ranks = run.parallel.reduce_measures(speed, peak, memory, together=status != "failed")
         mfu = None
         if speed is not None and peak:
-            mfu = speed * training_flops_per_token(run.spec, run.task.seq_len) / peak
+            mfu = speed * self.budget.flops_per_token / peak
         result = TrainResult(
             status=status, reason=reason, metrics=dict(self.metrics), curve=list(self.curve), steps=self.step,
-            tokens=self.step * self.tokens_per_step, tokens_per_s=speed, mfu=mfu, peak_flops=peak,
+            tokens=self.budget.tokens_at(self.step), flops=self.budget.flops_at(self.step),
+            budget=self.budget.to_dict(), tokens_per_s=speed, mfu=mfu, peak_flops=peak,
             peak_flops_source=peak_source, peak_memory_bytes=memory, peak_memory_kind=memory_kind,
             backends=backends, precision=run.precision.name, precision_reason=run.precision.reason,
             fp8_layers=list(run.fp8_layers), versions=versions(), wall_time_s=time.perf_counter() - self.started,

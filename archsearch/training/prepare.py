@@ -16,6 +16,7 @@ from archsearch.errors import UserError
 from archsearch.spec import ModelSpec
 
 from . import checkpoint
+from .budget import Budget, resolve_budget
 from .distill import Teacher, check_teacher, load_teacher
 from .distributed import SINGLE, Parallel
 from .fp8 import Fp8Converter, convert_model
@@ -24,7 +25,7 @@ from .recipe import Recipe
 from .tasks import Task, TaskSpec, make_task
 
 # recipe fields a resumed run may change without leaving the original trajectory
-RESUMABLE_CHANGES = {"steps", "eval_every", "eval_batches", "checkpoint_every", "log_every", "compile"}
+RESUMABLE_CHANGES = {"steps", "tokens", "flops", "eval_every", "eval_batches", "checkpoint_every", "log_every", "compile"}
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Prepared:
     out_dir: Path | None
     state: dict[str, Any] = field(default_factory=dict)  # restored state.json (resume), else empty
     parallel: Parallel = SINGLE  # this process's rank in a data-parallel run
+    budget: Budget | None = None  # the recipe's length resolved for this spec and seq_len
 
     def autocast(self) -> ContextManager:
         if self.precision.autocast_dtype is None:
@@ -122,6 +124,7 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     torch_device = resolve_device(device)
     task_obj = make_task(task_spec, recipe.seq_len, recipe.seed)
     check_fit(spec, task_obj)
+    budget = resolve_budget(recipe, spec, task_obj.seq_len)  # a length that buys no step fails before the build
     plan = plan_precision(recipe, torch_device)
     teacher_spec = check_teacher(recipe.distill, spec, task_obj) if recipe.distill is not None else None
 
@@ -145,4 +148,4 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     forward = parallel.wrap(model, torch_device)
     forward = torch.compile(forward) if recipe.compile else forward
     return Prepared(spec, task_spec, recipe, task_obj, torch_device, plan, model, forward, optimizer, converter,
-                    fp8_layers, teacher, out, state, parallel)
+                    fp8_layers, teacher, out, state, parallel, budget)

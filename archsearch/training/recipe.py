@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from archsearch.errors import UserError
+
+from .budget import parse_flops, parse_tokens
 
 PositiveInt = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]  # of the resolved run's steps (archsearch.training.budget)
+DEFAULT_STEPS = 200
 
 
 class Distillation(BaseModel):
@@ -24,17 +30,24 @@ class Distillation(BaseModel):
 
 
 class Recipe(BaseModel):
-    """How to train. `precision` None means fp32 on CPU and bf16 autocast on CUDA."""
+    """How to train. `precision` None means fp32 on CPU and bf16 autocast on CUDA.
+
+    The run's length is exactly one of `steps`, `tokens` (4096, 512k, 5M: k / M as spec sizes, x1024) or `flops`
+    (training FLOPs: 3e15, 3P); none given means 200 steps. Tokens and FLOPs become steps per spec
+    (archsearch.training.budget.resolve_budget), so under one FLOPs budget a smaller model trains more steps.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    steps: PositiveInt = 200
+    steps: PositiveInt | None = None
+    tokens: PositiveInt | None = None
+    flops: Annotated[float, Field(gt=0)] | None = None
     batch_size: PositiveInt = 16
     seq_len: PositiveInt = 256
     grad_accum: PositiveInt = 1
     lr: Annotated[float, Field(gt=0)] = 3e-3
     min_lr: Annotated[float, Field(ge=0)] = 3e-4
-    warmup: Annotated[int, Field(ge=0)] = 20
+    warmup: Annotated[int, Field(ge=0)] | Fraction = 20  # steps, or a fraction of the run
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     decay_fraction: Annotated[float, Field(gt=0, le=1)] = 0.2  # wsd: the last fraction of steps decays to min_lr
     weight_decay: Annotated[float, Field(ge=0)] = 0.1
@@ -47,20 +60,47 @@ class Recipe(BaseModel):
     fp8_emulate: bool = False  # torchao's emulation (fp32 math with fp8 rounding): lets CPUs run the fp8 path
     fp8_min_dim: PositiveInt = 512  # Linear layers with a smaller in or out dimension stay in bf16 (too small to gain)
     compile: bool = False
-    eval_every: PositiveInt = 50
+    eval_every: PositiveInt | Fraction = 50  # steps, or a fraction of the run
     eval_batches: PositiveInt = 4
     log_every: PositiveInt = 10  # training points of the recorded curve (the first and last step always)
     checkpoint_every: PositiveInt | None = None  # None: only at the end (and when a callback stops the run)
     seed: int = 0
     distill: Distillation | None = None
 
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value):
+        try:
+            return None if value is None else parse_tokens(value, "tokens")
+        except UserError as err:
+            raise ValueError(str(err)) from None
+
+    @field_validator("flops", mode="before")
+    @classmethod
+    def _flops(cls, value):
+        try:
+            return None if value is None else parse_flops(value, "flops")
+        except UserError as err:
+            raise ValueError(str(err)) from None
+
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
+        given = [k for k in ("steps", "tokens", "flops") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give the run's length once: {' and '.join(given)} are both set; allowed: exactly one "
+                             f"of steps, tokens, flops")
+        if not given:  # the default length (frozen model: set through __dict__, as pydantic does)
+            self.__dict__["steps"] = DEFAULT_STEPS
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
         if self.require_fp8 and self.precision != "fp8":
             raise ValueError(f"require_fp8 needs precision: fp8 (got {self.precision})")
         return self
+
+    @property
+    def budget_kind(self) -> str:
+        """How the length is given: "steps", "tokens" or "flops"."""
+        return "tokens" if self.tokens is not None else "flops" if self.flops is not None else "steps"
 
     @property
     def tokens_per_step(self) -> int:

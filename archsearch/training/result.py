@@ -13,8 +13,8 @@ class TrainResult:
     reason: str | None
     metrics: dict[str, float]
     curve: list[dict[str, float]]
-    steps: int
-    tokens: int
+    steps: int  # trained (a stopped run: fewer than planned)
+    tokens: int  # trained
     tokens_per_s: float | None
     mfu: float | None
     peak_flops: float | None
@@ -34,6 +34,8 @@ class TrainResult:
     recipe: dict[str, Any]
     out_dir: str | None
     extra: dict[str, Any] = field(default_factory=dict)
+    flops: float | None = None  # training FLOPs trained (steps x tokens per step x FLOPs per token at seq_len)
+    budget: dict[str, Any] = field(default_factory=dict)  # archsearch.training.budget.Budget.to_dict(): the plan
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import math
 
+from .budget import fraction_or_steps
 from .recipe import Recipe
 
 
-def lr_at(recipe: Recipe, step: int) -> float:
-    """The rate for optimizer step `step` (0-based): linear warmup, then cosine / warmup-stable-decay / constant."""
-    lr, floor, total = recipe.lr, recipe.min_lr, recipe.steps
-    if recipe.warmup and step < recipe.warmup:
-        return lr * (step + 1) / recipe.warmup
+def lr_at(recipe: Recipe, step: int, total: int | None = None) -> float:
+    """The rate for optimizer step `step` (0-based): linear warmup, then cosine / warmup-stable-decay / constant.
+    `total`: the run's resolved steps (archsearch.training.budget; needed when the recipe gives tokens or FLOPs)."""
+    total = recipe.steps if total is None else total
+    if total is None:
+        raise ValueError("lr_at: a tokens/flops recipe needs the resolved step count (total=)")
+    lr, floor = recipe.lr, recipe.min_lr
+    warmup = fraction_or_steps(recipe.warmup, total)
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
     if recipe.schedule == "constant":
         return lr
     if recipe.schedule == "cosine":
-        span = max(total - recipe.warmup, 1)
-        progress = min((step - recipe.warmup) / span, 1.0)
+        span = max(total - warmup, 1)
+        progress = min((step - warmup) / span, 1.0)
         return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     # wsd: stable at lr, then a linear decay to min_lr over the last decay_fraction of the run
     decay_steps = max(round(total * recipe.decay_fraction), 1)

@@ -52,14 +52,20 @@ class TaskSpec(BaseModel):
         return self.model_dump(mode="json")
 
 
+def task_seq_len(spec: TaskSpec, seq_len: int) -> int:
+    """The sequence length the task trains at: its own seq_len option, else the recipe's `seq_len`."""
+    options = parse_options(spec.name, task_class(spec.name).Options, spec.options)
+    return options.seq_len if options.seq_len is not None else seq_len
+
+
 def make_task(spec: TaskSpec, seq_len: int, seed: int) -> Task:
     """The task, ready to draw batches; `seq_len` is the recipe's unless the task's own seq_len option is set."""
     cls = task_class(spec.name)
     options = parse_options(spec.name, cls.Options, spec.options)
-    length = options.seq_len if options.seq_len is not None else seq_len
+    length = task_seq_len(spec, seq_len)
     if length < 2:
         raise UserError(f"task {spec.name!r}: seq_len must be >= 2, got {length}")
     return cls(options, length, seed)
 
 
-__all__ = ["IGNORE", "TASKS", "Batch", "Task", "TaskOptions", "TaskSpec", "make_task", "task_class"]
+__all__ = ["IGNORE", "TASKS", "Batch", "Task", "TaskOptions", "TaskSpec", "make_task", "task_class", "task_seq_len"]
