@@ -26,6 +26,14 @@ KNOWN: dict[str, tuple[Direction, str, str]] = {
     "memory_bytes": ("minimize", "analytic", "analytic serving memory at the first budget constraint"),
 }
 ANALYTIC = tuple(m for m, (_, where, _) in KNOWN.items() if where == "analytic")
+# Metrics only some trainings report: a task's own (its `summarize`), and the distillation loss.
+TASK_METRICS: dict[str, tuple[str, ...]] = {"text": ("val_ppl", "bits_per_byte")}
+DISTILL_METRICS = ("kl_to_teacher",)
+
+
+def produced_metrics(task_name: str, distill: bool) -> list[str]:
+    """Every metric a training of `task_name` gives a value for, so an objective can be checked before trials."""
+    return list(KNOWN) + list(TASK_METRICS.get(task_name, ())) + (list(DISTILL_METRICS) if distill else [])
 
 
 class Objective(BaseModel):

@@ -17,7 +17,7 @@ Scalar = Union[bool, int, float, str, None]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Source(Protocol):
@@ -53,6 +53,9 @@ class IntParam(_Frozen):
     def probe_values(self) -> list[int]:
         return sorted({self.low, self.high})
 
+    def grid_count(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
     def grid_values(self) -> list[int]:
         return list(range(self.low, self.high + 1, self.step))
 
@@ -81,11 +84,13 @@ class FloatParam(_Frozen):
     def probe_values(self) -> list[float]:
         return sorted({self.low, self.high})
 
-    def grid_values(self) -> list[float]:
+    def grid_count(self) -> int:
         if self.step is None:
             raise ValueError("a float range needs a step for the grid sampler")
-        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-        return [round(self.low + i * self.step, 12) for i in range(count)]
+        return int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+
+    def grid_values(self) -> list[float]:
+        return [round(self.low + i * self.step, 12) for i in range(self.grid_count())]
 
 
 class CategoricalParam(_Frozen):
@@ -107,6 +112,9 @@ class CategoricalParam(_Frozen):
 
     def probe_values(self) -> list[Any]:
         return list(self.choices)
+
+    def grid_count(self) -> int:
+        return len(self.choices)
 
     def grid_values(self) -> list[Any]:
         return list(self.choices)

@@ -23,7 +23,7 @@ MLP_MODES = ("interleave", "none")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Symbols(_Frozen):

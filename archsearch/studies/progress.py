@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from ..storage.tally import PENDING
+
 STATUS_STYLE = {"completed": "green", "infeasible": "yellow", "invalid": "yellow", "pruned": "cyan",
                 "stopped": "cyan", "diverged": "red", "failed": "red", "interrupted": "magenta"}
 
@@ -87,7 +89,7 @@ class Display:
         from rich.panel import Panel
         from rich.table import Table
 
-        done = sum(self.counts.values())
+        done = sum(n for s, n in self.counts.items() if s not in PENDING)  # retries count once (storage.tally)
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()

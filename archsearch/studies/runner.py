@@ -13,7 +13,9 @@ samplers only learn from constraints of completed trials.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import time
 import traceback
 import warnings
@@ -28,9 +30,12 @@ from ..errors import UserError
 from ..spec import SpecError, compress_pattern
 from ..storage import Database, StudyMismatchError, redact, worker_id
 from ..storage import records
+from ..storage.tally import PENDING, study_tally
 from ..training.result import TrainingStopped  # torch-free: archsearch.training imports torch lazily
 from .early_stop import DominanceStop, reference_from_row
 from .evaluate import Evaluator, plan_of, record_trained
+from .bounds import sampler_seed
+from .interrupts import InterruptGuard
 from .progress import Display
 from .samplers import build_pruner, build_sampler
 from .screening import Screen, Verdict
@@ -62,6 +67,25 @@ class RunSummary:
     counts: dict[str, int]
     best: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    target: int | None = None  # n_trials (None: until the timeout)
+
+    @property
+    def done(self) -> int:
+        """Candidates that count toward n_trials (see archsearch.storage.tally)."""
+        return sum(n for status, n in self.counts.items() if status not in PENDING)
+
+
+class _TrialFailureLog(logging.Filter):
+    """Drops Optuna's "Trial N failed ..." records (a traceback each): the runner records every trial and prints
+    one line for it, the cause included."""
+
+    _FAILED = re.compile(r"Trial \d+ failed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self._FAILED.match(str(record.msg))
+
+
+_FAILURE_FILTER = _TrialFailureLog()
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -87,7 +111,9 @@ class StudyRunner:
         self.worker = worker_id()
         self._sampler = sampler
         # Workers sharing a study must not share a sampler seed, or they would draw the same candidates.
-        self.sampler_seed = study.file.seed + 1_000_003 * seed_offset
+        self.seed_offset = seed_offset
+        self.sampler_seed = sampler_seed(study.file.seed, seed_offset, 0)
+        self._guard = InterruptGuard()
         self._display = display
         self._live = live
         self._prefix = worker_prefix
@@ -101,6 +127,9 @@ class StudyRunner:
     def open(self) -> "StudyRunner":
         """Reach the database, refuse a mismatching stored study (before writing anything), load or create."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optimize_log = logging.getLogger("optuna.study._optimize")
+        if _FAILURE_FILTER not in optimize_log.filters:
+            optimize_log.addFilter(_FAILURE_FILTER)
         self.db = Database(self.url)
         try:
             existing = records.study_by_name(self.db, self.study.name)
@@ -112,7 +141,7 @@ class StudyRunner:
                                              max_retry=heartbeat.max_retry)
             self._check_optuna_directions(storage)
             # A resumed study must not replay its first draws: the seed moves on with the trials already stored.
-            self.sampler_seed += 7_919 * self._stored_trial_count(storage)
+            self.sampler_seed = sampler_seed(self.study.file.seed, self.seed_offset, self._stored_trial_count(storage))
             sampler = self._sampler or build_sampler(self.study.file.sampler, self.study.space, self.sampler_seed,
                                                      len(self.objectives))
             pruner = build_pruner(self.study.file.pruner)
@@ -164,11 +193,18 @@ class StudyRunner:
             try:
                 while self.timeout_s is None or time.monotonic() - started < self.timeout_s:
                     self._record_lost_trials()
-                    if self._states(TrialState.WAITING):
-                        self._run_one(slot_taken=False)
-                    elif self.n_trials is None or records.take_slot(self.db, self.record.id, self.n_trials):
-                        self._run_one(slot_taken=self.n_trials is not None)
-                    elif self._others_running():
+                    # From taking a slot until the new trial's row is written (_objective releases), a Ctrl-C waits.
+                    self._guard.hold()
+                    try:
+                        if self._states(TrialState.WAITING):
+                            self._run_one(slot_taken=False)
+                            continue
+                        if self.n_trials is None or records.take_slot(self.db, self.record.id, self.n_trials):
+                            self._run_one(slot_taken=self.n_trials is not None)
+                            continue
+                    finally:
+                        self._guard.release()
+                    if self._others_running():
                         time.sleep(min(2.0, self.study.file.heartbeat.interval_s))
                     elif not self._states(TrialState.WAITING):
                         break
@@ -176,9 +212,15 @@ class StudyRunner:
                 self._record_lost_trials(force=True)
             except KeyboardInterrupt:
                 interrupted = True
-                self._requeue_interrupted()
-                display.message("interrupted: the interrupted trial is queued again; run the same command to resume")
-        return RunSummary(self.study.name, redact(self.url), self.counts(), self.best_trials(), interrupted)
+                with self._guard.holding(deliver=False):  # a second Ctrl-C must not cut the bookkeeping short
+                    queued = self._requeue_interrupted()
+                    done = study_tally(self.db, self.record.id).done
+                target = f" of {self.n_trials}" if self.n_trials is not None else ""
+                again = f"; trial {queued} is queued to run again" if queued is not None else ""
+                display.message(f"interrupted (Ctrl-C): {done}{target} trials stored{again}; run the same command "
+                                "to resume")
+        return RunSummary(self.study.name, redact(self.url), self.counts(), self.best_trials(), interrupted,
+                          self.n_trials)
 
     def _states(self, *states: TrialState) -> list:
         return self.optuna_study.get_trials(deepcopy=False, states=states)
@@ -208,21 +250,23 @@ class StudyRunner:
             self._slot_taken = slot_taken
             self.optuna_study.optimize(self._objective, n_trials=1, catch=(TrialFailed, _NoSlot))
 
-    def _requeue_interrupted(self) -> None:
-        """Ctrl-C: Optuna has failed the running trial; queue its parameters again and mark our row."""
+    def _requeue_interrupted(self) -> int | None:
+        """Ctrl-C: Optuna has failed the running trial; queue its parameters again and mark our row. Returns the
+        interrupted trial's number (None when no trial was running: nothing to queue)."""
         if self._current is None:
-            return
+            return None
         number, row_id = self._current
         self._current = None
         records.update_trial(self.db, row_id, status="interrupted", error="interrupted (Ctrl-C); queued again")
         frozen = next((t for t in self.optuna_study.get_trials(deepcopy=False) if t.number == number), None)
         if frozen is None or frozen.state != TrialState.FAIL:
-            return
+            return None
         original = frozen.system_attrs.get(RETRY_KEY, frozen.number)
         history = list(frozen.system_attrs.get("retry_history", [])) + [frozen.number]
         self.optuna_study.add_trial(optuna.trial.create_trial(
             state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
             system_attrs={RETRY_KEY: original, "retry_history": history}))
+        return number
 
     # -------------------------------------------------------------------------------------------- one trial
     def _objective(self, trial: optuna.Trial) -> list[float]:
@@ -237,6 +281,7 @@ class StudyRunner:
         row = records.start_trial(self.db, study_id=self.record.id, optuna_trial_id=trial._trial_id,
                                   number=trial.number, params=sample.values, retry_of=retry_of, worker=self.worker)
         self._current = (trial.number, row)  # cleared when the trial's row is finished; kept through Ctrl-C
+        self._guard.release()  # the trial is recorded: a Ctrl-C from here on queues it again
         return self._evaluate(trial, sample, row, started)
 
     def _evaluate(self, trial: optuna.Trial, sample, row: int, started: float) -> list[float]:
@@ -361,18 +406,20 @@ class StudyRunner:
 
     def _finish(self, trial, row: int, status: str, started: float, train_started: float | None, *,
                 values: list[float] | None = None, **fields: Any) -> None:
-        self._current = None
         now = time.perf_counter()
         train_time = (now - train_started) if train_started is not None else 0.0
-        records.update_trial(self.db, row, status=status, objectives=values, wall_time_s=now - started,
-                             train_time_s=train_time, overhead_s=(now - started) - train_time, **fields)
+        with self._guard.holding():  # the row's final status and forgetting it as current go together
+            records.update_trial(self.db, row, status=status, objectives=values, wall_time_s=now - started,
+                                 train_time_s=train_time, overhead_s=(now - started) - train_time, **fields)
+            self._current = None
         live = self._display.live  # the one-line display needs no counts or ranking: skip two queries
         self._display.trial_finished(trial.number, status, values, fields.get("error"),
                                      self.counts() if live else {}, self._best_line() if live else "")
 
     # -------------------------------------------------------------------------------------------- results
     def counts(self) -> dict[str, int]:
-        return records.status_counts(self.db, self.record.id)
+        """Candidates by the status of their latest attempt: retries count once (archsearch.storage.tally)."""
+        return study_tally(self.db, self.record.id).by_status
 
     def best_trials(self, limit: int = 5) -> list[dict[str, Any]]:
         """The best feasible trials: the best one (single objective) or the Pareto front (several)."""

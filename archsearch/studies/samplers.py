@@ -31,18 +31,67 @@ def _classes():
     return samplers, pruners
 
 
+def _option_types(cls) -> dict[str, Any]:
+    """A pydantic TypeAdapter per constructor option, from its annotation; None where the annotation names a type
+    a study file cannot write (a callable, an Optuna object), so such an option is refused, not passed on."""
+    import collections.abc
+    import sys
+    import typing
+
+    from pydantic import ConfigDict, TypeAdapter
+
+    namespace = {**vars(typing), **vars(collections.abc), **vars(sys.modules[cls.__module__])}
+    out: dict[str, Any] = {}
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        annotation = parameter.annotation
+        try:
+            hint = eval(annotation, namespace) if isinstance(annotation, str) else annotation  # noqa: S307 - Optuna's own annotations
+            out[name] = None if annotation is parameter.empty else TypeAdapter(
+                hint, config=ConfigDict(arbitrary_types_allowed=True))
+        except Exception:  # an annotation naming a type only imported for type checkers: not settable from YAML
+            out[name] = None
+    return out
+
+
+def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(option, what is wrong) for every option `cls` does not take or that has the wrong type (strictly: `many`
+    is not an int, nor is 5.0 or true), without constructing anything."""
+    from pydantic import ValidationError
+
+    types = _option_types(cls)
+    settable = sorted(name for name in types if name not in ("constraints_func", "search_space"))
+    problems = []
+    for name, value in options.items():
+        if name not in types:
+            problems.append((name, f"{cls.__name__} has no option {name!r}; options: {', '.join(settable)}"))
+            continue
+        adapter = types[name]
+        if adapter is None:
+            problems.append((name, f"{cls.__name__} option {name!r} takes a Python object, which a study file "
+                                   "cannot give"))
+            continue
+        try:
+            adapter.validate_python(value, strict=True)
+        except ValidationError as err:
+            expected = inspect.signature(cls.__init__).parameters[name].annotation
+            expected = getattr(expected, "__name__", None) if isinstance(expected, type) else str(expected)
+            problems.append((name, f"{cls.__name__} option {name!r}: {err.errors()[0]['msg']} (got {value!r:.60}); "
+                                   f"allowed: {expected}"))
+    return problems
+
+
 def _construct(cls, options: dict[str, Any], what: str):
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise UserError(f"{what}: {cls.__name__} has no option {', '.join(unknown)}; options: "
-                        f"{', '.join(sorted(accepted - {'constraints_func', 'search_space'}))}")
+    problems = option_problems(cls, {k: v for k, v in options.items() if k != "search_space"})
+    if problems:
+        raise UserError(f"{what}: " + "; ".join(message for _, message in problems))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental-feature warnings (GP, QMC) are not the user's problem
             return cls(**options)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{what}: {cls.__name__}({options}) failed: {err}") from None
+    except (TypeError, ValueError, OverflowError) as err:
+        raise UserError(f"{what}: {cls.__name__}({options}) failed: {err}"[:300]) from None
 
 
 def build_sampler(config: SamplerConfig, space: SearchSpace, seed: int, n_objectives: int):

@@ -66,16 +66,27 @@ class SearchSpace(BaseModel):
         return Sample(pattern, values)
 
     def grid(self) -> dict[str, list[Any]]:
-        """Every searched parameter's values, for Optuna's GridSampler."""
-        out = {}
+        """Every searched parameter's values, for Optuna's GridSampler; a grid over MAX_GRID_POINTS points is
+        refused before any list is built (Optuna holds every point in memory)."""
+        from .bounds import MAX_GRID_POINTS
+
         searched = dict(self.pattern.searched()) if self.pattern else {}
         searched.update({n: d for n, d in self.parameters.items() if is_searched(d)})
+        issues, size = [], 1
         for name, definition in searched.items():
+            path = ("pattern", name.split(".", 1)[1]) if name.startswith("pattern.") else ("parameters", name)
             try:
-                out[name] = definition.grid_values()
+                size *= definition.grid_count()
             except ValueError as err:
-                raise FileError("search space", [SpecIssue(("parameters", name), str(err))]) from None
-        return out
+                issues.append(SpecIssue(path, str(err)))
+        if not issues and size > MAX_GRID_POINTS:
+            counts = " x ".join(f"{n} {d.grid_count():,}" for n, d in searched.items())
+            issues.append(SpecIssue((), f"the grid has {size:,} points ({counts}); allowed: at most "
+                                        f"{MAX_GRID_POINTS:,} for sampler type grid (use another sampler, or coarser "
+                                        f"steps)"))
+        if issues:
+            raise FileError("search space", issues)
+        return {name: definition.grid_values() for name, definition in searched.items()}
 
 
 def _satisfied(condition: dict[str, Any], values: dict[str, Any]) -> bool:

@@ -26,13 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..spec import ModelSpec, SpecError, load_spec, parse_spec
 from ..spec.errors import SpecIssue
+from ..storage.urls import redact
+from .bounds import MAX_BATCH, MAX_SEED, MAX_TIMEOUT_S, MAX_TRIALS
 from .documents import FileError, Marks, issue, parse_model, read_yaml
 from .objectives import Objective
 from .space import SearchSpace, check_space, load_space, parse_space
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class BudgetConstraint(_Frozen):
@@ -40,7 +42,7 @@ class BudgetConstraint(_Frozen):
 
     device: str
     context: Union[Annotated[int, Field(ge=1)], str]  # 131072 or "128k"
-    batch: Annotated[int, Field(ge=1)] = 1
+    batch: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
     settings: dict[str, Any] = Field(default_factory=dict)  # archsearch.checks.CheckSettings fields
 
     @property
@@ -92,9 +94,9 @@ class HeartbeatConfig(_Frozen):
     """Optuna heartbeats: a trial whose worker has been silent for `grace_s` is failed and queued again (up to
     `max_retry` times) with the same parameters."""
 
-    interval_s: Annotated[int, Field(ge=1)] = 30
-    grace_s: Annotated[int, Field(ge=2)] = 120
-    max_retry: Annotated[int, Field(ge=0)] | None = 3
+    interval_s: Annotated[int, Field(ge=1, le=86_400)] = 30
+    grace_s: Annotated[int, Field(ge=2, le=864_000)] = 120
+    max_retry: Annotated[int, Field(ge=0, le=100)] | None = 3
 
 
 class StudyFile(_Frozen):
@@ -109,13 +111,13 @@ class StudyFile(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig | None = None
     early_stop: EarlyStopConfig = EarlyStopConfig()
-    n_trials: Annotated[int, Field(ge=1)] | None = None
-    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    n_trials: Annotated[int, Field(ge=1, le=MAX_TRIALS)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] | None = None
     storage: str = "sqlite:///archsearch.db"
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     device: str | None = None  # training device (None: train's default)
-    gpus_per_trial: Annotated[int, Field(ge=1)] = 1  # > 1: each trial trains data-parallel under torchrun
+    gpus_per_trial: Annotated[int, Field(ge=1, le=64)] = 1  # > 1: each trial trains data-parallel under torchrun
 
     @model_validator(mode="after")
     def _check(self) -> "StudyFile":
@@ -157,6 +159,7 @@ class Study:
     def resolved(self) -> dict[str, Any]:
         """The study file with the base spec and space inlined, for storage."""
         data = self.file.model_dump(mode="json")
+        data["storage"] = redact(data["storage"])  # a password in the URL is never stored
         data["base"] = self.base.to_dict()
         data["space"] = self.space.model_dump(mode="json")
         return data
@@ -164,19 +167,46 @@ class Study:
 
 def parse_study(data: Any, marks: Marks | None = None, source: str | None = None,
                 directory: Path | None = None) -> Study:
+    """The study file checked as a whole: the file's fields, its base spec, its space (and the space against the
+    base), its constraints; one FileError lists every problem found, each at its file:line:col."""
     marks = marks or {}
     directory = directory or Path.cwd()
-    file = parse_model(StudyFile, data, marks, source, "study file")
-    base = _resolve_base(file.base, marks, source, directory)
-    if isinstance(file.space, str):
-        space, space_marks, space_source = load_space(file.space, relative_to=directory)
-        prefix: tuple = ()
-    else:
-        space = parse_space(file.space, {k[1:]: v for k, v in marks.items() if k[:1] == ("space",)}, source)
+    issues: list[SpecIssue] = []
+    file = _collect(issues, lambda: parse_model(StudyFile, data, marks, source, "study file"))
+    if not isinstance(data, dict):
+        raise FileError("study file", issues, source)
+    raw_base, raw_space = (file.base, file.space) if file else (data.get("base"), data.get("space"))
+    base = space = None
+    if isinstance(raw_base, (str, dict)):
+        base = _collect(issues, lambda: _resolve_base(raw_base, marks, source, directory))
+    if isinstance(raw_space, str):
+        loaded = _collect(issues, lambda: load_space(raw_space, relative_to=directory))
+        if loaded:
+            space, space_marks, space_source = loaded
+            prefix: tuple = ()
+    elif isinstance(raw_space, dict):
+        space = _collect(issues, lambda: parse_space(raw_space, _under(marks, "space"), source))
         space_marks, space_source, prefix = marks, source, ("space",)
-    check_space(space, base, space_marks, space_source, prefix)
-    _check_constraints(file, base, marks, source)
+    if base is not None and space is not None:
+        _collect(issues, lambda: check_space(space, base, space_marks, space_source, prefix))
+    if file is not None and base is not None:
+        _collect(issues, lambda: _check_constraints(file, base, marks, source))
+    if issues:
+        raise FileError("study file", issues, source)
     return Study(file, base, space, source, directory)
+
+
+def _collect(issues: list[SpecIssue], step):
+    """Run one checking step; its FileError's issues join `issues` (and None is returned) so the next step runs."""
+    try:
+        return step()
+    except FileError as err:
+        issues.extend(err.issues)
+        return None
+
+
+def _under(marks: Marks, key: str) -> Marks:
+    return {k[1:]: v for k, v in marks.items() if k[:1] == (key,)}
 
 
 def load_study(path: str | Path) -> Study:

@@ -1,0 +1,131 @@
+"""A study file checked completely before its first trial: everything `parse_study` checks (fields, base spec,
+space, constraints) plus what only the training side knows (task, recipe, device, which metrics a training
+reports) and what the sampler and pruner accept, including a space that searches nothing and a grid too large to
+hold. Every problem is reported at once, each at its file:line:col; nothing is opened or written before.
+
+This is the run-time check (`study run`, `study worker`): it imports archsearch.training (torch), which
+`load_study` itself never does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import UserError
+from ..spec.errors import SpecIssue
+from .documents import FileError, Marks, issue, read_yaml, validation_issues
+from .space import SearchSpace
+from .study_file import PrunerConfig, SamplerConfig, Study, parse_study
+
+
+def preflight(path: str | Path) -> Study:
+    """Load the study file at `path` and check everything a trial will need; FileError lists every problem."""
+    data, marks, source = read_yaml(path, "study file")
+    return check_study_document(data, marks, source, Path(path).resolve().parent)
+
+
+def check_study_document(data: Any, marks: Marks, source: str | None, directory: Path) -> Study:
+    issues: list[SpecIssue] = []
+    study = None
+    try:
+        study = parse_study(data, marks, source, directory)
+    except FileError as err:
+        issues.extend(err.issues)
+    if isinstance(data, dict):
+        reported = {i.path[:1] for i in issues}
+
+        def fresh(key: str) -> bool:  # a section already found wrong is not checked again (one message each)
+            return key in data and (key,) not in reported
+
+        issues += _training_issues(data, marks, source, fresh)
+        issues += _sampler_issues(data, marks, source, fresh, study)
+    if study is not None and not study.space.names():
+        issues.append(issue(marks, source, ("space",), "the space searches nothing (empty, or every value fixed): "
+                            "every trial would train the same model", allowed="at least one parameter with a type "
+                            "(int, float, categorical) or a pattern generator with a searched field"))
+    if issues:
+        raise FileError("study file", issues, source)
+    return study
+
+
+def _sub_issues(err: ValidationError, marks: Marks, source: str | None, key: str) -> list[SpecIssue]:
+    """A section's own validation errors, located inside the study file."""
+    inner = {k[1:]: v for k, v in marks.items() if k[:1] == (key,)}
+    return [SpecIssue((key,) + i.path, i.message, i.value, i.allowed, i.location)
+            for i in validation_issues(err, inner, source)]
+
+
+def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> list[SpecIssue]:
+    from ..training import Recipe, TaskSpec
+    from ..training.prepare import resolve_device
+    from .objectives import produced_metrics
+
+    issues: list[SpecIssue] = []
+    task_name = None
+    if fresh("task") and isinstance(data["task"], (str, dict)):
+        raw = {"name": data["task"]} if isinstance(data["task"], str) else data["task"]
+        try:
+            task_name = TaskSpec.model_validate(raw).name
+        except UserError as err:
+            issues.append(issue(marks, source, ("task",), str(err)))
+        except ValidationError as err:
+            issues += _sub_issues(err, marks, source, "task")
+    distill = False
+    recipe = data.get("recipe", {})
+    if fresh("recipe") and isinstance(recipe, dict):
+        try:
+            distill = Recipe.model_validate(recipe).distill is not None
+        except ValidationError as err:
+            issues += [SpecIssue(i.path, i.message, i.value, i.allowed or "fields: " + ", ".join(Recipe.model_fields),
+                                 i.location) if i.message == "unknown field" else i
+                       for i in _sub_issues(err, marks, source, "recipe")]
+    if fresh("device") and isinstance(data["device"], str):
+        try:
+            resolve_device(data["device"])
+        except UserError as err:
+            issues.append(issue(marks, source, ("device",), str(err)))
+    if task_name is not None and fresh("objectives") and isinstance(data["objectives"], list):
+        allowed = produced_metrics(task_name, distill)
+        for index, objective in enumerate(data["objectives"]):
+            metric = objective if isinstance(objective, str) else (objective or {}).get("metric") \
+                if isinstance(objective, dict) else None
+            if isinstance(metric, str) and metric not in allowed:
+                issues.append(issue(marks, source, ("objectives", index), f"training on task {task_name!r} reports no "
+                                    f"metric {metric!r}, so every trial would fail", allowed=", ".join(allowed)))
+    return issues
+
+
+def _sampler_issues(data: dict, marks: Marks, source: str | None, fresh, study: Study | None) -> list[SpecIssue]:
+    from .samplers import _classes, build_pruner, build_sampler, option_problems
+
+    samplers, pruners = _classes()
+    issues: list[SpecIssue] = []
+    n_objectives = len(study.file.objectives) if study else 1
+    for key, model, classes in (("sampler", SamplerConfig, samplers), ("pruner", PrunerConfig, pruners)):
+        if not fresh(key) or not isinstance(data[key], dict):
+            continue
+        try:
+            config = model.model_validate(data[key])
+        except ValidationError:
+            continue  # parse_study has reported it
+        options = dict(config.model_extra or {})
+        if key == "pruner" and config.type == "patient":
+            options.pop("wrapped_pruner", None)  # a nested pruner section, built (and checked) below
+        problems = option_problems(classes[config.type], options)
+        issues += [issue(marks, source, (key, name), message) for name, message in problems]
+        if problems or (key == "sampler" and config.type == "grid" and study is None):
+            continue
+        try:
+            if key == "sampler":
+                build_sampler(config, study.space if study else SearchSpace(), 0, n_objectives)
+            else:
+                build_pruner(config)
+        except FileError as err:  # the grid: too large, or a float range without a step
+            issues += [issue(marks, source, (key,), f"type grid: {i.message}" + (f" (at space {'.'.join(map(str, i.path))})"
+                                                                            if i.path else "")) for i in err.issues]
+        except (UserError, ValidationError) as err:
+            issues.append(issue(marks, source, (key,), str(err).splitlines()[0][:300]))
+    return issues
