@@ -30,6 +30,9 @@ def parse_task_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+LENGTHS = {"steps", "tokens", "flops"}  # a run's length is given as exactly one of them
+
+
 def build_recipe(recipe_file: str | None, overrides: dict[str, Any], base: dict[str, Any] | None = None):
     """The recipe: `base` (a resumed run's), then a JSON/YAML file's fields, then the command-line values."""
     import yaml
@@ -47,7 +50,10 @@ def build_recipe(recipe_file: str | None, overrides: dict[str, Any], base: dict[
         if not isinstance(from_file, dict):
             raise UserError(f"--recipe: {recipe_file!r} must hold a mapping of recipe fields")
         data.update(from_file)
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.keys() & LENGTHS:  # a length on the command line replaces the file's (or resumed run's) length
+        data = {k: v for k, v in data.items() if k not in LENGTHS}
+    data.update(given)
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
@@ -65,6 +71,8 @@ def train_command(
         task_option: list[str] = typer.Option([], "--task-option", "-o", help="task option KEY=VALUE (repeatable)"),
         recipe_file: Optional[str] = typer.Option(None, "--recipe", help="recipe fields in a YAML/JSON file"),
         steps: Optional[int] = typer.Option(None, "--steps", min=1),
+        tokens: Optional[str] = typer.Option(None, "--tokens", help="train this many tokens instead (e.g. 5M)"),
+        flops: Optional[str] = typer.Option(None, "--flops", help="train this many training FLOPs (e.g. 3e15, 3P)"),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
         seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1),
         lr: Optional[float] = typer.Option(None, "--lr"),
@@ -92,9 +100,14 @@ def train_command(
         raise UserError(f"--precision: {precision!r} is not one of bf16, fp8, fp32")
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise UserError("--out and --resume name different folders; a resumed run stays in its folder")
+    lengths = [name for name, value in (("--steps", steps), ("--tokens", tokens), ("--flops", flops))
+               if value is not None]
+    if len(lengths) > 1:
+        raise UserError(f"{', '.join(lengths)}: give the run's length once; allowed: one of --steps, --tokens, "
+                        f"--flops")
     spec = load_spec(spec_path) if spec_path is not None else None
     task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
-    overrides = dict(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed, precision=precision,
+    overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed, precision=precision,
                      require_fp8=require_fp8 or None, compile=compile_ or None, eval_every=eval_every)
     if teacher is not None:
         overrides["distill"] = {"teacher": str(teacher), "temperature": temperature, "alpha": alpha}
@@ -119,7 +132,8 @@ def print_summary(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result.status}: {result.steps} steps, {result.tokens:,} tokens", show_header=False)
+    flops = f", {result.flops:.3g} FLOPs" if result.flops is not None else ""
+    table = Table(title=f"{result.status}: {result.steps} steps, {result.tokens:,} tokens{flops}", show_header=False)
     for name, value in result.metrics.items():
         table.add_row(name, f"{value:.4f}")
     speed = f"{result.tokens_per_s:,.0f}" if result.tokens_per_s else "-"
