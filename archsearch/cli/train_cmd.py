@@ -107,8 +107,8 @@ def train_command(
                         f"--flops")
     spec = load_spec(spec_path) if spec_path is not None else None
     task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
-    overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed, precision=precision,
-                     require_fp8=require_fp8 or None, compile=compile_ or None, eval_every=eval_every)
+    overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
+                     precision=precision, require_fp8=require_fp8 or None, compile=compile_ or None, eval_every=eval_every)
     if teacher is not None:
         overrides["distill"] = {"teacher": str(teacher), "temperature": temperature, "alpha": alpha}
     if resume is not None:
