@@ -149,8 +149,8 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
     per_layer=True (CUDA) also records each block symbol's transient peak, to locate an estimate's error."""
     import torch
 
-    import archsearch
-    from archsearch.kernels import recording
+    from ..builder import build
+    from ..kernels import recording
 
     settings = settings or CheckSettings()
     if settings.kv_dtype != settings.act_dtype:
@@ -167,7 +167,7 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
         torch.cuda.reset_peak_memory_stats(torch_device)
         base = torch.cuda.memory_allocated(torch_device)
     with recording() as used:  # this measurement's kernel backends (and notes) only
-        model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
+        model = build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
         if cuda:
             _warm_up(model, spec, context, settings, torch_device)
             # the initialiser's and the warm-up's temporaries are not serving memory: count from the built model on

@@ -82,14 +82,14 @@ def measure_throughput(spec: ModelSpec, input_len: int, output_len: int, batch: 
                        cuda_graphs: bool = True, device=None, seed: int = 0) -> ThroughputMeasurement:
     import torch
 
-    import archsearch
-    from archsearch.kernels import recording
+    from ..builder import build
+    from ..kernels import recording
 
     settings = settings or CheckSettings()
     torch_device = _device(device)
     cuda = torch_device.type == "cuda"
     with recording() as used:  # this measurement's kernel backends only
-        model = archsearch.build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
+        model = build(spec, device=torch_device, dtype=_torch_dtype(settings.param_dtype), seed=seed).eval()
         cache = model.allocate_cache(batch, input_len + output_len, dtype=_torch_dtype(settings.act_dtype))
         generator = torch.Generator(device="cpu").manual_seed(seed)
         ids_BT = torch.randint(0, spec.vocab_size, (batch, input_len), generator=generator).to(torch_device)

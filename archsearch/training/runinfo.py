@@ -11,6 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
+from ..checks import load_catalog  # torch-free: the device catalog is data
+
 PACKAGES = ("archsearch", "torch", "torchao", "transformer_engine", "triton", "mamba_ssm", "datasets",
             "transformers", "safetensors", "pydantic")
 
@@ -48,10 +50,6 @@ def device_peak_flops(device: torch.device) -> tuple[float | None, str | None]:
     if device.type != "cuda":
         return None, f"no peak for {device.type.upper()} devices"
     name = torch.cuda.get_device_name(device)
-    try:
-        from archsearch.checks import load_catalog
-    except ImportError:
-        return None, "archsearch.checks has no device catalog"
     catalog = load_catalog()
     key = match_catalog_key(name, {k: (k, d.name, *d.aliases) for k, d in catalog.devices.items()})
     if key is None:
