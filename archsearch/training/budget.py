@@ -104,8 +104,8 @@ class Budget:
         return {"step": 1.0, "tokens": float(self.tokens_per_step), "flops": self.flops_per_step}[self.axis]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "requested": self.requested, "steps": self.steps, "tokens": self.tokens_at(self.steps),
-                "flops": self.flops_at(self.steps), "tokens_per_step": self.tokens_per_step,
+        return {"kind": self.kind, "requested": self.requested, "steps": self.steps,
+                "tokens": self.tokens_at(self.steps), "flops": self.flops_at(self.steps), "tokens_per_step": self.tokens_per_step,
                 "flops_per_token": self.flops_per_token, "seq_len": self.seq_len, "warmup": self.warmup,
                 "eval_every": self.eval_every}
 

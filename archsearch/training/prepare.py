@@ -25,7 +25,8 @@ from .recipe import Recipe
 from .tasks import Task, TaskSpec, make_task
 
 # recipe fields a resumed run may change without leaving the original trajectory
-RESUMABLE_CHANGES = {"steps", "tokens", "flops", "eval_every", "eval_batches", "checkpoint_every", "log_every", "compile"}
+RESUMABLE_CHANGES = {"steps", "tokens", "flops", "eval_every", "eval_batches", "checkpoint_every", "log_every",
+                     "compile"}
 
 
 @dataclass
