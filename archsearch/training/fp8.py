@@ -1,7 +1,10 @@
 """FP8 training as a conversion of the model before training (and before torch.compile): eligible nn.Linear layers
-are swapped for FP8 ones. Two converters share one interface: torchao float8 (tested, CPU emulation included)
-and transformer-engine (written to its documented API; not verified here: it cannot be installed on our
-machines). Layers too small to gain stay as they are, and so does the LM head."""
+are swapped for FP8 ones. Two converters share one interface: torchao float8 (the default: tested, CPU emulation
+included, run on H100s in bench/RESULTS.md) and transformer-engine (written to its documented API, never run: it
+cannot be installed on our machines, so precision.py uses it only when ARCHSEARCH_FP8_BACKEND asks for it).
+Layers too small to gain stay as they are, and so does the LM head: whatever its class (ours is `LMHead`, not an
+nn.Linear), anything under a module named `lm_head` / `head`, and any layer whose weight is tied to another's.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +19,28 @@ from .recipe import Recipe
 FP8_ALIGN = 16  # FP8 GEMMs need both matrix dimensions divisible by 16
 
 
-def skip_reason(fqn: str, module: nn.Module, min_dim: int) -> str | None:
-    """Why the layer at `fqn` stays in high precision, or None when it should be converted."""
+HEAD_NAMES = ("lm_head", "head")
+
+
+def tied_layers(model: nn.Module) -> set[str]:
+    """Names of the modules whose `weight` is also another module's (a head tied to the embedding, say)."""
+    owners: dict[int, list[str]] = {}
+    for fqn, module in model.named_modules(remove_duplicate=False):
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter):
+            owners.setdefault(id(weight), []).append(fqn)
+    return {fqn for names in owners.values() if len(names) > 1 for fqn in names}
+
+
+def skip_reason(fqn: str, module: nn.Module, min_dim: int, tied: set[str] = frozenset()) -> str | None:
+    """Why the layer at `fqn` stays in high precision, or None when it should be converted. The head rules come
+    first, so they hold whatever class the head is."""
+    if any(part in HEAD_NAMES for part in fqn.split(".")):
+        return "LM head kept in bf16 (its logits feed the loss directly)"
+    if fqn in tied:
+        return "weight tied to another layer's (the embedding's, for a tied head): kept in bf16"
     if not isinstance(module, nn.Linear):
         return "not an nn.Linear"
-    if fqn.split(".")[-1] in ("lm_head", "head") or fqn.startswith("lm_head"):
-        return "LM head kept in bf16 (its logits feed the loss directly)"
     dims = (module.in_features, module.out_features)
     if any(d % FP8_ALIGN for d in dims):
         return f"dims {dims} not multiples of {FP8_ALIGN}"
@@ -31,8 +50,9 @@ def skip_reason(fqn: str, module: nn.Module, min_dim: int) -> str | None:
 
 
 def eligible_linears(model: nn.Module, min_dim: int) -> list[str]:
+    tied = tied_layers(model)
     return [fqn for fqn, m in model.named_modules()
-            if isinstance(m, nn.Linear) and skip_reason(fqn, m, min_dim) is None]
+            if isinstance(m, nn.Linear) and skip_reason(fqn, m, min_dim, tied) is None]
 
 
 class Fp8Converter:

@@ -1,10 +1,16 @@
 """Which numerics a run actually uses, and why: fp32, bf16 autocast, or fp8 through a converter. FP8 needs a CUDA
-GPU of compute capability >= 8.9 and transformer-engine or torchao; elsewhere it falls back (bf16 on GPUs, fp32 on
-CPUs) with the reason recorded, or fails before training when require_fp8 is set."""
+GPU of compute capability >= 8.9 and the FP8 backend installed; elsewhere it falls back (bf16 on GPUs, fp32 on
+CPUs) with the reason recorded, or fails before training when require_fp8 is set.
+
+The FP8 backend is torchao, the one that has run (its CPU emulation in the tests, float8 on the H100/H200 in
+bench/RESULTS.md). transformer-engine's converter is written to its documented API but has never run anywhere (its
+wheel is too large for the project's GPU machine), so it is used only when asked for by name:
+ARCHSEARCH_FP8_BACKEND=transformer_engine (recorded as the run's fp8_backend), never because it is installed."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +18,9 @@ import torch
 from archsearch.errors import UserError
 
 from .recipe import Recipe
+
+FP8_BACKEND_ENV = "ARCHSEARCH_FP8_BACKEND"
+FP8_BACKENDS = {"torchao": "torchao", "transformer_engine": "transformer-engine"}  # name -> package to install
 
 
 @dataclass(frozen=True)
@@ -33,15 +42,24 @@ def installed(module: str) -> bool:
         return False
 
 
+def fp8_backend() -> str:
+    """The FP8 converter to use: torchao unless ARCHSEARCH_FP8_BACKEND names another (see the module docstring)."""
+    name = os.environ.get(FP8_BACKEND_ENV, "").strip() or "torchao"
+    if name not in FP8_BACKENDS:
+        raise UserError(f"{FP8_BACKEND_ENV}={name!r}: not an FP8 backend; use one of {', '.join(FP8_BACKENDS)}")
+    return name
+
+
 def fp8_blocker(device: torch.device) -> str | None:
-    """Why FP8 training cannot run on `device`, or None."""
+    """Why FP8 training cannot run on `device` with the chosen backend, or None."""
     if device.type != "cuda":
         return device.type.upper()
     major, minor = torch.cuda.get_device_capability(device)
     if (major, minor) < (8, 9):
         return f"{torch.cuda.get_device_name(device)} has compute capability {major}.{minor}, FP8 needs >= 8.9"
-    if not (installed("transformer_engine") or installed("torchao")):
-        return "neither transformer-engine nor torchao is installed"
+    backend = fp8_backend()
+    if not installed(backend):
+        return f"{FP8_BACKENDS[backend]} is not installed (pip install {FP8_BACKENDS[backend]})"
     return None
 
 
@@ -54,6 +72,7 @@ def plan_precision(recipe: Recipe, device: torch.device) -> PrecisionPlan:
         return PrecisionPlan("fp32", None, None, default)
     if requested == "bf16":
         return PrecisionPlan("bf16", torch.bfloat16, None, f"autocast, fp32 master weights; {default}")
+    backend = fp8_backend()  # a bad ARCHSEARCH_FP8_BACKEND is an error even where FP8 cannot run
     if recipe.fp8_emulate:
         if not installed("torchao"):
             raise UserError("recipe: fp8_emulate needs torchao (pip install torchao)")
@@ -64,8 +83,9 @@ def plan_precision(recipe: Recipe, device: torch.device) -> PrecisionPlan:
         if recipe.require_fp8:
             raise UserError(f"recipe: require_fp8 is set but FP8 is unavailable here: {blocker}")
         return PrecisionPlan("bf16" if cuda else "fp32", half, None, f"fp8 unavailable: {blocker}")
-    if installed("transformer_engine"):
+    if backend == "transformer_engine":
         return PrecisionPlan("fp8", torch.bfloat16, "transformer_engine",
-                             f"transformer-engine {recipe.fp8_recipe} scaling, bf16 autocast elsewhere")
+                             f"transformer-engine {recipe.fp8_recipe} scaling (asked for by {FP8_BACKEND_ENV}; "
+                             "unverified), bf16 autocast elsewhere")
     return PrecisionPlan("fp8", torch.bfloat16, "torchao", f"torchao float8 {recipe.fp8_recipe}, bf16 autocast "
                          "elsewhere")

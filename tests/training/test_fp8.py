@@ -4,8 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from archsearch.builder import build
 from archsearch.errors import UserError
 from archsearch.training import Recipe, TaskSpec, train
+from archsearch.training import precision
 from archsearch.training.fp8 import convert_model, eligible_linears, skip_reason
 from archsearch.training.precision import plan_precision
 
@@ -30,6 +32,83 @@ def test_small_misaligned_and_head_layers_stay_high_precision():
     assert "LM head" in skip_reason("lm_head", model.lm_head, 16)
     assert eligible_linears(model, 16) == ["body.0", "body.2"]
     assert eligible_linears(model, 512) == []
+
+
+# the 16-aligned projections of conftest's tiny hybrid (Mamba in_proj is 2*64+2*16+2 = 162 wide: not aligned)
+TINY_FP8_LAYERS = ["layers.0.mixer.out_proj", "layers.1.mixer.k_proj", "layers.1.mixer.o_proj",
+                   "layers.1.mixer.q_proj", "layers.1.mixer.v_proj", "layers.2.mixer.down_proj",
+                   "layers.2.mixer.up_proj"]
+EMULATED = Recipe(precision="fp8", fp8_emulate=True, fp8_min_dim=16)
+
+
+def test_the_built_models_head_is_kept_by_the_head_rule(spec):
+    """Our LMHead is not an nn.Linear: it must be kept because it is the head, not by luck of its class."""
+    model = build(spec)
+    assert skip_reason("lm_head", model.lm_head, 16).startswith("LM head kept")
+    assert sorted(eligible_linears(model, 16)) == TINY_FP8_LAYERS
+
+
+@pytest.mark.parametrize("name,tied", [("lm_head", True), ("lm_head", False), ("readout", True)],
+                         ids=["tied-linear-head", "untied-linear-head", "tied-linear-elsewhere"])
+def test_a_linear_head_of_a_built_model_is_never_converted(spec, name, tied):
+    """The built tiny hybrid (vocab 64 = d_model 64: the head is 16-aligned and above fp8_min_dim) with an
+    nn.Linear head, as Hugging Face models have: neither the head nor a layer tied to the embedding converts."""
+    from torchao.float8.float8_linear import Float8Linear
+
+    model = build(spec)
+    head = nn.Linear(spec.d_model, spec.vocab_size, bias=False)
+    if tied:
+        head.weight = model.embedding.weight
+    setattr(model, name, head)
+    assert sorted(eligible_linears(model, 16)) == TINY_FP8_LAYERS
+    _, layers = convert_model(model, "torchao", EMULATED)
+    assert sorted(layers) == TINY_FP8_LAYERS
+    assert type(getattr(model, name)) is nn.Linear
+    assert all(isinstance(model.get_submodule(fqn), Float8Linear) for fqn in layers)
+    if tied:
+        assert getattr(model, name).weight is model.embedding.weight
+    logits = model(torch.randint(0, spec.vocab_size, (2, 16)))
+    assert logits.shape == (2, 16, spec.vocab_size) and torch.isfinite(logits).all()
+
+
+def _fp8_gpu(monkeypatch, installed: set[str]):
+    """An FP8-capable GPU as plan_precision sees it, with `installed` the packages present."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(precision, "installed", lambda module: module in installed)
+    return torch.device("cuda")
+
+
+def test_torchao_is_the_fp8_backend_even_with_transformer_engine_installed(monkeypatch):
+    monkeypatch.delenv(precision.FP8_BACKEND_ENV, raising=False)
+    gpu = _fp8_gpu(monkeypatch, {"torchao", "transformer_engine"})
+    plan = plan_precision(Recipe(precision="fp8"), gpu)
+    assert (plan.name, plan.fp8_backend) == ("fp8", "torchao")
+    # transformer-engine alone does not make FP8 available: it is never chosen unasked
+    gpu = _fp8_gpu(monkeypatch, {"transformer_engine"})
+    plan = plan_precision(Recipe(precision="fp8"), gpu)
+    assert (plan.name, plan.fp8_backend) == ("bf16", None)
+    assert plan.reason == "fp8 unavailable: torchao is not installed (pip install torchao)"
+
+
+def test_transformer_engine_only_when_asked_for(monkeypatch):
+    monkeypatch.setenv(precision.FP8_BACKEND_ENV, "transformer_engine")
+    plan = plan_precision(Recipe(precision="fp8"), _fp8_gpu(monkeypatch, {"torchao", "transformer_engine"}))
+    assert (plan.name, plan.fp8_backend) == ("fp8", "transformer_engine") and "unverified" in plan.reason
+    plan = plan_precision(Recipe(precision="fp8"), _fp8_gpu(monkeypatch, {"torchao"}))
+    assert plan.reason == "fp8 unavailable: transformer-engine is not installed (pip install transformer-engine)"
+    # emulation is torchao's own, whatever the variable says
+    assert plan_precision(Recipe(precision="fp8", fp8_emulate=True), CPU).fp8_backend == "torchao"
+
+
+@pytest.mark.parametrize("fp8_capable", [False, True], ids=["cpu", "fp8-capable-cuda"])
+def test_an_unknown_fp8_backend_is_a_clear_error(monkeypatch, fp8_capable):
+    monkeypatch.setenv(precision.FP8_BACKEND_ENV, "te")
+    device = _fp8_gpu(monkeypatch, {"torchao"}) if fp8_capable else CPU
+    with pytest.raises(UserError, match="ARCHSEARCH_FP8_BACKEND='te': not an FP8 backend; use one of torchao, "
+                                        "transformer_engine"):
+        plan_precision(Recipe(precision="fp8"), device)
+    assert plan_precision(Recipe(precision="bf16"), CPU).name == "bf16"  # read only when fp8 is asked for
 
 
 @pytest.mark.parametrize("fp8_recipe", ["tensorwise", "rowwise"])
@@ -92,10 +171,7 @@ def test_train_with_emulated_fp8_converts_the_hybrid_and_resumes(spec, tmp_path)
     result = train(spec, task, recipe, out_dir=tmp_path / "r", progress=False, device="cpu")
     assert result.status == "completed" and result.precision == "fp8"
     assert "emulated" in result.precision_reason
-    # every 16-aligned projection converts (Mamba in_proj is 2*64+2*16+2 = 162 wide: not aligned); the head never
-    assert sorted(result.fp8_layers) == ["layers.0.mixer.out_proj", "layers.1.mixer.k_proj", "layers.1.mixer.o_proj",
-                                         "layers.1.mixer.q_proj", "layers.1.mixer.v_proj",
-                                         "layers.2.mixer.down_proj", "layers.2.mixer.up_proj"]
+    assert sorted(result.fp8_layers) == TINY_FP8_LAYERS  # every 16-aligned projection; the head never
     losses = [p["loss"] for p in result.curve if "loss" in p]
     assert all(torch.isfinite(torch.tensor(losses)))
     longer = train(spec, task, recipe.model_copy(update={"steps": 8}), out_dir=tmp_path / "r", resume=True,
