@@ -46,7 +46,8 @@ def test_grid_summary_and_paired_difference(tmp_path):
     assert base_row["is_base"] and base_row["mean"] == pytest.approx(2.0 - 0.16 + 0.1)
     cell = rows["blocks.M.d_state=32,d_model=128"]
     assert cell["diff"]["mean"] == pytest.approx(-0.16) and cell["diff"]["sd"] == pytest.approx(0, abs=1e-12)
-    assert cell["significant"] is False or cell["diff"]["ci95"] == pytest.approx(0, abs=1e-9)
+    # an exact, seed-independent difference: its CI has zero width, so the effect is significant
+    assert cell["diff"]["ci95"] == pytest.approx(0, abs=1e-12) and cell["significant"] is True
     failed = rows["blocks.M.d_state=64,d_model=128"]
     assert failed["failed"] == 1 and failed["n"] == 2 and failed["diff"]["n"] == 2
     text = format_summary(ablation)
@@ -61,6 +62,35 @@ def test_grid_summary_and_paired_difference(tmp_path):
         with db.session() as s:
             runs = s.query(AblationRunRecord).filter_by(ablation_id=ablation_id).all()
     assert len(runs) == 9 and sum(r.status == "failed" for r in runs) == 1
+
+
+JITTER = [0.01, -0.02, 0.015, -0.005]  # per-seed noise of the paired difference: mean 0, sd sqrt(2.5e-4)
+
+
+def _noisy_train(effect):
+    """Loss 1 + seed noise; d_state=32 adds `effect` plus a per-seed jitter, so the paired differences are
+    effect + JITTER: mean `effect`, 95% CI half-width t(0.975, 3) * sd / sqrt(4) = 3.1824 * 0.015811 / 2."""
+
+    def run(spec, seed):
+        value = 1.0 + 0.3 * seed
+        if spec.blocks["M"].d_state == 32:
+            value += effect + JITTER[seed]
+        return {"status": "completed", "metrics": {"val_loss": value}}
+
+    return run
+
+
+@pytest.mark.parametrize("effect, significant", [(0.5, True), (-0.05, True), (0.0, False), (0.02, False)])
+def test_significance_is_whether_the_paired_ci_excludes_zero(effect, significant):
+    base = load_spec("nemotron-h-tiny")
+    ablation = run_ablation(base, parse_vary(["blocks.M.d_state=16,32"], base), [0, 1, 2, 3],
+                            _noisy_train(effect))
+    cell = {r["cell"]: r for r in ablation.summary()}["blocks.M.d_state=32"]
+    assert cell["diff"]["mean"] == pytest.approx(effect, abs=1e-12)
+    assert cell["diff"]["ci95"] == pytest.approx(3.182446 * math.sqrt(2.5e-4) / 2, rel=1e-5)  # 0.02516
+    assert cell["significant"] is significant
+    marked = [line for line in format_summary(ablation).splitlines() if line.startswith("blocks.M.d_state=32")]
+    assert marked[0].rstrip().endswith(" *") is significant
 
 
 def test_base_setting_is_added_when_not_listed():
