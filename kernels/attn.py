@@ -264,6 +264,14 @@ def _softcap_mod(softcap: float):
     return score_mod
 
 
+def _kernel_options(t: int, gqa_ratio: int) -> dict | None:
+    """Inductor lowers short queries (t < 128) with its flex-decoding template, which packs the query heads of
+    a GQA group into one block of next_pow2(t * ratio) rows; past 128 rows it has no valid config on Hopper
+    (NoValidChoicesError, measured with torch 2.11: t=64 with 4 query heads per kv head). Those shapes take
+    the main FlexAttention template instead; real decoding (t * ratio <= 128) keeps the decoding kernel."""
+    return {"FORCE_USE_FLEX_ATTENTION": True} if t * gqa_ratio > 128 else None
+
+
 def attention_flex(q, k, v, causal=True, window=None, softcap=None, scale=None, positions=None):
     t, s = q.shape[2], k.shape[2]
     score_mod = _softcap_mod(float(softcap)) if softcap is not None else None
@@ -271,14 +279,14 @@ def attention_flex(q, k, v, causal=True, window=None, softcap=None, scale=None, 
     if positions is not None:
         if q.is_cuda:
             return _compiled_flex_positional()(q, k, v, positions.q_pos_T, positions.k_pos_S, window, softcap,
-                                               scale, gqa)
+                                               scale, gqa, _kernel_options(t, q.shape[1] // k.shape[1]))
         return _eager_flex(q, k, v, score_mod=score_mod, scale=scale, enable_gqa=gqa,
                            block_mask=position_block_mask(_flex_module(), positions.q_pos_T, positions.k_pos_S,
                                                           window))
     block_mask = _block_mask(t, s, causal, window, str(q.device)) if (causal or window is not None) else None
     kwargs = dict(score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa)
     if q.is_cuda:
-        return _compiled_flex()(q, k, v, **kwargs)
+        return _compiled_flex()(q, k, v, kernel_options=_kernel_options(t, q.shape[1] // k.shape[1]), **kwargs)
     return _eager_flex(q, k, v, **kwargs)
 
 
@@ -288,7 +296,7 @@ def _eager_flex(q, k, v, **kwargs):
         return _flex_module().flex_attention(q, k, v, **kwargs)
 
 
-def flex_positional(q, k, v, q_pos_T, k_pos_S, window, softcap, scale, gqa):
+def flex_positional(q, k, v, q_pos_T, k_pos_S, window, softcap, scale, gqa, kernel_options=None):
     """FlexAttention over a cache with positions; built inside one function so that torch.compile traces the
     block mask and its mask_mod closure together: positions are tensor inputs, every shape is fixed by the
     cache, so a new prefix length or ring offset is no recompile."""
@@ -299,7 +307,8 @@ def flex_positional(q, k, v, q_pos_T, k_pos_S, window, softcap, scale, gqa):
     if softcap is not None:
         def score_mod(score, b, h, q_idx, kv_idx):
             return softcap * torch.tanh(score / softcap)
-    return flex.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa)
+    return flex.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa,
+                               kernel_options=kernel_options)
 
 
 @functools.cache
