@@ -158,8 +158,20 @@ def test_every_sampler_runs_a_constrained_multi_objective_study(write_study, sql
     path = write_study(n_trials=4, sampler=sampler, objectives=["val_loss", "memory_bytes"],
                        early_stop={"enabled": False})
     _, summary = _run(path, sqlite_url)
-    assert sum(summary.counts.values()) == 4
-    assert all(r.status in ("completed", "infeasible") for r in _rows(sqlite_url))
+    rows = _rows(sqlite_url)
+    statuses = [r.status for r in rows]
+    assert summary.counts == {s: statuses.count(s) for s in set(statuses)} and len(rows) == 4
+    trials = {t.number: t for t in optuna.load_study(study_name="toy", storage=sqlite_url).trials}
+    key = "budget:a10g@2Mx16"
+    for r in rows:
+        trial = trials[r.number]
+        assert r.status in ("completed", "infeasible") and trial.state == TrialState.COMPLETE
+        # what the sampler proposed is what was built and stored, and Optuna holds the stored objectives
+        assert r.params == trial.params and r.objectives == trial.values and r.constraints == trial.constraints
+        assert (r.constraints[key] > 0) == (r.status == "infeasible") == (r.fits is False)
+        loss = r.metrics["val_loss"] if r.status == "completed" else math.log(64)  # untrained: a uniform guess
+        assert r.objectives == [pytest.approx(loss), r.budget[key]["total_bytes"]]
+        assert 0 < r.objectives[1] and math.isfinite(r.objectives[0])
 
 
 def test_grid_sampler_walks_the_grid(write_study, sqlite_url):
