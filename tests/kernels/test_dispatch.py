@@ -1,14 +1,15 @@
-"""The dispatch hot path (bench/bench_dispatch.py times it): a repeated call re-selects nothing and formats
-nothing; ops key the registry with sorted call items; the fused wrappers split exactly as `sub_batch` says; the
-cheap SDPA priority switch leaves the same state as `sdpa_kernel`."""
+"""The dispatch hot path (bench/bench_dispatch.py times it): a repeated call asks no backend again and logs
+nothing; an op's choice is the one select() makes for the same call info; the fused wrappers split exactly as
+`sub_batch` says; the cheap SDPA priority switch leaves the same state as `sdpa_kernel`."""
 
+import logging
 import math
 
 import pytest
 import torch
 
 import archsearch.kernels as K
-from archsearch.kernels import _batching, _checks, _optional, attn, gated_norm, registry, ssd
+from archsearch.kernels import _batching, _optional, attn, gated_norm, registry, ssd
 from archsearch.kernels.attn_positions import CachePositions
 
 
@@ -56,41 +57,62 @@ CASES = dict(ssd=_ssd, conv1d=_conv1d, gated_norm=_gated_norm, attention=_attent
              attention_positions=_attention_positions, ssm_step=_ssm_step, conv_step=_conv_step)
 
 
-def _counting(calls: list, name: str, fn):
-    def wrapper(*args, **kwargs):
-        calls.append(name)
-        return fn(*args, **kwargs)
+def _asking(monkeypatch, ops) -> list[tuple[str, dict]]:
+    """Wrap the accepts check of every backend of `ops` (the backend author's hook, asked on every selection):
+    the returned list receives (op, call info) for each time one is asked."""
+    asked: list[tuple[str, dict]] = []
+    for op in ops:
+        for row in K.describe()[op]["backends"]:
+            backend = registry.get_backend(op, row["name"])
 
-    return wrapper
+            def accepts(_op=op, _fn=backend.accepts_fn, **call_info):
+                asked.append((_op, call_info))
+                return _fn(**call_info)
+
+            monkeypatch.setattr(backend, "accepts_fn", accepts)
+    return asked
+
+
+def _fresh(used) -> None:
+    """Empty the registry's choice cache for these ops (forcing a backend clears it, on entry and on exit)."""
+    for op, name in used.items():
+        with K.force_backend(op, name):
+            pass
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_repeated_call_reselects_nothing_and_formats_nothing(case, monkeypatch):
-    """After the first call, the same call must not reach the registry's selection (probe, accepts, logging),
-    the override lookup that formats `$ARCHSEARCH_BACKEND_<OP>`, or any error helper (which format messages)."""
+def test_a_repeated_call_asks_no_backend_and_logs_nothing(case, monkeypatch, caplog):
+    """After the first call, the same call is served from the registry's choice: no backend is asked whether it
+    accepts the call again and nothing is logged (bench/bench_dispatch.py times this hot path)."""
     call = CASES[case]()
-    call()
-    calls: list[str] = []
-    for name in ("_select", "_choose", "forced_backend", "env_var", "_describe_call"):
-        monkeypatch.setattr(registry, name, _counting(calls, name, getattr(registry, name)))
-    for name in ("fail", "shape", "floating", "same_device"):
-        monkeypatch.setattr(_checks, name, _counting(calls, name, getattr(_checks, name)))
-    monkeypatch.setattr(registry.log, "info", _counting(calls, "log.info", registry.log.info))
+    with K.recording() as used:
+        call()
+    asked = _asking(monkeypatch, used)
+    caplog.set_level(logging.INFO, logger="archsearch.kernels")
     call()
     call()
-    assert calls == []
+    assert asked == [] and [r for r in caplog.records if r.name == "archsearch.kernels"] == []
+    _fresh(used)
+    call()
+    assert {op for op, _ in asked} == set(used)  # with the choice forgotten, the backends are asked again
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_ops_key_the_registry_with_sorted_call_items(case, monkeypatch):
-    """The ops build their call items by hand; unsorted, they would miss the entries run()/select() make."""
-    seen = []
-    real = registry._chosen_name
-    monkeypatch.setattr(registry, "_chosen_name", lambda op, items: seen.append(items) or real(op, items))
-    CASES[case]()()
-    assert len(seen) == 1
-    names = [name for name, _ in seen[0]]
-    assert names == sorted(set(names))
+def test_select_with_an_ops_call_info_reuses_the_ops_choice(case, monkeypatch):
+    """The ops build their call items by hand; unsorted, their choices would miss the entries select()/run()
+    make for the same call info (and the reverse), and each would select afresh."""
+    call = CASES[case]()
+    with K.recording() as used:
+        call()
+    asked = _asking(monkeypatch, used)
+    _fresh(used)
+    call()
+    infos = dict(asked)  # what each op told the backends about its call
+    assert set(infos) == set(used)
+    asked.clear()
+    for op, info in infos.items():
+        assert K.select(op, **info).name == used[op]
+    assert asked == []
 
 
 def test_override_still_read_on_every_call(monkeypatch):
