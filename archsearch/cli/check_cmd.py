@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from .. import limits
+from .options import bounded
+
 
 def register(app: typer.Typer) -> None:
     app.command("check")(check)
@@ -17,7 +20,7 @@ def check(
     device: str = typer.Option("a10g", "--device", help="Target GPU (catalog key or alias)."),
     context: Optional[str] = typer.Option(None, "--context", help="Tokens per sequence: 8192, 8k, 128k, 1M "
                                           "(default: the spec's max_context)."),
-    batch: int = typer.Option(1, "--batch", help="Sequences served at once."),
+    batch: int = bounded(1, "--batch", low=1, high=limits.MAX_BATCH, help="Sequences served at once."),
     param_dtype: str = typer.Option("bf16", "--param-dtype", help="Weights dtype."),
     act_dtype: str = typer.Option("bf16", "--act-dtype", help="Activations and conv states dtype."),
     kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV cache dtype."),
@@ -25,9 +28,10 @@ def check(
     prefill_chunk: str = typer.Option("2k", "--prefill-chunk", help="Tokens per chunked-prefill step."),
     attention_scores: str = typer.Option("fused", "--attention-scores",
                                          help="fused (flash/cuDNN) or materialized (eager attention)."),
-    buffer_fraction: Optional[float] = typer.Option(None, "--buffer-fraction",
-                                                    help="Budget = usable x this - reserve (default 0.95)."),
-    reserve_gib: Optional[float] = typer.Option(None, "--reserve-gib", help="Fixed reserve in GiB (default 1.3)."),
+    buffer_fraction: Optional[float] = bounded(None, "--buffer-fraction", low=0, low_open=True, high=1,
+                                               help="Budget = usable x this - reserve (default 0.95)."),
+    reserve_gib: Optional[float] = bounded(None, "--reserve-gib", low=0, high=limits.MAX_RESERVE_GIB,
+                                           help="Fixed reserve in GiB (default 1.3)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Your own device YAML on top of the catalog "
                                           "(or ARCHSEARCH_DEVICES)."),
     input_len: str = typer.Option("8k", "--input", help="Prompt length for the throughput projection."),
@@ -35,18 +39,23 @@ def check(
     compute_dtype: str = typer.Option("bf16", "--compute-dtype", help="Matmul dtype for the projection."),
     measure: bool = typer.Option(False, "--measure", help="Also build the model with random weights on this "
                                  "machine's GPU (or CPU) and measure peak memory and throughput."),
-    decode_steps: int = typer.Option(8, "--decode-steps", help="Decode steps in the measured memory run."),
+    decode_steps: int = bounded(8, "--decode-steps", low=1, high=limits.MAX_DECODE_STEPS,
+                                help="Decode steps in the measured memory run."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Memory budget (analytic breakdown and verdict) and throughput projection of serving SPEC on a GPU."""
-    from ..checks import BudgetPolicy, CheckSettings, check_budget, load_catalog, parse_count
+    from ..checks import BudgetPolicy, CheckSettings, check_budget, load_catalog
     from ..checks.budget import check_context
     from ..checks.memory import MemoryModel
     from ..checks.roofline import project
     from ..checks.settings import normalize_dtype
     from ..errors import UserError
-    from ..spec import load_spec
+    from ..spec import load_spec, parse_size
 
+    # sizes are read (bounded, 1 .. 1G tokens) before any work, so a 400-digit --context is one clear error
+    context_tokens = parse_size(context, "--context") if context is not None else None
+    chunk_tokens = parse_size(prefill_chunk, "--prefill-chunk")
+    n_in, n_out = parse_size(input_len, "--input"), parse_size(output_len, "--output")
     model_spec = load_spec(spec)
     device_entry = load_catalog(devices).get(device)
     policy = None
@@ -62,13 +71,12 @@ def check(
     if attention_scores not in ("fused", "materialized"):
         raise UserError(f"--attention-scores: {attention_scores!r} is not allowed; allowed: fused, materialized")
     settings = CheckSettings(param_dtype=param_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
-                             state_dtype=state_dtype, prefill_chunk=parse_count(prefill_chunk, "--prefill-chunk"),
+                             state_dtype=state_dtype, prefill_chunk=chunk_tokens,
                              attention_scores=attention_scores, policy=policy)
-    n_context, batch = check_context(model_spec, context if context is not None else model_spec.max_context,
+    n_context, batch = check_context(model_spec, context_tokens if context is not None else model_spec.max_context,
                                      batch, context_arg="--context", batch_arg="--batch")
     model = MemoryModel(model_spec, settings)
     report = check_budget(model_spec, device_entry, n_context, batch, settings, model=model)
-    n_in, n_out = parse_count(input_len, "--input"), parse_count(output_len, "--output")
     projection = project(model_spec, device_entry, model, n_in, n_out, batch,
                          normalize_dtype(compute_dtype, "--compute-dtype"))
     measured = None

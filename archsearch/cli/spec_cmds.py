@@ -9,6 +9,9 @@ from typing import Optional
 
 import typer
 
+from .. import limits
+from .options import bounded
+
 KIND_STYLES = {"mamba2": "black on green3", "attention": "black on orange1", "mlp": "black on deep_sky_blue1"}
 KIND_LABELS = {"mamba2": "Mamba-2", "attention": "attention", "mlp": "MLP"}
 
@@ -59,7 +62,7 @@ def validate(files: list[str] = typer.Argument(..., help="spec files (YAML or JS
 def show(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec file or example name"),
          context: Optional[str] = typer.Option(None, "--context", help="sequence length, e.g. 4096, 128k, 1M "
                                                "(default: the spec's max_context)"),
-         batch: int = typer.Option(1, "--batch", min=1, help="batch size for the inference state"),
+         batch: int = bounded(1, "--batch", low=1, high=limits.MAX_BATCH, help="batch size for the inference state"),
          as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables")) -> None:
     """Draw the layer pattern and report parameters, FLOPs/token and inference state."""
     from ..errors import UserError
@@ -148,7 +151,11 @@ def _print_summary(spec, summary: dict) -> None:
 # ---------------------------------------------------------------------------------------------- schema
 def schema(output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the schema to this file")) -> None:
     """Print the JSON Schema of a spec (for editors: `# yaml-language-server: $schema=...`)."""
+    from ..outputs import check_output
     from ..spec import ModelSpec
+
+    if output is not None:
+        check_output(output, "-o", folder=False)
 
     document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
                 **ModelSpec.model_json_schema(mode="validation")}
@@ -168,6 +175,7 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
                                                         "e.g. 128k")) -> None:
     """Write the spec of a Hugging Face config (NemotronH, Mamba2, Gemma2, Qwen3, Qwen2, Llama)."""
     from ..hf import load_hf_config
+    from ..outputs import check_output
     from ..spec import dump_spec, parse_size
 
     if name is not None and not name.strip():
@@ -176,6 +184,8 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
         raise UserError(f"--name {name!r}: a spec name cannot be empty; give a name, or leave --name out to take "
                         "the config's")
     tokens = parse_size(max_context, "--max-context") if max_context is not None else None
+    if output is not None:
+        check_output(output, "-o", folder=False)
     spec = load_hf_config(config, name=name, max_context=tokens)
     text = dump_spec(spec)
     if output is None:
@@ -193,8 +203,10 @@ def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec fi
                                                         "or a torch file): also write model.safetensors")) -> None:
     """Write the Hugging Face config.json of a spec, or list what the family cannot express."""
     from ..hf import write_hf_config
+    from ..outputs import check_output
     from ..spec import load_spec
 
+    check_output(output, "-o", folder=True)
     spec = load_spec(spec_path)
     if checkpoint is not None:
         from ..hf.checkpoint import export_checkpoint_file
@@ -208,10 +220,10 @@ def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec fi
 
 
 def _write(path: Path, text: str) -> None:
-    from ..errors import UserError
+    from ..outputs import write_failed
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as err:
-        raise UserError(f"-o {path}: cannot write: {err}") from None
+        raise write_failed(path, "-o", err) from None

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..spec import ModelSpec
 from ..spec.errors import SpecIssue
-from ._config import ConfigReader
+from ._config import ConfigReader, finite_number
 
 # transformers' ACT2FN name -> archsearch activation. gelu_new and gelu_pytorch_tanh are the same tanh formula.
 ACTIVATION_FROM_HF = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu": "gelu", "silu": "silu",
@@ -56,7 +56,7 @@ def rope_theta(reader: ConfigReader, default: float) -> float | None:
         reader.problem((key, "partial_rotary_factor"), "partial RoPE is not expressible",
                        merged["partial_rotary_factor"], "1.0")
     theta = merged.get("rope_theta", reader.raw("rope_theta", default))
-    if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not theta > 0:
+    if not finite_number(theta) or not theta > 0:
         reader.problem("rope_theta", "must be a positive number", theta)
         return None
     return float(theta)

@@ -13,6 +13,18 @@ from typing import Any
 from ..spec.errors import SpecError, SpecIssue
 
 _MISSING = object()
+# No config field is meaningfully larger: beyond it, arithmetic on the value (float(x), x * expand) would overflow
+# before any range check of the spec could run. Exactly representable as a float.
+MAX_MAGNITUDE = 1 << 53
+
+
+def finite_number(value: Any) -> bool:
+    """A JSON number (not a bool) that is finite and within MAX_MAGNITUDE (math.isfinite overflows on huge ints)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= MAX_MAGNITUDE
+    return math.isfinite(value) and abs(value) <= MAX_MAGNITUDE
 
 
 class ConfigReader:
@@ -30,16 +42,22 @@ class ConfigReader:
 
     def problem(self, key: str | tuple, message: str, value: Any = None, allowed: str | None = None) -> None:
         path = key if isinstance(key, tuple) else (key,)
-        self.issues.append(SpecIssue(path, message, value, allowed, self.source))
+        issue = SpecIssue(path, message, value, allowed, self.source)
+        if not any(str(old) == str(issue) for old in self.issues):  # a field read twice is reported once
+            self.issues.append(issue)
 
     def int(self, key: str, default: Any = _MISSING) -> int | None:
         value = self._get(key, default)
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        if value is None:
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        self.problem(key, "must be an integer", value)
-        return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (isinstance(value, float) and not value.is_integer()):
+            self.problem(key, "must be an integer", value)
+            return None
+        if not finite_number(value):
+            self.problem(key, "out of range", value, f"a whole number of magnitude <= {MAX_MAGNITUDE}")
+            return None
+        return int(value)
 
     def count(self, key: str, default: Any, most: int) -> int:
         """A layer count, refused (as 0) outside 1 .. most before anything is built from it."""
@@ -55,10 +73,18 @@ class ConfigReader:
         value = self._get(key, default)
         if value is None:
             return None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if finite_number(value):
             return float(value)
-        self.problem(key, "must be a finite number", value)
+        self.problem(key, "must be a finite number", value, f"a number of magnitude <= {MAX_MAGNITUDE}")
         return None
+
+    def positive(self, key: str, default: Any = _MISSING) -> float | None:
+        """A finite number > 0 (a scale, a divisor): 0 or less is reported, never divided by."""
+        value = self.float(key, default)
+        if value is not None and value <= 0:
+            self.problem(key, "must be a positive number", value, "> 0")
+            return None
+        return value
 
     def bool(self, key: str, default: Any = _MISSING) -> bool | None:
         value = self._get(key, default)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..spec import Mamba2Block
 from ._common import Checker
-from ._config import ConfigReader
+from ._config import ConfigReader, finite_number
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def _dt_limit(reader: ConfigReader) -> tuple[float, float] | None:
     if value is None:
         return None
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            or not all(finite_number(v) or (isinstance(v, float) and math.isinf(v)) for v in value)):
         reader.problem("time_step_limit", "must be a pair of numbers", value)
         return None
     low, high = float(value[0]), float(value[1])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..outputs import check_output, write_failed
 from ..spec import ModelSpec
 from .convert import export_hf_config
 
@@ -101,12 +102,13 @@ def export_checkpoint(spec: ModelSpec, state_dict_or_model: Any, out_dir: str | 
                   else dict(state_dict_or_model))
     config = checkpoint_config(spec, family)  # raises NotExpressibleError first
     tensors = {k: v.cpu() for k, v in hf_state_dict(spec, state_dict, config["model_type"]).items()}
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"-o {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    out = check_output(out_dir, "-o", folder=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    except OSError as err:
+        raise write_failed(out, "-o", err) from None
     return out
 
 
@@ -118,9 +120,13 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"--checkpoint {path}: no such file")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:  # truncated or not a safetensors file at all
+            raise UserError(f"--checkpoint {path}: not a readable safetensors file ({err})") from None
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files: all a user's bad file

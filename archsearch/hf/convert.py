@@ -43,13 +43,20 @@ def _layer_kinds_fit(family: str, kinds: set[str]) -> bool:
     return kinds <= {"attention", "mlp"}
 
 
+_ARCHITECTURES = {"NemotronHForCausalLM": "nemotron_h", "Mamba2ForCausalLM": "mamba2",
+                  **{fam.architecture: key for key, fam in transformer.FAMILIES.items()}}
+
+
 def _model_type(config: dict, source: str | None) -> str:
     model_type = config.get("model_type")
+    architectures = config.get("architectures")
+    if architectures is not None and (not isinstance(architectures, list)
+                                      or not all(isinstance(a, str) for a in architectures)):
+        raise SpecError([SpecIssue(("architectures",), "must be a list of class names", architectures,
+                                   ", ".join(_ARCHITECTURES), source)], source)
     if model_type is None:  # some configs only name their architecture
-        arch = (config.get("architectures") or [None])[0]
-        model_type = {"NemotronHForCausalLM": "nemotron_h", "Mamba2ForCausalLM": "mamba2"}.get(arch) or next(
-            (key for key, fam in transformer.FAMILIES.items() if fam.architecture == arch), None)
-    if model_type not in FAMILIES:
+        model_type = _ARCHITECTURES.get((architectures or [None])[0])
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise SpecError([SpecIssue(("model_type",), "unsupported model family", model_type, ", ".join(FAMILIES),
                                    source)], source)
     return model_type

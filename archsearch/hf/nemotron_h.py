@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import ModelSpec, compress_pattern
+from ..spec.pattern import MAX_LAYERS
 from . import _mamba
 from ._common import (ACTIVATION_TO_HF, ATTENTION, MAMBA, MLP, Checker, activation, base_config, base_document,
                       model_name, one_definition, plain_model_checks)
@@ -58,6 +59,10 @@ def _symbols(reader: ConfigReader) -> list[str]:
                        "moe" if types is not None else "E", "mamba, attention and mlp layers")
     if not symbols:
         reader.problem("layers_block_type", "the model has no layers", types)
+    if len(symbols) > MAX_LAYERS:  # refused before a pattern of that length is built
+        reader.problem("layers_block_type" if types is not None else "hybrid_override_pattern",
+                       f"{len(symbols)} layers; at most {MAX_LAYERS} are allowed", None, f"1 .. {MAX_LAYERS} layers")
+        return []
     return symbols
 
 

@@ -80,7 +80,8 @@ def _layer_windows(reader: ConfigReader, family: Family, n_layers: int) -> list[
             reader.problem("layer_types", f"{family.name} has no sliding-window layers", types, "full_attention")
         return [t == "sliding_attention" for t in types]
     if family.gemma:
-        every = reader.int("sliding_window_pattern", 2)  # older Gemma configs: every Nth layer is global
+        # older Gemma configs: every Nth layer is global (1: all global); 0 or less would divide by zero
+        every = reader.count("sliding_window_pattern", 2, MAX_LAYERS)
         return [bool((i + 1) % every) for i in range(n_layers)] if every else [False] * n_layers
     if family.windows and reader.bool("use_sliding_window", False):
         first = reader.int("max_window_layers", family.defaults["max_window_layers"])
@@ -108,7 +109,7 @@ def import_config(config: dict, family: Family, *, name: str | None, max_context
     }
     if family.gemma:
         attention["logit_softcap"] = reader.float("attn_logit_softcapping", None)
-        scalar = reader.float("query_pre_attn_scalar", d["query_pre_attn_scalar"])
+        scalar = reader.positive("query_pre_attn_scalar", d["query_pre_attn_scalar"])  # the scale is scalar ** -0.5
         if scalar is not None and scalar != head_dim:
             attention["query_scale"] = scalar ** -0.5
     blocks: dict[str, Any] = {}

@@ -21,8 +21,21 @@ class PatternError(ValueError):
         self.position = position
         self.pattern = pattern
         where = f" at position {position}" if position is not None else ""
-        shown = f" in {pattern!r}" if pattern is not None else ""
+        shown = f" in {_cut(pattern, position)}" if pattern is not None else ""
         super().__init__(f"{message}{where}{shown}")
+
+
+def _cut(text: str, position: int | None = None, limit: int = 60) -> str:
+    """repr of a pattern for an error, at most about `limit` characters around `position`: a pattern may be any
+    length, and an error must not echo all of it."""
+    if len(text) <= limit:
+        return repr(text)
+    start = max(0, min((position or 0) - limit // 2, len(text) - limit))
+    return ("..." if start else "") + repr(text[start:start + limit]) + ("..." if start + limit < len(text) else "")
+
+
+def _digits(digits: str, limit: int = 12) -> str:
+    return digits if len(digits) <= limit else f"{digits[:limit]}... ({len(digits)} digits)"
 
 
 def is_valid_symbol(symbol: str) -> bool:
@@ -36,7 +49,7 @@ def expand_pattern(pattern: str | list[str] | tuple[str, ...]) -> tuple[str, ...
             if not isinstance(symbol, str) or not is_valid_symbol(symbol):
                 raise PatternError(
                     f"layer {index} must be one non-space character other than {''.join(sorted(RESERVED_CHARS))!r},"
-                    f" got {symbol!r}", index)
+                    f" got {_cut(symbol) if isinstance(symbol, str) else type(symbol).__name__}", index)
         if not pattern:
             raise PatternError("the pattern has no layers")
         if len(pattern) > MAX_LAYERS:
@@ -97,7 +110,7 @@ def _parse_repeat(text: str, pos: int) -> tuple[int, int]:
         raise PatternError("'x' must be followed by a repeat count", probe, text)
     digits = text[start:end]
     if len(digits) > 5 or int(digits) < 1 or int(digits) > MAX_LAYERS:
-        raise PatternError(f"repeat count must be between 1 and {MAX_LAYERS}, got {digits}", start, text)
+        raise PatternError(f"repeat count must be between 1 and {MAX_LAYERS}, got {_digits(digits)}", start, text)
     return int(digits), end
 
 

@@ -30,9 +30,9 @@ def test_policy_options(capsys):
 def test_errors(capsys):
     cases = [
         (["--device", "b300"], "known devices: a10"),
-        (["--context", "128q"], "--context: cannot read '128q'"),
+        (["--context", "128q"], "--context: '128q' is not a size"),
         (["--context", "1M"], "--context: 1048576 tokens is beyond the spec's max_context (2048)"),
-        (["--batch", "0"], "--batch: must be a whole number >= 1, got 0"),
+        (["--batch", "0"], "0 is out of range; allowed: [1, 65536]"),
         (["--kv-dtype", "int4"], "--kv-dtype: unknown dtype 'int4'"),
         (["--attention-scores", "some"], "--attention-scores: 'some' is not allowed"),
     ]

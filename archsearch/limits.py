@@ -1,0 +1,19 @@
+"""Bounds of the numeric inputs a user types or writes in a recipe, in one table (no torch, no pydantic), so the
+recipe model, the command-line options and their --help agree. Each bound is far beyond any sensible run and
+well inside what the code can compute with (int64 tensors, float math), so a typo such as `--seed 10**30` or
+`--batch-size 10000000` is refused up front instead of ending in an OverflowError or an allocation failure."""
+
+from __future__ import annotations
+
+MAX_STEPS = 10**9  # steps, eval/log/checkpoint intervals, warmup steps
+MAX_BATCH = 1 << 16  # sequences per step (training) or served at once (check, show)
+MAX_SEQ_LEN = 1 << 20  # tokens per training sequence (the spec's max_context applies too)
+MAX_GRAD_ACCUM = 1 << 16
+MAX_EVAL_BATCHES = 1 << 16
+MAX_FP8_MIN_DIM = 1 << 20
+MAX_SEED = (1 << 63) - 1  # torch, numpy and Python's random all take it
+MAX_LR = 10.0
+MAX_NPROC = 1024
+MAX_TEMPERATURE = 1000.0
+MAX_DECODE_STEPS = 1 << 16
+MAX_RESERVE_GIB = 1 << 20
