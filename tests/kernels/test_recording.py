@@ -44,7 +44,10 @@ def test_nested_blocks_reach_the_outer_one():
     assert dict(inner)["causal_conv1d"] == "reference"
     assert set(outer) == {"causal_conv1d", "attention"}
     assert outer["causal_conv1d"] == "torch"  # the last one that ran
-    assert registry._scopes == []
+    with K.force_backend("causal_conv1d", "reference"):
+        _conv()  # after every block closed: reaches none of them
+    assert (outer["causal_conv1d"], inner["causal_conv1d"]) == ("torch", "reference") and dict(second) == {}
+    assert registry._scopes == []  # and no closed block is left behind (a leak nothing else would show)
 
 
 def test_notes_are_scoped_too():
@@ -65,6 +68,7 @@ def test_an_exception_closes_the_block():
             raise ValueError("boom")
     except ValueError:
         pass
+    _attention()  # the block closed with the exception: what runs after it is not recorded in it
     assert set(used) == {"causal_conv1d"} and registry._scopes == []
 
 
