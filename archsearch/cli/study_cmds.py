@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ..studies.bounds import MAX_ABLATION_SEEDS, MAX_SEED_OFFSET, MAX_TIMEOUT_S, MAX_TRIALS, MAX_WORKERS
+
 study_app = typer.Typer(no_args_is_help=True, help="Run Optuna studies from study files and read their results.")
 results_app = typer.Typer(no_args_is_help=True, help="Export stored trials.")
 
@@ -23,15 +25,23 @@ def _load(file: str):
 @study_app.command("run")
 def run(file: str = typer.Argument(..., help="study file (YAML)"),
         storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
-        n_trials: Optional[int] = typer.Option(None, "--n-trials", min=1, help="trials the study aims at in total"),
-        timeout: Optional[float] = typer.Option(None, help="stop starting trials after this many seconds"),
-        workers: str = typer.Option("1", help="worker processes sharing the study (PostgreSQL recommended), or "
-                                    "auto: one per gpus_per_trial visible GPUs (one CPU worker without GPUs)"),
+        n_trials: Optional[int] = typer.Option(None, "--n-trials", help=f"trials the study aims at in total, "
+                                               f"1 .. {MAX_TRIALS:,}; a trial and its retries count once "
+                                               "(default: the study file's n_trials)"),
+        timeout: Optional[float] = typer.Option(None, help=f"stop starting trials after this many seconds, "
+                                                f"> 0 and <= {MAX_TIMEOUT_S:,} (default: the file's timeout_s)"),
+        workers: str = typer.Option("1", help=f"worker processes sharing the study, 1 .. {MAX_WORKERS} (PostgreSQL "
+                                    "recommended), or auto: one per gpus_per_trial visible GPUs (one CPU worker "
+                                    "without GPUs)"),
         progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                                 help="live panel (default: when on a terminal)"),
-        seed_offset: int = typer.Option(0, "--seed-offset", min=0,
-                                        help="shifts the sampler seed: give each machine sharing a study its own")) -> None:
-    """Run (or resume) the study of FILE: every trial is screened, trained and stored."""
+        seed_offset: int = typer.Option(0, "--seed-offset", help=f"0 .. {MAX_SEED_OFFSET:,}: shifts the sampler "
+                                        "seed; give each machine sharing a study its own")) -> None:
+    """Run (or resume) the study of FILE: every trial is screened, trained and stored.
+
+    The whole file is checked before the first trial (every problem at once, exit 2). Ctrl-C stops after
+    recording the running trial as interrupted and queuing it again (exit 130); the same command resumes.
+    """
     from ..studies.launch import run_study_command
 
     run_study_command(file, storage=storage, n_trials=n_trials, timeout_s=timeout, workers=workers, live=progress,
@@ -39,10 +49,12 @@ def run(file: str = typer.Argument(..., help="study file (YAML)"),
 
 
 @study_app.command("worker", hidden=True)
-def worker(file: str, storage: str = typer.Option(...), n_trials: Optional[int] = typer.Option(None, "--n-trials"),
+def worker(file: str, storage: Optional[str] = typer.Option(None, help="default: $ARCHSEARCH_WORKER_STORAGE"),
+           n_trials: Optional[int] = typer.Option(None, "--n-trials"),
            timeout: Optional[float] = typer.Option(None), prefix: str = typer.Option(""),
            seed_offset: int = typer.Option(0, "--seed-offset")) -> None:
-    """One worker process of `study run --workers K` (plain output)."""
+    """One worker process of `study run --workers K` (plain output); the parent passes the storage URL through
+    the environment so that its password never shows on a command line."""
     from ..studies.launch import run_worker
 
     run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout, prefix=prefix, seed_offset=seed_offset)
@@ -99,7 +111,7 @@ def export(storage: str = typer.Option("sqlite:///archsearch.db", help="database
 
 def ablate(spec: str = typer.Argument(..., help="base spec file or example name"),
            vary: list[str] = typer.Option(..., "--vary", help="PATH=a,b,c (repeatable): the grid's axes"),
-           seeds: int = typer.Option(3, min=1, help="seeds per cell"),
+           seeds: int = typer.Option(3, help=f"seeds per cell, 1 .. {MAX_ABLATION_SEEDS:,}"),
            task: str = typer.Option("mqar", help="task name, or a TaskSpec mapping such as {name: mqar, options: {n_pairs: 4}}"),
            recipe: Optional[str] = typer.Option(None, help="recipe as JSON or a YAML/JSON file"),
            metric: str = typer.Option("val_loss", help="the metric summarised"),

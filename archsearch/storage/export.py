@@ -65,6 +65,8 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
     """Write the trials to `out` (or return the text, for csv/json, when `out` is None)."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
+    if out is not None:
+        _check_writable(Path(out))  # before reading every trial
     rows = trial_rows(db, study)
     if fmt == "json":
         text = json.dumps(finite(rows), indent=1, default=str, allow_nan=False)
@@ -96,7 +98,10 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
         elif kinds == {int, float}:
             values = [None if v is None else float(v) for v in values]
         table[column] = values
-    pq.write_table(pa.table(table), str(out))
+    try:
+        pq.write_table(pa.table(table), str(out))
+    except OSError as err:
+        raise UserError(f"--out {str(out)!r}: cannot write it ({err.strerror or err})") from None
     return None
 
 
@@ -111,8 +116,24 @@ def finite(value: Any) -> Any:
     return value
 
 
+def _check_writable(out: Path) -> None:
+    """--out must name a file this process can create or replace: refused with its name before any work."""
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a folder; allowed: a file path")
+    parent = out.expanduser().absolute().parent
+    if not parent.is_dir():
+        raise UserError(f"--out {str(out)!r}: the folder {str(parent)!r} does not exist")
+    import os
+
+    if not os.access(out if out.exists() else parent, os.W_OK):
+        raise UserError(f"--out {str(out)!r}: not writable here (permission denied)")
+
+
 def _emit(text: str, out: str | Path | None) -> str | None:
     if out is None:
         return text
-    Path(out).write_text(text, encoding="utf-8")
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"--out {str(out)!r}: cannot write it ({err.strerror or err})") from None
     return None

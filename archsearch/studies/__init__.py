@@ -2,16 +2,27 @@
 
 `load_study(path)` reads and checks a study file; `StudyRunner(study, evaluator).run()` runs it against its
 storage; `load_space` / `check_space` handle search spaces on their own.
+
+Names load on first use, so that a light module (`archsearch.studies.bounds`, which the CLI's help quotes)
+imports without Optuna and SQLAlchemy.
 """
 
-from .documents import FileError
-from .early_stop import DominanceStop, Reference
-from .objectives import Objective
-from .params import PointSource, RandomSource
-from .runner import RunSummary, StudyRunner, TrialFailed
-from .space import SearchSpace, check_space, load_space, parse_space
-from .study_file import Study, StudyFile, load_study, parse_study
+from importlib import import_module
 
-__all__ = ["DominanceStop", "FileError", "Objective", "PointSource", "RandomSource", "Reference", "RunSummary",
-           "SearchSpace", "Study", "StudyFile", "StudyRunner", "TrialFailed", "check_space", "load_space",
-           "load_study", "parse_space", "parse_study"]
+_WHERE = {
+    "FileError": "documents", "DominanceStop": "early_stop", "Reference": "early_stop", "Objective": "objectives",
+    "PointSource": "params", "RandomSource": "params", "RunSummary": "runner", "StudyRunner": "runner",
+    "TrialFailed": "runner", "SearchSpace": "space", "check_space": "space", "load_space": "space",
+    "parse_space": "space", "Study": "study_file", "StudyFile": "study_file", "load_study": "study_file",
+    "parse_study": "study_file",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

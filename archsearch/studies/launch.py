@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
 from ..storage import Database, redact
 from ..storage.urls import is_sqlite, parse
+from .bounds import check_run_options
+from .preflight import preflight
 from .runner import RunSummary, StudyRunner, best_trials, describe_best
 from .study_file import load_study
 
@@ -25,9 +28,13 @@ def _evaluator(study):
                           nproc=file.gpus_per_trial if file.gpus_per_trial > 1 else None)
 
 
+STORAGE_ENV = "ARCHSEARCH_WORKER_STORAGE"  # how `study run --workers N` hands its URL (password and all) to workers
+
+
 def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
-    print(f"\nstudy {summary.study}: {counts or 'no trials'}  (stored in {summary.storage})")
+    target = f"{summary.done} of {summary.target} trials" if summary.target is not None else f"{summary.done} trials"
+    print(f"\nstudy {summary.study}: {target}; {counts or 'no trials'}  (stored in {summary.storage})")
     if summary.best:
         print("best trials" + (" (Pareto front)" if len(objectives) > 1 else "") + ":")
         print("\n".join(describe_best(summary, objectives)))
@@ -37,13 +44,31 @@ def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None
     print(f"export them:          archsearch results export --storage {redact(url)} --format csv")
 
 
+def _quiet_interrupt(run):
+    """Run `run()`; a Ctrl-C outside a trial (while loading, opening storage, starting workers) ends the command
+    with one line and exit status 130 instead of a traceback."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C) outside a trial: finished trials are stored; run the same command to resume",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def run_study_command(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
                       workers: int | str, live: bool | None, seed_offset: int = 0) -> None:
+    _quiet_interrupt(lambda: _run_study(file, storage=storage, n_trials=n_trials, timeout_s=timeout_s,
+                                        workers=workers, live=live, seed_offset=seed_offset))
+
+
+def _run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
+               workers: int | str, live: bool | None, seed_offset: int) -> None:
     from .gpus import auto_plan, parse_workers
 
-    study = load_study(file)
-    plan = None
     count = parse_workers(str(workers))
+    check_run_options(n_trials=n_trials, timeout_s=timeout_s, workers=count, seed_offset=seed_offset)
+    study = preflight(file)  # every problem of the file at once, before storage is opened or a trial starts
+    plan = None
     if count is None:  # auto: one worker per gpus_per_trial visible GPUs, each seeing only its own
         plan = auto_plan(study.file.gpus_per_trial)
         print(plan.note, file=sys.stderr)
@@ -71,43 +96,71 @@ def run_study_command(file: str, *, storage: str | None, n_trials: int | None, t
     envs = [plan.env(i, os.environ) if plan is not None else os.environ.copy() for i in range(workers)]
     summary = _run_workers(file, runner, workers, n_trials, timeout_s, seed_offset, envs)
     _print_summary(summary, objectives, runner.url)
+    if summary.interrupted:
+        raise SystemExit(130)
 
 
 def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | None,
                  timeout_s: float | None, seed_offset: int, envs: list[dict[str, str]]) -> RunSummary:
-    command = [sys.executable, "-m", "archsearch.cli", "study", "worker", file, "--storage", runner.url]
+    # The URL goes through the environment, not the command line, where `ps` would show its password.
+    command = [sys.executable, "-m", "archsearch.cli", "study", "worker", file]
     if n_trials is not None:
         command += ["--n-trials", str(n_trials)]
     if timeout_s is not None:
-        command += ["--timeout", str(timeout_s)]
-    procs = [subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
-                                         "--seed-offset", str(seed_offset * workers + i)], env=envs[i])
-             for i in range(workers)]
+        command += ["--timeout", repr(float(timeout_s))]
+    procs = []
     interrupted = False
     try:
+        for i in range(workers):
+            # Each worker in its own session: a terminal's Ctrl-C reaches only this process, which passes exactly
+            # one SIGINT on to each worker (a second one could cut a worker's own bookkeeping short).
+            procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
+                                                     "--seed-offset", str(seed_offset * workers + i)],
+                                          env={**envs[i], STORAGE_ENV: runner.url}, start_new_session=True))
         for proc in procs:
             proc.wait()
-    except KeyboardInterrupt:  # the workers got the same SIGINT; let them finish their cleanup
+    except KeyboardInterrupt:
         interrupted = True
         for proc in procs:
-            proc.wait()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        with _sigint_ignored():
+            for proc in procs:
+                proc.wait()
+    interrupted = interrupted or any(proc.returncode == 130 for proc in procs)
     try:
-        return RunSummary(runner.study.name, redact(runner.url), runner.counts(), runner.best_trials(), interrupted)
+        return RunSummary(runner.study.name, redact(runner.url), runner.counts(), runner.best_trials(), interrupted,
+                          runner.n_trials)
     finally:
         runner.close()
 
 
-def run_worker(file: str, *, storage: str, n_trials: int | None, timeout_s: float | None, prefix: str,
+@contextmanager
+def _sigint_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None, prefix: str,
                seed_offset: int) -> None:
-    study = load_study(file)
-    runner = StudyRunner(study, _evaluator(study), storage=storage, n_trials=n_trials, timeout_s=timeout_s,
-                         live=False, worker_prefix=prefix, seed_offset=seed_offset)
-    runner.open()
-    try:
-        summary = runner.run()
-    finally:
-        runner.close()
-    if summary.interrupted:
+    def work():
+        url = storage or os.environ.get(STORAGE_ENV)
+        if not url:
+            raise UserError(f"study worker: give --storage URL (or set {STORAGE_ENV})")
+        check_run_options(n_trials=n_trials, timeout_s=timeout_s)  # its seed offset is the parent's, spread
+        study = preflight(file)
+        runner = StudyRunner(study, _evaluator(study), storage=url, n_trials=n_trials, timeout_s=timeout_s,
+                             live=False, worker_prefix=prefix, seed_offset=seed_offset)
+        runner.open()
+        try:
+            return runner.run()
+        finally:
+            runner.close()
+
+    if _quiet_interrupt(work).interrupted:
         raise SystemExit(130)
 
 

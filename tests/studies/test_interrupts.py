@@ -1,0 +1,245 @@
+"""Ctrl-C at every point of a trial's life loses nothing and trains nothing twice; the message is one line; a
+diverged trial is one line; `study run --workers N` exits 130; n_trials counts a trial and its retries once."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from archsearch.storage import Database, records
+from archsearch.storage.tally import study_tally, tally_rows
+from archsearch.studies import StudyRunner, load_study
+from archsearch.studies import runner as runner_module
+from archsearch.studies.interrupts import InterruptGuard
+
+from hypothesis import given, settings, strategies as st
+from studies_helpers import ToyEvaluator
+
+
+def _sigint():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _run(path, url, evaluator):
+    runner = StudyRunner(load_study(path), evaluator, storage=url, live=False)
+    runner.open()
+    try:
+        return runner.run()
+    finally:
+        runner.close()
+
+
+def _inject(monkeypatch, point):
+    """Send this process a real SIGINT once, at `point` of the second trial."""
+    state = {"calls": 0}
+
+    def once(real, when=lambda *a, **k: True):
+        def wrapper(*args, **kwargs):
+            if when(*args, **kwargs):
+                state["calls"] += 1
+                if state["calls"] == 2:
+                    if point.endswith("before"):
+                        _sigint()
+                        return real(*args, **kwargs)
+                    result = real(*args, **kwargs)
+                    _sigint()
+                    return result
+            return real(*args, **kwargs)
+        return wrapper
+
+    if point.startswith("take_slot"):
+        monkeypatch.setattr(records, "take_slot", once(records.take_slot))
+    elif point.startswith("ask"):  # Optuna has just created the trial (RUNNING), nothing of ours recorded
+        monkeypatch.setattr(optuna.Study, "ask", once(optuna.Study.ask))
+    elif point.startswith("start_trial"):
+        monkeypatch.setattr(records, "start_trial", once(records.start_trial))
+    elif point.startswith("finish"):  # the final status is being written
+        monkeypatch.setattr(records, "update_trial", once(records.update_trial, lambda *a, **k: "status" in k))
+
+
+@pytest.mark.parametrize("point", ["take_slot-after", "ask-after", "start_trial-before", "start_trial-after",
+                                   "finish-before", "finish-after"])
+def test_ctrl_c_at_any_point_loses_no_trial_and_trains_none_twice(point, write_study, sqlite_url, monkeypatch,
+                                                                   capsys):
+    path = write_study(n_trials=4, constraints={})
+    evaluator = ToyEvaluator()
+    with monkeypatch.context() as patch:
+        _inject(patch, point)
+        summary = _run(path, sqlite_url, evaluator)
+    assert summary.interrupted
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if "interrupted (Ctrl-C)" in line]
+    assert len(lines) == 1 and "run the same command to resume" in lines[0]
+    assert "Traceback" not in out.out + out.err
+
+    summary = _run(path, sqlite_url, evaluator)  # resume
+    assert not summary.interrupted
+    with Database(sqlite_url) as db:
+        study = records.study_by_name(db, "toy")
+        rows = records.trials_of(db, study.id)
+        tally = study_tally(db, study.id)
+    assert tally.done == 4 and tally.pending == 0, (point, tally)
+    assert sum(r.status == "completed" for r in rows) == 4
+    assert not [r for r in rows if r.status == "running"]
+    # Each candidate trained once; only one interrupted mid-training (none here: the points are outside training)
+    # may train again.
+    assert evaluator.calls == 4
+    waiting = optuna.load_study(study_name="toy", storage=sqlite_url).get_trials(states=(TrialState.WAITING,))
+    assert not waiting
+
+
+def test_ctrl_c_during_training_queues_the_trial_and_counts_it_once(write_study, sqlite_url, capsys):
+    path = write_study(n_trials=3, constraints={})
+
+    class InterruptSecond(ToyEvaluator):
+        def __call__(self, spec, callback, *, out_dir=None):
+            if self.calls == 1:
+                self.calls += 1
+                _sigint()
+                time.sleep(1)  # the signal arrives here, mid-training
+            return super().__call__(spec, callback, out_dir=out_dir)
+
+    summary = _run(path, sqlite_url, InterruptSecond())
+    assert summary.interrupted and summary.target == 3
+    line = [x for x in capsys.readouterr().out.splitlines() if "interrupted (Ctrl-C)" in x]
+    assert line == ["interrupted (Ctrl-C): 1 of 3 trials stored; trial 1 is queued to run again; run the same "
+                    "command to resume"]
+    summary = _run(path, sqlite_url, ToyEvaluator())
+    assert summary.done == 3 and summary.counts == {"completed": 3}  # 4 rows, 3 candidates
+    with Database(sqlite_url) as db:
+        rows = records.trials_of(db, records.study_by_name(db, "toy").id)
+    assert len(rows) == 4 and [r.status for r in rows].count("interrupted") == 1
+
+
+def test_a_diverged_trial_is_one_line_not_a_traceback(write_study, sqlite_url, capsys, caplog):
+    path = write_study(n_trials=2, constraints={})
+    summary = _run(path, sqlite_url, ToyEvaluator(diverge_when=lambda spec: True))
+    assert summary.counts == {"diverged": 2}
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err + caplog.text
+    assert [line for line in out.out.splitlines() if "diverged" in line][0].startswith("trial    0 diverged")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.sampled_from(["completed", "failed", "interrupted", "running",
+                                                              "pruned", "diverged"])), max_size=12))
+def test_the_tally_counts_each_candidate_once_by_its_latest_attempt(chains):
+    # chains[i] = (retries, final status); earlier attempts of a chain were interrupted or lost.
+    rows, number = [], 0
+    for retries, status in chains:
+        root = number
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            rows.append((number, None if attempt == 0 else root, status if last else "interrupted"))
+            number += 1
+    tally = tally_rows(rows)
+    assert sum(tally.by_status.values()) == len(chains)
+    assert tally.done == sum(status not in ("running", "interrupted") for _, status in chains)
+    assert tally.attempts == len(rows)
+
+
+def test_the_guard_delivers_a_held_sigint_once_at_release():
+    guard = InterruptGuard()
+    guard.hold()
+    _sigint()
+    _sigint()
+    with pytest.raises(KeyboardInterrupt):
+        guard.release()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with guard.holding(deliver=False):
+        _sigint()  # dropped: a second Ctrl-C during the cleanup
+
+
+def test_workers_get_the_storage_password_through_the_environment(write_study, monkeypatch, tmp_path):
+    from archsearch.studies import launch
+
+    seen = []
+
+    class FakePopen:
+        def __init__(self, args, env=None, **kwargs):
+            seen.append((args, env))
+            self.returncode = 0
+
+        def wait(self):
+            return 0
+
+        def poll(self):
+            return 0
+
+    class FakeRunner:
+        url = "postgresql://alice:s3cret@db.example/studies"
+        n_trials = 2
+
+        class study:
+            name = "toy"
+
+        def counts(self):
+            return {}
+
+        def best_trials(self):
+            return []
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(launch.subprocess, "Popen", FakePopen)
+    summary = launch._run_workers("s.yaml", FakeRunner(), 2, 2, None, 0, [{}, {}])
+    assert len(seen) == 2
+    for args, env in seen:
+        assert not any("s3cret" in a for a in args) and env[launch.STORAGE_ENV] == FakeRunner.url
+    assert "s3cret" not in summary.storage
+
+
+def test_the_stored_study_row_has_the_url_redacted(write_study, sqlite_url):
+    path = write_study(n_trials=1, constraints={}, storage="postgresql://alice:s3cret@db.example/x")
+    runner = StudyRunner(load_study(path), ToyEvaluator(), storage=sqlite_url, live=False)
+    runner.open()
+    runner.close()
+    with Database(sqlite_url) as db:
+        stored = records.study_by_name(db, "toy").study_file["storage"]
+    assert "s3cret" not in stored and stored.startswith("postgresql://alice:")
+
+
+TINY = {
+    "name": "tiny", "base": "nemotron-h-tiny",
+    "space": {"parameters": {"d_model": {"type": "categorical", "choices": [32, 48]}}},
+    "task": {"name": "mqar", "options": {"vocab": 32, "n_pairs": 2}},
+    "recipe": {"steps": 400, "batch_size": 2, "seq_len": 16, "eval_every": 5, "eval_batches": 1, "warmup": 1},
+    "objectives": ["val_loss"], "sampler": {"type": "random"}, "n_trials": 4, "device": "cpu",
+    "heartbeat": {"interval_s": 1, "grace_s": 5},
+}
+
+
+def test_study_run_with_workers_exits_130_on_ctrl_c(tmp_path):
+    """A real `archsearch study run --workers 2` and a real SIGINT, as a terminal would send it."""
+    study = tmp_path / "tiny.yaml"
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study.write_text(yaml.safe_dump({**TINY, "storage": url}))
+    proc = subprocess.Popen([sys.executable, "-m", "archsearch.cli", "study", "run", str(study), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    started = False
+    while time.monotonic() < deadline and proc.poll() is None and not started:
+        time.sleep(0.5)
+        if (tmp_path / "r.db").exists():
+            try:
+                with Database(url, create=False) as db:
+                    study_row = records.study_by_name(db, "tiny")
+                    started = study_row is not None and bool(records.trials_of(db, study_row.id, ("running",)))
+            except Exception:  # the file exists but the tables are being created
+                pass
+    assert started, proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in out + err
+    assert "interrupted (Ctrl-C)" in out
+    with Database(url, create=False) as db:
+        rows = records.trials_of(db, records.study_by_name(db, "tiny").id)
+    assert rows and not [r for r in rows if r.status == "running"]
