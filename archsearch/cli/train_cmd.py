@@ -9,6 +9,9 @@ from typing import Any, Optional
 
 import typer
 
+from .. import limits
+from .options import bounded
+
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
@@ -35,7 +38,6 @@ LENGTHS = {"steps", "tokens", "flops"}  # a run's length is given as exactly one
 
 def build_recipe(recipe_file: str | None, overrides: dict[str, Any], base: dict[str, Any] | None = None):
     """The recipe: `base` (a resumed run's), then a JSON/YAML file's fields, then the command-line values."""
-    import yaml
     from pydantic import ValidationError
 
     from ..errors import UserError
@@ -43,13 +45,7 @@ def build_recipe(recipe_file: str | None, overrides: dict[str, Any], base: dict[
 
     data: dict[str, Any] = dict(base or {})
     if recipe_file is not None:
-        try:
-            from_file = yaml.safe_load(Path(recipe_file).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise UserError(f"--recipe: cannot read {recipe_file!r}: {err}") from None
-        if not isinstance(from_file, dict):
-            raise UserError(f"--recipe: {recipe_file!r} must hold a mapping of recipe fields")
-        data.update(from_file)
+        data.update(read_recipe_file(recipe_file))
     given = {k: v for k, v in overrides.items() if v is not None}
     if given.keys() & LENGTHS:  # a length on the command line replaces the file's (or resumed run's) length
         data = {k: v for k, v in data.items() if k not in LENGTHS}
@@ -59,8 +55,34 @@ def build_recipe(recipe_file: str | None, overrides: dict[str, Any], base: dict[
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"])) or "recipe"
-        raise UserError(f"recipe field {where}: {first['msg']} (got {first.get('input')!r}); fields: "
+        raise UserError(f"recipe field {where}: {first['msg']} (got {_cut(repr(first.get('input')))}); fields: "
                         f"{', '.join(Recipe.model_fields)}") from None
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_recipe_file(recipe_file: str) -> dict[str, Any]:
+    """A recipe file's fields, read by the spec loader's YAML reader: the same guards against alias bombs,
+    recursive aliases and duplicate keys, and errors with file:line:col that never quote the whole input."""
+    from ..errors import UserError
+    from ..spec.loader import read_document
+
+    try:
+        text = Path(recipe_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"--recipe: cannot read {_cut(repr(recipe_file))}: {_cut(str(err), 200)}") from None
+    try:
+        data, _ = read_document(text, recipe_file)
+    except UserError as err:
+        raise UserError(f"--recipe: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"--recipe: {_cut(repr(recipe_file))} must hold a mapping of recipe fields, not "
+                        f"{type(data).__name__}")
+    return data
 
 
 def train_command(
@@ -70,28 +92,32 @@ def train_command(
                                            "noisy_recall, fuzzy_recall, compression, memorization, text"),
         task_option: list[str] = typer.Option([], "--task-option", "-o", help="task option KEY=VALUE (repeatable)"),
         recipe_file: Optional[str] = typer.Option(None, "--recipe", help="recipe fields in a YAML/JSON file"),
-        steps: Optional[int] = typer.Option(None, "--steps", min=1),
+        steps: Optional[int] = bounded(None, "--steps", low=1, high=limits.MAX_STEPS),
         tokens: Optional[str] = typer.Option(None, "--tokens", help="train this many tokens instead (e.g. 5M)"),
         flops: Optional[str] = typer.Option(None, "--flops", help="train this many training FLOPs (e.g. 3e15, 3P)"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
-        seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1),
-        lr: Optional[float] = typer.Option(None, "--lr"),
-        seed: Optional[int] = typer.Option(None, "--seed"),
+        batch_size: Optional[int] = bounded(None, "--batch-size", low=1, high=limits.MAX_BATCH),
+        seq_len: Optional[int] = bounded(None, "--seq-len", low=1, high=limits.MAX_SEQ_LEN),
+        lr: Optional[float] = bounded(None, "--lr", low=0, low_open=True, high=limits.MAX_LR),
+        seed: Optional[int] = bounded(None, "--seed", low=0, high=limits.MAX_SEED),
         precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp8 | fp32"),
         require_fp8: bool = typer.Option(False, "--require-fp8", help="fail instead of falling back from fp8"),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
-        eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1),
+        eval_every: Optional[int] = bounded(None, "--eval-every", low=1, high=limits.MAX_STEPS),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if present)"),
-        nproc: Optional[int] = typer.Option(None, "--nproc", help="data-parallel processes under torchrun (one per "
+        nproc: Optional[int] = bounded(None, "--nproc", low=1, high=limits.MAX_NPROC,
+                                       help="data-parallel processes under torchrun (one per "
                                             "GPU; gloo on CPU); --batch-size stays the global batch"),
         out: Optional[Path] = typer.Option(None, "--out", help="run folder: checkpoint, result.json"),
         resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
         teacher: Optional[Path] = typer.Option(None, "--teacher", help="distil from this run folder's model"),
-        temperature: float = typer.Option(1.0, "--temperature", help="distillation temperature"),
-        alpha: float = typer.Option(0.5, "--alpha", help="weight of the distillation KL (1 - alpha: next-token)"),
+        temperature: float = bounded(1.0, "--temperature", low=0, low_open=True, high=limits.MAX_TEMPERATURE,
+                                      help="distillation temperature"),
+        alpha: float = bounded(0.5, "--alpha", low=0, high=1,
+                               help="weight of the distillation KL (1 - alpha: next-token)"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object (the run's record)")) -> None:
     """Train SPEC on a task for a short run; print the final metrics."""
     from ..errors import UserError
+    from ..outputs import check_output
     from ..spec import load_spec
     from ..training import TaskSpec, train
     from ..training.checkpoint import read_definition
@@ -105,6 +131,8 @@ def train_command(
     if len(lengths) > 1:
         raise UserError(f"{', '.join(lengths)}: give the run's length once; allowed: one of --steps, --tokens, "
                         f"--flops")
+    if out is not None and resume is None:
+        check_output(out, "--out", folder=True)  # before any work: an existing regular file, no permission, ...
     spec = load_spec(spec_path) if spec_path is not None else None
     task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
     overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,

@@ -18,6 +18,7 @@ from archsearch.errors import UserError
 from archsearch.spec import ModelSpec, dump_spec, loads_spec
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
+DEFINITION_FILES = ("spec.yaml", "recipe.json", "task.json")
 
 
 def _atomic(path: Path, write) -> None:
@@ -38,20 +39,77 @@ def write_definition(out: Path, spec: ModelSpec, recipe: dict, task: dict) -> No
 
 
 def has_checkpoint(out: Path) -> bool:
-    return all((out / name).exists() for name in CHECKPOINT_FILES)
+    """Whether `out` holds a checkpoint or any part of one: a new run there would overwrite it."""
+    return any((out / name).exists() for name in CHECKPOINT_FILES)
+
+
+def _damaged(out: Path, name: str, what: str) -> UserError:
+    return UserError(f"{str(out / name)!r} {what}; the run folder is damaged: restore the file, or start a new run "
+                     "in another folder")
+
+
+def _json_object(out: Path, name: str) -> dict:
+    try:
+        data = json.loads((out / name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise _damaged(out, name, f"cannot be read as JSON ({str(err)[:120]})") from None
+    if not isinstance(data, dict):
+        raise _damaged(out, name, f"holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_state(out: Path, state: dict) -> None:
+    """state.json as save_checkpoint writes it: a step count, Python's random state, and the curve so far."""
+    if not _is_int(state.get("step")):
+        raise _damaged(out, "state.json", f"has no valid 'step' (got {str(state.get('step'))[:40]}); allowed: a whole "
+                       "number >= 0")
+    rand = state.get("python_random")
+    if not (isinstance(rand, list) and len(rand) == 3 and _is_int(rand[0]) and isinstance(rand[1], list)
+            and len(rand[1]) == 625 and all(_is_int(v) and v < 1 << 32 for v in rand[1])
+            and (rand[2] is None or isinstance(rand[2], float))):
+        raise _damaged(out, "state.json", "has no valid 'python_random' (Python's random state: [version, 625 "
+                       "integers, gauss])")
+    for key, kind in (("curve", list), ("metrics", dict)):
+        if key in state and not isinstance(state[key], kind):
+            raise _damaged(out, "state.json", f"has a '{key}' that is not a JSON {'array' if kind is list else 'object'}")
+
+
+def check_run_folder(out: Path) -> dict:
+    """Everything `--resume` needs, checked before any model is built: the folder, each file present, the JSON
+    files well-formed, the weights file's header readable. Returns state.json. UserError names the file."""
+    if not out.is_dir():
+        raise UserError(f"resume: {str(out)!r} holds no checkpoint: " +
+                        ("no such folder" if not out.exists() else "it is not a folder"))
+    missing = [n for n in (*DEFINITION_FILES, *CHECKPOINT_FILES) if not (out / n).is_file()]
+    if missing:
+        raise UserError(f"resume: {str(out)!r} holds no checkpoint (missing {', '.join(missing)}); "
+                        "a run folder holds " + ", ".join((*DEFINITION_FILES, *CHECKPOINT_FILES)))
+    for name in ("recipe.json", "task.json"):
+        _json_object(out, name)
+    state = _json_object(out, "state.json")
+    _check_state(out, state)
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(out / "model.safetensors"), framework="pt") as weights:
+            weights.keys()
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _damaged(out, "model.safetensors", f"is not a readable safetensors file ({str(err)[:120]})") from None
+    return state
 
 
 def read_definition(out: Path) -> tuple[ModelSpec, dict, dict]:
-    if not has_checkpoint(out):
-        missing = [n for n in CHECKPOINT_FILES if not (out / n).exists()]
-        raise UserError(f"resume: {str(out)!r} holds no checkpoint (missing {', '.join(missing)})")
+    check_run_folder(out)
     try:
-        spec = loads_spec((out / "spec.yaml").read_text(encoding="utf-8"), str(out / "spec.yaml"))
-        recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
-        task = json.loads((out / "task.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"resume: cannot read the run definition in {str(out)!r}: {err}") from None
-    return spec, recipe, task
+        text = (out / "spec.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise _damaged(out, "spec.yaml", f"cannot be read ({err})") from None
+    spec = loads_spec(text, str(out / "spec.yaml"))  # SpecError (a UserError) names file:line:col
+    return spec, _json_object(out, "recipe.json"), _json_object(out, "task.json")
 
 
 def save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -68,22 +126,67 @@ def save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimize
 
 
 def load_weights(out: Path, model: nn.Module, device: torch.device) -> None:
-    missing, unexpected = load_model(model, str(out / "model.safetensors"), strict=False, device=str(device))
+    from safetensors import SafetensorError
+
+    try:
+        missing, unexpected = load_model(model, str(out / "model.safetensors"), strict=False, device=str(device))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _damaged(out, "model.safetensors", f"is not a readable safetensors file ({str(err)[:120]})") from None
+    except RuntimeError as err:  # a tensor of another shape: the weights of another model
+        raise _damaged(out, "model.safetensors", f"does not fit the model ({str(err)[:200]})") from None
     if missing or unexpected:
         raise UserError(f"checkpoint {str(out)!r} does not fit the model: missing {sorted(missing)[:5]}, "
                         f"unexpected {sorted(unexpected)[:5]}")
 
 
+def _torch_file(out: Path, name: str, device: torch.device | str) -> Any:
+    try:
+        return torch.load(out / name, map_location=device, weights_only=True)
+    except Exception as err:  # truncated, garbage or pickled code: every way a foreign file fails to load
+        raise _damaged(out, name, f"cannot be loaded ({type(err).__name__}: {str(err)[:120]})") from None
+
+
+def _load_optimizer(out: Path, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    saved = _torch_file(out, "optimizer.pt", device)
+    if not isinstance(saved, dict) or "state" not in saved or "param_groups" not in saved:
+        raise _damaged(out, "optimizer.pt", "holds no optimizer state (state and param_groups)")
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
+        raise _damaged(out, "optimizer.pt", f"is another model's optimizer state ({str(err)[:120]})") from None
+    # load_state_dict matches parameter counts only; moments of another shape would fail mid-training
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise _damaged(out, "optimizer.pt", f"is another model's optimizer state ({key} of shape "
+                                   f"{tuple(value.shape)} for a parameter of shape {tuple(param.shape)})")
+
+
+def _load_rng(out: Path) -> None:
+    rng = _torch_file(out, "rng.pt", "cpu")
+    state = rng.get("torch") if isinstance(rng, dict) else None
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+        raise _damaged(out, "rng.pt", "holds no torch RNG state (a uint8 tensor under 'torch')")
+    try:
+        torch.set_rng_state(state)
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(rng["cuda"]))
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise _damaged(out, "rng.pt", f"holds an unusable RNG state ({str(err)[:120]})") from None
+
+
 def load_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     device: torch.device) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG states in place; returns state.json."""
+    """Restore weights, optimizer and RNG states in place; returns state.json. A damaged or foreign file is a
+    UserError naming it, never a silent fresh start."""
+    state = check_run_folder(out)
     load_weights(out, model, device)
-    optimizer.load_state_dict(torch.load(out / "optimizer.pt", map_location=device, weights_only=True))
-    rng = torch.load(out / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(rng["cuda"]))
-    state = json.loads((out / "state.json").read_text(encoding="utf-8"))
+    _load_optimizer(out, optimizer, device)
+    _load_rng(out)
     version, internal, gauss = state.pop("python_random")
-    random.setstate((version, tuple(internal), gauss))
+    try:
+        random.setstate((version, tuple(internal), gauss))
+    except (TypeError, ValueError) as err:
+        raise _damaged(out, "state.json", f"holds an unusable Python random state ({err})") from None
     return state

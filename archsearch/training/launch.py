@@ -78,7 +78,8 @@ def train_parallel(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: 
     if not resume and (spec is None or task is None or recipe is None):
         raise UserError("train needs a spec, a task and a recipe (or resume=True with a run folder)")
     if not resume and out is not None and checkpoint.has_checkpoint(out):
-        raise UserError(f"out_dir {str(out)!r} already holds a run; resume it or choose another folder")
+        raise UserError(f"out_dir {str(out)!r} already holds a run (or part of one); resume it or choose "
+                            "another folder")
     checked = _recipe_for_checks(recipe, out, resume)
     kind = check_launch(nproc, device, checked.batch_size, torch.cuda.device_count(),
                         os.environ.get("CUDA_VISIBLE_DEVICES"))

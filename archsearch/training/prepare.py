@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from archsearch.errors import UserError
+from archsearch.outputs import check_output
 from archsearch.spec import ModelSpec
 
 from . import checkpoint
@@ -118,8 +119,11 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     else:
         if spec is None or task_spec is None or recipe is None:
             raise UserError("train needs a spec, a task and a recipe (or resume=True with a run folder)")
+        if out is not None:
+            check_output(out, "out_dir", folder=True)
         if out is not None and checkpoint.has_checkpoint(out):
-            raise UserError(f"out_dir {str(out)!r} already holds a run; resume it or choose another folder")
+            raise UserError(f"out_dir {str(out)!r} already holds a run (or part of one); resume it or choose "
+                            "another folder")
     if not isinstance(spec, ModelSpec):
         raise UserError(f"spec must be an archsearch ModelSpec (load one with load_spec), got {type(spec).__name__}")
     torch_device = resolve_device(device)

@@ -7,11 +7,20 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from archsearch import limits
 from archsearch.errors import UserError
 
 from .budget import parse_flops, parse_tokens
 
 PositiveInt = Annotated[int, Field(ge=1)]
+# Bounded counts (archsearch.limits, shared with the CLI's options): a typo such as batch_size 10**7 is refused
+# before anything is allocated.
+Steps = Annotated[int, Field(ge=1, le=limits.MAX_STEPS)]
+Batch = Annotated[int, Field(ge=1, le=limits.MAX_BATCH)]
+SeqLen = Annotated[int, Field(ge=1, le=limits.MAX_SEQ_LEN)]
+GradAccum = Annotated[int, Field(ge=1, le=limits.MAX_GRAD_ACCUM)]
+EvalBatches = Annotated[int, Field(ge=1, le=limits.MAX_EVAL_BATCHES)]
+Fp8MinDim = Annotated[int, Field(ge=1, le=limits.MAX_FP8_MIN_DIM)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]  # of the resolved run's steps (archsearch.training.budget)
 DEFAULT_STEPS = 200
 
@@ -25,7 +34,7 @@ class Distillation(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     teacher: Annotated[str, Field(min_length=1)]
-    temperature: Annotated[float, Field(gt=0)] = 1.0
+    temperature: Annotated[float, Field(gt=0, le=limits.MAX_TEMPERATURE)] = 1.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
@@ -39,15 +48,15 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    steps: PositiveInt | None = None
+    steps: Steps | None = None
     tokens: PositiveInt | None = None
     flops: Annotated[float, Field(gt=0)] | None = None
-    batch_size: PositiveInt = 16
-    seq_len: PositiveInt = 256
-    grad_accum: PositiveInt = 1
-    lr: Annotated[float, Field(gt=0)] = 3e-3
+    batch_size: Batch = 16
+    seq_len: SeqLen = 256
+    grad_accum: GradAccum = 1
+    lr: Annotated[float, Field(gt=0, le=limits.MAX_LR)] = 3e-3
     min_lr: Annotated[float, Field(ge=0)] = 3e-4
-    warmup: Annotated[int, Field(ge=0)] | Fraction = 20  # steps, or a fraction of the run
+    warmup: Annotated[int, Field(ge=0, le=limits.MAX_STEPS)] | Fraction = 20  # steps, or a fraction of the run
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     decay_fraction: Annotated[float, Field(gt=0, le=1)] = 0.2  # wsd: the last fraction of steps decays to min_lr
     weight_decay: Annotated[float, Field(ge=0)] = 0.1
@@ -58,13 +67,13 @@ class Recipe(BaseModel):
     require_fp8: bool = False
     fp8_recipe: Literal["tensorwise", "rowwise"] = "tensorwise"
     fp8_emulate: bool = False  # torchao's emulation (fp32 math with fp8 rounding): lets CPUs run the fp8 path
-    fp8_min_dim: PositiveInt = 512  # Linear layers with a smaller in or out dimension stay in bf16 (too small to gain)
+    fp8_min_dim: Fp8MinDim = 512  # Linear layers with a smaller in or out dimension stay in bf16 (too small to gain)
     compile: bool = False
-    eval_every: PositiveInt | Fraction = 50  # steps, or a fraction of the run
-    eval_batches: PositiveInt = 4
-    log_every: PositiveInt = 10  # training points of the recorded curve (the first and last step always)
-    checkpoint_every: PositiveInt | None = None  # None: only at the end (and when a callback stops the run)
-    seed: int = 0
+    eval_every: Steps | Fraction = 50  # steps, or a fraction of the run
+    eval_batches: EvalBatches = 4
+    log_every: Steps = 10  # training points of the recorded curve (the first and last step always)
+    checkpoint_every: Steps | None = None  # None: only at the end (and when a callback stops the run)
+    seed: Annotated[int, Field(ge=0, le=limits.MAX_SEED)] = 0
     distill: Distillation | None = None
 
     @field_validator("tokens", mode="before")

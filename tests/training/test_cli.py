@@ -63,7 +63,7 @@ def test_recipe_file_with_command_line_on_top(spec_file, tmp_path, capsys):
     (["--task", "mqar", "-o", "vocab=32", "--precision", "fp8", "--require-fp8", "--seq-len", "32"],
      "FP8 is unavailable here: CPU"),
     (["--task", "mqar", "-o", "vocab=32", "--seq-len", "4096"], "above the spec's max_context 256"),
-    (["--task", "mqar", "--lr", "-1"], "recipe field lr"),
+    (["--task", "mqar", "--lr", "-1"], "Invalid value for '--lr': -1.0 is out of range; allowed: (0, 1000000000.0]"),
     ([], "needs SPEC and --task"),
 ])
 def test_bad_input_exits_2_with_a_message(spec_file, capsys, args, message):
