@@ -31,9 +31,11 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {"text": ("val_ppl", "bits_per_byte")
 DISTILL_METRICS = ("kl_to_teacher",)
 
 
-def produced_metrics(task_name: str, distill: bool) -> list[str]:
-    """Every metric a training of `task_name` gives a value for, so an objective can be checked before trials."""
-    return list(KNOWN) + list(TASK_METRICS.get(task_name, ())) + (list(DISTILL_METRICS) if distill else [])
+def produced_metrics(task_name: str | None, distill: bool) -> list[str]:
+    """Every metric a training of `task_name` (None: of any task) gives a value for, so an objective can be checked
+    before trials."""
+    tasks = TASK_METRICS.values() if task_name is None else [TASK_METRICS.get(task_name, ())]
+    return list(KNOWN) + [m for metrics in tasks for m in metrics] + (list(DISTILL_METRICS) if distill else [])
 
 
 class Objective(BaseModel):

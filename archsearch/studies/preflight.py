@@ -1,7 +1,6 @@
 """A study file checked completely before its first trial: everything `parse_study` checks (fields, base spec,
 space, constraints) plus what only the training side knows (task, recipe, device, which metrics a training
-reports) and what the sampler and pruner accept, including a space that searches nothing and a grid too large to
-hold. Every problem is reported at once, each at its file:line:col; nothing is opened or written before.
+reports) and what the sampler and pruner accept (option types, a grid too large to hold). Every problem is reported at once, each at its file:line:col; nothing is opened or written before.
 
 This is the run-time check (`study run`, `study worker`): it imports archsearch.training (torch), which
 `load_study` itself never does.
@@ -42,10 +41,6 @@ def check_study_document(data: Any, marks: Marks, source: str | None, directory:
 
         issues += _training_issues(data, marks, source, fresh)
         issues += _sampler_issues(data, marks, source, fresh, study)
-    if study is not None and not study.space.names():
-        issues.append(issue(marks, source, ("space",), "the space searches nothing (empty, or every value fixed): "
-                            "every trial would train the same model", allowed="at least one parameter with a type "
-                            "(int, float, categorical) or a pattern generator with a searched field"))
     if issues:
         raise FileError("study file", issues, source)
     return study
@@ -87,14 +82,15 @@ def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> lis
             resolve_device(data["device"])
         except UserError as err:
             issues.append(issue(marks, source, ("device",), str(err)))
-    if task_name is not None and fresh("objectives") and isinstance(data["objectives"], list):
-        allowed = produced_metrics(task_name, distill)
+    if fresh("objectives") and isinstance(data["objectives"], list):
+        # An unknown task reports nothing we know of: check against what any training reports.
+        allowed = produced_metrics(task_name, distill) if task_name else produced_metrics(None, True)
         for index, objective in enumerate(data["objectives"]):
             metric = objective if isinstance(objective, str) else (objective or {}).get("metric") \
                 if isinstance(objective, dict) else None
             if isinstance(metric, str) and metric not in allowed:
-                issues.append(issue(marks, source, ("objectives", index), f"training on task {task_name!r} reports no "
-                                    f"metric {metric!r}, so every trial would fail", allowed=", ".join(allowed)))
+                issues.append(issue(marks, source, ("objectives", index), f"training on task {task_name or '(any)'!r} reports "
+                                    f"no metric {metric!r}, so every trial would fail", allowed=", ".join(allowed)))
     return issues
 
 

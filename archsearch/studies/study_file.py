@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from ..spec import ModelSpec, SpecError, load_spec, parse_spec
 from ..spec.errors import SpecIssue
@@ -33,6 +33,14 @@ from .objectives import Objective
 from .space import SearchSpace, check_space, load_space, parse_space
 
 
+def _whole(low: int, high: int | None = None):
+    """A whole number in [low, high]; YAML's `true` or "12" is refused, not read as 1 or 12."""
+    return Annotated[int, Strict(), Field(ge=low, le=high)]
+
+
+Seconds = Annotated[float, Strict(), Field(gt=0)]  # an int or a float, never a bool or a string
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -41,8 +49,8 @@ class BudgetConstraint(_Frozen):
     """Serve `context` tokens x `batch` sequences on `device` within its memory budget (analytic check)."""
 
     device: str
-    context: Union[Annotated[int, Field(ge=1)], str]  # 131072 or "128k"
-    batch: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
+    context: Union[_whole(1), str]  # 131072 or "128k"
+    batch: _whole(1, MAX_BATCH) = 1
     settings: dict[str, Any] = Field(default_factory=dict)  # archsearch.checks.CheckSettings fields
 
     @property
@@ -84,19 +92,19 @@ class EarlyStopConfig(_Frozen):
     `patience` consecutive evaluations stops. `margin` (relative) guards against evaluation noise."""
 
     enabled: bool = True
-    min_completed: Annotated[int, Field(ge=1)] = 3
-    min_dominators: Annotated[int, Field(ge=1)] = 1
-    patience: Annotated[int, Field(ge=1)] = 2
-    margin: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    min_completed: _whole(1, MAX_TRIALS) = 3
+    min_dominators: _whole(1, MAX_TRIALS) = 1
+    patience: _whole(1, 1_000_000) = 2
+    margin: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.02
 
 
 class HeartbeatConfig(_Frozen):
     """Optuna heartbeats: a trial whose worker has been silent for `grace_s` is failed and queued again (up to
     `max_retry` times) with the same parameters."""
 
-    interval_s: Annotated[int, Field(ge=1, le=86_400)] = 30
-    grace_s: Annotated[int, Field(ge=2, le=864_000)] = 120
-    max_retry: Annotated[int, Field(ge=0, le=100)] | None = 3
+    interval_s: _whole(1, 86_400) = 30
+    grace_s: _whole(2, 864_000) = 120
+    max_retry: _whole(0, 100) | None = 3
 
 
 class StudyFile(_Frozen):
@@ -111,13 +119,13 @@ class StudyFile(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig | None = None
     early_stop: EarlyStopConfig = EarlyStopConfig()
-    n_trials: Annotated[int, Field(ge=1, le=MAX_TRIALS)] | None = None
-    timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)] | None = None
+    n_trials: _whole(1, MAX_TRIALS) | None = None
+    timeout_s: Annotated[Seconds, Field(le=MAX_TIMEOUT_S)] | None = None
     storage: str = "sqlite:///archsearch.db"
-    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
+    seed: _whole(0, MAX_SEED) = 0
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     device: str | None = None  # training device (None: train's default)
-    gpus_per_trial: Annotated[int, Field(ge=1, le=64)] = 1  # > 1: each trial trains data-parallel under torchrun
+    gpus_per_trial: _whole(1, 64) = 1  # > 1: each trial trains data-parallel under torchrun
 
     @model_validator(mode="after")
     def _check(self) -> "StudyFile":
@@ -187,10 +195,15 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
     elif isinstance(raw_space, dict):
         space = _collect(issues, lambda: parse_space(raw_space, _under(marks, "space"), source))
         space_marks, space_source, prefix = marks, source, ("space",)
-    if base is not None and space is not None:
+    if space is not None and not space.names():
+        issues.append(issue(marks, source, ("space",), "the space searches nothing (empty, or every value fixed): "
+                            "every trial would train the same model", allowed="at least one parameter with a type "
+                            "(int, float, categorical), or a pattern generator with a searched field"))
+    elif base is not None and space is not None:
         _collect(issues, lambda: check_space(space, base, space_marks, space_source, prefix))
-    if file is not None and base is not None:
-        _collect(issues, lambda: _check_constraints(file, base, marks, source))
+    constraints = file.constraints if file else _valid_or_none(Constraints, data.get("constraints", {}))
+    if constraints is not None:
+        _collect(issues, lambda: _check_constraints(constraints, marks, source))
     if issues:
         raise FileError("study file", issues, source)
     return Study(file, base, space, source, directory)
@@ -202,6 +215,14 @@ def _collect(issues: list[SpecIssue], step):
         return step()
     except FileError as err:
         issues.extend(err.issues)
+        return None
+
+
+def _valid_or_none(model, value):
+    """The section as its model, or None when it is invalid (the file's own validation reports it)."""
+    try:
+        return model.model_validate(value)
+    except ValueError:  # pydantic's ValidationError is a ValueError
         return None
 
 
@@ -225,13 +246,13 @@ def _resolve_base(base: str | dict, marks: Marks, source: str | None, directory:
         raise FileError("study file", located, source) from None
 
 
-def _check_constraints(file: StudyFile, base: ModelSpec, marks: Marks, source: str | None) -> None:
+def _check_constraints(constraints: Constraints, marks: Marks, source: str | None) -> None:
     """Devices must exist and contexts must parse, before any trial runs."""
     from ..checks import CheckSettings, load_catalog, parse_count
     from ..errors import UserError
 
     issues = []
-    for index, constraint in enumerate(file.constraints.budget):
+    for index, constraint in enumerate(constraints.budget):
         path = ("constraints", "budget", index)
         try:
             load_catalog().get(constraint.device)
