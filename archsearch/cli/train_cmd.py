@@ -67,6 +67,7 @@ def read_recipe_file(recipe_file: str) -> dict[str, Any]:
     """A recipe file's fields, read by the spec loader's YAML reader: the same guards against alias bombs,
     recursive aliases and duplicate keys, and errors with file:line:col that never quote the whole input."""
     from ..errors import UserError
+    from ..spec import SpecError
     from ..spec.loader import read_document
 
     try:
@@ -75,8 +76,8 @@ def read_recipe_file(recipe_file: str) -> dict[str, Any]:
         raise UserError(f"--recipe: cannot read {_cut(repr(recipe_file))}: {_cut(str(err), 200)}") from None
     try:
         data, _ = read_document(text, recipe_file)
-    except UserError as err:
-        raise UserError(f"--recipe: {err}") from None
+    except SpecError as err:  # the spec reader's wording ("invalid spec") would mislead here
+        raise UserError("; ".join(f"--recipe: {issue}" for issue in err.issues)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -255,8 +255,11 @@ def example_names() -> list[str]:
 def resolve_spec_path(path: str | Path) -> Path:
     """A file path, or the name of a shipped example (`nemotron-h-tiny`)."""
     candidate = Path(path)
-    if candidate.exists():
-        return candidate
+    try:
+        if candidate.exists():
+            return candidate
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: no such file
+        pass
     name = str(path).removesuffix(".yaml")
     if name in example_names():
         return Path(str(resources.files("archsearch.examples") / f"{name}.yaml"))
