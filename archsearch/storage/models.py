@@ -17,6 +17,8 @@ Trial status values (`archsearch_trials.status`):
 - `diverged`    training produced NaN/inf loss
 - `failed`      an exception (out of memory, a bug); `error` and `traceback` say which
 - `interrupted` Ctrl-C; the same parameters are queued again and run first when the study resumes
+- `duplicate`   the candidate expands to the same model (and target) as an earlier completed trial under the same
+                 task, recipe and seed: not trained; `duplicate_of` names that trial, whose values it reports
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 TRIAL_STATUSES = ("running", "completed", "infeasible", "invalid", "pruned", "stopped", "diverged", "failed",
-                  "interrupted")
+                  "interrupted", "duplicate")
 ABLATION_RUN_STATUSES = ("running", "completed", "diverged", "failed")
 VERSION_TABLE = "archsearch_alembic_version"
 
@@ -56,6 +58,9 @@ class StudyRecord(Base):
                                              "workers reserve a slot atomically before asking for a trial")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     archsearch_version: Mapped[str] = mapped_column(sa.String(64))
+    identity: Mapped[dict[str, Any] | None] = mapped_column(
+        sa.JSON, comment="the study's question: base, target, space, recipe, task, objectives, constraints "
+        "(archsearch.studies.identity); a rerun must match")
 
     trials: Mapped[list["TrialRecord"]] = relationship(back_populates="study", cascade="all, delete-orphan")
 
@@ -64,7 +69,8 @@ class TrialRecord(Base):
     __tablename__ = "archsearch_trials"
     __table_args__ = (sa.UniqueConstraint("study_id", "optuna_trial_id", name="uq_archsearch_trials_optuna"),
                       sa.Index("ix_archsearch_trials_study_status", "study_id", "status"),
-                      sa.Index("ix_archsearch_trials_spec_hash", "spec_hash"))
+                      sa.Index("ix_archsearch_trials_spec_hash", "spec_hash"),
+                      sa.Index("ix_archsearch_trials_candidate", "study_id", "candidate_key"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(sa.ForeignKey("archsearch_studies.id", ondelete="CASCADE"))
@@ -103,6 +109,13 @@ class TrialRecord(Base):
     out_dir: Mapped[str | None] = mapped_column(sa.String(1024))
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+    target: Mapped[dict[str, Any] | None] = mapped_column(
+        sa.JSON, comment="the target spec the constraints and size objectives were judged on: {name, spec_hash, "
+        "canonical_hash, n_params, spec}; null without one")
+    candidate_key: Mapped[str | None] = mapped_column(
+        sa.String(64), comment="hash of the canonical proxy + target specs, task, recipe and seed")
+    duplicate_of: Mapped[int | None] = mapped_column(
+        comment="number of the trial whose stored result this one reuses")
 
     study: Mapped[StudyRecord] = relationship(back_populates="trials")
 

@@ -60,6 +60,34 @@ def set_optuna_study_id(db: Database, study_id: int, optuna_study_id: int) -> No
                         .values(optuna_study_id=optuna_study_id))
 
 
+def set_identity(db: Database, study_id: int, identity: dict) -> None:
+    """Store a study's identity (archsearch.studies.identity) once: at creation, or on the first rerun of a study
+    created before identities were stored."""
+    with db.session() as session:
+        session.execute(sa.update(StudyRecord).where(StudyRecord.id == study_id, StudyRecord.identity.is_(None))
+                        .values(identity=identity))
+
+
+def first_completed_with_key(db: Database, study_id: int, candidate_key: str) -> TrialRecord | None:
+    """The earliest completed trial of the study whose candidate key is `candidate_key` (its result is reused)."""
+    with db.session() as session:
+        return session.scalar(sa.select(TrialRecord).where(
+            TrialRecord.study_id == study_id, TrialRecord.candidate_key == candidate_key,
+            TrialRecord.status == "completed").order_by(TrialRecord.number).limit(1))
+
+
+def duplicates_by_original(db: Database, study_id: int) -> dict[int, list[int]]:
+    """{number of a completed trial: numbers of the trials recorded as its duplicates}."""
+    with db.session() as session:
+        rows = session.execute(sa.select(TrialRecord.duplicate_of, TrialRecord.number).where(
+            TrialRecord.study_id == study_id, TrialRecord.status == "duplicate")
+            .order_by(TrialRecord.number)).all()
+    out: dict[int, list[int]] = {}
+    for original, number in rows:
+        out.setdefault(original, []).append(number)
+    return out
+
+
 def take_slot(db: Database, study_id: int, target: int) -> bool:
     """Atomically reserve one new trial of `target`; False when all are taken (one UPDATE, so no two workers
     can both get the last slot)."""
@@ -132,7 +160,7 @@ def completed_summaries(db: Database, study_id: int) -> list[Any]:
     with db.session() as session:
         return list(session.execute(
             sa.select(TrialRecord.number, TrialRecord.objectives, TrialRecord.pattern_compact, TrialRecord.n_params,
-                      TrialRecord.params, TrialRecord.spec_hash)
+                      TrialRecord.params, TrialRecord.spec_hash, TrialRecord.target)
             .where(TrialRecord.study_id == study_id, TrialRecord.status == "completed")
             .order_by(TrialRecord.number)))
 
