@@ -39,6 +39,15 @@ def _register_all() -> None:
 _register_all()
 
 
+def shorten_echoes(message: str) -> str:
+    """A user error as printed: a number of 40+ digits or any unbroken run of 300+ characters (a value typed or
+    read by mistake, echoed back by the check that refused it) is shortened, so no error fills the terminal."""
+    import re
+
+    message = re.sub(r"\d{40,}", lambda m: f"{m.group()[:12]}...({len(m.group())} digits)", message)
+    return re.sub(r"\S{300,}", lambda m: f"{m.group()[:60]}...({len(m.group())} characters)", message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear message on stderr and exit 2, never a traceback.
 
@@ -47,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="archsearch")  # standalone: click prints its own usage errors and exits
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shorten_echoes(str(err))}", file=sys.stderr)
         return 2
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -55,11 +56,13 @@ def build_recipe(recipe_file: str | None, overrides: dict[str, Any], base: dict[
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"])) or "recipe"
-        raise UserError(f"recipe field {where}: {first['msg']} (got {_cut(repr(first.get('input')))}); fields: "
-                        f"{', '.join(Recipe.model_fields)}") from None
+        raise UserError(f"recipe field {where}: {_cut(first['msg'], 240)} (got {_cut(repr(first.get('input')))}); "
+                        f"fields: {', '.join(Recipe.model_fields)}") from None
 
 
 def _cut(text: str, limit: int = 80) -> str:
+    """`text` for an error message: each long unbroken run (a 400-digit number) shortened, then the whole cut."""
+    text = re.sub(r"\S{40,}", lambda m: m.group()[:30] + "...", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -124,7 +127,7 @@ def train_command(
     from ..training.checkpoint import read_definition
 
     if precision is not None and precision not in ("bf16", "fp8", "fp32"):
-        raise UserError(f"--precision: {precision!r} is not one of bf16, fp8, fp32")
+        raise UserError(f"--precision: {_cut(repr(precision))} is not one of bf16, fp8, fp32")
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise UserError("--out and --resume name different folders; a resumed run stays in its folder")
     lengths = [name for name, value in (("--steps", steps), ("--tokens", tokens), ("--flops", flops))

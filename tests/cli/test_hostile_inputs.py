@@ -245,3 +245,19 @@ def test_dashboard_on_a_bad_host(capsys, db_url, host, fragment):
 @pytest.mark.parametrize("port", ["0", "65536", "-1", "9" * 30])
 def test_dashboard_port_out_of_range(capsys, db_url, port):
     assert_refused(run(capsys, "dashboard", "--storage", db_url, "--port", port), "'--port'")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--precision", "x" * 2000], "--precision"),
+    (["--tokens", "9" * 400], "recipe field tokens"),
+    (["--tokens", "1e400"], "recipe field tokens"),
+    (["--flops", "9" * 400], "recipe field flops"),
+    (["--flops", "nan"], "recipe field flops"),
+    (["-o", "n_pairs=" + "9" * 400], "n_pairs"),
+    (["-o", "vocab=1e400"], "vocab"),
+    (["--task", "x" * 2000], "unknown task"),
+])
+def test_train_values_of_any_length_are_refused_short(capsys, args, fragment):
+    code, out, err = run(capsys, "train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--seq-len", "64", *args)
+    assert_refused((code, out, err), fragment)
+    assert len(err) < 1000 and "x" * 100 not in err and "9" * 100 not in err
