@@ -149,3 +149,24 @@ def test_random_corruption_resumes_or_is_named(runs, tmp_path, capsys, name, pos
     else:
         assert code == 2 and out == "", (code, err)
     shutil.rmtree(run)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_damaged_teacher_is_named(runs, run, capsys, damage):
+    if damage == "truncated":
+        _truncate(run / "model.safetensors")
+    else:
+        shutil.copy(runs["other"] / "model.safetensors", run / "model.safetensors")
+    spec_path = runs["good"].parent / "good.yaml"
+    code = main(["train", str(spec_path), *SMALL, "--steps", "1", "--teacher", str(run)])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err and "model.safetensors" in err, err
+
+
+def test_export_hf_of_a_truncated_checkpoint(runs, tmp_path, capsys):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes((runs["good"] / "model.safetensors").read_bytes()[:100])
+    code = main(["export-hf", str(runs["good"] / "spec.yaml"), "--checkpoint", str(weights), "-o",
+                 str(tmp_path / "hf")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "--checkpoint" in err and "not a readable safetensors file" in err and "Traceback" not in err
