@@ -6,6 +6,9 @@ ratio of n_layers (rounded, clamped to 0..n_layers); `placement` puts them `even
 layers alternate k sliding-window (symbol `local`) then g global (symbol `attention`), the last attention layer
 always global when g > 0; `mlp: interleave` follows every mixer with an MLP layer (Nemotron-H's `M-*-`), `none`
 adds no MLP layer. Every generated value is an Optuna parameter named `pattern.<field>`.
+
+`choices: [PATTERN, ...]` instead lists whole patterns (any spec pattern string, e.g. a published model's and
+variants of it), drawn as the categorical `pattern.choice`; it replaces every other field.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..spec import compress_pattern
+from ..spec import PatternError, compress_pattern, expand_pattern
 from .params import CategoricalParam, FloatParam, IntParam, Source, draw, is_searched
 
 PLACEMENTS = ("evenly", "late")
@@ -48,17 +51,33 @@ IntOr = Union[Annotated[int, Field(ge=0)], IntParam, CategoricalParam]
 FloatOr = Union[Annotated[float, Field(ge=0, le=1)], FloatParam, CategoricalParam]
 
 
+FIELDS = ("n_layers", "attention_count", "attention_ratio", "placement", "local_global", "mlp", "choice")
+
+
 class PatternSpace(_Frozen):
-    n_layers: Union[Annotated[int, Field(ge=1, le=4096)], IntParam, CategoricalParam]
+    n_layers: Union[Annotated[int, Field(ge=1, le=4096)], IntParam, CategoricalParam, None] = None
     attention_count: IntOr | None = None
     attention_ratio: FloatOr | None = None
     placement: Union[Literal["evenly", "late"], list[Annotated[int, Field(ge=0)]], CategoricalParam] = "evenly"
     local_global: Union[str, CategoricalParam, None] = None
     mlp: Union[Literal["interleave", "none"], CategoricalParam] = "interleave"
     symbols: Symbols = Symbols()
+    choices: Annotated[list[str], Field(min_length=1, max_length=10_000)] | None = None
+
+    @property
+    def choice(self) -> CategoricalParam | str | None:
+        """The explicit patterns as one value to draw (`pattern.choice`): fixed when there is only one."""
+        if self.choices is None:
+            return None
+        return self.choices[0] if len(self.choices) == 1 else CategoricalParam(type="categorical",
+                                                                               choices=list(self.choices))
 
     @model_validator(mode="after")
     def _check(self) -> "PatternSpace":
+        if self.choices is not None:
+            return self._check_choices()
+        if self.n_layers is None:
+            raise ValueError("give n_layers (a generated pattern) or choices (a list of whole patterns)")
         explicit = isinstance(self.placement, list)
         if self.attention_count is not None and self.attention_ratio is not None:
             raise ValueError("give attention_count or attention_ratio, not both")
@@ -91,6 +110,23 @@ class PatternSpace(_Frozen):
                 raise ValueError(f"n_layers values must be whole numbers >= 1, got {n!r}")
         return self
 
+    def _check_choices(self) -> "PatternSpace":
+        others = [f for f in ("n_layers", "attention_count", "attention_ratio", "local_global")
+                  if getattr(self, f) is not None]
+        others += [f for f, default in (("placement", "evenly"), ("mlp", "interleave")) if getattr(self, f) != default]
+        if others:
+            raise ValueError(f"choices lists whole patterns; drop {', '.join(others)}")
+        seen = set()
+        for index, pattern in enumerate(self.choices):
+            try:
+                layers = "".join(expand_pattern(pattern))
+            except PatternError as err:
+                raise ValueError(f"choices[{index}]: {err}") from None
+            if layers in seen:
+                raise ValueError(f"choices[{index}] expands to the same layers as an earlier choice")
+            seen.add(layers)
+        return self
+
     @staticmethod
     def _choices(definition: Any) -> list[Any]:
         if isinstance(definition, CategoricalParam):
@@ -104,14 +140,13 @@ class PatternSpace(_Frozen):
 
     def searched(self) -> dict[str, Any]:
         """The searched fields, by Optuna parameter name, in sampling order."""
-        fields = ("n_layers", "attention_count", "attention_ratio", "placement", "local_global", "mlp")
-        return {f"pattern.{f}": getattr(self, f) for f in fields if is_searched(getattr(self, f))}
+        return {f"pattern.{f}": getattr(self, f) for f in FIELDS if is_searched(getattr(self, f))}
 
     def probes(self) -> list[dict[str, Any]]:
         """Drawn values at every combination of each field's extremes (or choices): a handful of patterns that
         between them use every symbol any drawn pattern can use."""
         combos: list[dict[str, Any]] = [{}]
-        for field in ("n_layers", "attention_count", "attention_ratio", "placement", "local_global", "mlp"):
+        for field in FIELDS:
             definition = getattr(self, field)
             values = definition.probe_values() if is_searched(definition) else [definition]
             combos = [{**combo, field: value} for combo in combos for value in values]
@@ -122,14 +157,15 @@ class PatternSpace(_Frozen):
 
     def sample(self, source: Source) -> dict[str, Any]:
         """Draw every field (fixed ones as they are): {field: value}."""
-        return {f: draw(getattr(self, f), f"pattern.{f}", source)
-                for f in ("n_layers", "attention_count", "attention_ratio", "placement", "local_global", "mlp")}
+        return {f: draw(getattr(self, f), f"pattern.{f}", source) for f in FIELDS}
 
     def build(self, drawn: dict[str, Any]) -> str:
         """The pattern string for drawn values (see `sample`)."""
         return compress_pattern(self.layers(drawn))
 
     def layers(self, drawn: dict[str, Any]) -> list[str]:
+        if drawn.get("choice") is not None:
+            return list(expand_pattern(drawn["choice"]))
         n = int(drawn["n_layers"])
         placement = drawn["placement"]
         if isinstance(placement, list):

@@ -3,6 +3,7 @@ trials, storage, seed. Read into pydantic models; every problem is reported at f
 
     name: quickstart
     base: nemotron-h-tiny          # an example name, a path (relative to this file), or an inline spec mapping
+    target: nemotron-nano-9b-v2    # optional, as base: the model searched for; constraints and sizes judge it
     space: hybrid-tiny             # a shipped space name, a path, or an inline mapping
     task: mqar                     # archsearch.training TaskSpec (a name or a mapping)
     recipe: {steps: 60, ...}       # archsearch.training Recipe
@@ -111,6 +112,7 @@ class StudyFile(_Frozen):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
     description: str | None = None
     base: Union[str, dict[str, Any]]
+    target: Union[str, dict[str, Any], None] = None  # archsearch.studies.target
     space: Union[str, dict[str, Any]]
     task: Union[str, dict[str, Any]]
     recipe: dict[str, Any] = Field(default_factory=dict)
@@ -155,6 +157,7 @@ class Study:
     space: SearchSpace
     source: str | None
     directory: Path
+    target: ModelSpec | None = None  # judged by the screen instead of the base (archsearch.studies.target)
 
     @property
     def name(self) -> str:
@@ -170,6 +173,7 @@ class Study:
         data["storage"] = redact(data["storage"])  # a password in the URL is never stored
         data["base"] = self.base.to_dict()
         data["space"] = self.space.model_dump(mode="json")
+        data["target"] = self.target.to_dict() if self.target is not None else None
         return data
 
 
@@ -185,6 +189,7 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
         raise FileError("study file", issues, source)
     raw_base, raw_space = (file.base, file.space) if file else (data.get("base"), data.get("space"))
     base = space = None
+    space_marks, space_source, prefix = {}, None, ()
     if isinstance(raw_base, (str, dict)):
         base = _collect(issues, lambda: _resolve_base(raw_base, marks, source, directory))
     if isinstance(raw_space, str):
@@ -201,12 +206,28 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
                             "(int, float, categorical), or a pattern generator with a searched field"))
     elif base is not None and space is not None:
         _collect(issues, lambda: check_space(space, base, space_marks, space_source, prefix))
+    target = _collect(issues, lambda: _target(file, data, space, marks, source, directory, space_marks, space_source,
+                                              prefix))
     constraints = file.constraints if file else _valid_or_none(Constraints, data.get("constraints", {}))
     if constraints is not None:
         _collect(issues, lambda: _check_constraints(constraints, marks, source))
     if issues:
         raise FileError("study file", issues, source)
-    return Study(file, base, space, source, directory)
+    return Study(file, base, space, source, directory, target)
+
+
+def _target(file, data: dict, space, marks: Marks, source: str | None, directory: Path, space_marks, space_source,
+            prefix: tuple) -> ModelSpec | None:
+    """The resolved `target:` (None without one), checked against the space."""
+    from .target import check_target, resolve_target
+
+    raw = file.target if file else data.get("target")
+    if not isinstance(raw, (str, dict)):
+        return None
+    target = resolve_target(raw, marks, source, directory)
+    if space is not None and space.names():
+        check_target(space, target, marks, source, space_marks or {}, space_source, prefix)
+    return target
 
 
 def _collect(issues: list[SpecIssue], step):
