@@ -32,14 +32,18 @@ from ..storage import Database, StudyMismatchError, redact, worker_id
 from ..storage import records
 from ..storage.tally import PENDING, study_tally
 from ..training.result import TrainingStopped  # torch-free: archsearch.training imports torch lazily
+from .dedup import candidate_key, training_identity
 from .early_stop import DominanceStop, reference_from_row
 from .evaluate import Evaluator, plan_of, record_trained
 from .bounds import sampler_seed
+from .identity import check_identity, study_identity
 from .interrupts import InterruptGuard
+from .silent_trials import adopt_silent_trials
 from .progress import Display
 from .samplers import build_pruner, build_sampler
 from .screening import Screen, Verdict
 from .study_file import Study
+from .target import expand, proxy_params, target_fields
 
 RETRY_KEY = "failed_trial"  # the system attribute Optuna's RetryHeartbeatStaleTrialCallback sets; we reuse it
 
@@ -107,6 +111,8 @@ class StudyRunner:
         self.directions = {o.metric: o.direction for o in self.objectives}
         self.screen = Screen(study.file.constraints)
         self.base_doc = study.base.to_dict()
+        self.target_doc = study.target.to_dict() if study.target is not None else None  # judged when given
+        self.training = training_identity(study.file.task, study.file.recipe, study.file.seed)  # for dedup keys
         self.base_symbols = set(study.base.pattern_string)
         self.worker = worker_id()
         self._sampler = sampler
@@ -134,7 +140,9 @@ class StudyRunner:
         try:
             existing = records.study_by_name(self.db, self.study.name)
             objectives = [o.to_dict() for o in self.objectives]
+            identity = study_identity(self.study)
             if existing is not None:
+                check_identity(existing.identity, identity, self.study.name, self.url)  # names each changed field
                 records.check_study_matches(existing, self.study.space_hash(), objectives)
             heartbeat = self.study.file.heartbeat
             storage = self.db.optuna_storage(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_s,
@@ -151,6 +159,7 @@ class StudyRunner:
             self.optuna_study = optuna.create_study(
                 storage=storage, sampler=sampler, pruner=pruner, study_name=self.study.name, load_if_exists=True,
                 directions=[o.direction for o in self.objectives])
+            records.set_identity(self.db, self.record.id, identity)  # once: new, or stored before identities
             if self.record.optuna_study_id is None:
                 records.set_optuna_study_id(self.db, self.record.id, self.optuna_study._study_id)
         except BaseException:
@@ -227,6 +236,7 @@ class StudyRunner:
 
     def _others_running(self) -> bool:
         if self._heartbeat_on():
+            adopt_silent_trials(self.optuna_study, self.db, self.study.file.heartbeat.grace_s)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.optuna_study)
@@ -287,23 +297,29 @@ class StudyRunner:
     def _evaluate(self, trial: optuna.Trial, sample, row: int, started: float) -> list[float]:
         name = f"{self.study.name}-t{trial.number}"
         try:
-            spec = sample.spec(self.base_doc, name)
+            candidate = expand(sample, self.base_doc, self.target_doc, name)
         except SpecError as err:
             verdict = self.screen.invalid(str(err))
             for key, value in verdict.constraints.items():
                 trial.set_constraint(key, value)
             return self._untrained(trial, row, "invalid", verdict, None, started)
-        verdict = self.screen(spec)
+        spec = candidate.proxy
+        verdict = self.screen(candidate.judged)  # the target's sizes and budgets, when the study names one
         for key, value in verdict.constraints.items():
             trial.set_constraint(key, value)
         self._display.trial_started(trial.number, compress_pattern(spec.pattern_string),
                                     int(verdict.analytic["n_params"]))
         spec_fields = dict(spec=spec.to_dict(), spec_hash=spec.spec_hash(), pattern=spec.pattern_string,
                            pattern_compact=compress_pattern(spec.pattern_string),
-                           n_params=int(verdict.analytic["n_params"]), fits=verdict.fits, budget=verdict.budget,
-                           constraints=verdict.constraints)
+                           n_params=proxy_params(candidate, verdict.analytic), fits=verdict.fits,
+                           budget=verdict.budget, constraints=verdict.constraints,
+                           target=target_fields(candidate, verdict.analytic), candidate_key=candidate_key(
+                               spec, candidate.target, self.training))
         if not verdict.fits:
             return self._untrained(trial, row, "infeasible", verdict, spec_fields, started)
+        original = records.first_completed_with_key(self.db, self.record.id, spec_fields["candidate_key"])
+        if original is not None:
+            return self._duplicate(trial, row, original, spec_fields, started)
         records.update_trial(self.db, row, finished=False, **spec_fields)
 
         curve: list[dict[str, Any]] = []
@@ -373,6 +389,14 @@ class StudyRunner:
         return DominanceStop(self.directions, references, {m: known_now[m] for m in known_metrics},
                              min_completed=config.min_completed, min_dominators=config.min_dominators,
                              patience=config.patience, margin=config.margin, axis=plan.axis, per_step=plan.per_step)
+
+    def _duplicate(self, trial, row: int, original, spec_fields: dict, started: float) -> list[float]:
+        """The same candidate was trained before (archsearch.studies.dedup): its stored result, no training."""
+        trial.set_user_attr("duplicate_of", original.number)
+        values = list(original.objectives)
+        self._finish(trial, row, "duplicate", started, None, values=values, duplicate_of=original.number,
+                     metrics=original.metrics, error=f"duplicate of trial {original.number}", **spec_fields)
+        return values
 
     def _untrained(self, trial, row: int, status: str, verdict: Verdict, spec_fields: dict | None,
                    started: float) -> list[float]:

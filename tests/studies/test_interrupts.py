@@ -243,3 +243,23 @@ def test_study_run_with_workers_exits_130_on_ctrl_c(tmp_path):
     with Database(url, create=False) as db:
         rows = records.trials_of(db, records.study_by_name(db, "tiny").id)
     assert rows and not [r for r in rows if r.status == "running"]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried_not_waited_on(write_study, sqlite_url):
+    """kill -9 between Optuna creating a trial and its heartbeat thread starting: a RUNNING trial with no
+    heartbeat. The next run must not wait on it forever (timeout_s is only a safety net here)."""
+    path = write_study(n_trials=3, constraints={}, timeout_s=120, heartbeat={"interval_s": 1, "grace_s": 2})
+    runner = StudyRunner(load_study(path), ToyEvaluator(), storage=sqlite_url, live=False)
+    runner.open()
+    assert records.take_slot(runner.db, runner.record.id, 3)
+    orphan = runner.optuna_study.ask()  # what the dead worker left: a slot taken, a RUNNING trial, no row
+    runner.close()
+    time.sleep(2.5)
+    started = time.monotonic()
+    summary = _run(path, sqlite_url, ToyEvaluator())
+    assert time.monotonic() - started < 60
+    assert summary.done == 3 and summary.counts == {"completed": 3}
+    with Database(sqlite_url) as db:
+        rows = records.trials_of(db, records.study_by_name(db, "toy").id)
+    assert [r.retry_of for r in rows].count(orphan.number) == 1 and len(rows) == 3
