@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..spec import ModelSpec, SpecError, load_spec, parse_spec
+from ..spec import ModelSpec, SpecError, count_parameters, load_spec, parse_spec
 from ..spec.errors import SpecIssue
 from .documents import FileError, Marks, issue
 from .space import SearchSpace, check_space
@@ -52,15 +52,24 @@ def expand(sample, proxy_doc: dict[str, Any], target_doc: dict[str, Any] | None,
     return Candidate(proxy, target)
 
 
-def target_fields(candidate: Candidate, n_params: int | None) -> dict[str, Any] | None:
-    """The trial row's `target` column: what the constraints were judged on."""
+def target_fields(candidate: Candidate, analytic: dict[str, float]) -> dict[str, Any] | None:
+    """The trial row's `target` column (None without a target): the spec the screen judged, its hashes and its
+    analytic sizes (`analytic`: the screen's verdict on it)."""
     from .dedup import canonical_hash
 
     target = candidate.target
     if target is None:
         return None
+    sizes = {key: (int(value) if key == "n_params" else float(value)) for key, value in analytic.items()}
     return {"name": target.name, "spec_hash": target.spec_hash(), "canonical_hash": canonical_hash(target),
-            "n_params": n_params, "spec": target.to_dict()}
+            **sizes, "spec": target.to_dict()}
+
+
+def proxy_params(candidate: Candidate, analytic: dict[str, float]) -> int:
+    """The trained (proxy) model's parameter count; `analytic` is the screen's verdict on the judged spec."""
+    if candidate.target is None:
+        return int(analytic["n_params"])
+    return int(count_parameters(candidate.proxy).total)
 
 
 def width_paths(space: SearchSpace) -> list[str]:
