@@ -64,6 +64,8 @@ class Op:
 
 _OPS: dict[str, Op] = {}
 _forced: dict[str, str] = {}  # set by force_backend(); wins over the environment
+# Every registered op ("": not used yet), for the reason given for _scope below: a graph's replayed write must not
+# change the dict's length, or the first compiled call of a process (empty record) recompiles at the second.
 _used: dict[str, str] = {}
 _notes: dict[str, str] = {}  # op -> how the last call that needed it was adapted (e.g. split into sub-batches)
 # The innermost open recording()'s own choices. Fixed objects, only mutated (never rebound), so the hot path is one
@@ -88,6 +90,7 @@ def _accept_all(**_: Any) -> Refusal:
 
 def register_op(name: str, doc: str, default_call: Callable[[], dict[str, Any]]) -> None:
     _OPS.setdefault(name, Op(name, doc, default_call))
+    _used.setdefault(name, "")
 
 
 def register_backend(
@@ -276,13 +279,14 @@ def run(op: str, call_info: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
 
 def backends_used() -> dict[str, str]:
     """{op: backend} of the calls that actually ran since the last reset (the last backend per op)."""
-    return dict(_used)
+    return {op: name for op, name in _used.items() if name}
 
 
 def reset_backends_used() -> None:
     """Clear the process-wide record (open `recording()` blocks keep theirs)."""
     with _lock:
-        _used.clear()
+        for op in _used:
+            _used[op] = ""
         _notes.clear()
         if not _scopes:
             _set_scope({}, {})

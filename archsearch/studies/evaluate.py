@@ -36,6 +36,7 @@ def resolve_training(task: str | dict, recipe: dict, seed: int | None = None):
     data = dict(recipe)
     if seed is not None and "seed" in Recipe.model_fields:
         data.setdefault("seed", seed)
+    data.setdefault("precision", "auto")  # a study's trials: fp8 on a GPU only where it pays (training.fp8_table)
     try:
         recipe_obj = Recipe.model_validate(data)
     except ValidationError as err:
@@ -77,10 +78,20 @@ def trained_of(result: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def record_trained(trial, result: dict[str, Any]) -> None:
-    """Store `trained_of(result)` as the Optuna trial's user attribute "trained" (when the result has it)."""
+    """Store `trained_of(result)` as the Optuna trial's user attribute "trained" (when the result has it), the
+    precision with why it was chosen ("precision") and where the run's time went ("timing": compile and warm-up
+    vs training steps, archsearch.training.loop.Trainer.timing)."""
     trained = trained_of(result)
     if trained is not None:
         trial.set_user_attr("trained", trained)
+    if not isinstance(result, dict):
+        return
+    extra = result.get("extra") or {}
+    if result.get("precision") is not None:
+        trial.set_user_attr("precision", {"name": result["precision"], "reason": result.get("precision_reason"),
+                                          "auto": extra.get("precision_auto")})
+    if extra.get("timing") is not None:
+        trial.set_user_attr("timing", {**extra["timing"], "compile": extra.get("compile_info")})
 
 
 class TrainEvaluator:

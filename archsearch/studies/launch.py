@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..storage import Database, redact
 from ..storage.urls import is_sqlite, parse
 from .bounds import check_run_options
+from .compile_cache import use_study_cache
 from .preflight import preflight
 from .runner import RunSummary, StudyRunner, best_trials, describe_best
 from .study_file import load_study
@@ -78,6 +79,10 @@ def _run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_
     evaluator = _evaluator(study)
     runner = StudyRunner(study, evaluator, storage=storage, n_trials=n_trials, timeout_s=timeout_s, live=live,
                          seed_offset=seed_offset)
+    # before this process compiles and before workers start (they inherit it): compile/autotune caches persist
+    cache = use_study_cache(runner.url, study.name)
+    if "TORCHINDUCTOR_CACHE_DIR" in cache:
+        print(f"compile cache: {Path(cache['TORCHINDUCTOR_CACHE_DIR']).parent}", file=sys.stderr)
     objectives = [o.metric for o in study.file.objectives]
     if workers == 1 and (plan is None or plan.on_cpu):
         runner.open()
@@ -97,6 +102,9 @@ def _run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_
     summary = _run_workers(file, runner, workers, n_trials, timeout_s, seed_offset, envs)
     _print_summary(summary, objectives, runner.url)
     if summary.interrupted:
+        of = f" of {summary.target}" if summary.target is not None else ""
+        print(f"interrupted (Ctrl-C): {summary.done}{of} trials stored, each worker's running trial queued again; "
+              "run the same command to resume", file=sys.stderr)
         raise SystemExit(130)
 
 
@@ -152,6 +160,7 @@ def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_
             raise UserError(f"study worker: give --storage URL (or set {STORAGE_ENV})")
         check_run_options(n_trials=n_trials, timeout_s=timeout_s)  # its seed offset is the parent's, spread
         study = preflight(file)
+        use_study_cache(url, study.name)  # a worker started by hand; one started by `study run` has it already
         runner = StudyRunner(study, _evaluator(study), storage=url, n_trials=n_trials, timeout_s=timeout_s,
                              live=False, worker_prefix=prefix, seed_offset=seed_offset)
         runner.open()

@@ -48,6 +48,9 @@ class Trainer:
         self.timed_steps = 0
         self.warmed_up = False  # the first step of a process compiles and autotunes: not timed
         self.started = time.perf_counter()
+        self.first_step_s: float | None = None  # this run's first step: compile, autotune and one step
+        self.to_first_step_s: float | None = None  # from prepare()'s start to the end of the first step
+        self.eval_s = self.save_s = 0.0
         self.bar = ProgressBar(progress, self.total_steps, self.step, f"{run.spec.name} on {run.task.name}")
         if run.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(run.device)
@@ -133,6 +136,9 @@ class Trainer:
                 if self.warmed_up or self.step == total:  # a one-step run times its only step
                     self.train_time += elapsed
                     self.timed_steps += 1
+                if not self.warmed_up:
+                    self.first_step_s = elapsed
+                    self.to_first_step_s = self.run.setup_s + time.perf_counter() - self.started
                 self.warmed_up = True
                 self.bar.update(self.step, point["loss"], self.tokens_per_s())
                 if self.step % recipe.log_every == 0 or self.step in (1, total):
@@ -161,7 +167,9 @@ class Trainer:
         return self.finish("completed", None)
 
     def evaluate_and_report(self) -> None:
+        began = time.perf_counter()
         self.metrics = self.evaluate()
+        self.eval_s += time.perf_counter() - began
         self.curve.append({**self.seen(), **self.metrics})
         if self.callback is not None:
             try:
@@ -181,8 +189,18 @@ class Trainer:
     def save(self) -> None:
         if self.run.out_dir is None or not self.run.parallel.writer:
             return
+        began = time.perf_counter()
         checkpoint.save_checkpoint(self.run.out_dir, self.run.model, self.run.optimizer,
                                    {**self.seen(), "curve": self.curve, "metrics": self.metrics})
+        self.save_s += time.perf_counter() - began
+
+    def timing(self, wall: float) -> dict[str, float | int | None]:
+        """Where this run's time went, in seconds: a study sums these to find its share of time in training steps.
+        steps_s: the timed steps (all but the first: it compiles); first_step_s: the first step, compile and
+        autotune included; to_first_step_s: from prepare()'s start (build, conversion) to the first step's end."""
+        return {"setup_s": self.run.setup_s, "first_step_s": self.first_step_s, "to_first_step_s": self.to_first_step_s,
+                "steps_s": self.train_time, "timed_steps": self.timed_steps, "eval_s": self.eval_s,
+                "checkpoint_s": self.save_s, "wall_s": self.run.setup_s + wall}
 
     def finish(self, status: str, reason: str | None) -> TrainResult:
         from archsearch.kernels import backends_used
@@ -194,6 +212,7 @@ class Trainer:
         memory, memory_kind = peak_memory(run.device)
         # sums (max for memory) over ranks; a failure may be one rank's alone, so it reduces nothing
         speed, peak, memory, ranks = run.parallel.reduce_measures(speed, peak, memory, together=status != "failed")
+        wall = time.perf_counter() - self.started
         mfu = None
         if speed is not None and peak:
             mfu = speed * self.budget.flops_per_token / peak
@@ -203,7 +222,7 @@ class Trainer:
             budget=self.budget.to_dict(), tokens_per_s=speed, mfu=mfu, peak_flops=peak,
             peak_flops_source=peak_source, peak_memory_bytes=memory, peak_memory_kind=memory_kind,
             backends=backends, precision=run.precision.name, precision_reason=run.precision.reason,
-            fp8_layers=list(run.fp8_layers), versions=versions(), wall_time_s=time.perf_counter() - self.started,
+            fp8_layers=list(run.fp8_layers), versions=versions(), wall_time_s=wall,
             n_params=sum(p.numel() for p in run.model.parameters()), seq_len=run.task.seq_len,
             device=torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
             task=run.task.describe(), recipe=run.recipe.to_dict(),
@@ -211,6 +230,8 @@ class Trainer:
             extra={"fp8_backend": run.precision.fp8_backend, "compile": run.recipe.compile,
                    "timed_steps": self.timed_steps, "train_time_s": self.train_time,
                    "teacher": run.teacher.path if run.teacher is not None else None,
+                   "timing": self.timing(wall), "compile_info": run.compile_info,
+                   "precision_auto": run.precision.auto,
                    **({"world_size": run.parallel.world_size, "ranks": ranks} if ranks else {})})
         if run.out_dir is not None and run.parallel.writer:
             checkpoint.write_json(run.out_dir / "result.json", result.to_dict())

@@ -12,11 +12,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from archsearch.errors import UserError
+from archsearch.spec import ModelSpec
 
+from .fp8_table import decide_fp8
 from .recipe import Recipe
 
 FP8_BACKEND_ENV = "ARCHSEARCH_FP8_BACKEND"
@@ -29,6 +32,7 @@ class PrecisionPlan:
     autocast_dtype: torch.dtype | None
     fp8_backend: str | None  # "transformer_engine" | "torchao"
     reason: str
+    auto: dict[str, Any] | None = None  # precision "auto" on a GPU: fp8_table's decision (use_fp8, reason, ...)
 
     @property
     def label(self) -> str:
@@ -63,7 +67,12 @@ def fp8_blocker(device: torch.device) -> str | None:
     return None
 
 
-def plan_precision(recipe: Recipe, device: torch.device) -> PrecisionPlan:
+def plan_precision(recipe: Recipe, device: torch.device, spec: ModelSpec | None = None,
+                   gemm_tokens: int | None = None) -> PrecisionPlan:
+    """The run's numerics. precision "auto" needs `spec` and `gemm_tokens` (the rows of one forward's GEMMs: one
+    micro-batch on one rank, batch x seq_len): on a GPU it asks fp8_table whether fp8 pays for this spec there."""
+    if recipe.precision == "auto":
+        return _plan_auto(recipe, device, spec, gemm_tokens)
     cuda = device.type == "cuda"
     requested = recipe.precision or ("bf16" if cuda else "fp32")
     half = torch.bfloat16 if cuda else None  # the fallback of fp8: bf16 autocast on GPUs, fp32 on CPUs
@@ -89,3 +98,21 @@ def plan_precision(recipe: Recipe, device: torch.device) -> PrecisionPlan:
                              "unverified), bf16 autocast elsewhere")
     return PrecisionPlan("fp8", torch.bfloat16, "torchao", f"torchao float8 {recipe.fp8_recipe}, bf16 autocast "
                          "elsewhere")
+
+
+def _plan_auto(recipe: Recipe, device: torch.device, spec: ModelSpec | None, gemm_tokens: int | None) -> PrecisionPlan:
+    if device.type != "cuda":  # as the CPU default: fp32 (fp8 emulation is only ever asked for explicitly)
+        return PrecisionPlan("fp32", None, None, "auto: fp32 on CPU")
+    if spec is None or gemm_tokens is None:
+        raise UserError("precision auto needs the spec and the tokens per forward to decide (plan_precision)")
+    decision = decide_fp8(spec, gemm_tokens, torch.cuda.get_device_name(device), min_dim=recipe.fp8_min_dim)
+    record = decision.to_dict()
+    if not decision.use_fp8:
+        return PrecisionPlan("bf16", torch.bfloat16, None, f"auto: {decision.reason}", record)
+    blocker = fp8_blocker(device)
+    if blocker is not None:
+        return PrecisionPlan("bf16", torch.bfloat16, None, f"auto: fp8 would pay but is unavailable: {blocker}",
+                             {**record, "use_fp8": False, "blocked": blocker})
+    backend = fp8_backend()
+    return PrecisionPlan("fp8", torch.bfloat16, backend, f"auto: {decision.reason}; {backend} float8 "
+                         f"{recipe.fp8_recipe}, bf16 autocast elsewhere", record)

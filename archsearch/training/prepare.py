@@ -4,6 +4,7 @@ build the task, the model (FP8-converted, compiled), the optimizer and the teach
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager
@@ -18,6 +19,7 @@ from archsearch.spec import ModelSpec
 
 from . import checkpoint
 from .budget import Budget, resolve_budget
+from .compile_session import compile_model, signature
 from .distill import Teacher, check_teacher, load_teacher
 from .distributed import SINGLE, Parallel
 from .fp8 import Fp8Converter, convert_model
@@ -48,6 +50,8 @@ class Prepared:
     state: dict[str, Any] = field(default_factory=dict)  # restored state.json (resume), else empty
     parallel: Parallel = SINGLE  # this process's rank in a data-parallel run
     budget: Budget | None = None  # the recipe's length resolved for this spec and seq_len
+    compile_info: dict[str, Any] | None = None  # compile_session.compile_model's record (compiled runs)
+    setup_s: float = 0.0  # prepare()'s own time: build, conversion, restore (compiling happens at the first step)
 
     def autocast(self) -> ContextManager:
         if self.precision.autocast_dtype is None:
@@ -110,6 +114,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None,
             device: str | None, resume: bool, parallel: Parallel = SINGLE) -> Prepared:
+    started = time.perf_counter()
     out = Path(out_dir).expanduser() if out_dir is not None else None
     task_spec = TaskSpec.coerce(task) if task is not None else None
     if resume:
@@ -130,7 +135,8 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     task_obj = make_task(task_spec, recipe.seq_len, recipe.seed)
     check_fit(spec, task_obj)
     budget = resolve_budget(recipe, spec, task_obj.seq_len)  # a length that buys no step fails before the build
-    plan = plan_precision(recipe, torch_device)
+    # the rows of one forward's GEMMs: one micro-batch of this rank (what precision auto's table is measured at)
+    plan = plan_precision(recipe, torch_device, spec, recipe.batch_size // parallel.world_size * task_obj.seq_len)
     teacher_spec = check_teacher(recipe.distill, spec, task_obj) if recipe.distill is not None else None
 
     from archsearch.builder import build
@@ -151,6 +157,11 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
         checkpoint.write_definition(out, spec, recipe.to_dict(), task_spec.to_dict())
     teacher = load_teacher(recipe.distill, teacher_spec, torch_device) if teacher_spec is not None else None
     forward = parallel.wrap(model, torch_device)
-    forward = torch.compile(forward) if recipe.compile else forward
+    compile_info = None
+    if recipe.compile:
+        forward, compile_info = compile_model(forward, signature(
+            spec=spec.spec_hash(), rows=recipe.batch_size // parallel.world_size, seq_len=task_obj.seq_len,
+            precision=plan.name, fp8_backend=plan.fp8_backend, fp8_recipe=recipe.fp8_recipe, fp8_layers=fp8_layers,
+            device=str(torch_device), world_size=parallel.world_size, teacher=teacher_spec is not None))
     return Prepared(spec, task_spec, recipe, task_obj, torch_device, plan, model, forward, optimizer, converter,
-                    fp8_layers, teacher, out, state, parallel, budget)
+                    fp8_layers, teacher, out, state, parallel, budget, compile_info, time.perf_counter() - started)

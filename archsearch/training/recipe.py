@@ -39,7 +39,9 @@ class Distillation(BaseModel):
 
 
 class Recipe(BaseModel):
-    """How to train. `precision` None means fp32 on CPU and bf16 autocast on CUDA.
+    """How to train. `precision` None means fp32 on CPU and bf16 autocast on CUDA; "auto" (the default of study
+    trials) the same, except that on a GPU fp8 is chosen where measurements show this spec's GEMMs gain from it
+    (archsearch.training.fp8_table, the decision and its reason recorded in the run's result).
 
     The run's length is exactly one of `steps`, `tokens` (4096, 512k, 5M: k / M as spec sizes, x1024) or `flops`
     (training FLOPs: 3e15, 3P); none given means 200 steps. Tokens and FLOPs become steps per spec
@@ -63,7 +65,7 @@ class Recipe(BaseModel):
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.95)
     eps: Annotated[float, Field(gt=0)] = 1e-8
     grad_clip: Annotated[float, Field(ge=0)] = 1.0  # 0: no clipping
-    precision: Literal["bf16", "fp8", "fp32"] | None = None
+    precision: Literal["bf16", "fp8", "fp32", "auto"] | None = None
     require_fp8: bool = False
     fp8_recipe: Literal["tensorwise", "rowwise"] = "tensorwise"
     fp8_emulate: bool = False  # torchao's emulation (fp32 math with fp8 rounding): lets CPUs run the fp8 path

@@ -1,0 +1,108 @@
+"""A study's compile and autotune caches, kept beside its storage so that trials, workers and reruns reuse what
+torch.compile (inductor's FX graph and AOTAutograd caches, its autotuning) and Triton (compiled kernels, and
+@triton.autotune results where Triton >= 3.4 caches them) produced once.
+
+Where: for `sqlite:///path/x.db`, the folder `path/x.compile-cache/`; for any other database (PostgreSQL, an
+in-memory SQLite), `~/.cache/archsearch/compile/<study name>/`. ARCHSEARCH_COMPILE_CACHE=<folder> puts it there
+instead; ARCHSEARCH_COMPILE_CACHE=off leaves the environment as it is. A cache variable already set in the
+environment (say TRITON_CACHE_DIR) is kept. The caches are keyed by their content (graph, versions, device), so one
+folder serves any number of studies and workers at once.
+
+The variables must be in the environment before torch and Triton read them: `study run` sets them in its own
+process (before the first compile) and hands them to every worker it starts. Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import MutableMapping
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..errors import UserError
+
+CACHE_ENV = "ARCHSEARCH_COMPILE_CACHE"
+OFF = "off"
+DEFAULT_ROOT = Path("~/.cache/archsearch/compile")
+AUTOTUNING_SINCE = (3, 4)  # Triton caches @triton.autotune timings on disk (TRITON_CACHE_AUTOTUNING) from 3.4.0
+
+
+def cache_folder(url: str, study_name: str, environ: MutableMapping[str, str] | None = None) -> Path | None:
+    """The study's cache folder (not created), or None when ARCHSEARCH_COMPILE_CACHE=off."""
+    environ = os.environ if environ is None else environ
+    chosen = environ.get(CACHE_ENV, "").strip()
+    if chosen.lower() == OFF:
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None  # the storage layer reports a bad URL when the study opens it
+    database = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database).expanduser()
+        return path.with_name(path.stem + ".compile-cache")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
+    return DEFAULT_ROOT.expanduser() / safe
+
+
+def triton_version() -> tuple[int, ...] | None:
+    try:
+        text = version("triton")
+    except PackageNotFoundError:
+        return None
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3]) or None
+
+
+def cache_variables(folder: Path, triton: tuple[int, ...] | None) -> dict[str, str]:
+    """The environment variables that keep torch.compile's and Triton's work in `folder`."""
+    folder = folder.expanduser().resolve()
+    env = {
+        "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),  # FX graph, AOTAutograd, autotune results, kernels
+        "TRITON_CACHE_DIR": str(folder / "triton"),  # Triton's compiled kernels (ours, mamba-ssm's)
+        # on by default in recent torch; explicit so that nothing in the environment has them off
+        "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
+        "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",
+    }
+    if triton is not None and triton >= AUTOTUNING_SINCE:
+        env["TRITON_CACHE_AUTOTUNING"] = "1"
+    return env
+
+
+def study_cache_env(url: str, study_name: str, environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """The variables to add to `environ` for this study (empty when off): a directory variable already set there
+    is kept; the cache switches are set on."""
+    environ = os.environ if environ is None else environ
+    folder = cache_folder(url, study_name, environ)
+    if folder is None:
+        return {}
+    wanted = cache_variables(folder, triton_version())
+    return {k: v for k, v in wanted.items() if not (k.endswith("_DIR") and environ.get(k))}
+
+
+def use_study_cache(url: str, study_name: str) -> dict[str, str]:
+    """Put the study's cache variables in this process's environment (and in torch's configuration when torch
+    already read it); returns what was set."""
+    env = study_cache_env(url, study_name)
+    for key in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        if key in env:
+            try:
+                Path(env[key]).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(f"compile cache folder {env[key]!r} cannot be created ({err.strerror}); set "
+                                f"{CACHE_ENV} to a writable folder, or {CACHE_ENV}=off") from None
+    os.environ.update(env)
+    # Configurations read their variables once, at import: follow them if torch got there first (no torch import).
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None and env:
+        inductor.fx_graph_cache = True
+    functorch = sys.modules.get("torch._functorch.config")
+    if functorch is not None and env:
+        functorch.enable_autograd_cache = True
+    return env

@@ -1,0 +1,135 @@
+"""`precision: auto`: fp8 for a trial only where measurements on this GPU show its GEMMs gain, bf16 otherwise.
+
+The decision is a pure function of the spec, the tokens per step and the device name (no torch), so it is
+testable anywhere and recorded with its reason. FP8 (torchao, dynamic tensorwise scaling) speeds up the GEMM
+but adds casts and amax reductions that read and write every converted layer's input, weight and output
+gradient: about M*K + K*N + M*N elements per layer (M tokens, K inputs, N outputs) against 6*M*K*N FLOPs of
+forward and backward. So what decides is the GEMM FLOPs per cast element,
+
+    intensity = sum(2*M*K*N) / sum(M*K + K*N + M*N)   over the layers FP8 would convert,
+
+about d_model for square layers when M >> d_model: wide layers and many tokens a step gain, narrow ones do not
+(the casts cost more than the faster GEMM saves). A trial gets fp8 only when a measured point on the same chip
+with a gain beyond noise had an intensity no larger than the trial's (a larger intensity gains at least as much),
+and when no measured point without a gain had a larger intensity.
+
+MEASURED holds the points and where each comes from. `bench/bench_fp8_gemm.py` re-measures the per-layer
+crossover (bf16 vs torchao float8 forward + backward for a spec's Linear shapes at a tokens-per-step) and prints
+rows to add here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from archsearch.spec import AttentionBlock, Mamba2Block, ModelSpec
+
+FP8_ALIGN = 16  # as archsearch.training.fp8: FP8 GEMMs need both matrix dimensions divisible by 16
+GAIN = 1.05  # a whole-step fp8/bf16 speedup below this is within the noise of our figures (+-2-6%, RESULTS.md)
+
+
+@dataclass(frozen=True)
+class Fp8Point:
+    """One measured fp8-vs-bf16 comparison on one chip."""
+
+    chip: str  # "h100", "h200": the chip word of torch.cuda.get_device_name()
+    what: str  # the model / shape measured
+    intensity: float  # GEMM FLOPs per cast element of its converted layers (see the module docstring)
+    speedup: float  # fp8 / bf16 tokens per second (whole training step) or GEMM time (per shape)
+    source: str  # where the figure is recorded
+
+
+# Intensities computed by `linear_intensity` for the spec and tokens per step named (tests check them).
+MEASURED: tuple[Fp8Point, ...] = (
+    Fp8Point("h200", "trial-d768 (bench/specs), 32,768 tokens/step, compiled", 1125.2, 1.025,
+             "issue 15: compiled fp8 98.5 ms vs compiled bf16 100.9 ms a step on the H200 (torch 2.11, triton 3.6)"),
+    Fp8Point("h100", "nemotron-h-1b, 16,384 tokens/step, compiled", 2803.2, 1.134,
+             "bench/RESULTS.md, 'FP8 vs bf16, third session' (H100, 2026-11-24, commit 7b2f677): 77,807 vs "
+             "68,603 tokens/s"),
+    Fp8Point("h100", "nemotron-h-1b-wide, 16,384 tokens/step, compiled", 5185.1, 1.289,
+             "bench/RESULTS.md, 'FP8 vs bf16, third session': lowest of three runs (1.325x, 1.297x, 1.289x)"),
+)
+# Hopper chips share tensor cores; the H200's faster memory only makes the casts cheaper, so a gain measured on
+# the H100 holds on the H200 (and a loss on the H200 is a loss on the H100). `points_for` applies this.
+SAME_GEMMS = {"h200": ("h100",), "h100": ("h200",)}
+
+
+def linear_shapes(spec: ModelSpec, min_dim: int) -> list[tuple[str, int, int]]:
+    """(name, in, out) of each Linear layer FP8 would convert: as archsearch.training.fp8.skip_reason, both dims
+    multiples of 16 and >= min_dim; the LM head never (it is not among these)."""
+    d = spec.d_model
+    shapes: list[tuple[str, int, int]] = []
+    for layer in spec.layers:
+        block, i = layer.block, layer.index
+        if isinstance(block, Mamba2Block):
+            m = block.dims(d)
+            shapes += [(f"layers.{i}.in_proj", d, m.in_proj_dim), (f"layers.{i}.out_proj", m.d_inner, d)]
+        elif isinstance(block, AttentionBlock):
+            a = block.dims(d)
+            q, kv = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
+            shapes += [(f"layers.{i}.q_proj", d, q), (f"layers.{i}.k_proj", d, kv), (f"layers.{i}.v_proj", d, kv),
+                       (f"layers.{i}.o_proj", q, d)]
+        else:
+            f = block.dims(d).ffn_dim
+            ins = ["gate_proj", "up_proj"] if block.gated else ["up_proj"]
+            shapes += [(f"layers.{i}.{n}", d, f) for n in ins] + [(f"layers.{i}.down_proj", f, d)]
+    return [(n, k, o) for n, k, o in shapes if k % FP8_ALIGN == 0 and o % FP8_ALIGN == 0 and min(k, o) >= min_dim]
+
+
+def linear_intensity(spec: ModelSpec, tokens_per_step: int, min_dim: int = 512) -> float:
+    """GEMM FLOPs per cast element over the layers FP8 would convert (0 when none would be)."""
+    m = tokens_per_step
+    shapes = linear_shapes(spec, min_dim)
+    flops = sum(2 * m * k * n for _, k, n in shapes)
+    casts = sum(m * k + k * n + m * n for _, k, n in shapes)
+    return flops / casts if casts else 0.0
+
+
+def chip_of(device_name: str) -> str | None:
+    """The chip word of a CUDA device name ("NVIDIA H100 80GB HBM3" -> "h100"), None when it has none."""
+    found = re.search(r"\b([a-z]{1,3}\d{2,4}[a-z]?)\b", device_name.lower())
+    return found.group(1) if found else None
+
+
+def points_for(chip: str, table: tuple[Fp8Point, ...] = MEASURED) -> list[Fp8Point]:
+    related = (chip, *SAME_GEMMS.get(chip, ()))
+    return [p for p in table if p.chip in related]
+
+
+@dataclass(frozen=True)
+class Fp8Decision:
+    use_fp8: bool
+    reason: str
+    intensity: float
+
+    def to_dict(self) -> dict:
+        return {"use_fp8": self.use_fp8, "reason": self.reason, "intensity": round(self.intensity, 1)}
+
+
+def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_dim: int = 512,
+               table: tuple[Fp8Point, ...] = MEASURED) -> Fp8Decision:
+    """Whether `precision: auto` trains `spec` in fp8 on `device_name` at `tokens_per_step`, and why."""
+    intensity = linear_intensity(spec, tokens_per_step, min_dim)
+    where = f"GEMM intensity {intensity:.0f} FLOP/cast element at {tokens_per_step:,} tokens/step"
+    if intensity == 0:
+        return Fp8Decision(False, f"bf16: no Linear layer fp8 would convert (fp8_min_dim {min_dim})", 0.0)
+    chip = chip_of(device_name)
+    points = points_for(chip) if chip else []
+    if not points:
+        return Fp8Decision(False, f"bf16: no fp8 measurement for {device_name!r} (run bench/bench_fp8_gemm.py "
+                                  "there and add its rows to archsearch/training/fp8_table.py)", intensity)
+    gains = [p for p in points if p.speedup >= GAIN and p.intensity <= intensity]
+    losses = [p for p in points if p.speedup < GAIN and p.intensity >= intensity]
+    if gains and not losses:
+        best = max(gains, key=lambda p: p.intensity)
+        return Fp8Decision(True, f"fp8: {where} >= {best.intensity:.0f} of {best.what}, measured {best.speedup:.3g}x "
+                                 f"bf16 on the {best.chip.upper()} ({best.source})", intensity)
+    if losses:
+        worst = min(losses, key=lambda p: p.intensity)
+        return Fp8Decision(False, f"bf16: {where} <= {worst.intensity:.0f} of {worst.what}, where fp8 measured "
+                                  f"{worst.speedup:.3g}x bf16 on the {worst.chip.upper()}, no gain "
+                                  f"({worst.source})", intensity)
+    smallest = min((p for p in points if p.speedup >= GAIN), key=lambda p: p.intensity, default=None)
+    beyond = f"; the smallest measured gain is at {smallest.intensity:.0f} ({smallest.what})" if smallest else ""
+    return Fp8Decision(False, f"bf16: {where} is below every measured fp8 gain on this chip{beyond}", intensity)
