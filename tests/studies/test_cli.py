@@ -67,7 +67,8 @@ def test_study_name_with_another_space_exits_2_and_changes_nothing(stored, write
     path, url = stored
     other = write_study("other.yaml", space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}})
     assert main(["study", "run", str(other), "--storage", url]) == 2
-    assert "already exists with a different search space" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "asks another question" in err and "space.parameters.d_model.choices [64, 96, 128] -> [64]" in err
     assert main(["results", "export", "--storage", url, "--format", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 5
 
