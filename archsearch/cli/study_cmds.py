@@ -36,28 +36,34 @@ def run(file: str = typer.Argument(..., help="study file (YAML)"),
         progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                                 help="live panel (default: when on a terminal)"),
         seed_offset: int = typer.Option(0, "--seed-offset", help=f"0 .. {MAX_SEED_OFFSET:,}: shifts the sampler "
-                                        "seed; give each machine sharing a study its own")) -> None:
+                                        "seed; give each machine sharing a study its own"),
+        as_name: Optional[str] = typer.Option(None, "--as", help="run the file as a new study of this name (a "
+                                              "stored study asking another question is otherwise refused)")) -> None:
     """Run (or resume) the study of FILE: every trial is screened, trained and stored.
 
     The whole file is checked before the first trial (every problem at once, exit 2). Ctrl-C stops after
     recording the running trial as interrupted and queuing it again (exit 130); the same command resumes.
+    A stored study of the same name whose base, target, space, task, recipe, objectives or constraints differ
+    from the file's is refused (exit 2, naming each change); `--as NEW_NAME` runs the file as a new study.
     """
     from ..studies.launch import run_study_command
 
     run_study_command(file, storage=storage, n_trials=n_trials, timeout_s=timeout, workers=workers, live=progress,
-                      seed_offset=seed_offset)
+                      seed_offset=seed_offset, as_name=as_name)
 
 
 @study_app.command("worker", hidden=True)
 def worker(file: str, storage: Optional[str] = typer.Option(None, help="default: $ARCHSEARCH_WORKER_STORAGE"),
            n_trials: Optional[int] = typer.Option(None, "--n-trials"),
            timeout: Optional[float] = typer.Option(None), prefix: str = typer.Option(""),
-           seed_offset: int = typer.Option(0, "--seed-offset")) -> None:
+           seed_offset: int = typer.Option(0, "--seed-offset"),
+           as_name: Optional[str] = typer.Option(None, "--as")) -> None:
     """One worker process of `study run --workers K` (plain output); the parent passes the storage URL through
     the environment so that its password never shows on a command line."""
     from ..studies.launch import run_worker
 
-    run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout, prefix=prefix, seed_offset=seed_offset)
+    run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout, prefix=prefix, seed_offset=seed_offset,
+               as_name=as_name)
 
 
 @study_app.command("best")

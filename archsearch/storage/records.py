@@ -160,7 +160,8 @@ def completed_summaries(db: Database, study_id: int) -> list[Any]:
     with db.session() as session:
         return list(session.execute(
             sa.select(TrialRecord.number, TrialRecord.objectives, TrialRecord.pattern_compact, TrialRecord.n_params,
-                      TrialRecord.params, TrialRecord.spec_hash, TrialRecord.target)
+                      TrialRecord.params, TrialRecord.spec_hash, TrialRecord.target,
+                      TrialRecord.candidate_key)
             .where(TrialRecord.study_id == study_id, TrialRecord.status == "completed")
             .order_by(TrialRecord.number)))
 

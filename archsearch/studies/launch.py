@@ -18,6 +18,7 @@ from .bounds import check_run_options
 from .compile_cache import use_study_cache
 from .preflight import preflight
 from .runner import RunSummary, StudyRunner, best_trials, describe_best
+from .identity import renamed
 from .study_file import load_study
 
 
@@ -57,18 +58,19 @@ def _quiet_interrupt(run):
 
 
 def run_study_command(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
-                      workers: int | str, live: bool | None, seed_offset: int = 0) -> None:
+                      workers: int | str, live: bool | None, seed_offset: int = 0, as_name: str | None = None) -> None:
     _quiet_interrupt(lambda: _run_study(file, storage=storage, n_trials=n_trials, timeout_s=timeout_s,
-                                        workers=workers, live=live, seed_offset=seed_offset))
+                                        workers=workers, live=live, seed_offset=seed_offset, as_name=as_name))
 
 
 def _run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
-               workers: int | str, live: bool | None, seed_offset: int) -> None:
+               workers: int | str, live: bool | None, seed_offset: int, as_name: str | None = None) -> None:
     from .gpus import auto_plan, parse_workers
 
     count = parse_workers(str(workers))
     check_run_options(n_trials=n_trials, timeout_s=timeout_s, workers=count, seed_offset=seed_offset)
     study = preflight(file)  # every problem of the file at once, before storage is opened or a trial starts
+    study = renamed(study, as_name)  # --as NEW_NAME: the file's question as a new study
     plan = None
     if count is None:  # auto: one worker per gpus_per_trial visible GPUs, each seeing only its own
         plan = auto_plan(study.file.gpus_per_trial)
@@ -111,7 +113,7 @@ def _run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_
 def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | None,
                  timeout_s: float | None, seed_offset: int, envs: list[dict[str, str]]) -> RunSummary:
     # The URL goes through the environment, not the command line, where `ps` would show its password.
-    command = [sys.executable, "-m", "archsearch.cli", "study", "worker", file]
+    command = [sys.executable, "-m", "archsearch.cli", "study", "worker", file, "--as", runner.study.name]
     if n_trials is not None:
         command += ["--n-trials", str(n_trials)]
     if timeout_s is not None:
@@ -153,13 +155,13 @@ def _sigint_ignored():
 
 
 def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None, prefix: str,
-               seed_offset: int) -> None:
+               seed_offset: int, as_name: str | None = None) -> None:
     def work():
         url = storage or os.environ.get(STORAGE_ENV)
         if not url:
             raise UserError(f"study worker: give --storage URL (or set {STORAGE_ENV})")
         check_run_options(n_trials=n_trials, timeout_s=timeout_s)  # its seed offset is the parent's, spread
-        study = preflight(file)
+        study = renamed(preflight(file), as_name)
         use_study_cache(url, study.name)  # a worker started by hand; one started by `study run` has it already
         runner = StudyRunner(study, _evaluator(study), storage=url, n_trials=n_trials, timeout_s=timeout_s,
                              live=False, worker_prefix=prefix, seed_offset=seed_offset)

@@ -34,6 +34,7 @@ from ..storage.tally import PENDING, study_tally
 from ..training.result import TrainingStopped  # torch-free: archsearch.training imports torch lazily
 from .dedup import candidate_key, training_identity
 from .early_stop import DominanceStop, reference_from_row
+from .fronts import best_trials, describe_best  # noqa: F401 (launch and tests import them from here)
 from .evaluate import Evaluator, plan_of, record_trained
 from .bounds import sampler_seed
 from .identity import check_identity, study_identity
@@ -456,28 +457,6 @@ class StudyRunner:
         b = best[0]
         values = ", ".join(f"{m}={v:.4g}" for m, v in zip(self.directions, b["objectives"]))
         return f"#{b['number']} {b['pattern_compact']} {values}"
-
-
-def best_trials(db: Database, study_id: int, objectives, limit: int = 5) -> list[dict[str, Any]]:
-    rows = records.completed_summaries(db, study_id)
-    signs = [1.0 if o.direction == "minimize" else -1.0 for o in objectives]
-    points = [(r, [s * v for s, v in zip(signs, r.objectives)]) for r in rows if r.objectives]
-    if len(objectives) == 1:
-        chosen = sorted(points, key=lambda p: p[1][0])[:limit]
-    else:
-        front = [p for p in points if not any(
-            all(a <= b for a, b in zip(q[1], p[1])) and any(a < b for a, b in zip(q[1], p[1])) for q in points)]
-        chosen = sorted(front, key=lambda p: p[1])[:limit]
-    return [{"number": r.number, "objectives": r.objectives, "pattern_compact": r.pattern_compact,
-             "n_params": r.n_params, "params": r.params, "spec_hash": r.spec_hash} for r, _ in chosen]
-
-
-def describe_best(summary: RunSummary, objectives: list[str]) -> list[str]:
-    lines = []
-    for b in summary.best:
-        values = ", ".join(f"{m}={v:.4g}" for m, v in zip(objectives, b["objectives"]))
-        lines.append(f"  #{b['number']:<4} {b['pattern_compact']:<24} {b['n_params']:>12,} params  {values}")
-    return lines
 
 
 def ensure_usable(study: Study) -> None:
