@@ -191,7 +191,8 @@ class Repository:
                 row=by_id[i], spec=r.spec, pattern=layer_cells(r.pattern, r.spec),
                 curve=[p for p in (r.curve or []) if isinstance(p, dict)],
                 memory_breakdown={k: float(v) for k, v in breakdown.items() if isinstance(v, (int, float))},
-                metrics=r.metrics or {}, versions=r.versions or {}, traceback=r.traceback))
+                metrics=r.metrics or {}, versions=r.versions or {}, traceback=r.traceback, target=r.target,
+                duplicate_of=r.duplicate_of))
         return details
 
     def memory_breakdowns(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, dict[str, float]]:

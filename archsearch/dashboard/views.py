@@ -101,3 +101,5 @@ class TrialDetail:
     metrics: dict[str, Any]
     versions: dict[str, Any]
     traceback: str | None
+    target: dict[str, Any] | None = None  # the spec the constraints judged, when the study names a target
+    duplicate_of: int | None = None  # the trial whose stored result this one reuses
