@@ -131,18 +131,29 @@ def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | N
             proc.wait()
     except KeyboardInterrupt:
         interrupted = True
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
         with _sigint_ignored():
-            for proc in procs:
-                proc.wait()
+            _interrupt_workers(procs)
     interrupted = interrupted or any(proc.returncode == 130 for proc in procs)
     try:
         return RunSummary(runner.study.name, redact(runner.url), runner.counts(), runner.best_trials(), interrupted,
                           runner.n_trials)
     finally:
         runner.close()
+
+
+def _interrupt_workers(procs: list[subprocess.Popen], every_s: float = 5.0) -> None:
+    """SIGINT each worker, again every `every_s` while it runs: Python drops a KeyboardInterrupt that lands in a
+    finalizer ("Exception ignored in ..."), and a worker must not train on because of that. A repeated SIGINT is
+    harmless: a worker holds Ctrl-C while it records its interrupted trial."""
+    while any(proc.poll() is None for proc in procs):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=every_s)
+            except subprocess.TimeoutExpired:
+                break
 
 
 @contextmanager
@@ -167,7 +178,10 @@ def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_
                              live=False, worker_prefix=prefix, seed_offset=seed_offset)
         runner.open()
         try:
-            return runner.run()
+            summary = runner.run()
+            if summary.interrupted:  # the parent may repeat its SIGINT; this worker is done and only exits now
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return summary
         finally:
             runner.close()
 

@@ -225,10 +225,10 @@ class StudyRunner:
                 with self._guard.holding(deliver=False):  # a second Ctrl-C must not cut the bookkeeping short
                     queued = self._requeue_interrupted()
                     done = study_tally(self.db, self.record.id).done
-                target = f" of {self.n_trials}" if self.n_trials is not None else ""
-                again = f"; trial {queued} is queued to run again" if queued is not None else ""
-                display.message(f"interrupted (Ctrl-C): {done}{target} trials stored{again}; run the same command "
-                                "to resume")
+                    target = f" of {self.n_trials}" if self.n_trials is not None else ""
+                    again = f"; trial {queued} is queued to run again" if queued is not None else ""
+                    display.message(f"interrupted (Ctrl-C): {done}{target} trials stored{again}; run the same "
+                                    "command to resume")
         return RunSummary(self.study.name, redact(self.url), self.counts(), self.best_trials(), interrupted,
                           self.n_trials)
 
