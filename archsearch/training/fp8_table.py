@@ -38,17 +38,21 @@ class Fp8Point:
     intensity: float  # GEMM FLOPs per cast element of its converted layers (see the module docstring)
     speedup: float  # fp8 / bf16 tokens per second (whole training step) or GEMM time (per shape)
     source: str  # where the figure is recorded
+    spec: str | None = None  # whole-model points: the spec (example name or file) and tokens per forward measured,
+    tokens: int | None = None  # from which tests recompute `intensity`
 
 
 # Intensities computed by `linear_intensity` for the spec and tokens per step named (tests check them).
 MEASURED: tuple[Fp8Point, ...] = (
     Fp8Point("h200", "trial-d768 (bench/specs), 32,768 tokens/step, compiled", 1125.2, 1.025,
-             "issue 15: compiled fp8 98.5 ms vs compiled bf16 100.9 ms a step on the H200 (torch 2.11, triton 3.6)"),
+             "issue 15: compiled fp8 98.5 ms vs compiled bf16 100.9 ms a step on the H200 (torch 2.11, triton 3.6)",
+             "bench/specs/trial-d768.yaml", 32768),
     Fp8Point("h100", "nemotron-h-1b, 16,384 tokens/step, compiled", 2803.2, 1.134,
              "bench/RESULTS.md, 'FP8 vs bf16, third session' (H100, 2026-11-24, commit 7b2f677): 77,807 vs "
-             "68,603 tokens/s"),
+             "68,603 tokens/s", "nemotron-h-1b", 16384),
     Fp8Point("h100", "nemotron-h-1b-wide, 16,384 tokens/step, compiled", 5185.1, 1.289,
-             "bench/RESULTS.md, 'FP8 vs bf16, third session': lowest of three runs (1.325x, 1.297x, 1.289x)"),
+             "bench/RESULTS.md, 'FP8 vs bf16, third session': lowest of three runs (1.325x, 1.297x, 1.289x)",
+             "nemotron-h-1b-wide", 16384),
 )
 # Hopper chips share tensor cores; the H200's faster memory only makes the casts cheaper, so a gain measured on
 # the H100 holds on the H200 (and a loss on the H200 is a loss on the H100). `points_for` applies this.
@@ -61,19 +65,19 @@ def linear_shapes(spec: ModelSpec, min_dim: int) -> list[tuple[str, int, int]]:
     d = spec.d_model
     shapes: list[tuple[str, int, int]] = []
     for layer in spec.layers:
-        block, i = layer.block, layer.index
+        block, at = layer.block, f"layers.{layer.index}.mixer"  # the builder's module names
         if isinstance(block, Mamba2Block):
             m = block.dims(d)
-            shapes += [(f"layers.{i}.in_proj", d, m.in_proj_dim), (f"layers.{i}.out_proj", m.d_inner, d)]
+            shapes += [(f"{at}.in_proj", d, m.in_proj_dim), (f"{at}.out_proj", m.d_inner, d)]
         elif isinstance(block, AttentionBlock):
             a = block.dims(d)
             q, kv = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
-            shapes += [(f"layers.{i}.q_proj", d, q), (f"layers.{i}.k_proj", d, kv), (f"layers.{i}.v_proj", d, kv),
-                       (f"layers.{i}.o_proj", q, d)]
+            shapes += [(f"{at}.q_proj", d, q), (f"{at}.k_proj", d, kv), (f"{at}.v_proj", d, kv),
+                       (f"{at}.o_proj", q, d)]
         else:
             f = block.dims(d).ffn_dim
             ins = ["gate_proj", "up_proj"] if block.gated else ["up_proj"]
-            shapes += [(f"layers.{i}.{n}", d, f) for n in ins] + [(f"layers.{i}.down_proj", f, d)]
+            shapes += [(f"{at}.{n}", d, f) for n in ins] + [(f"{at}.down_proj", f, d)]
     return [(n, k, o) for n, k, o in shapes if k % FP8_ALIGN == 0 and o % FP8_ALIGN == 0 and min(k, o) >= min_dim]
 
 
@@ -115,7 +119,7 @@ def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_d
     if intensity == 0:
         return Fp8Decision(False, f"bf16: no Linear layer fp8 would convert (fp8_min_dim {min_dim})", 0.0)
     chip = chip_of(device_name)
-    points = points_for(chip) if chip else []
+    points = points_for(chip, table) if chip else []
     if not points:
         return Fp8Decision(False, f"bf16: no fp8 measurement for {device_name!r} (run bench/bench_fp8_gemm.py "
                                   "there and add its rows to archsearch/training/fp8_table.py)", intensity)

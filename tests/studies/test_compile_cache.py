@@ -1,0 +1,117 @@
+"""A study's compile and autotune caches live beside its storage: the folder, the variables, their reaching every
+worker `study run` starts (in the environment it spawns them with), and the trial attributes a run leaves."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from archsearch.studies import compile_cache
+from archsearch.studies.compile_cache import CACHE_ENV, cache_folder, cache_variables, study_cache_env
+
+VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
+             "TORCHINDUCTOR_AUTOGRAD_CACHE", "TRITON_CACHE_AUTOTUNING", CACHE_ENV)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """None of the cache variables set; whatever a test sets is undone after it."""
+    for key in VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+def test_the_folder_sits_beside_a_sqlite_file_and_under_the_user_cache_otherwise(tmp_path):
+    assert cache_folder(f"sqlite:///{tmp_path}/runs/x.db", "s", {}) == tmp_path / "runs" / "x.compile-cache"
+    assert cache_folder("sqlite:///x.db", "s", {}) == Path("x.compile-cache")  # relative, resolved when used
+    home = Path("~/.cache/archsearch/compile").expanduser()
+    assert cache_folder("postgresql://u:pw@db.example/studies", "hybrid/v2 run", {}) == home / "hybrid_v2_run"
+    assert cache_folder("sqlite://", "s", {}) == home / "s"  # in memory: nothing to sit beside
+    assert cache_folder("postgresql://h/db", "..", {}) == home / "study"  # never the parent folder
+    assert cache_folder("postgresql://h/db", "s", {CACHE_ENV: str(tmp_path / "c")}) == tmp_path / "c"
+    assert cache_folder("postgresql://h/db", "s", {CACHE_ENV: "OFF"}) is None
+    assert study_cache_env("sqlite:///x.db", "s", {CACHE_ENV: "off"}) == {}
+
+
+@pytest.mark.parametrize("triton, autotuning", [(None, False), ((3, 3, 1), False), ((3, 4, 0), True),
+                                                 ((3, 6, 0), True)])
+def test_autotune_results_are_cached_where_triton_can(tmp_path, triton, autotuning):
+    env = cache_variables(tmp_path / "c", triton)
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "c" / "inductor")
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "c" / "triton")
+    assert env["TORCHINDUCTOR_FX_GRAPH_CACHE"] == env["TORCHINDUCTOR_AUTOGRAD_CACHE"] == "1"
+    assert ("TRITON_CACHE_AUTOTUNING" in env) is autotuning and env.get("TRITON_CACHE_AUTOTUNING", "1") == "1"
+
+
+def test_a_folder_set_by_the_user_is_kept_and_a_disabled_cache_is_turned_on(tmp_path):
+    mine = str(tmp_path / "my-triton")
+    env = study_cache_env(f"sqlite:///{tmp_path}/x.db", "s", {"TRITON_CACHE_DIR": mine,
+                                                            "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"})
+    assert "TRITON_CACHE_DIR" not in env and env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "x.compile-cache/inductor")
+    assert env["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
+
+
+def test_an_unwritable_cache_folder_is_one_clear_error(clean_env, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    clean_env.setenv(CACHE_ENV, str(blocker))
+    with pytest.raises(Exception) as err:
+        compile_cache.use_study_cache("sqlite://", "s")
+    assert type(err.value).__name__ == "UserError" and CACHE_ENV in str(err.value) and str(blocker) in str(err.value)
+
+
+def test_workers_are_spawned_with_the_cache_beside_the_storage(clean_env, write_study, tmp_path):
+    from archsearch.studies import launch
+
+    seen = []
+
+    class FakePopen:
+        def __init__(self, args, env=None, **kwargs):
+            seen.append(env)
+            self.returncode = 0
+
+        def wait(self):
+            return 0
+
+        def poll(self):
+            return 0
+
+    clean_env.setattr(launch.subprocess, "Popen", FakePopen)
+    (tmp_path / "store").mkdir()
+    url = f"sqlite:///{tmp_path}/store/results.db"
+    launch.run_study_command(str(write_study(n_trials=2)), storage=url, n_trials=2, timeout_s=None, workers=2,
+                             live=False)
+    folder = tmp_path / "store" / "results.compile-cache"
+    assert len(seen) == 2
+    for env in seen:
+        assert env["TORCHINDUCTOR_CACHE_DIR"] == str(folder / "inductor")
+        assert env["TRITON_CACHE_DIR"] == str(folder / "triton")
+        assert env["TORCHINDUCTOR_FX_GRAPH_CACHE"] == env["TORCHINDUCTOR_AUTOGRAD_CACHE"] == "1"
+        assert env[launch.STORAGE_ENV] == url
+    assert (folder / "inductor").is_dir() and (folder / "triton").is_dir()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder / "inductor")  # this process compiles there too
+
+
+def test_a_trial_records_its_precision_and_timing(tmp_path):
+    """record_trained stores what a real CPU run returned: the precision with its reason, and the timing."""
+    from archsearch.spec import load_spec
+    from archsearch.studies.evaluate import TrainEvaluator, record_trained
+
+    class Trial:
+        def __init__(self):
+            self.attrs = {}
+
+        def set_user_attr(self, key, value):
+            self.attrs[key] = value
+
+    evaluator = TrainEvaluator({"name": "mqar", "options": {"vocab": 32}},
+                               {"steps": 2, "batch_size": 2, "seq_len": 32, "eval_every": 2, "eval_batches": 1},
+                               device="cpu")
+    assert evaluator.recipe.precision == "auto"  # the study default
+    result = evaluator(load_spec("nemotron-h-tiny"), lambda step, metrics: None)
+    trial = Trial()
+    record_trained(trial, result)
+    assert trial.attrs["precision"] == {"name": "fp32", "reason": "auto: fp32 on CPU", "auto": None}
+    timing = trial.attrs["timing"]
+    assert timing["timed_steps"] == 1 and timing["steps_s"] > 0 and timing["to_first_step_s"] > 0
+    assert timing["compile"] is None and trial.attrs["trained"]["steps"] == 2

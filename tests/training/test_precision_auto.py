@@ -1,0 +1,137 @@
+"""precision auto: fp8 per trial only where a measured point on the same chip gained, bf16 otherwise; the decision
+is a pure function of the spec, the tokens per forward and the device name, and the run records it with its
+reason. No GPU needed: a GPU is what plan_precision sees through monkeypatched torch.cuda queries."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archsearch.builder import build
+from archsearch.spec import ModelSpec, load_spec
+from archsearch.training import Recipe, TaskSpec, train
+from archsearch.training import precision
+from archsearch.training.fp8 import eligible_linears
+from archsearch.training.fp8_table import (GAIN, MEASURED, Fp8Point, chip_of, decide_fp8, linear_intensity,
+                                           linear_shapes)
+from archsearch.training.precision import plan_precision
+
+REPO = Path(__file__).resolve().parents[2]
+TRIAL_D768 = str(REPO / "bench/specs/trial-d768.yaml")
+
+
+def _spec(name: str) -> ModelSpec:
+    return load_spec(str(REPO / name) if name.endswith(".yaml") else name)
+
+
+@pytest.mark.parametrize("point", [p for p in MEASURED if p.spec], ids=lambda p: p.what.split(",")[0])
+def test_each_measured_intensity_is_its_specs(point):
+    """The table's numbers are what linear_intensity gives for the model and tokens measured, not typed guesses."""
+    assert linear_intensity(_spec(point.spec), point.tokens) == pytest.approx(point.intensity, abs=0.05)
+
+
+@pytest.mark.parametrize("name", ["nemotron-h-tiny", "qwen3-tiny", "gemma2-tiny", "mamba2-tiny"])
+@pytest.mark.parametrize("min_dim", [16, 64])
+def test_the_layers_counted_are_the_layers_fp8_converts(name, min_dim):
+    spec = load_spec(name)
+    model = build(spec, torch.device("cpu"), torch.float32, seed=0)
+    modules = dict(model.named_modules())
+    counted = {fqn: (k, n) for fqn, k, n in linear_shapes(spec, min_dim)}
+    assert set(counted) == set(eligible_linears(model, min_dim))
+    for fqn, (k, n) in counted.items():
+        assert (modules[fqn].in_features, modules[fqn].out_features) == (k, n)
+
+
+def test_the_100m_trial_stays_bf16_and_the_1b_models_take_fp8_on_hopper():
+    small, big = _spec(TRIAL_D768), _spec("nemotron-h-1b")
+    for device in ("NVIDIA H200", "NVIDIA H100 80GB HBM3"):
+        no = decide_fp8(small, 32768, device)  # its own measurement (1.025x on the H200) rules fp8 out
+        assert not no.use_fp8 and no.reason.startswith("bf16: GEMM intensity 1125") and "trial-d768" in no.reason
+        assert "1.02x bf16" in no.reason and "no gain" in no.reason
+        yes = decide_fp8(big, 16384, device)
+        assert yes.use_fp8 and "1.13x" in yes.reason and "third session" in yes.reason
+        # without that measurement: still bf16, below the smallest measured gain (nemotron-h-1b's), which is named
+        below = decide_fp8(small, 32768, device, table=MEASURED[1:])
+        assert not below.use_fp8 and "below every measured fp8 gain" in below.reason and "2803" in below.reason
+    # the 1B model at a quarter of the tokens: below its measured point, so nothing shows fp8 gains there
+    assert not decide_fp8(big, 1024, "NVIDIA H100 80GB HBM3").use_fp8
+
+
+def test_unknown_gpus_and_models_without_convertible_layers_stay_bf16():
+    big = _spec("nemotron-h-1b")
+    for device in ("NVIDIA A100-SXM4-80GB", "NVIDIA L40S", "Some Accelerator"):
+        decision = decide_fp8(big, 16384, device)
+        assert not decision.use_fp8 and "no fp8 measurement" in decision.reason and "bench_fp8_gemm.py" in decision.reason
+    tiny = decide_fp8(load_spec("nemotron-h-tiny"), 16384, "NVIDIA H100 80GB HBM3")  # every dim below 512
+    assert (tiny.use_fp8, tiny.intensity) == (False, 0.0) and "no Linear layer" in tiny.reason
+
+
+def test_chip_names():
+    assert chip_of("NVIDIA H100 80GB HBM3") == "h100"
+    assert chip_of("NVIDIA H200") == "h200"
+    assert chip_of("NVIDIA GeForce RTX 4090") == "4090" or chip_of("NVIDIA GeForce RTX 4090") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(d_model=st.sampled_from([256, 512, 768, 1024, 2048, 4096]), t1=st.integers(512, 65536),
+       t2=st.integers(512, 65536), gain_at=st.floats(300, 6000), loss_at=st.floats(100, 6000))
+def test_more_tokens_never_turn_fp8_into_bf16(d_model, t1, t2, gain_at, loss_at):
+    """Intensity grows with the tokens per forward, and the rule is monotone in intensity: with any table, a
+    decision for fp8 at fewer tokens stays fp8 at more."""
+    spec = _width(d_model)
+    table = (Fp8Point("h100", "gain", gain_at, GAIN + 0.1, "test"), Fp8Point("h100", "loss", loss_at, 1.0, "test"))
+    low, high = sorted((t1, t2))
+    assert linear_intensity(spec, low) <= linear_intensity(spec, high)
+    if decide_fp8(spec, low, "NVIDIA H100", table=table).use_fp8:
+        assert decide_fp8(spec, high, "NVIDIA H100", table=table).use_fp8
+
+
+def _width(d_model: int) -> ModelSpec:
+    doc = _spec(TRIAL_D768).to_dict()
+    doc["d_model"] = d_model
+    doc["blocks"]["M"] = {**doc["blocks"]["M"], "n_heads": 2 * d_model // 64}
+    return ModelSpec.model_validate(doc)
+
+
+def _gpu(monkeypatch, name: str, installed=("torchao",)):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(precision, "installed", lambda module: module in installed)
+    monkeypatch.delenv(precision.FP8_BACKEND_ENV, raising=False)
+    return torch.device("cuda")
+
+
+def test_plan_auto_on_a_gpu_records_the_decision(monkeypatch):
+    auto = Recipe(precision="auto")
+    gpu = _gpu(monkeypatch, "NVIDIA H200")
+    plan = plan_precision(auto, gpu, _spec("nemotron-h-1b"), 16384)
+    assert (plan.name, plan.fp8_backend, plan.autocast_dtype) == ("fp8", "torchao", torch.bfloat16)
+    assert plan.reason.startswith("auto: fp8: GEMM intensity 2803") and plan.auto["use_fp8"] is True
+    plan = plan_precision(auto, gpu, _spec(TRIAL_D768), 32768)
+    assert (plan.name, plan.fp8_backend) == ("bf16", None) and plan.reason.startswith("auto: bf16: GEMM intensity")
+    assert plan.auto == {"use_fp8": False, "reason": plan.reason.removeprefix("auto: "), "intensity": 1125.2}
+    # fp8 would pay, but this machine cannot run it: bf16, and the record says both
+    plan = plan_precision(auto, _gpu(monkeypatch, "NVIDIA H200", installed=()), _spec("nemotron-h-1b"), 16384)
+    assert plan.name == "bf16" and "would pay but is unavailable: torchao is not installed" in plan.reason
+    assert plan.auto["use_fp8"] is False and plan.auto["blocked"].startswith("torchao")
+
+
+def test_plan_auto_on_cpu_is_the_cpu_default():
+    plan = plan_precision(Recipe(precision="auto"), torch.device("cpu"))
+    assert (plan.name, plan.autocast_dtype, plan.reason, plan.auto) == ("fp32", None, "auto: fp32 on CPU", None)
+
+
+def test_a_cpu_run_with_auto_records_precision_and_timing(tmp_path):
+    recipe = Recipe(steps=3, batch_size=2, seq_len=32, precision="auto", eval_every=3, eval_batches=1)
+    result = train(load_spec("nemotron-h-tiny"), TaskSpec(name="mqar", options={"vocab": 32}), recipe,
+                   progress=False, device="cpu", out_dir=tmp_path / "run")
+    assert (result.precision, result.precision_reason) == ("fp32", "auto: fp32 on CPU")
+    timing = result.extra["timing"]
+    assert timing["timed_steps"] == 2 and timing["steps_s"] > 0 and timing["first_step_s"] > 0
+    assert timing["setup_s"] > 0 and timing["to_first_step_s"] >= timing["setup_s"] + timing["first_step_s"]
+    assert timing["eval_s"] > 0 and timing["checkpoint_s"] > 0
+    parts = timing["setup_s"] + timing["first_step_s"] + timing["steps_s"] + timing["eval_s"] + timing["checkpoint_s"]
+    assert parts <= timing["wall_s"] + 1e-6
+    assert result.extra["compile_info"] is None  # not compiled
