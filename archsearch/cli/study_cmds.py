@@ -84,8 +84,14 @@ def list_(storage: str = typer.Option("sqlite:///archsearch.db", help="database 
     from ..storage.records import list_studies
     from .spec_cmds import printable
 
+    from ..storage.records import study_by_name
+    from ..storage.tally import study_tally
+
     with Database(storage, create=False, label="--storage") as db:
         studies = list_studies(db)
+        for s in studies:  # a trial and its retries count once, as n_trials counts them
+            tally = study_tally(db, study_by_name(db, s["name"]).id)
+            s["counts"], s["done"], s["attempts"] = tally.by_status, tally.done, tally.attempts
     if as_json:
         print(json.dumps(studies, indent=1))
         return
@@ -93,6 +99,8 @@ def list_(storage: str = typer.Option("sqlite:///archsearch.db", help="database 
         print("no studies stored")
     for s in studies:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())) or "no trials"
+        of = f" of {s['n_trials_target']}" if s["n_trials_target"] is not None else ""
+        counts = f"{s['done']}{of} trials: {counts}"
         objectives = ", ".join(f"{o['metric']} ({o['direction'][:3]})" for o in s["objectives"])
         print(printable(f"{s['name']:<32} {objectives:<40} {counts}  (created {s['created_at']})"))
 

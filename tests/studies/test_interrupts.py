@@ -115,6 +115,11 @@ def test_ctrl_c_during_training_queues_the_trial_and_counts_it_once(write_study,
     with Database(sqlite_url) as db:
         rows = records.trials_of(db, records.study_by_name(db, "toy").id)
     assert len(rows) == 4 and [r.status for r in rows].count("interrupted") == 1
+    from archsearch.cli import main
+
+    capsys.readouterr()
+    assert main(["study", "list", "--storage", sqlite_url]) == 0
+    assert "3 of 3 trials: completed 3" in capsys.readouterr().out  # not "4 trials of 3"
 
 
 def test_a_diverged_trial_is_one_line_not_a_traceback(write_study, sqlite_url, capsys, caplog):
