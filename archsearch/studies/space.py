@@ -120,6 +120,22 @@ class Sample:
 
 
 # ---------------------------------------------------------------------------------------------- checking
+def parameter_path_issues(data: Any, base: ModelSpec, marks: Marks | None = None, source: str | None = None,
+                          prefix: tuple = ()) -> list[SpecIssue]:
+    """Parameter names of a space document (even one that failed validation) that are no field of the base, so
+    that a broken space reports these together with its other problems."""
+    parameters = data.get("parameters") if isinstance(data, dict) else None
+    if not isinstance(parameters, dict):
+        return []
+    base_doc = base.to_dict()
+    out = []
+    for name in parameters:
+        problem = check_path(name, base_doc) if isinstance(name, str) else "a parameter name is a dotted path"
+        if problem:
+            out.append(issue(marks or {}, source, prefix + ("parameters", name), problem))
+    return out
+
+
 def check_space(space: SearchSpace, base: ModelSpec, marks: Marks | None = None, source: str | None = None,
                 prefix: tuple = ()) -> None:
     """Raise FileError naming every parameter whose path does not exist, whose `when` names no earlier

@@ -31,7 +31,7 @@ from ..storage.urls import redact
 from .bounds import MAX_BATCH, MAX_SEED, MAX_TIMEOUT_S, MAX_TRIALS
 from .documents import FileError, Marks, issue, parse_model, read_yaml
 from .objectives import Objective
-from .space import SearchSpace, check_space, load_space, parse_space
+from .space import SearchSpace, check_space, parameter_path_issues, parse_space, resolve_space_path
 
 
 def _whole(low: int, high: int | None = None):
@@ -192,14 +192,18 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
     space_marks, space_source, prefix = {}, None, ()
     if isinstance(raw_base, (str, dict)):
         base = _collect(issues, lambda: _resolve_base(raw_base, marks, source, directory))
+    space_data = None
     if isinstance(raw_space, str):
-        loaded = _collect(issues, lambda: load_space(raw_space, relative_to=directory))
-        if loaded:
-            space, space_marks, space_source = loaded
-            prefix: tuple = ()
+        read = _collect(issues, lambda: read_yaml(resolve_space_path(raw_space, directory), "search space"))
+        if read:
+            space_data, space_marks, space_source = read
+            space = _collect(issues, lambda: parse_space(space_data, space_marks, space_source))
     elif isinstance(raw_space, dict):
+        space_data = raw_space
         space = _collect(issues, lambda: parse_space(raw_space, _under(marks, "space"), source))
         space_marks, space_source, prefix = marks, source, ("space",)
+    if space is None and base is not None and space_data is not None:  # still name every parameter path
+        issues.extend(parameter_path_issues(space_data, base, space_marks, space_source, prefix))
     if space is not None and not space.names():
         issues.append(issue(marks, source, ("space",), "the space searches nothing (empty, or every value fixed): "
                             "every trial would train the same model", allowed="at least one parameter with a type "

@@ -201,3 +201,17 @@ def test_ablate_reads_a_long_inline_recipe_as_yaml(capsys):
     assert main(["ablate", "nemotron-h-tiny", "--vary", "d_model=64", "--recipe", recipe]) == 2
     err = capsys.readouterr().err
     assert "recipe.unknown_0" in err and "Traceback" not in err and "File name too long" not in err
+
+
+def test_a_space_file_reports_all_its_problems_at_once_at_its_own_lines(tmp_path, write_study):
+    space = tmp_path / "space.yaml"
+    space.write_text("parameters:\n"
+                     "  d_model: {type: int, low: 64, high: 32}\n"          # low > high
+                     "  blocks.M.d_state: {type: int, low: 8, hihg: 16}\n"  # unknown field, missing high
+                     "  blocks.Q.n_heads: {type: categorical, choices: [1, 2]}\n"  # no block Q
+                     "bogus: 1\n")
+    path = write_study(space=str(space))
+    with pytest.raises(FileError) as caught:
+        preflight(path)
+    located = {issue.location.rsplit(":", 2)[1] for issue in caught.value.issues if str(space) in issue.location}
+    assert {"2", "3", "4", "5"} <= located, str(caught.value)
