@@ -63,9 +63,10 @@ def set_optuna_study_id(db: Database, study_id: int, optuna_study_id: int) -> No
 def set_identity(db: Database, study_id: int, identity: dict) -> None:
     """Store a study's identity (archsearch.studies.identity) once: at creation, or on the first rerun of a study
     created before identities were stored."""
-    with db.session() as session:
-        session.execute(sa.update(StudyRecord).where(StudyRecord.id == study_id, StudyRecord.identity.is_(None))
-                        .values(identity=identity))
+    with db.session() as session:  # read, not `IS NULL`: a JSON column may hold a JSON null rather than SQL NULL
+        record = session.get(StudyRecord, study_id)
+        if record is not None and record.identity is None:
+            record.identity = identity
 
 
 def first_completed_with_key(db: Database, study_id: int, candidate_key: str) -> TrialRecord | None:

@@ -107,6 +107,9 @@ def _leaf_changes(path: str, before: Any, after: Any) -> list[str]:
         for key in list(before) + [k for k in after if k not in before]:
             out += _leaf_changes(f"{path}.{key}", before.get(key, _ABSENT), after.get(key, _ABSENT))
         return out
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after) and any(
+            isinstance(x, dict) for x in before + after):  # a list of sections: name the field in the section
+        return [line for i, (x, y) in enumerate(zip(before, after)) for line in _leaf_changes(f"{path}[{i}]", x, y)]
     if _same(before, after):
         return []
     return [f"{path} {_short(before)} -> {_short(after)}"]

@@ -142,9 +142,12 @@ class StudyRunner:
             existing = records.study_by_name(self.db, self.study.name)
             objectives = [o.to_dict() for o in self.objectives]
             identity = study_identity(self.study)
+            space_hash = self.study.space_hash()
             if existing is not None:
                 check_identity(existing.identity, identity, self.study.name, self.url)  # names each changed field
-                records.check_study_matches(existing, self.study.space_hash(), objectives)
+                if existing.identity is not None:  # the identity compared canonical specs: the same question
+                    space_hash = existing.space_hash
+                records.check_study_matches(existing, space_hash, objectives)
             heartbeat = self.study.file.heartbeat
             storage = self.db.optuna_storage(heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_s,
                                              max_retry=heartbeat.max_retry)
@@ -155,7 +158,7 @@ class StudyRunner:
                                                      len(self.objectives))
             pruner = build_pruner(self.study.file.pruner)
             self.record = records.ensure_study(
-                self.db, name=self.study.name, space_hash=self.study.space_hash(), study_file=self.study.resolved(),
+                self.db, name=self.study.name, space_hash=space_hash, study_file=self.study.resolved(),
                 objectives=objectives, n_trials_target=self.n_trials, archsearch_version=archsearch_version)
             self.optuna_study = optuna.create_study(
                 storage=storage, sampler=sampler, pruner=pruner, study_name=self.study.name, load_if_exists=True,
