@@ -47,6 +47,16 @@ class Attention(nn.Module):
         if self.rotary is not None:
             self.rotary.reset_parameters()
 
+    @staticmethod
+    def kernel_calls(block: AttentionBlock, d_model: int, max_context: int, device: str,
+                     dtype: torch.dtype) -> list[tuple[str, dict]]:
+        """(op, call info) of the attention call `forward` makes, at its largest (training over max_context),
+        for the registry to check before any tensor exists."""
+        a = block.dims(d_model)
+        return [("attention", dict(device=device, dtype=dtype, head_dim=a.head_dim, t=max_context, s=max_context,
+                                   causal=True, window=block.window, softcap=block.logit_softcap,
+                                   requires_grad=True))]
+
     def allocate_cache(self, batch: int, max_len: int, device, dtype) -> KVCache:
         return KVCache.allocate(batch, self.n_kv_heads, self.head_dim, max_len, self.window, device, dtype)
 

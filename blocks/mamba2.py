@@ -67,6 +67,22 @@ class Mamba2Mixer(nn.Module):
             init._copy(self.norm.weight, torch.ones(self.d_inner))
         init.linear_(self.out_proj, init.output_std)
 
+    @staticmethod
+    def kernel_calls(block: Mamba2Block, d_model: int, max_context: int, device: str,
+                     dtype: torch.dtype) -> list[tuple[str, dict]]:
+        """(op, call info) of every kernel call `forward` and `_decode` make, for the registry to check before
+        any tensor exists."""
+        m = block.dims(d_model)
+        base = dict(device=device, dtype=dtype)
+        calls = [("ssd_scan", dict(base, headdim=m.head_dim, dstate=m.d_state)),
+                 ("causal_conv1d", dict(base, width=m.conv_kernel)),
+                 ("conv_state_update", dict(base)),
+                 ("ssm_state_update", dict(base, dt_limit=tuple(block.dt_limit or NO_DT_LIMIT)))]
+        if block.gated_norm:
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            calls.append(("gated_rmsnorm", dict(base, group_size=m.d_inner // m.n_groups, itemsize=itemsize)))
+        return calls
+
     def allocate_cache(self, batch: int, max_len: int, device, dtype) -> MambaState:
         return MambaState.allocate(batch, self.n_heads, self.head_dim, self.d_state, self.conv_dim,
                                    self.dims.conv_kernel, device, dtype)

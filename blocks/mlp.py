@@ -27,7 +27,8 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 
 class Mlp(nn.Module):
-    def __init__(self, block: MlpBlock, d_model: int, device=None, dtype=None):
+    def __init__(self, block: MlpBlock, d_model: int, norm_eps: float | None = None, device=None, dtype=None):
+        """norm_eps: unused (an MLP has no norm of its own); every mixer takes the same arguments."""
         super().__init__()
         ffn = block.dims(d_model).ffn_dim
         self.activation = block.activation
@@ -42,6 +43,16 @@ class Mlp(nn.Module):
             if linear is not None:
                 init.linear_(linear, init.std)
         init.linear_(self.down_proj, init.output_std)
+
+    @staticmethod
+    def kernel_calls(block: MlpBlock, d_model: int, max_context: int, device: str,
+                     dtype: torch.dtype) -> list[tuple[str, dict]]:
+        """Plain matmuls and activations: no call goes through archsearch.kernels."""
+        return []
+
+    def allocate_cache(self, batch: int, max_len: int, device, dtype) -> None:
+        """An MLP keeps no state between tokens."""
+        return None
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         h_BTF = self.up_proj(x_BTD)

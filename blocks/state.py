@@ -35,6 +35,9 @@ class KVCache:
     def nbytes(self) -> int:
         return 2 * self.k_BHSD.numel() * self.k_BHSD.element_size()
 
+    def reset(self) -> None:
+        """A new sequence: nothing to clear, since slots past the new position are never read (positions)."""
+
     def slot_positions(self, written: int) -> torch.Tensor:
         """(capacity,) int64: the absolute position each slot holds once positions 0..written-1 were written
         (-1: empty). The cache's position table, derived from the write rule (slot = position for a global
@@ -61,3 +64,8 @@ class MambaState:
 
     def nbytes(self) -> int:
         return self.ssm_BHPN.numel() * 4 + self.conv_BDK.numel() * self.conv_BDK.element_size()
+
+    def reset(self) -> None:
+        """A new sequence starts from zero states (the recurrence reads them whatever the position)."""
+        self.ssm_BHPN.zero_()
+        self.conv_BDK.zero_()

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from archsearch.blocks import KVCache, MambaState
+
+class MixerState(Protocol):
+    """What a mixer's `allocate_cache` returns (archsearch.blocks.KVCache, MambaState, ...)."""
+
+    def nbytes(self) -> int: ...
+
+    def reset(self) -> None: ...
 
 
 @dataclass
 class ModelCache:
     batch: int
     max_len: int
-    layers: list[KVCache | MambaState | None]  # None for layers without state (MLP)
+    layers: list[MixerState | None]  # None for layers without state (MLP)
     seq_len: int = 0  # tokens consumed so far = absolute position of the next token
 
     def nbytes(self) -> int:
@@ -20,7 +27,6 @@ class ModelCache:
     def reset(self) -> None:
         """Start a new sequence in the same buffers."""
         for state in self.layers:
-            if isinstance(state, MambaState):
-                state.ssm_BHPN.zero_()
-                state.conv_BDK.zero_()
+            if state is not None:
+                state.reset()
         self.seq_len = 0

@@ -10,31 +10,13 @@ import torch
 
 from archsearch.errors import UserError
 from archsearch.kernels import BackendError, check
-from archsearch.spec import AttentionBlock, Mamba2Block, ModelSpec
+from archsearch.spec import ModelSpec
+
+from .mixers import mixer_class
 
 
 class BackendUnavailable(UserError):
     """No backend (or not the forced one) can run one of the spec's layers on this device and dtype."""
-
-
-def layer_calls(block, d_model: int, max_context: int, device: str, dtype: torch.dtype) -> list[tuple[str, dict]]:
-    """(op, call info) for every kernel call a layer makes in training and decoding."""
-    base = dict(device=device, dtype=dtype)
-    if isinstance(block, Mamba2Block):
-        m = block.dims(d_model)
-        calls = [("ssd_scan", dict(base, headdim=m.head_dim, dstate=m.d_state)),
-                 ("causal_conv1d", dict(base, width=m.conv_kernel)),
-                 ("conv_state_update", dict(base)),
-                 ("ssm_state_update", dict(base, dt_limit=tuple(block.dt_limit or (0.0, float("inf")))))]
-        if block.gated_norm:
-            itemsize = torch.empty((), dtype=dtype).element_size()
-            calls.append(("gated_rmsnorm", dict(base, group_size=m.d_inner // m.n_groups, itemsize=itemsize)))
-        return calls
-    if isinstance(block, AttentionBlock):
-        a = block.dims(d_model)
-        return [("attention", dict(base, head_dim=a.head_dim, t=max_context, s=max_context, causal=True,
-                                   window=block.window, softcap=block.logit_softcap, requires_grad=True))]
-    return []
 
 
 def check_backends(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> None:
@@ -44,7 +26,8 @@ def check_backends(spec: ModelSpec, device: torch.device, dtype: torch.dtype) ->
         first = next((layer.index for layer in spec.layers if layer.symbol == symbol), None)
         if first is None:
             continue
-        for op, info in layer_calls(block, spec.d_model, spec.max_context, device.type, dtype):
+        calls = mixer_class(block.kind).kernel_calls(block, spec.d_model, spec.max_context, device.type, dtype)
+        for op, info in calls:
             try:
                 check(op, **info)
             except BackendError as err:

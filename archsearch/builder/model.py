@@ -5,24 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from archsearch.blocks import Attention, Embedding, Initializer, LMHead, Mamba2Mixer, Mlp, RMSNorm, ResidualLayer
+from archsearch.blocks import Embedding, Initializer, LMHead, RMSNorm, ResidualLayer
 from archsearch.kernels import backends_used
-from archsearch.spec import AttentionBlock, Mamba2Block, MlpBlock, ModelSpec
+from archsearch.spec import ModelSpec
 
 from .cache import ModelCache
+from .mixers import make_mixer
 
 PREFILL_LOGITS = ("last", "all")
-
-
-def make_mixer(block, d_model: int, eps: float, device, dtype) -> nn.Module:
-    if isinstance(block, Mamba2Block):
-        return Mamba2Mixer(block, d_model, eps, device=device, dtype=dtype)
-    if isinstance(block, AttentionBlock):
-        return Attention(block, d_model, eps, device=device, dtype=dtype)
-    if isinstance(block, MlpBlock):
-        return Mlp(block, d_model, device=device, dtype=dtype)
-    raise TypeError(f"no module for block kind {getattr(block, 'kind', type(block).__name__)!r}; "
-                    "allowed: mamba2, attention, mlp")
 
 
 class HybridLM(nn.Module):
@@ -77,8 +67,7 @@ class HybridLM(nn.Module):
         dtype = ref.dtype if dtype is None else dtype
         if max_len < 1 or batch < 1:
             raise ValueError(f"allocate_cache: batch ({batch}) and max_len ({max_len}) must be >= 1")
-        states = [layer.mixer.allocate_cache(batch, max_len, device, dtype)
-                  if isinstance(layer.mixer, (Attention, Mamba2Mixer)) else None for layer in self.layers]
+        states = [layer.mixer.allocate_cache(batch, max_len, device, dtype) for layer in self.layers]
         return ModelCache(batch, max_len, states)
 
     @torch.no_grad()

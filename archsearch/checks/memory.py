@@ -5,9 +5,9 @@ The model is compiled once per (spec, settings) into a few numbers per block sym
 a second, and for the largest context to be found by bisection.
 
 Memory(context, batch) = weights + batch * per_sequence(context), per_sequence nondecreasing in context:
-- KV cache: 2 * kv_heads * head_dim * kept tokens per attention layer (kept = context, or the window);
-- SSM state (n_heads, head_dim, d_state) in state_dtype and conv state (conv_dim, kernel - 1) in act_dtype per
-  Mamba-2 layer;
+- each layer's state as its kind's `state` gives it (archsearch.spec.kinds): the KV cache, 2 * kv_heads *
+  head_dim * kept tokens per attention layer (kept = context, or the window); the SSM state (n_heads, head_dim,
+  d_state) in state_dtype and conv state (conv_dim, kernel - 1) in act_dtype per Mamba-2 layer;
 - the prefill workspace of the last (largest-key) chunk: the widest layer's live tensors (workspace.py) plus
   the chunk's residual stream and the LM-head logits.
 """
@@ -18,7 +18,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..spec.accounting import count_parameters, dtype_bytes, layer_parameters
-from ..spec.blocks import AttentionBlock, Mamba2Block
 from ..spec.model import ModelSpec
 from .settings import CheckSettings
 from .workspace import LayerWorkspace, layer_workspace, lm_head_workspace
@@ -91,19 +90,10 @@ class MemoryModel:
         terms = []
         for symbol, count in counts.items():
             block = spec.blocks[symbol]
-            kv = window = None
-            ssm = conv = buffers = 0
-            if isinstance(block, AttentionBlock):
-                att = block.dims(d)
-                kv, window = 2 * att.n_kv_heads * att.head_dim * kv_b, block.window
-                if block.rope_theta is not None:  # the RoPE frequencies, a float32 buffer per layer
-                    buffers = att.head_dim // 2 * 4
-            elif isinstance(block, Mamba2Block):
-                m = block.dims(d)
-                ssm = m.n_heads * m.head_dim * m.d_state * state_b
-                conv = m.conv_dim * (m.conv_kernel - 1) * act_b
-            terms.append(_SymbolTerms(symbol, block.kind, count, layer_parameters(spec, block) * param_b + buffers, kv or 0,
-                                      window, ssm, conv,
+            weights = layer_parameters(spec, block) * param_b + block.buffer_bytes(d)
+            held = block.state(d, kv_b, state_b, act_b)  # its kind says which states a layer keeps
+            terms.append(_SymbolTerms(symbol, block.kind, count, weights, held.kv_per_token, held.window, held.ssm,
+                                      held.conv,
                                       layer_workspace(block, d, settings.act_dtype, settings.kernels, materialize)))
         self.terms = tuple(terms)
         self.weight_bytes += sum(t.count * t.weight_bytes for t in terms)

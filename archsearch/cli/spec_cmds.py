@@ -12,8 +12,16 @@ import typer
 from .. import limits
 from .options import bounded
 
-KIND_STYLES = {"mamba2": "black on green3", "attention": "black on orange1", "mlp": "black on deep_sky_blue1"}
-KIND_LABELS = {"mamba2": "Mamba-2", "attention": "attention", "mlp": "MLP"}
+# Colours of block kinds in `show`, given in archsearch.spec.kinds.KINDS order (then reused).
+PALETTE = ("black on green3", "black on orange1", "black on deep_sky_blue1", "black on orchid", "black on yellow3",
+           "black on grey70")
+
+
+def _kind_looks() -> tuple[dict[str, str], dict[str, str]]:
+    """(style, label) of every block kind, from the kinds table (a new kind needs no row here)."""
+    from ..spec.kinds import KINDS
+    styles = {kind: PALETTE[i % len(PALETTE)] for i, kind in enumerate(KINDS)}
+    return styles, {kind: cls.label for kind, cls in KINDS.items()}
 
 
 def printable(text: object, keep: str = "") -> str:
@@ -100,17 +108,18 @@ def _print_summary(spec, summary: dict) -> None:
     from rich.text import Text
 
     console = Console(highlight=False)
+    styles, labels = _kind_looks()
     console.print(Text(printable(spec.name), style="bold") + Text(f"  {summary['n_layers']} layers, d_model "
                                                             f"{spec.d_model}, vocab {spec.vocab_size}, "
                                                             f"max context {spec.max_context}"))
     strip = Text()
     for layer in spec.layers:
-        strip.append(printable(layer.symbol), style=KIND_STYLES[layer.kind])
+        strip.append(printable(layer.symbol), style=styles[layer.kind])
     console.print(strip)
     legend = Text("legend: ")
     for kind, count in summary["layers_per_kind"].items():
         symbols = ", ".join(printable(repr(s)) for s, b in summary["blocks"].items() if b["kind"] == kind)
-        legend.append(f" {KIND_LABELS[kind]} ", style=KIND_STYLES[kind]).append(f" {symbols} x{count}   ")
+        legend.append(f" {labels[kind]} ", style=styles[kind]).append(f" {symbols} x{count}   ")
     console.print(legend)
     console.print(Text(printable(f"pattern: {summary['pattern']}")))
 
@@ -121,7 +130,7 @@ def _print_summary(spec, summary: dict) -> None:
     table.add_column("exact", justify="right")
     rows = [("total", params["total"]), ("embedding", params["embedding"]), ("lm head", params["lm_head"]),
             ("non-embedding", params["non_embedding"])]
-    rows += [(f"  {KIND_LABELS[k]} layers", v) for k, v in params["per_kind"].items()]
+    rows += [(f"  {labels[k]} layers", v) for k, v in params["per_kind"].items()]
     for label, value in rows:
         table.add_row(label, _human(value), f"{value:,}")
     table.add_row("weights", _bytes(summary["weight_bytes"]), summary["param_dtype"])
@@ -132,7 +141,7 @@ def _print_summary(spec, summary: dict) -> None:
         blocks.add_column(column)
     for symbol, entry in summary["blocks"].items():
         kind = entry["kind"] + (f" (window {entry['window']})" if "window" in entry else "")
-        blocks.add_row(Text(printable(symbol), style=KIND_STYLES[entry["kind"]]), kind, str(entry["layers"]),
+        blocks.add_row(Text(printable(symbol), style=styles[entry["kind"]]), kind, str(entry["layers"]),
                        f"{entry['parameters_per_layer']:,}")
     console.print(blocks)
 
@@ -140,7 +149,7 @@ def _print_summary(spec, summary: dict) -> None:
     console.print(f"FLOPs/token at seq_len {flops['seq_len']}: training {_human(flops['training_per_token'])}, "
                   f"forward {_human(flops['forward_per_token'])}, decode {_human(flops['decode_per_token'])}")
     state = summary["inference_state"]
-    per_kind = ", ".join(f"{KIND_LABELS[k]} {_bytes(v)}" for k, v in state["per_kind"].items()) or "none"
+    per_kind = ", ".join(f"{labels[k]} {_bytes(v)}" for k, v in state["per_kind"].items()) or "none"
     console.print(f"inference state at context {state['context']}, batch {state['batch']}: {_bytes(state['total'])} "
                   f"(KV cache {_bytes(state['kv_cache'])}, SSM state {_bytes(state['ssm_state'])}, conv state "
                   f"{_bytes(state['conv_state'])}; per kind: {per_kind})")

@@ -34,13 +34,14 @@ class NotExpressibleError(SpecError):
         return self.args[0]
 
 
+# The block kinds each family holds (a spec using any other kind is expressible in none of them).
+_KINDS: dict[str, tuple[str, ...]] = {"nemotron_h": nemotron_h.KINDS, "mamba2": mamba2.KINDS,
+                                      **{key: transformer.KINDS for key in transformer.FAMILIES}}
+
+
 def _layer_kinds_fit(family: str, kinds: set[str]) -> bool:
     """Whether a family has every kind of layer the spec uses (the first thing that makes it a candidate)."""
-    if family == "mamba2":
-        return kinds == {"mamba2"}
-    if family == "nemotron_h":
-        return True
-    return kinds <= {"attention", "mlp"}
+    return kinds <= set(_KINDS[family])
 
 
 _ARCHITECTURES = {"NemotronHForCausalLM": "nemotron_h", "Mamba2ForCausalLM": "mamba2",

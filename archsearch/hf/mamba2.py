@@ -18,6 +18,7 @@ from ._config import ConfigReader
 
 MODEL_TYPE = "mamba2"
 ARCHITECTURE = "Mamba2ForCausalLM"
+KINDS = ("mamba2",)  # the block kinds this family holds
 
 
 def import_config(config: dict, *, name: str | None, max_context: int | None, source: str | None) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:
     config["max_position_embeddings"] = spec.max_context
     config["rescale_prenorm_residual"] = spec.init.scale_output_projections
     for layer in spec.layers:
-        if layer.kind != "mamba2":
+        if layer.kind not in KINDS:
             check.add(("pattern",), f"Mamba2 has only Mamba-2 layers; layer {layer.index} is {layer.kind}",
                       layer.symbol, "symbols of mamba2 blocks")
             break

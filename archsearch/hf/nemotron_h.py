@@ -27,7 +27,9 @@ ARCHITECTURE = "NemotronHForCausalLM"
 # Layer type names of `layers_block_type` (transformers 5) and their legacy spellings -> pattern symbols.
 LAYER_TYPES = {"linear_attention": MAMBA, "mamba": MAMBA, "full_attention": ATTENTION, "attention": ATTENTION,
                "mlp": MLP, "moe": "E"}
-_TYPE_OF_KIND = {"mamba2": "linear_attention", "attention": "full_attention", "mlp": "mlp"}
+# The block kinds this family holds, each as its hybrid_override_pattern symbol; others are not expressible.
+SYMBOL_OF_KIND = {"mamba2": MAMBA, "attention": ATTENTION, "mlp": MLP}
+KINDS = tuple(SYMBOL_OF_KIND)
 _LEGACY_KEYS = {"mamba_n_groups": "n_groups", "mamba_d_conv": "conv_kernel", "mamba_dt_min": "time_step_min",
                 "mamba_dt_max": "time_step_max", "mamba_dt_limit": "time_step_limit",
                 "mamba_dt_init_floor": "time_step_floor", "mamba_conv_bias": "use_conv_bias",
@@ -102,8 +104,12 @@ def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:
     check.expect(("tie_embeddings",), spec.tie_embeddings, False, "an untied LM head (transformers' NemotronH "
                  "never ties it)")
     config = base_config(spec, model_type=MODEL_TYPE, architecture=ARCHITECTURE, eps_key="layer_norm_epsilon")
-    config["hybrid_override_pattern"] = "".join(
-        {"mamba2": MAMBA, "attention": ATTENTION, "mlp": MLP}[layer.kind] for layer in spec.layers)
+    for layer in spec.layers:
+        if layer.kind not in SYMBOL_OF_KIND:
+            check.add(("pattern",), f"NemotronH has no {layer.kind} layers; layer {layer.index} is one", layer.symbol,
+                      f"symbols of {', '.join(KINDS)} blocks")
+            break
+    config["hybrid_override_pattern"] = "".join(SYMBOL_OF_KIND.get(layer.kind, "?") for layer in spec.layers)
     config["num_hidden_layers"] = spec.n_layers
     config["max_position_embeddings"] = spec.max_context
     config["rescale_prenorm_residual"] = spec.init.scale_output_projections

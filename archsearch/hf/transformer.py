@@ -24,6 +24,9 @@ from ._common import (ACTIVATION_TO_HF, ATTENTION, LOCAL, MLP, Checker, activati
 from ._config import ConfigReader
 
 
+KINDS = ("attention", "mlp")  # the block kinds every family here holds, in attention / MLP pairs
+
+
 @dataclass(frozen=True)
 class Family:
     name: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .blocks import AttentionBlock, Mamba2Block, MlpBlock
+from .kinds import BlockKind
 from .model import ModelSpec
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
@@ -24,30 +24,10 @@ def dtype_bytes(name: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- parameters
-def block_parameters(block: Mamba2Block | AttentionBlock | MlpBlock, d_model: int) -> int:
-    """Weights of one block's mixer or MLP, without the layer's norms."""
-    d = d_model
-    if isinstance(block, Mamba2Block):
-        m = block.dims(d)
-        return (d * m.in_proj_dim + (m.in_proj_dim if block.bias else 0)
-                + m.conv_dim * m.conv_kernel + (m.conv_dim if block.conv_bias else 0)
-                + 3 * m.n_heads  # dt_bias, A_log, D
-                + (m.d_inner if block.gated_norm else 0)
-                + m.d_inner * d + (d if block.bias else 0))
-    if isinstance(block, AttentionBlock):
-        a = block.dims(d)
-        q, kv = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
-        return (d * (q + 2 * kv) + q * d
-                + ((q + 2 * kv) if block.qkv_bias else 0) + (d if block.out_bias else 0)
-                + (2 * a.head_dim if block.qk_norm else 0))
-    f = block.dims(d).ffn_dim
-    n_in = 2 if block.gated else 1
-    return n_in * d * f + f * d + ((n_in * f + d) if block.bias else 0)
-
-
-def layer_parameters(spec: ModelSpec, block) -> int:
+def layer_parameters(spec: ModelSpec, block: BlockKind) -> int:
+    """One layer: the block's weights (its kind counts them) and the layer's norms."""
     norms = 2 if spec.norm.post_block_norm else 1
-    return block_parameters(block, spec.d_model) + norms * spec.d_model
+    return block.parameters(spec.d_model) + norms * spec.d_model
 
 
 @dataclass(frozen=True)
@@ -82,51 +62,12 @@ def count_parameters(spec: ModelSpec) -> ParamCount:
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
-def _visible_keys_mean(seq_len: int, window: int | None) -> float:
-    """Mean number of keys a causal query attends to over positions 0..seq_len-1."""
-    if window is None or window >= seq_len:
-        return (seq_len + 1) / 2
-    # positions below the window see i+1 keys, the rest see `window`
-    ramp = window * (window + 1) / 2
-    return (ramp + (seq_len - window) * window) / seq_len
-
-
-def block_forward_flops(block, d_model: int, keys: float, ssd_chunk_tokens: float | None) -> float:
-    """Forward FLOPs for one token through one block.
-
-    keys: how many keys this token attends to (attention); ssd_chunk_tokens: mean causal partners within a
-    chunk for the chunked SSD scan, or None for the recurrent (decode) form.
-    """
-    matmul = 2 * (block_parameters(block, d_model))  # weights dominate; biases and norms are noise
-    if isinstance(block, AttentionBlock):
-        a = block.dims(d_model)
-        return matmul + 4 * a.n_heads * a.head_dim * keys  # QK^T and AV
-    if isinstance(block, Mamba2Block):
-        m = block.dims(d_model)
-        conv = 2 * m.conv_dim * m.conv_kernel
-        matmul = 2 * d_model * (m.in_proj_dim + m.d_inner)
-        states = 4 * m.n_heads * m.head_dim * m.d_state  # write the state, read the output from it
-        intra = 0.0
-        if ssd_chunk_tokens is not None:  # the quadratic part inside a chunk: C.B^T, then its product with x
-            intra = 2 * ssd_chunk_tokens * (m.n_groups * m.d_state + m.n_heads * m.head_dim)
-        return matmul + conv + states + intra
-    return matmul
-
-
 def forward_flops_per_token(spec: ModelSpec, seq_len: int, *, decode: bool = False) -> float:
     """Forward FLOPs per token: averaged over a causal sequence of seq_len (training/prefill), or for one
-    token decoded at position seq_len (decode=True)."""
+    token decoded at position seq_len (decode=True). Each layer's share is its kind's `forward_flops`."""
     total = 2.0 * spec.vocab_size * spec.d_model  # LM head (the embedding lookup is free)
     for layer in spec.layers:
-        block = layer.block
-        if isinstance(block, AttentionBlock):
-            keys = min(seq_len, block.window or seq_len) if decode else _visible_keys_mean(seq_len, block.window)
-            total += block_forward_flops(block, spec.d_model, keys, None)
-        elif isinstance(block, Mamba2Block):
-            chunk = min(block.chunk_size, seq_len)
-            total += block_forward_flops(block, spec.d_model, 0, None if decode else (chunk + 1) / 2)
-        else:
-            total += block_forward_flops(block, spec.d_model, 0, None)
+        total += layer.block.forward_flops(spec.d_model, seq_len, decode)
     return total
 
 
@@ -191,17 +132,9 @@ def inference_state(spec: ModelSpec, context: int, batch: int = 1, *, kv_dtype: 
     kv_b, st_b, cv_b = dtype_bytes(kv_dtype), dtype_bytes(state_dtype), dtype_bytes(conv_dtype)
     rows = []
     for layer in spec.layers:
-        block = layer.block
-        kv = ssm = conv = 0
-        if isinstance(block, AttentionBlock):
-            a = block.dims(spec.d_model)
-            kept = min(context, block.window) if block.window else context
-            kv = 2 * a.n_kv_heads * a.head_dim * kept * batch * kv_b
-        elif isinstance(block, Mamba2Block):
-            m = block.dims(spec.d_model)
-            ssm = m.n_heads * m.head_dim * m.d_state * batch * st_b
-            conv = m.conv_dim * (m.conv_kernel - 1) * batch * cv_b
-        rows.append(LayerState(layer.index, layer.symbol, layer.kind, kv, ssm, conv))
+        held = layer.block.state(spec.d_model, kv_b, st_b, cv_b)
+        rows.append(LayerState(layer.index, layer.symbol, layer.kind, held.kv_bytes(context) * batch,
+                               held.ssm * batch, held.conv * batch))
     return InferenceState(context, batch, tuple(rows))
 
 

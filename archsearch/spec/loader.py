@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .blocks import BLOCK_KINDS, AttentionBlock, Mamba2Block, MlpBlock
+from .kinds import BLOCK_KINDS, KINDS
 from .errors import SpecError, SpecIssue, _IssueGroup
 from .model import InitSpec, ModelSpec, NormSpec, pattern_issues
 
@@ -158,7 +158,7 @@ def _fields_at(path: Path_, data: Any) -> list[str] | None:
         model = NormSpec if path[0] == "norm" else InitSpec
     elif len(path) >= 2 and path[0] == "blocks":
         kind = data.get("blocks", {}).get(path[1], {}).get("kind") if isinstance(data, dict) else None
-        model = {"mamba2": Mamba2Block, "attention": AttentionBlock, "mlp": MlpBlock}.get(kind)
+        model = KINDS.get(kind) if isinstance(kind, str) else None
     return sorted(model.model_fields) if model else None
 
 

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .blocks import MAX_DIM, AttentionBlock, bounded_int, BlockSpec, Mamba2Block, MlpBlock
+from .fields import MAX_DIM, bounded_int
+from .kinds import BlockKind, BlockSpec
 from .errors import SpecIssue, _IssueGroup
 from .pattern import RESERVED_CHARS, PatternError, expand_pattern, is_valid_symbol
 
@@ -57,7 +58,7 @@ class InitSpec(BaseModel):
 class Layer:
     index: int
     symbol: str
-    block: Mamba2Block | AttentionBlock | MlpBlock
+    block: BlockKind
 
     @property
     def kind(self) -> str:
@@ -92,12 +93,8 @@ class ModelSpec(BaseModel):
                                         f"any single character except whitespace and {''.join(sorted(RESERVED_CHARS))!r}"))
         issues.extend(pattern_issues(self.pattern, list(self.blocks)))
         for symbol, block in self.blocks.items():
-            for issue in block.check_against(self.d_model):
+            for issue in block.check_against(self.d_model, self.max_context):
                 issues.append(SpecIssue(("blocks", symbol) + issue.path, issue.message, issue.value, issue.allowed))
-            if isinstance(block, AttentionBlock) and block.window is not None and block.window >= self.max_context:
-                issues.append(SpecIssue(("blocks", symbol, "window"), f"a window must be below max_context "
-                                        f"({self.max_context}); leave it out for global attention", block.window,
-                                        f"1 .. {self.max_context - 1}, or null"))
         if issues:
             raise _IssueGroup(issues)
         return self
