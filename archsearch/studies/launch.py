@@ -49,12 +49,21 @@ def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None
 def _quiet_interrupt(run):
     """Run `run()`; a Ctrl-C outside a trial (while loading, opening storage, starting workers) ends the command
     with one line and exit status 130 instead of a traceback."""
+    default_hook = sys.unraisablehook
+
+    def hook(unraisable):  # a Ctrl-C landing in a finalizer is dropped by Python; do not print its traceback
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default_hook(unraisable)
+
+    sys.unraisablehook = hook  # the parent of workers repeats its SIGINT, so a dropped one is not lost
     try:
         return run()
     except KeyboardInterrupt:
         print("\ninterrupted (Ctrl-C) outside a trial: finished trials are stored; run the same command to resume",
               file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        sys.unraisablehook = default_hook
 
 
 def run_study_command(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
