@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from archsearch.spec import AttentionBlock, Mamba2Block, ModelSpec
+from archsearch.spec import ModelSpec
 
 FP8_ALIGN = 16  # as archsearch.training.fp8: FP8 GEMMs need both matrix dimensions divisible by 16
 GAIN = 1.05  # a whole-step fp8/bf16 speedup below this is within the noise of our figures (+-2-6%, RESULTS.md)
@@ -62,22 +62,8 @@ SAME_GEMMS = {"h200": ("h100",), "h100": ("h200",)}
 def linear_shapes(spec: ModelSpec, min_dim: int) -> list[tuple[str, int, int]]:
     """(name, in, out) of each Linear layer FP8 would convert: as archsearch.training.fp8.skip_reason, both dims
     multiples of 16 and >= min_dim; the LM head never (it is not among these)."""
-    d = spec.d_model
-    shapes: list[tuple[str, int, int]] = []
-    for layer in spec.layers:
-        block, at = layer.block, f"layers.{layer.index}.mixer"  # the builder's module names
-        if isinstance(block, Mamba2Block):
-            m = block.dims(d)
-            shapes += [(f"{at}.in_proj", d, m.in_proj_dim), (f"{at}.out_proj", m.d_inner, d)]
-        elif isinstance(block, AttentionBlock):
-            a = block.dims(d)
-            q, kv = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
-            shapes += [(f"{at}.q_proj", d, q), (f"{at}.k_proj", d, kv), (f"{at}.v_proj", d, kv),
-                       (f"{at}.o_proj", q, d)]
-        else:
-            f = block.dims(d).ffn_dim
-            ins = ["gate_proj", "up_proj"] if block.gated else ["up_proj"]
-            shapes += [(f"{at}.{n}", d, f) for n in ins] + [(f"{at}.down_proj", f, d)]
+    shapes = [(f"layers.{layer.index}.mixer.{name}", k, o)  # the builder's module names
+              for layer in spec.layers for name, k, o in layer.block.linears(spec.d_model)]
     return [(n, k, o) for n, k, o in shapes if k % FP8_ALIGN == 0 and o % FP8_ALIGN == 0 and min(k, o) >= min_dim]
 
 

@@ -84,7 +84,7 @@ def test_workspace_of_a_kind_leaves_out_the_carried_input():
 _SWITCH = re.compile(r"isinstance\([^)]*\b(Mamba2Block|AttentionBlock|MlpBlock|Mamba2Mixer|Attention|Mlp|KVCache|"
                      r"MambaState)\b")
 _CHECKED = ["archsearch/spec", "archsearch/checks", "archsearch/builder", "archsearch/hf", "archsearch/cli",
-            "blocks", "kernels"]
+            "archsearch/training", "blocks", "kernels"]
 
 
 def test_no_module_switches_on_a_block_kind():
