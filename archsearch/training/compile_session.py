@@ -35,6 +35,20 @@ def capacity() -> int:
     return max(1, recompile_limit() // ENTRIES_PER_SIGNATURE)
 
 
+# Spec fields that only set initial values, never the program: specs differing only there share compiled code.
+INIT_ONLY = {"name", "description", "init"}
+INIT_ONLY_BLOCK = {"dt_min", "dt_max", "dt_init_floor", "A_init_range"}
+
+
+def program_of(spec) -> dict[str, Any]:
+    """The spec without its initial-value fields: what decides the compiled forward."""
+    doc = {k: v for k, v in spec.to_dict().items() if k not in INIT_ONLY}
+    doc["pattern"] = spec.pattern_string  # one layer list, however the pattern was written
+    doc["blocks"] = {symbol: {k: v for k, v in block.items() if k not in INIT_ONLY_BLOCK}
+                     for symbol, block in doc.get("blocks", {}).items()}
+    return doc
+
+
 def signature(**parts: Any) -> str:
     """A stable key for what decides the compiled program (spec hash, batch shape, precision, ...)."""
     return json.dumps(parts, sort_keys=True, default=str)

@@ -19,7 +19,7 @@ from archsearch.spec import ModelSpec
 
 from . import checkpoint
 from .budget import Budget, resolve_budget
-from .compile_session import compile_model, signature
+from .compile_session import compile_model, program_of, signature
 from .distill import Teacher, check_teacher, load_teacher
 from .distributed import SINGLE, Parallel
 from .fp8 import Fp8Converter, convert_model
@@ -160,7 +160,7 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     compile_info = None
     if recipe.compile:
         forward, compile_info = compile_model(forward, signature(
-            spec=spec.spec_hash(), rows=recipe.batch_size // parallel.world_size, seq_len=task_obj.seq_len,
+            spec=program_of(spec), rows=recipe.batch_size // parallel.world_size, seq_len=task_obj.seq_len,
             precision=plan.name, fp8_backend=plan.fp8_backend, fp8_recipe=recipe.fp8_recipe, fp8_layers=fp8_layers,
             device=str(torch_device), world_size=parallel.world_size, teacher=teacher_spec is not None))
     return Prepared(spec, task_spec, recipe, task_obj, torch_device, plan, model, forward, optimizer, converter,

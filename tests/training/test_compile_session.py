@@ -48,6 +48,12 @@ def test_a_second_trial_of_the_same_shapes_compiles_nothing(counter):
     second = _run(spec, seed=1)  # new weights, same shapes
     assert counter.frame_count == 2
     assert second.extra["compile_info"]["seen_before"] is True
+    doc = spec.to_dict()
+    doc["init"] = {**doc["init"], "std": 0.05}  # another candidate (init scale), the same program
+    doc["blocks"]["M"] = {**doc["blocks"]["M"], "dt_max": 0.2}
+    doc["pattern"] = ["M", "*"]  # the same layers, written as a list
+    rescaled = _run(ModelSpec.model_validate(doc))
+    assert counter.frame_count == 2 and rescaled.extra["compile_info"]["seen_before"] is True
     assert second.backends == first.backends  # the record still holds what ran under the reused code
     other = _run(_other(spec))
     assert counter.frame_count == 4 and other.extra["compile_info"]["signatures_held"] == 2

@@ -1,0 +1,169 @@
+"""Does a study's GPU time go to training? Runs a real study (`archsearch study run`, a fresh process each run, so
+compile caches are only shared through the disk) of the 100M-class trial (bench/specs/trial-d768.yaml as the base,
+a small space of its patterns, compiled, the study's default precision auto) and reports, from what the trials
+recorded (their "timing" attribute, archsearch.training.loop.Trainer.timing):
+
+- the share of the study's wall time (x GPUs) spent in training steps: each trial's timed steps plus its first
+  step counted as one ordinary step (the rest of the first step is compile and autotune);
+- the first trial's warm-up (prepare + first step: build, compile, autotune) and the later trials' median;
+- trials per GPU-hour; which precision each trial got and why; how many trials reused this process's compile.
+
+`--runs 2` runs the same study twice under new names with one cache folder: the second run shows what a rerun
+gets from the persisted caches. `--cold-cache` starts from an empty cache folder (the "before" of issue 15).
+
+    python bench/bench_study_time.py --trials 12 --steps 100 --runs 2 --cold-cache     # on the GPU
+    python bench/bench_study_time.py --smoke                                            # CPU: tiny spec, 3 trials
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# Patterns of the 100M class: the issue's trial and variants with the same layer count (12 mixers + 12 MLPs).
+PATTERNS_100M = ["M-L-M-*-M-M-L-M-*-M-*-M-", "M-M-L-M-*-M-M-L-M-*-M-*-", "M-L-M-M-*-M-L-M-M-*-M-*-",
+                 "M-M-M-L-M-*-M-M-L-M-*-*-"]
+SMOKE_BASE = {"name": "smoke-hybrid", "vocab_size": 64, "d_model": 64, "max_context": 4096, "pattern": "M-*-",
+              "blocks": {"M": {"kind": "mamba2", "n_heads": 2, "head_dim": 32, "d_state": 16, "chunk_size": 32},
+                         "*": {"kind": "attention", "n_heads": 4, "n_kv_heads": 2, "head_dim": 16},
+                         "L": {"kind": "attention", "n_heads": 4, "n_kv_heads": 2, "head_dim": 16, "window": 16},
+                         "-": {"kind": "mlp", "ffn_ratio": 2}}}
+
+
+def study_document(name: str, args) -> dict:
+    if args.smoke:
+        base, patterns = SMOKE_BASE, ["M-*-", "M-L-"]
+        task = {"name": "mqar", "options": {"vocab": 64, "n_pairs": 4}}
+        recipe = {"steps": args.steps, "batch_size": 4, "seq_len": 32, "eval_every": args.steps, "eval_batches": 1,
+                  "compile": args.compile}
+    else:
+        base, patterns = yaml.safe_load((REPO / args.base).read_text()), PATTERNS_100M
+        task = {"name": "mqar", "options": {"vocab": base["vocab_size"], "n_pairs": 64}}
+        recipe = {"steps": args.steps, "batch_size": args.batch, "seq_len": args.seq_len, "eval_every": args.steps,
+                  "eval_batches": 2, "compile": not args.eager, "warmup": 0.1}
+    # A grid of patterns x init scales: every trial a distinct candidate (a study never retrains a duplicate), and
+    # each pattern's shapes trained several times (init.std changes no shape), so in-process reuse shows.
+    stds = [round(0.01 + 0.005 * i, 4) for i in range(-(-args.trials // len(patterns)))]
+    space = {"pattern": {"choices": patterns}, "parameters": {"init.std": {"type": "categorical", "choices": stds}}}
+    return {"name": name, "base": base, "space": space, "task": task, "recipe": recipe,
+            "objectives": [{"metric": "val_loss", "direction": "minimize"}], "constraints": {},
+            "sampler": {"type": "grid"}, "n_trials": args.trials, "seed": args.seed}
+
+
+def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study_document(name, args), sort_keys=False))
+    url = f"sqlite:///{folder / 'studies.db'}"
+    command = [sys.executable, "-m", "archsearch.cli", "study", "run", str(path), "--storage", url,
+               "--n-trials", str(args.trials), "--workers", str(args.workers)]
+    began = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        sys.exit(f"study run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return {"name": name, "url": url, "wall_s": wall, "stderr_tail": done.stderr[-400:]}
+
+
+def report(run: dict, gpus: int) -> dict:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=run["name"], storage=run["url"])
+    trials = sorted((t for t in study.trials if "timing" in t.user_attrs), key=lambda t: t.number)
+    if not trials:
+        sys.exit(f"study {run['name']}: no trial recorded its timing")
+    timings = [t.user_attrs["timing"] for t in trials]
+    steps = sum(t["steps_s"] + (t["steps_s"] / t["timed_steps"] if t["timed_steps"] else 0) for t in timings)
+    warm = [t["to_first_step_s"] for t in timings if t["to_first_step_s"] is not None]
+    precision = {}
+    for t in trials:
+        p = t.user_attrs.get("precision", {})
+        precision.setdefault(f"{p.get('name')}: {p.get('reason')}", []).append(t.number)
+    gpu_hours = run["wall_s"] * gpus / 3600
+    return {
+        "study": run["name"], "trials": len(trials), "wall_s": round(run["wall_s"], 1), "gpus": gpus,
+        "steps_share": steps / (run["wall_s"] * gpus),
+        "first_trial_warmup_s": round(warm[0], 1) if warm else None,
+        "later_trials_median_warmup_s": round(statistics.median(warm[1:]), 1) if len(warm) > 1 else None,
+        "trials_per_gpu_hour": len(trials) / gpu_hours,
+        "compile_reused": sum(bool((t.get("compile") or {}).get("seen_before")) for t in timings),
+        "dynamo_resets": sum(bool((t.get("compile") or {}).get("dynamo_reset")) for t in timings),
+        "precision": {k: v for k, v in precision.items()},
+        "per_trial": [{"number": tr.number, **{k: (round(v, 2) if isinstance(v, float) else v)
+                                               for k, v in t.items() if k != "compile"}}
+                      for tr, t in zip(trials, timings)],
+    }
+
+
+def print_report(r: dict) -> None:
+    print(f"\n{r['study']}: {r['trials']} trials in {r['wall_s']} s on {r['gpus']} GPU(s) (the CPU in --smoke)")
+    print(f"  share of wall time in training steps: {r['steps_share']:.1%}")
+    print(f"  first trial's warm-up (prepare + first step): {r['first_trial_warmup_s']} s; later trials' median: "
+          f"{r['later_trials_median_warmup_s']} s")
+    print(f"  trials per GPU-hour: {r['trials_per_gpu_hour']:.1f}")
+    print(f"  compiled code reused in-process: {r['compile_reused']} trials; dynamo resets: {r['dynamo_resets']}")
+    for decision, numbers in r["precision"].items():
+        print(f"  precision {decision}  <- trials {numbers}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="bench/specs/trial-d768.yaml", help="base spec (relative to the repo)")
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--workers", default="1", help="study run --workers (a count or auto)")
+    parser.add_argument("--runs", type=int, default=1, help="run the study this many times (fresh processes)")
+    parser.add_argument("--cold-cache", action="store_true", help="start from an empty compile cache folder")
+    parser.add_argument("--eager", action="store_true", help="recipe compile: false")
+    parser.add_argument("--smoke", action="store_true", help="CPU smoke test: a tiny spec, few steps (eager)")
+    parser.add_argument("--compile", action="store_true", help="--smoke: compile too (inductor on CPU: slow)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", default=None, help="folder for the database and caches (default: a temp dir)")
+    parser.add_argument("--json", default=None, help="also write the reports here")
+    args = parser.parse_args()
+    if args.smoke:
+        args.trials, args.steps = min(args.trials, 3), min(args.steps, 3)
+    for flag in ("trials", "steps", "batch", "seq_len", "runs"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-study-time-")).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = folder / "studies.compile-cache"  # the study's own default beside studies.db
+    if args.cold_cache and cache.exists():
+        shutil.rmtree(cache)
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    env.pop("ARCHSEARCH_COMPILE_CACHE", None)
+    if args.smoke:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    gpus = 1
+    if not args.smoke:
+        import torch
+
+        gpus = max(1, torch.cuda.device_count()) if args.workers == "auto" else 1
+    stamp = time.strftime("%H%M%S")
+    reports = []
+    for i in range(args.runs):
+        run = run_study(f"time-{stamp}-{i}", folder, args, env)
+        reports.append(report(run, gpus))
+        print_report(reports[-1])
+    print(f"\ncache folder: {cache} ({sum(f.stat().st_size for f in cache.rglob('*') if f.is_file()) / 1e6:.1f} MB)"
+          if cache.exists() else "\ncache folder: (none written)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=1))
+
+
+if __name__ == "__main__":
+    main()
