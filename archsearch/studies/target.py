@@ -45,7 +45,7 @@ def expand(sample, proxy_doc: dict[str, Any], target_doc: dict[str, Any] | None,
     if target_doc is None:
         return Candidate(proxy)
     try:
-        target = sample.spec(target_doc, f"{name}-target")
+        target = sample.spec(target_doc, target_doc["name"])  # its own name: the trial row says which trial
     except SpecError as err:
         raise SpecError([SpecIssue(("target",) + i.path, i.message, i.value, i.allowed, i.location)
                          for i in err.issues]) from None
