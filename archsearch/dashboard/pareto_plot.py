@@ -44,7 +44,7 @@ def _category(row: TrialRow) -> str | None:
         return "failed"
     if row.status == "completed":
         return "feasible"
-    return None  # running, pruned, stopped, interrupted: no final values to compare
+    return None  # running, pruned, stopped, interrupted: no final values; duplicate: its original is plotted
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,10 @@ def pareto_data(study: StudyView, rows: list[TrialRow], x_key: str, y_key: str) 
     for j in pareto_front([(points[i].x, points[i].y) for i in feasible], (x.direction, y.direction)):
         p = points[feasible[j]]
         points[feasible[j]] = PlotPoint(p.trial_id, p.number, p.x, p.y, "front")
+    duplicates = sum(row.status == "duplicate" for row in rows)
+    unplotted -= duplicates
     note = f"{len(points)} trials plotted" + (f"; {unplotted} without both values (running, pruned, stopped or "
                                              "never measured) not shown" if unplotted else "")
+    if duplicates:
+        note += f"; {duplicates} duplicate(s) of plotted trials shown once"
     return ParetoData(x, y, points, note)

@@ -167,8 +167,10 @@ def test_the_dashboard_shows_a_duplicate_and_plots_each_candidate_once(repeated)
     page = client.get(f"/study/{study_id}/compare?t={duplicate.id}")
     assert page.status_code == 200
     assert f"trial #{duplicate.duplicate_of} (not trained" in page.text
-    counts = client.get(f"/api/study/{study_id}/pareto?x=obj:0&y=obj:1").json()["counts"]
+    body = client.get(f"/api/study/{study_id}/pareto?x=obj:0&y=obj:1").json()
+    counts = body["counts"]
     assert counts.get("front", 0) + counts.get("feasible", 0) == 2 and set(counts) <= {"front", "feasible"}
+    assert "2 trials plotted; 6 duplicate(s) of plotted trials shown once" in json.dumps(body["figure"])
 
 
 def test_a_failed_original_is_trained_again(write_study, sqlite_url):

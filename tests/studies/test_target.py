@@ -201,6 +201,18 @@ def test_a_bad_target_is_located(write_study):
         load_study(write_study(target="no-such-model"))
 
 
+@pytest.mark.parametrize("pattern,message", [
+    ({"choices": ["M-", "(M-)x1"]}, "choices[1] expands to the same layers as an earlier choice"),
+    ({"choices": ["M-(("]}, "choices[0]: "),
+    ({"choices": ["M-"], "n_layers": 2}, "choices lists whole patterns; drop n_layers"),
+    ({"attention_count": 1}, "give n_layers (a generated pattern) or choices"),
+])
+def test_pattern_choices_are_checked(write_study, pattern, message):
+    with pytest.raises(FileError) as caught:
+        load_study(write_study(space={"pattern": pattern}))
+    assert message in str(caught.value)
+
+
 def test_a_sample_applies_to_both_sides_and_widths_stay_their_own():
     target = load_spec(TARGET).to_dict()
     pattern = _with_attention(load_spec(TARGET).pattern_string, 6)
