@@ -41,6 +41,7 @@ from .identity import check_identity, study_identity
 from .interrupts import InterruptGuard
 from .silent_trials import adopt_silent_trials
 from .progress import Display
+from .optuna_attrs import CurveReporter, set_candidate, set_constraints, set_outcome
 from .samplers import build_pruner, build_sampler
 from .screening import Screen, Verdict
 from .study_file import Study
@@ -304,13 +305,11 @@ class StudyRunner:
             candidate = expand(sample, self.base_doc, self.target_doc, name)
         except SpecError as err:
             verdict = self.screen.invalid(str(err))
-            for key, value in verdict.constraints.items():
-                trial.set_constraint(key, value)
+            set_constraints(trial, verdict.constraints)
             return self._untrained(trial, row, "invalid", verdict, None, started)
         spec = candidate.proxy
         verdict = self.screen(candidate.judged)  # the target's sizes and budgets, when the study names one
-        for key, value in verdict.constraints.items():
-            trial.set_constraint(key, value)
+        set_constraints(trial, verdict.constraints)
         self._display.trial_started(trial.number, compress_pattern(spec.pattern_string),
                                     int(verdict.analytic["n_params"]))
         spec_fields = dict(spec=spec.to_dict(), spec_hash=spec.spec_hash(), pattern=spec.pattern_string,
@@ -319,6 +318,7 @@ class StudyRunner:
                            budget=verdict.budget, constraints=verdict.constraints,
                            target=target_fields(candidate, verdict.analytic), candidate_key=candidate_key(
                                spec, candidate.target, self.training))
+        set_candidate(trial, spec_fields, verdict.analytic)  # pattern and sizes for plain Optuna tools
         if not verdict.fits:
             return self._untrained(trial, row, "infeasible", verdict, spec_fields, started)
         original = records.first_completed_with_key(self.db, self.record.id, spec_fields["candidate_key"])
@@ -361,17 +361,18 @@ class StudyRunner:
             stopper = self._dominance_stop(verdict.analytic, plan)
         # The last evaluation comes after the last step: the trial has finished, and keeps its objectives.
         final_step = plan.final_step
+        report = CurveReporter(trial, [o.metric for o in self.objectives])  # the curve as intermediate values
 
         def callback(step: int, metrics: dict[str, float]) -> None:
             point = {"step": int(step), **{k: float(v) for k, v in metrics.items()
                                            if isinstance(v, (int, float)) and not isinstance(v, bool)}}
             curve.append(point)
             self._display.trial_step(step, metrics)
+            report(int(step), point)
             if final_step is not None and step >= final_step:
                 return
             if single and self.study.file.pruner is not None and tracked in point:
-                trial.report(point[tracked], int(step))
-                if trial.should_prune():
+                if trial.should_prune():  # `report` gave Optuna this step's value
                     stops.append(_Stop("pruned", f"pruned at step {step} ({tracked}={point[tracked]:.4g})"))
                     raise stops[-1]
             if stopper is not None:
@@ -436,6 +437,7 @@ class StudyRunner:
                 values: list[float] | None = None, **fields: Any) -> None:
         now = time.perf_counter()
         train_time = (now - train_started) if train_started is not None else 0.0
+        set_outcome(trial, status, fields.get("metrics"))
         with self._guard.holding():  # the row's final status and forgetting it as current go together
             records.update_trial(self.db, row, status=status, objectives=values, wall_time_s=now - started,
                                  train_time_s=train_time, overhead_s=(now - started) - train_time, **fields)
