@@ -22,10 +22,11 @@ from .database import Database
 from .models import StudyRecord, TrialRecord
 
 FORMATS = ("csv", "json", "parquet")
-_NESTED = ("spec", "budget", "constraints", "curve", "backends", "versions", "params", "metrics", "objectives")
+_NESTED = ("spec", "budget", "constraints", "curve", "backends", "versions", "params", "metrics", "objectives",
+           "target")
 _SCALARS = ("number", "status", "retry_of", "spec_hash", "pattern", "pattern_compact", "n_params", "fits",
             "precision", "tokens_per_s", "mfu", "peak_memory_bytes", "train_time_s", "overhead_s", "wall_time_s",
-            "error", "worker", "out_dir")
+            "error", "worker", "out_dir", "candidate_key", "duplicate_of")
 
 
 def trial_rows(db: Database, study: str | None = None) -> list[dict[str, Any]]:
@@ -56,7 +57,9 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
             out[f"{prefix}.{key}"] = value if not isinstance(value, (dict, list)) else json.dumps(value)
     for name, value in zip(row["objective_names"], row.get("objectives") or []):
         out[f"objective.{name}"] = value
-    for name in ("spec", "budget", "constraints", "curve", "backends", "versions"):
+    target = row.get("target") or {}
+    out["target.name"], out["target.n_params"] = target.get("name"), target.get("n_params")
+    for name in ("spec", "budget", "constraints", "curve", "backends", "versions", "target"):
         out[name] = json.dumps(row[name]) if row.get(name) is not None else None
     return out
 

@@ -158,6 +158,14 @@ def test_study_best_and_the_dashboard_show_the_target(nano_study, capsys):
         study_id = records.study_by_name(db, "nano").id
     page = TestClient(create_app(url)).get(f"/study/{study_id}/compare?t={row.id}").text
     assert "parameters (trained proxy)" in page and f"{TARGET} <code>{row.target['canonical_hash'][:8]}" in page
+    out_file = path.parent / "nano.csv"
+    assert main(["results", "export", "--storage", url, "--format", "csv", "--out", str(out_file)]) == 0
+    import csv
+
+    exported = {int(r["number"]): r for r in csv.DictReader(out_file.open())}
+    for r in rows:
+        assert exported[r.number]["target.name"] == TARGET
+        assert int(exported[r.number]["target.n_params"]) == r.target["n_params"] != r.n_params
 
 
 def test_without_a_target_the_proxy_is_judged(write_study, sqlite_url):
