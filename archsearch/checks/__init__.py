@@ -2,10 +2,10 @@
 model and roofline projection (spec only, no torch), measured memory and throughput (builder, lazily)."""
 
 from .budget import BudgetReport, check_budget
-from .devices import BudgetPolicy, Catalog, Device, get_device, load_catalog
+from .devices import BudgetPolicy, Catalog, Device, budget_policy, get_device, load_catalog
 from .memory import MemoryBreakdown, MemoryModel
 from .settings import CheckSettings
 from .sizes import format_bytes, parse_count
 
 __all__ = ["BudgetPolicy", "BudgetReport", "Catalog", "CheckSettings", "Device", "MemoryBreakdown", "MemoryModel",
-           "check_budget", "format_bytes", "get_device", "load_catalog", "parse_count"]
+           "budget_policy", "check_budget", "format_bytes", "get_device", "load_catalog", "parse_count"]

@@ -39,6 +39,23 @@ class BudgetPolicy(_Frozen):
         return int(usable_bytes * self.buffer_fraction - self.reserve_gib * GIB)
 
 
+def budget_policy(base: BudgetPolicy | None, buffer_fraction: float | None = None, reserve_gib: float | None = None,
+                  *, source: str = "command line", names: tuple[str, str] = ("buffer_fraction", "reserve_gib"),
+                  ) -> BudgetPolicy | None:
+    """The policy with the given values put over `base` (a device's own policy; None: the default policy), or
+    None when neither value is given (the check then uses the device's policy). `names` are how the caller's
+    user spelled the two values (e.g. command-line flags), for the error."""
+    if buffer_fraction is None and reserve_gib is None:
+        return None
+    base = base or BudgetPolicy()
+    try:
+        return BudgetPolicy(buffer_fraction=base.buffer_fraction if buffer_fraction is None else buffer_fraction,
+                            reserve_gib=base.reserve_gib if reserve_gib is None else reserve_gib, source=source)
+    except ValidationError as err:
+        raise UserError(f"{names[0]}/{names[1]}: {err.errors()[0]['msg']}; allowed: a fraction in (0, 1] and a "
+                        f"reserve >= 0 GiB") from None
+
+
 class Device(_Frozen):
     key: str
     name: str

@@ -34,8 +34,8 @@ def check(
                                            help="Fixed reserve in GiB (default 1.3)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Your own device YAML on top of the catalog "
                                           "(or ARCHSEARCH_DEVICES)."),
-    input_len: str = typer.Option("8k", "--input", help="Prompt length for the throughput projection."),
-    output_len: str = typer.Option("16k", "--output", help="Generated length for the throughput projection."),
+    input_len: str = typer.Option("8k", "--input-len", help="Prompt tokens for the throughput projection."),
+    output_len: str = typer.Option("16k", "--output-len", help="Generated tokens for the throughput projection."),
     compute_dtype: str = typer.Option("bf16", "--compute-dtype", help="Matmul dtype for the projection."),
     measure: bool = typer.Option(False, "--measure", help="Also build the model with random weights on this "
                                  "machine's GPU (or CPU) and measure peak memory and throughput."),
@@ -44,7 +44,7 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Memory budget (analytic breakdown and verdict) and throughput projection of serving SPEC on a GPU."""
-    from ..checks import BudgetPolicy, CheckSettings, check_budget, load_catalog
+    from ..checks import CheckSettings, budget_policy, check_budget, load_catalog
     from ..checks.budget import check_context
     from ..checks.memory import MemoryModel
     from ..checks.roofline import project
@@ -55,19 +55,11 @@ def check(
     # sizes are read (bounded, 1 .. 1G tokens) before any work, so a 400-digit --context is one clear error
     context_tokens = parse_size(context, "--context") if context is not None else None
     chunk_tokens = parse_size(prefill_chunk, "--prefill-chunk")
-    n_in, n_out = parse_size(input_len, "--input"), parse_size(output_len, "--output")
+    n_in, n_out = parse_size(input_len, "--input-len"), parse_size(output_len, "--output-len")
     model_spec = load_spec(spec)
     device_entry = load_catalog(devices).get(device)
-    policy = None
-    if buffer_fraction is not None or reserve_gib is not None:
-        base = device_entry.budget or BudgetPolicy()
-        try:
-            policy = BudgetPolicy(buffer_fraction=base.buffer_fraction if buffer_fraction is None else buffer_fraction,
-                                  reserve_gib=base.reserve_gib if reserve_gib is None else reserve_gib,
-                                  source="command line")
-        except ValueError as err:
-            raise UserError(f"--buffer-fraction/--reserve-gib: {err.errors()[0]['msg']}; allowed: a fraction in "
-                            f"(0, 1] and a reserve >= 0 GiB") from None
+    policy = budget_policy(device_entry.budget, buffer_fraction, reserve_gib,
+                           names=("--buffer-fraction", "--reserve-gib"))
     if attention_scores not in ("fused", "materialized"):
         raise UserError(f"--attention-scores: {attention_scores!r} is not allowed; allowed: fused, materialized")
     settings = CheckSettings(param_dtype=param_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
@@ -132,7 +124,7 @@ def _print_report(report, projection, measured) -> None:
                   f"{report.batch}: {report.largest_context} (max_context {report.max_context}); largest batch at "
                   f"{report.context} tokens: {report.largest_batch}")
     console.print(f"throughput, {projection.label}: at {projection.input_len} tokens in / {projection.output_len} "
-                  f"out (--input/--output, not --context) and batch {projection.batch}: prefill {projection.prefill_tokens_per_s:,.0f} tok/s "
+                  f"out (--input-len/--output-len, not --context) and batch {projection.batch}: prefill {projection.prefill_tokens_per_s:,.0f} tok/s "
                   f"({projection.prefill_bound}-bound), decode {projection.decode_tokens_per_s:,.0f} tok/s "
                   f"({projection.decode_bound}-bound), output {projection.output_tokens_per_s:,.0f} tok/s")
     if measured is not None and _unmeasured_reason(measured) is not None:

@@ -55,8 +55,8 @@ def test_bad_input_with_measure_exits_2(capsys):
 def test_throughput_line_names_its_lengths(capsys):
     assert main(["check", "nemotron-h-tiny", "--device", "a10g", "--context", "1k"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "at 8192 tokens in / 16384 out (--input/--output, not --context)" in out
-    assert main(["check", "nemotron-h-tiny", "--context", "1k", "--input", "1k", "--output", "512"]) == 0
+    assert "at 8192 tokens in / 16384 out (--input-len/--output-len, not --context)" in out
+    assert main(["check", "nemotron-h-tiny", "--context", "1k", "--input-len", "1k", "--output-len", "512"]) == 0
     assert "at 1024 tokens in / 512 out" in " ".join(capsys.readouterr().out.split())
 
 

@@ -156,8 +156,8 @@ def test_help_documents_each_range(capsys, monkeypatch, prefix, option, low, hig
     (["show", "qwen3-tiny", "--context"], "--context"),
     (["check", "qwen3-tiny", "--context"], "--context"),
     (["check", "qwen3-tiny", "--prefill-chunk"], "--prefill-chunk"),
-    (["check", "qwen3-tiny", "--input"], "--input"),
-    (["check", "qwen3-tiny", "--output"], "--output"),
+    (["check", "qwen3-tiny", "--input-len"], "--input-len"),
+    (["check", "qwen3-tiny", "--output-len"], "--output-len"),
     (["import-hf", str(QWEN_CONFIG), "--max-context"], "--max-context"),
 ])
 @pytest.mark.parametrize("value", ["9" * 400, "9" * 400 + "k", "1" + "0" * 30 + ".5M", "0", "2G"])
