@@ -38,12 +38,15 @@ def canonical_form(spec: ModelSpec) -> dict[str, Any]:
 
 def _resolved_block(block, d_model: int) -> dict[str, Any]:
     data = block.model_dump(mode="json")
-    for field in _RELATIVE.get(data["kind"], ()):
+    kind = data.get("kind")
+    if kind not in _RELATIVE:  # a kind without relative sizes: as written
+        return data
+    for field in _RELATIVE[kind]:
         data.pop(field, None)
     dims = block.dims(d_model)
-    if data["kind"] == "mamba2":
+    if kind == "mamba2":
         data["n_heads"] = dims.n_heads
-    elif data["kind"] == "mlp":
+    elif kind == "mlp":
         data["ffn_dim"] = dims.ffn_dim
     else:
         data["head_dim"], data["n_kv_heads"] = dims.head_dim, dims.n_kv_heads
