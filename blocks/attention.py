@@ -35,7 +35,8 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(q_dim, d_model, bias=block.out_bias, **kw)
         self.q_norm = RMSNorm(self.head_dim, norm_eps, **kw) if block.qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, norm_eps, **kw) if block.qk_norm else None
-        self.rotary = Rotary(self.head_dim, block.rope_theta, device=device) if block.rope_theta else None
+        self.rotary = (Rotary(self.head_dim, block.rope_theta, block.rope_scaling, device=device)
+                       if block.rope_theta else None)
 
     def init_weights(self, init: Initializer) -> None:
         for linear in (self.q_proj, self.k_proj, self.v_proj):

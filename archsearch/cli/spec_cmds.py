@@ -183,7 +183,7 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
               max_context: Optional[str] = typer.Option(None, "--max-context", help="override the max context, "
                                                         "e.g. 128k")) -> None:
     """Write the spec of a Hugging Face config (NemotronH, Mamba2, Gemma2, Qwen3, Qwen2, Llama)."""
-    from ..hf import load_hf_config
+    from ..hf import load_hf_import
     from ..outputs import check_output
     from ..spec import dump_spec, parse_size
 
@@ -195,7 +195,9 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
     tokens = parse_size(max_context, "--max-context") if max_context is not None else None
     if output is not None:
         check_output(output, "-o", folder=False)
-    spec = load_hf_config(config, name=name, max_context=tokens)
+    spec, ignored = load_hf_import(config, name=name, max_context=tokens)
+    for issue in ignored:  # never dropped silently: each field archsearch did not read is named
+        print(printable(f"warning: {issue}"), file=sys.stderr)
     text = dump_spec(spec)
     if output is None:
         sys.stdout.write(text)

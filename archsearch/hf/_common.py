@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..spec import ModelSpec
@@ -32,12 +33,22 @@ def activation(reader: ConfigReader, key: str, default: str) -> str | None:
     return ACTIVATION_FROM_HF[name]
 
 
-def rope_theta(reader: ConfigReader, default: float) -> float | None:
-    """The RoPE base from `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (4.x).
+# Parameters of each RoPE type transformers defines and archsearch expresses (rope_scaling's `type` of the spec).
+_ROPE_KEYS = {"default": (), "linear": ("factor",),
+              "yarn": ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor",
+                       "truncate", "mscale", "mscale_all_dim"),
+              "llama3": ("factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor")}
+_ROPE_COMMON = ("rope_type", "type", "rope_theta", "partial_rotary_factor")
 
-    Only plain RoPE over the whole head is expressible; scaled variants (llama3, yarn, ...) and partial rotary
-    factors are reported as problems rather than silently dropped.
-    """
+
+def _yarn_mscale(factor: float, mscale: float) -> float:
+    return 0.1 * mscale * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+
+def rope_settings(reader: ConfigReader, default: float) -> tuple[float | None, dict[str, Any] | None]:
+    """(rope_theta, rope_scaling of the spec) from `rope_parameters` (transformers 5) or `rope_theta` +
+    `rope_scaling` (4.x): plain RoPE, or linear, YaRN or Llama 3 scaling, read as transformers reads them.
+    Other RoPE types, partial rotary factors and unknown parameters are reported, never dropped."""
     params = reader.raw("rope_parameters")
     scaling = reader.raw("rope_scaling")
     if params is not None and not isinstance(params, dict):
@@ -46,25 +57,94 @@ def rope_theta(reader: ConfigReader, default: float) -> float | None:
     if scaling is not None and not isinstance(scaling, dict):
         reader.problem("rope_scaling", "must be a mapping or null", scaling)
         scaling = None
-    merged = {**(scaling or {}), **(params or {})}
+    merged = {**(params or {}), **(scaling or {})}  # transformers 5 takes rope_scaling over rope_parameters
+    key = "rope_scaling" if scaling else "rope_parameters"
     kind = merged.get("rope_type", merged.get("type", "default"))
-    key = "rope_parameters" if params is not None else "rope_scaling"
-    if kind != "default":
-        reader.problem((key, "rope_type"), "scaled RoPE variants are not expressible in an archsearch spec", kind,
-                       "default")
+    if kind not in _ROPE_KEYS:
+        reader.problem((key, "rope_type"), "RoPE type not expressible in an archsearch spec", kind,
+                       ", ".join(_ROPE_KEYS))
+        kind = "default"
+    for name in merged:
+        if name not in _ROPE_COMMON + _ROPE_KEYS[kind]:
+            reader.problem((key, name), f"not a parameter of {kind} RoPE that archsearch expresses", None,
+                           ", ".join(_ROPE_COMMON + _ROPE_KEYS[kind]))
     if merged.get("partial_rotary_factor", 1.0) != 1.0:
         reader.problem((key, "partial_rotary_factor"), "partial RoPE is not expressible",
                        merged["partial_rotary_factor"], "1.0")
     theta = merged.get("rope_theta", reader.raw("rope_theta", default))
     if not finite_number(theta) or not theta > 0:
         reader.problem("rope_theta", "must be a positive number", theta)
-        return None
-    return float(theta)
+        theta = None
+    if kind == "default":
+        return (float(theta) if theta is not None else None), None
+
+    def number(name: str, fallback: Any = None) -> Any:
+        value = merged.get(name, fallback)
+        if value is not None and not finite_number(value):
+            reader.problem((key, name), "must be a finite number", value)
+            return None
+        return value
+
+    out: dict[str, Any] = {"type": kind}
+    longest = reader.raw("max_position_embeddings")
+    longest = longest if finite_number(longest) and longest > 0 else None
+    if kind != "linear":
+        # transformers: a top-level original_max_position_embeddings (Phi-3) wins, then the rope's, then the maximum
+        top = reader.int("original_max_position_embeddings", None)
+        out["original_max_context"] = top if top is not None else number("original_max_position_embeddings",
+                                                                           longest)
+    factor = number("factor")
+    if factor is None and kind == "yarn" and out.get("original_max_context") and longest:
+        factor = longest / out["original_max_context"]  # as transformers derives a missing YaRN factor
+    if factor is None:
+        reader.problem((key, "factor"), f"{kind} RoPE scaling needs a factor", None, "a number >= 1")
+    out["factor"] = factor
+    if kind == "yarn":
+        for name in ("beta_fast", "beta_slow"):
+            if merged.get(name):  # transformers: a missing, null or zero beta takes its default
+                out[name] = number(name)
+        if merged.get("attention_factor") is not None:
+            out["attention_factor"] = number("attention_factor")
+        mscale, all_dim = number("mscale"), number("mscale_all_dim")
+        if out.get("attention_factor") is None and mscale and all_dim and factor and _yarn_mscale(factor, all_dim) > 0:
+            out["attention_factor"] = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, all_dim)
+        if "truncate" in merged:
+            out["truncate"] = merged["truncate"]
+    if kind == "llama3":
+        for name in ("low_freq_factor", "high_freq_factor"):
+            if name not in merged:
+                reader.problem((key, name), "llama3 RoPE scaling needs it", None, "a positive number")
+            out[name] = number(name)
+    return (float(theta) if theta is not None else None), out
 
 
-def rope_fields(theta: float) -> dict[str, Any]:
-    """Both spellings, so transformers 4.x and 5.x read the same base."""
-    return {"rope_theta": theta, "rope_parameters": {"rope_type": "default", "rope_theta": theta}}
+def extended_context(scaling: dict[str, Any] | None) -> int | None:
+    """The context a YaRN scaling reaches, original x factor (Qwen's configs keep max_position_embeddings at the
+    native length; DeepSeek's write the product), when both are numbers. Llama 3's bands name no such length."""
+    original, factor = (scaling or {}).get("original_max_context"), (scaling or {}).get("factor")
+    if (scaling or {}).get("type") == "yarn" and finite_number(original) and finite_number(factor) and original > 0 and factor >= 1:
+        return min(int(original * factor), 1 << 24)
+    return None
+
+
+def rope_fields(theta: float, scaling=None) -> dict[str, Any]:
+    """Both spellings, so transformers 4.x and 5.x read the same RoPE: `rope_theta` with `rope_scaling` (4.x;
+    5.x takes it over `rope_parameters` when both are present) and `rope_parameters`."""
+    params: dict[str, Any] = {"rope_type": scaling.type if scaling is not None else "default", "rope_theta": theta}
+    if scaling is not None:
+        params["factor"] = scaling.factor
+        if scaling.type in ("yarn", "llama3"):
+            params["original_max_position_embeddings"] = scaling.original_max_context
+        if scaling.type == "yarn":
+            params.update(beta_fast=scaling.beta_fast, beta_slow=scaling.beta_slow, truncate=scaling.truncate)
+            if scaling.attention_factor is not None:
+                params["attention_factor"] = scaling.attention_factor
+        if scaling.type == "llama3":
+            params.update(low_freq_factor=scaling.low_freq_factor, high_freq_factor=scaling.high_freq_factor)
+    fields: dict[str, Any] = {"rope_theta": theta, "rope_parameters": params}
+    if scaling is not None:
+        fields["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
+    return fields
 
 
 def param_dtype(reader: ConfigReader) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import warnings
+from typing import Any, Callable, NamedTuple
 
 from ..spec import ModelSpec, parse_spec
 from ..spec.errors import SpecError, SpecIssue
@@ -63,22 +64,41 @@ def _model_type(config: dict, source: str | None) -> str:
     return model_type
 
 
+class IgnoredConfigField(UserWarning):
+    """A config field that is not a field of its family: archsearch (like transformers) ignored it."""
+
+
+class HfImport(NamedTuple):
+    spec: ModelSpec
+    ignored: list[SpecIssue]  # fields of the config that are no field of its family, each named
+
+
 def import_hf_config(config: dict, *, name: str | None = None, max_context: int | None = None,
                      source: str | None = None) -> ModelSpec:
     """The spec of a Hugging Face config dict (a `config.json`). Raises SpecError naming every config field
-    that archsearch cannot express, or that the config lacks."""
+    that archsearch cannot express, or that the config lacks; warns (IgnoredConfigField) of each field that is
+    no field of the family, which archsearch ignored."""
+    spec, ignored = import_hf(config, name=name, max_context=max_context, source=source)
+    for issue in ignored:
+        warnings.warn(str(issue), IgnoredConfigField, stacklevel=2)
+    return spec
+
+
+def import_hf(config: dict, *, name: str | None = None, max_context: int | None = None,
+              source: str | None = None) -> HfImport:
+    """As import_hf_config, returning the ignored fields instead of warning of them."""
     if not isinstance(config, dict):
         raise SpecError([SpecIssue((), "a Hugging Face config is a JSON object", type(config).__name__,
                                    location=source)], source)
     model_type = _model_type(config, source)
     kwargs = {"name": name, "max_context": max_context, "source": source}
     if model_type == "nemotron_h":
-        document = nemotron_h.import_config(config, **kwargs)
+        document, ignored = nemotron_h.import_config(config, **kwargs)
     elif model_type == "mamba2":
-        document = mamba2.import_config(config, **kwargs)
+        document, ignored = mamba2.import_config(config, **kwargs)
     else:
-        document = transformer.import_config(config, transformer.FAMILIES[model_type], **kwargs)
-    return parse_spec(document, source)
+        document, ignored = transformer.import_config(config, transformer.FAMILIES[model_type], **kwargs)
+    return HfImport(parse_spec(document, source), ignored)
 
 
 def export_hf_config(spec: ModelSpec, family: str | None = None) -> dict[str, Any]:

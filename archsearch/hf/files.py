@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import UserError
 from ..outputs import check_output, write_failed
 from ..spec import ModelSpec
-from .convert import export_hf_config, import_hf_config
+from .convert import HfImport, export_hf_config, import_hf, import_hf_config
 
 
 def read_hf_config(path: str | Path) -> dict[str, Any]:
@@ -35,7 +35,13 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_hf_config(path: str | Path, *, name: str | None = None, max_context: int | None = None) -> ModelSpec:
+    """The spec of a config file; warns (IgnoredConfigField) of each field archsearch ignored."""
     return import_hf_config(read_hf_config(path), name=name, max_context=max_context, source=str(path))
+
+
+def load_hf_import(path: str | Path, *, name: str | None = None, max_context: int | None = None) -> HfImport:
+    """The spec of a config file and the fields archsearch ignored."""
+    return import_hf(read_hf_config(path), name=name, max_context=max_context, source=str(path))
 
 
 def write_hf_config(spec: ModelSpec, out_dir: str | Path, family: str | None = None) -> Path:

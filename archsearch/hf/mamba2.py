@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import ModelSpec, compress_pattern
+from ..spec.errors import SpecIssue
 from ..spec.pattern import MAX_LAYERS
 from . import _mamba
 from ._common import DEFAULT_MAX_CONTEXT, MAMBA, Checker, base_config, base_document, model_name, one_definition, plain_model_checks
@@ -19,9 +20,12 @@ from ._config import ConfigReader
 MODEL_TYPE = "mamba2"
 ARCHITECTURE = "Mamba2ForCausalLM"
 KINDS = ("mamba2",)  # the block kinds this family holds
+# transformers' Mamba2Config fields that do not change the model (see the module docstring)
+FIELDS = frozenset({"time_step_rank", "residual_in_fp32"})
 
 
-def import_config(config: dict, *, name: str | None, max_context: int | None, source: str | None) -> dict[str, Any]:
+def import_config(config: dict, *, name: str | None, max_context: int | None,
+                  source: str | None) -> tuple[dict[str, Any], list[SpecIssue]]:
     reader = ConfigReader(config, source)
     n_layers = reader.count("num_hidden_layers", 64, MAX_LAYERS)
     block = _mamba.import_block(reader, _mamba.MAMBA2)
@@ -36,8 +40,9 @@ def import_config(config: dict, *, name: str | None, max_context: int | None, so
     document["init"]["scale_output_projections"] = reader.bool("rescale_prenorm_residual", False)
     document["pattern"] = compress_pattern([MAMBA] * n_layers) if n_layers else ""
     document["blocks"] = {MAMBA: block}
+    ignored = reader.unread("Mamba2", FIELDS)
     reader.raise_if_any()
-    return document
+    return document, ignored
 
 
 def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:

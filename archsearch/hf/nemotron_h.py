@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import ModelSpec, compress_pattern
+from ..spec.errors import SpecIssue
 from ..spec.pattern import MAX_LAYERS
 from . import _mamba
 from ._common import (ACTIVATION_TO_HF, ATTENTION, MAMBA, MLP, Checker, activation, base_config, base_document,
@@ -30,6 +31,18 @@ LAYER_TYPES = {"linear_attention": MAMBA, "mamba": MAMBA, "full_attention": ATTE
 # The block kinds this family holds, each as its hybrid_override_pattern symbol; others are not expressible.
 SYMBOL_OF_KIND = {"mamba2": MAMBA, "attention": ATTENTION, "mlp": MLP}
 KINDS = tuple(SYMBOL_OF_KIND)
+# transformers' NemotronHConfig fields this model may leave unread: sizes of kinds it has no layers of, MoE
+# settings (MoE layers are refused through the layer types), and fields with no effect (module docstring)
+FIELDS = frozenset({
+    "num_attention_heads", "num_key_value_heads", "head_dim", "attention_bias", "intermediate_size", "mlp_bias",
+    "mlp_hidden_act", "mamba_num_heads", "mamba_head_dim", "ssm_state_size", "mamba_hidden_act", "n_groups",
+    "conv_kernel", "chunk_size", "time_step_min", "time_step_max", "time_step_floor", "time_step_limit", "use_bias",
+    "use_conv_bias", "mamba_proj_bias", "expand", "residual_in_fp32", "use_mamba_kernels", "mamba_ssm_cache_dtype",
+    "sliding_window", "moe_intermediate_size", "moe_latent_size", "moe_shared_expert_intermediate_size",
+    "moe_shared_expert_overlap", "mtp_layers_block_type", "n_group", "n_routed_experts", "n_shared_experts",
+    "norm_topk_prob", "num_experts_per_tok", "output_router_logits", "routed_scaling_factor", "topk_group",
+    "router_aux_loss_coef", "num_nextn_predict_layers", "hybrid_override_pattern", "layers_block_type",
+    "layer_types", "num_hidden_layers"})
 _LEGACY_KEYS = {"mamba_n_groups": "n_groups", "mamba_d_conv": "conv_kernel", "mamba_dt_min": "time_step_min",
                 "mamba_dt_max": "time_step_max", "mamba_dt_limit": "time_step_limit",
                 "mamba_dt_init_floor": "time_step_floor", "mamba_conv_bias": "use_conv_bias",
@@ -68,10 +81,12 @@ def _symbols(reader: ConfigReader) -> list[str]:
     return symbols
 
 
-def import_config(config: dict, *, name: str | None, max_context: int | None, source: str | None) -> dict[str, Any]:
+def import_config(config: dict, *, name: str | None, max_context: int | None,
+                  source: str | None) -> tuple[dict[str, Any], list[SpecIssue]]:
     config = {**{new: config[old] for old, new in _LEGACY_KEYS.items() if old in config and new not in config},
               **config}
     reader = ConfigReader(config, source)
+    reader.acknowledge(*_LEGACY_KEYS)  # read under their new names
     symbols = _symbols(reader)
     if (reader.int("num_nextn_predict_layers", 0) or 0) > 0:
         reader.problem("num_nextn_predict_layers", "multi-token prediction layers are not expressible",
@@ -94,8 +109,9 @@ def import_config(config: dict, *, name: str | None, max_context: int | None, so
     document["tie_embeddings"] = False  # what transformers builds, see the module docstring
     document["pattern"] = compress_pattern(symbols) if symbols else ""
     document["blocks"] = blocks
+    ignored = reader.unread("NemotronH", FIELDS)
     reader.raise_if_any()
-    return document
+    return document, ignored
 
 
 def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:

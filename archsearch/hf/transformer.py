@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import ModelSpec, compress_pattern
+from ..spec.errors import SpecIssue
 from ..spec.pattern import MAX_LAYERS
 from ._common import (ACTIVATION_TO_HF, ATTENTION, LOCAL, MLP, Checker, activation, base_config, base_document,
-                      model_name, one_definition, plain_model_checks, rope_fields, rope_theta)
+                      extended_context, model_name, one_definition, plain_model_checks, rope_fields, rope_settings)
 from ._config import ConfigReader
 
 
@@ -41,7 +42,16 @@ class Family:
     act_key: str
     hidden_divisible: bool  # the config itself rejects hidden_size % num_attention_heads != 0
     defaults: dict[str, Any] = field(default_factory=dict)
+    # transformers' config fields of the family: one this model does not use (max_window_layers without
+    # sliding windows, ...) is no surprise; a field outside them is reported (archsearch.hf._config)
+    fields: frozenset[str] = frozenset()
 
+
+_FIELDS = frozenset({"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "hidden_act", "max_position_embeddings", "initializer_range",
+                     "rms_norm_eps", "tie_word_embeddings", "rope_theta", "rope_scaling", "rope_parameters",
+                     "vocab_size", "attention_bias"})
+_WINDOW_FIELDS = frozenset({"use_sliding_window", "sliding_window", "max_window_layers", "layer_types"})
 
 _COMMON = {"intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32, "hidden_act": "silu",
            "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "tie_word_embeddings": False}
@@ -51,13 +61,13 @@ _QWEN = {**_COMMON, "intermediate_size": 22016, "max_position_embeddings": 32768
 FAMILIES = {
     "llama": Family("Llama", "llama", "LlamaForCausalLM", qk_norm=False, fixed_qkv_bias=False, head_dim_field=True,
                     windows=False, mlp_bias_field=True, gemma=False, act_key="hidden_act", hidden_divisible=True,
-                    defaults=_COMMON),
+                    defaults=_COMMON, fields=_FIELDS | {"head_dim", "mlp_bias", "pretraining_tp"}),
     "qwen2": Family("Qwen2", "qwen2", "Qwen2ForCausalLM", qk_norm=False, fixed_qkv_bias=True, head_dim_field=False,
                     windows=True, mlp_bias_field=False, gemma=False, act_key="hidden_act", hidden_divisible=False,
-                    defaults=_QWEN),
+                    defaults=_QWEN, fields=_FIELDS | _WINDOW_FIELDS),
     "qwen3": Family("Qwen3", "qwen3", "Qwen3ForCausalLM", qk_norm=True, fixed_qkv_bias=False, head_dim_field=True,
                     windows=True, mlp_bias_field=False, gemma=False, act_key="hidden_act", hidden_divisible=False,
-                    defaults={**_QWEN, "head_dim": 128}),
+                    defaults={**_QWEN, "head_dim": 128}, fields=_FIELDS | _WINDOW_FIELDS | {"head_dim"}),
     "gemma2": Family("Gemma2", "gemma2", "Gemma2ForCausalLM", qk_norm=False, fixed_qkv_bias=False,
                      head_dim_field=True, windows=True, mlp_bias_field=False, gemma=True, act_key="hidden_activation",
                      hidden_divisible=True,
@@ -65,7 +75,11 @@ FAMILIES = {
                                "num_key_value_heads": 4, "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh",
                                "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
                                "query_pre_attn_scalar": 256, "sliding_window": 4096,
-                               "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0}),
+                               "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0},
+                     # hidden_act: the legacy name beside hidden_activation, which the modeling code reads
+                     fields=_FIELDS | _WINDOW_FIELDS | {"head_dim", "hidden_activation", "query_pre_attn_scalar",
+                                                        "final_logit_softcapping", "attn_logit_softcapping",
+                                                        "sliding_window_pattern"}),
 }
 
 
@@ -93,7 +107,8 @@ def _layer_windows(reader: ConfigReader, family: Family, n_layers: int) -> list[
 
 
 def import_config(config: dict, family: Family, *, name: str | None, max_context: int | None,
-                  source: str | None) -> dict[str, Any]:
+                  source: str | None) -> tuple[dict[str, Any], list[SpecIssue]]:
+    """The spec document of a config, and the config's fields that archsearch ignored (as warnings)."""
     reader = ConfigReader(config, source)
     d = family.defaults
     n_layers = reader.count("num_hidden_layers", d["num_hidden_layers"], MAX_LAYERS // 2)
@@ -104,13 +119,17 @@ def import_config(config: dict, family: Family, *, name: str | None, max_context
     if head_dim is None and hidden and n_heads:
         head_dim = hidden // n_heads
     bias = reader.bool("attention_bias", False)
+    theta, scaling = rope_settings(reader, 10000.0)
     attention: dict[str, Any] = {
         "kind": "attention", "n_heads": n_heads,
         "n_kv_heads": reader.int("num_key_value_heads", d.get("num_key_value_heads", n_heads)),
-        "head_dim": head_dim, "rope_theta": rope_theta(reader, 10000.0), "qk_norm": family.qk_norm,
+        "head_dim": head_dim, "rope_theta": theta, "rope_scaling": scaling, "qk_norm": family.qk_norm,
         "qkv_bias": True if family.fixed_qkv_bias else bias, "out_bias": False if family.fixed_qkv_bias else bias,
     }
     if family.gemma:
+        if reader.bool("use_bidirectional_attention", False):
+            reader.problem("use_bidirectional_attention", "bidirectional attention is not expressible (archsearch "
+                           "models are causal)", True, "false")
         attention["logit_softcap"] = reader.float("attn_logit_softcapping", None)
         scalar = reader.positive("query_pre_attn_scalar", d["query_pre_attn_scalar"])  # the scale is scalar ** -0.5
         if scalar is not None and scalar != head_dim:
@@ -123,9 +142,12 @@ def import_config(config: dict, family: Family, *, name: str | None, max_context
     blocks[MLP] = {"kind": "mlp", "ffn_dim": reader.int("intermediate_size", d["intermediate_size"]),
                    "activation": activation(reader, family.act_key, d.get(family.act_key, "silu")), "gated": True,
                    "bias": reader.bool("mlp_bias", False) if family.mlp_bias_field else False}
+    # a YaRN scaling serves original x factor tokens, beyond max_position_embeddings in Qwen's configs
+    longest = reader.int("max_position_embeddings", d["max_position_embeddings"])
+    if longest is not None and extended_context(scaling):
+        longest = max(longest, extended_context(scaling))
     document = base_document(reader, name=model_name(reader, name, family.model_type),
-                             max_context=max_context or reader.int("max_position_embeddings",
-                                                                   d["max_position_embeddings"]),
+                             max_context=max_context or longest,
                              eps_key="rms_norm_eps", eps_default=d["rms_norm_eps"],
                              tie_default=d["tie_word_embeddings"])
     document["init"]["scale_output_projections"] = False
@@ -136,8 +158,9 @@ def import_config(config: dict, family: Family, *, name: str | None, max_context
     document["pattern"] = compress_pattern([s for w in windows for s in ((LOCAL if w else ATTENTION), MLP)]) \
         if n_layers >= 1 else ""
     document["blocks"] = blocks
+    ignored = reader.unread(family.name, family.fields)
     reader.raise_if_any()
-    return document
+    return document, ignored
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -177,7 +200,7 @@ def _check_attention(check: Checker, family: Family, spec: ModelSpec, path: tupl
         check.add(path + ("n_heads",), f"{family.name} configs require n_heads to divide d_model ({spec.d_model})",
                   dims.n_heads)
     config: dict[str, Any] = {"num_attention_heads": dims.n_heads, "num_key_value_heads": dims.n_kv_heads,
-                              **(rope_fields(block.rope_theta) if block.rope_theta else {})}
+                              **(rope_fields(block.rope_theta, block.rope_scaling) if block.rope_theta else {})}
     if family.head_dim_field:
         config["head_dim"] = dims.head_dim
     if not family.fixed_qkv_bias:

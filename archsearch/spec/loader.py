@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .kinds import BLOCK_KINDS, KINDS
+from .kinds.rope_scaling import ROPE_SCALINGS
 from .errors import SpecError, SpecIssue, _IssueGroup
 from .model import InitSpec, ModelSpec, NormSpec, pattern_issues
 
@@ -159,6 +160,9 @@ def _fields_at(path: Path_, data: Any) -> list[str] | None:
     elif len(path) >= 2 and path[0] == "blocks":
         kind = data.get("blocks", {}).get(path[1], {}).get("kind") if isinstance(data, dict) else None
         model = KINDS.get(kind) if isinstance(kind, str) else None
+        if len(path) >= 3 and path[2] == "rope_scaling":  # the attention kind's scaling: fields of its type
+            kind = _value_at(data, path[:3] + ("type",))
+            model = ROPE_SCALINGS.get(kind) if isinstance(kind, str) else None
     return sorted(model.model_fields) if model else None
 
 
@@ -167,6 +171,8 @@ def _clean_loc(loc: tuple) -> Path_:
     out: list[str | int] = []
     for index, part in enumerate(loc):
         if len(out) == 2 and out[0] == "blocks" and part in BLOCK_KINDS:
+            continue
+        if out[-1:] == ["rope_scaling"] and part in ROPE_SCALINGS:
             continue
         if isinstance(part, str) and (part in ("str", "list[str]", "float", "constrained-float", "tuple[float, float]")
                                       or part.startswith(("function-", "literal[", "constrained-", "tuple["))):
@@ -198,6 +204,10 @@ def issues_from_validation(err: ValidationError, data: Any) -> list[SpecIssue]:
             issues.append(SpecIssue(loc, "unknown field", None, ", ".join(allowed) if allowed else None))
         elif kind == "missing":
             issues.append(SpecIssue(loc, "required field is missing"))
+        elif kind in ("union_tag_not_found", "union_tag_invalid") and loc[-1:] == ("rope_scaling",):
+            tag = _value_at(data, loc + ("type",)) if kind == "union_tag_invalid" else None
+            issues.append(SpecIssue(loc + ("type",), "unknown RoPE scaling type" if tag is not None else
+                                    "a RoPE scaling needs a 'type'", tag, ", ".join(ROPE_SCALINGS)))
         elif kind == "union_tag_not_found":
             issues.append(SpecIssue(loc + ("kind",), "a block needs a 'kind'", None, ", ".join(BLOCK_KINDS)))
         elif kind == "union_tag_invalid":

@@ -15,6 +15,8 @@ from archsearch.hf import import_hf_config
 from archsearch.spec import ModelSpec, SpecError
 from archsearch.spec.errors import format_path
 
+pytestmark = pytest.mark.filterwarnings("ignore::archsearch.hf.IgnoredConfigField")  # hostile extra keys
+
 CONFIGS = {p.stem: json.loads(p.read_text()) for p in sorted((Path(__file__).parent / "configs").glob("*.json"))}
 EXTRA_KEYS = ["sliding_window_pattern", "query_pre_attn_scalar", "layers_block_type", "layer_types", "rope_scaling",
               "rope_parameters", "time_step_limit", "expand", "architectures", "model_type", "use_sliding_window",

@@ -1,4 +1,5 @@
-"""The attention kind (GQA/MQA, sliding window, RoPE or none): its definition and what the spec says about it.
+"""The attention kind (GQA/MQA, sliding window, RoPE (scaled or not) or none): its definition and what the
+spec says about it.
 
 The built module is archsearch.blocks.Attention; the Hugging Face families map its fields themselves (each has
 its own attention options: archsearch.hf.nemotron_h, archsearch.hf.transformer).
@@ -14,6 +15,7 @@ from pydantic import Field, model_validator
 from ..errors import SpecIssue
 from ..fields import MAX_WINDOW, HeadCount, PositiveDim, bounded_int, divisors, raise_issues
 from .base import FLOAT32, BlockKind, LayerWorkspace, StateTerms
+from .rope_scaling import RopeScaling
 
 
 @dataclass(frozen=True)
@@ -35,18 +37,25 @@ def visible_keys_mean(seq_len: int, window: int | None) -> float:
 class AttentionBlock(BlockKind):
     """Multi-head attention with GQA/MQA, optional sliding window, RoPE or no position encoding."""
 
-    kind: Literal["attention"] = "attention"
+    kind: Literal["attention"] = Field("attention", description="attention: GQA/MQA softmax attention")
     label: ClassVar[str] = "attention"
-    n_heads: HeadCount
-    n_kv_heads: HeadCount | None = None  # None: as many as n_heads (plain MHA)
-    head_dim: PositiveDim | None = None  # None: d_model // n_heads
-    window: bounded_int(1, MAX_WINDOW) | None = None  # None: global attention
-    rope_theta: Annotated[float, Field(gt=0)] | None = 10000.0  # None: no position encoding (NemotronH)
-    logit_softcap: Annotated[float, Field(gt=0)] | None = None  # tanh soft-cap on attention logits (Gemma 2)
-    query_scale: Annotated[float, Field(gt=0)] | None = None  # None: head_dim ** -0.5
-    qk_norm: bool = False  # per-head RMSNorm on q and k (Qwen3)
-    qkv_bias: bool = False
-    out_bias: bool = False
+    n_heads: HeadCount = Field(description="query heads")
+    n_kv_heads: HeadCount | None = Field(None, description="key/value heads (grouped-query attention); must divide "
+                                         "n_heads; null: as many as n_heads (plain multi-head attention)")
+    head_dim: PositiveDim | None = Field(None, description="channels per head; null: d_model // n_heads")
+    window: bounded_int(1, MAX_WINDOW) | None = Field(None, description="sliding window: each query sees this many "
+                                                      "most recent keys (itself included); null: global attention")
+    rope_theta: Annotated[float, Field(gt=0)] | None = Field(10000.0, description="RoPE base; null: no position "
+                                                             "encoding (NemotronH)")
+    rope_scaling: RopeScaling | None = Field(None, description="RoPE scaling for a context beyond the trained one: "
+                                             "{type: linear | yarn | llama3, factor, ...}; null: plain RoPE")
+    logit_softcap: Annotated[float, Field(gt=0)] | None = Field(None, description="tanh soft-cap on attention "
+                                                                "logits (Gemma 2); null: none")
+    query_scale: Annotated[float, Field(gt=0)] | None = Field(None, description="factor on q.k; null: "
+                                                              "head_dim ** -0.5")
+    qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3)")
+    qkv_bias: bool = Field(False, description="biases on the q, k and v projections")
+    out_bias: bool = Field(False, description="bias on the output projection")
 
     @model_validator(mode="after")
     def _check(self) -> "AttentionBlock":
@@ -57,6 +66,9 @@ class AttentionBlock(BlockKind):
         if self.head_dim is not None and self.rope_theta is not None and self.head_dim % 2:
             issues.append(SpecIssue(("head_dim",), "RoPE needs an even head_dim", self.head_dim,
                                     "an even number, or rope_theta: null for no position encoding"))
+        if self.rope_scaling is not None and self.rope_theta is None:
+            issues.append(SpecIssue(("rope_scaling",), "scales RoPE, but rope_theta is null (no RoPE)",
+                                    self.rope_scaling.type, "null, or set rope_theta"))
         raise_issues(issues)
         return self
 
