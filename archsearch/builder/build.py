@@ -6,11 +6,12 @@ import torch
 
 from archsearch.errors import UserError
 from archsearch.spec import ModelSpec
+from archsearch.spec.dtypes import WEIGHT_DTYPES
 
 from .checks import check_backends
 from .model import HybridLM
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}  # the torch dtype of each name
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, spec: ModelSpec) -> torch.dtype:
@@ -24,7 +25,8 @@ def resolve_dtype(dtype: torch.dtype | str | None, spec: ModelSpec) -> torch.dty
                     f"spec's param_dtype, {spec.param_dtype})")
 
 
-def resolve_device(device: torch.device | str) -> torch.device:
+def torch_device_of(device: torch.device | str) -> torch.device:
+    """Any device torch knows, meta included (the builder allocates nothing there)."""
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -40,7 +42,7 @@ def build(spec: ModelSpec, device: torch.device | str = "cpu", dtype: torch.dtyp
         raise UserError(f"build: spec must be an archsearch.ModelSpec (load one with archsearch.load_spec), got "
                         f"{type(spec).__name__}")
     torch_dtype = resolve_dtype(dtype, spec)
-    torch_device = resolve_device(device)
+    torch_device = torch_device_of(device)
     if torch_device.type != "meta":
         check_backends(spec, torch_device, torch_dtype)
     model = HybridLM(spec, device=torch_device, dtype=torch_dtype)

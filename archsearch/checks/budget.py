@@ -56,7 +56,8 @@ class BudgetReport:
         }
 
 
-def resolve_device(device: Device | str, devices_file=None) -> Device:
+def catalog_device(device: Device | str, devices_file=None) -> Device:
+    """The device catalog's entry for a key (a Device passes through)."""
     return device if isinstance(device, Device) else load_catalog(devices_file).get(device)
 
 
@@ -80,7 +81,7 @@ def check_budget(spec: ModelSpec, device: Device | str, context: int | str, batc
     `model` lets a caller that screens the same spec at many points compile the memory model once.
     """
     context, batch = check_context(spec, context, batch)
-    device = resolve_device(device, devices_file)
+    device = catalog_device(device, devices_file)
     settings = settings or CheckSettings()
     model = model or MemoryModel(spec, settings)
     policy = settings.policy or device.budget or DEFAULT_POLICY

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..spec.dtypes import WEIGHT_DTYPES
 from ..spec.model import ModelSpec
 from .memory import MemoryModel
 from .settings import CheckSettings
-
-TORCH_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,10 @@ class MemoryMeasurement:
 def _torch_dtype(name: str):
     import torch
 
-    if name not in TORCH_DTYPES:
+    if name not in WEIGHT_DTYPES:
         from ..errors import UserError
 
-        raise UserError(f"--measure: the builder holds weights and caches in {', '.join(TORCH_DTYPES)}, not {name}")
+        raise UserError(f"--measure: the builder holds weights and caches in {', '.join(WEIGHT_DTYPES)}, not {name}")
     return getattr(torch, name)
 
 

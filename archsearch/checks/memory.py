@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..spec.accounting import count_parameters, dtype_bytes, layer_parameters
+from ..spec.accounting import count_parameters, layer_parameters
+from ..spec.dtypes import dtype_bytes
 from ..spec.model import ModelSpec
 from .settings import CheckSettings
 from .workspace import LayerWorkspace, layer_workspace, lm_head_workspace

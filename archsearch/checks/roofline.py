@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..spec.accounting import count_parameters, dtype_bytes, forward_flops_per_token
+from ..spec.accounting import count_parameters, forward_flops_per_token
+from ..spec.dtypes import dtype_bytes
 from ..spec.model import ModelSpec
 from .devices import Device
 from .memory import MemoryModel

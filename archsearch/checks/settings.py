@@ -6,19 +6,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from ..errors import UserError
-from ..spec.accounting import DTYPE_BYTES
+from ..spec.dtypes import normalize_dtype
 from .devices import BudgetPolicy
-
-_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32",
-            "fp8": "float8", "e4m3": "float8"}
-
-
-def normalize_dtype(name: str, argument: str) -> str:
-    key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
-    if key not in DTYPE_BYTES:
-        raise UserError(f"{argument}: unknown dtype {name!r}; allowed: {', '.join(DTYPE_BYTES)} "
-                        f"(or {', '.join(_ALIASES)})")
-    return key
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..spec.accounting import dtype_bytes
+from ..spec.dtypes import dtype_bytes
 from ..spec.kinds import BlockKind, LayerWorkspace
 from ..spec.kinds.base import FLOAT32
 

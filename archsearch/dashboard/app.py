@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from . import api, pages
 from .assets import plotly_js, static_files
 from .importance import ImportanceCache
@@ -84,8 +84,7 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 
 async def _database(request: Request, exc: Exception) -> Response:
-    orig = getattr(exc, "orig", None) or exc
-    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    reason = first_line(exc)
     log.warning("database error on %s: %s", request.url.path, reason)
     return _error(request, 503, "Database unavailable", f"the results database could not be read: {reason}")
 
@@ -113,6 +112,7 @@ def create_app(storage_url: str) -> Starlette:
         Route("/api/study/{study_id:int}/memory", api.memory, methods=["GET"]),
         Route("/api/study/{study_id:int}/curves", api.curves, methods=["GET"]),
         Route("/api/study/{study_id:int}/importance", api.importance, methods=["GET"]),
+        Route("/api/study/{study_id:int}/optuna", api.optuna_plot, methods=["GET"]),
         Route("/assets/plotly-basic.min.js", plotly_js, methods=["GET"]),
         Mount("/static", app=static_files(), name="static"),
     ]
@@ -121,6 +121,7 @@ def create_app(storage_url: str) -> Starlette:
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(SecurityHeaders)])
     app.state.repo = repo
     app.state.templates = make_environment()
-    app.state.importance = ImportanceCache(repo, OptunaSource(storage_url, engine))
+    app.state.optuna_source = OptunaSource(storage_url, engine)
+    app.state.importance = ImportanceCache(repo, app.state.optuna_source)
     app.state.storage_url = storage_url
     return app

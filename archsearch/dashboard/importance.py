@@ -20,6 +20,8 @@ import optuna
 import sqlalchemy as sa
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
+from ..errors import first_line
+
 if TYPE_CHECKING:
     from .optuna_source import OptunaSource
     from .queries import Repository
@@ -120,7 +122,7 @@ class ImportanceCache:
         try:
             copy = self.source.completed_copy(study.name, completed)
         except (KeyError, ValueError, optuna.exceptions.OptunaError, sa.exc.SQLAlchemyError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             log.warning("importance for study %s: Optuna's record could not be read: %s", study_id, reason)
             return [Importance({}, f"Optuna's record of this study could not be read ({reason})")] * n
         answers = all_param_importances(copy)

@@ -25,7 +25,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .readonly import driver_url, engine_kwargs, parse_existing
+from .readonly import engine_kwargs, parse_existing
 
 # Optuna's tables, only the columns read here (optuna/storages/_rdb/models.py defines them).
 _studies = sa.table("studies", sa.column("study_id"), sa.column("study_name"))
@@ -189,7 +189,7 @@ class OptunaSource:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     # Both skips avoid any write: the tables exist, and the schema check would stamp a version.
-                    url = driver_url(parse_existing(self.url)).render_as_string(hide_password=False)
+                    url = parse_existing(self.url).render_as_string(hide_password=False)
                     self._storage = optuna.storages.RDBStorage(
                         url, engine_kwargs=engine_kwargs(self.url), skip_compatibility_check=True,
                         skip_table_creation=True)

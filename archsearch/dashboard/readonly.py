@@ -7,7 +7,6 @@ PostgreSQL sessions start with `default_transaction_read_only=on`, the libpq for
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,28 +15,16 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from ..storage.urls import StorageError, is_sqlite, parse, redact
+from ..errors import first_line
+from ..storage.urls import StorageError, checked_sqlite_file, is_sqlite, parse, redact
 
 
 def parse_existing(url: str) -> URL:
-    """The parsed URL; for SQLite the file must exist, since the dashboard never creates a database."""
+    """The parsed URL (with the installed PostgreSQL driver named); a SQLite file must exist, since the dashboard
+    never creates a database."""
     parsed = parse(url)
-    if is_sqlite(parsed):
-        path = Path(parsed.database).expanduser()
-        if not path.is_file():
-            raise StorageError(f"storage {url!r}: the SQLite file {str(path)!r} does not exist")
+    checked_sqlite_file(parsed, must_exist=True)
     return parsed
-
-
-def driver_url(parsed: URL) -> URL:
-    """Plain `postgresql://` means psycopg (3) to SQLAlchemy 2.1; use psycopg2 when only that is installed."""
-    if parsed.drivername != "postgresql":
-        return parsed
-    for module, driver in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
-        if importlib.util.find_spec(module) is not None:
-            return parsed.set(drivername=driver)
-    raise StorageError(f"storage {redact(parsed)!r}: no PostgreSQL driver is installed; "
-                       "pip install 'archsearch[postgres]'")
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
@@ -53,12 +40,11 @@ def engine_kwargs(url: str) -> dict[str, Any]:
 
 def open_readonly(url: str) -> Engine:
     """A read-only engine on `url`, connected once so that a bad URL fails here with a clear message."""
-    engine = sa.create_engine(driver_url(parse_existing(url)), **engine_kwargs(url))
+    engine = sa.create_engine(parse_existing(url), **engine_kwargs(url))
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
     except sa.exc.DBAPIError as err:
         engine.dispose()
-        reason = str(err.orig).strip().splitlines()[0] if err.orig is not None else type(err).__name__
-        raise StorageError(f"storage {redact(url)!r}: cannot connect ({reason})") from None
+        raise StorageError(f"storage {redact(url)!r}: cannot connect ({first_line(err)})") from None
     return engine

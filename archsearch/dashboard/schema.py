@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ..errors import first_line
 from ..storage.database import current_revision, head_revision
 from ..storage.urls import StorageError, redact
 
@@ -19,8 +20,7 @@ def check_archsearch_database(engine: Engine) -> None:
             tables = set(sa.inspect(conn).get_table_names())
             revision = current_revision(conn) if "archsearch_alembic_version" in tables else None
     except sa.exc.DatabaseError as err:
-        reason = str(err.orig).strip().splitlines()[0] if err.orig is not None else type(err).__name__
-        raise StorageError(f"storage {where} cannot be read as a database ({reason})") from None
+        raise StorageError(f"storage {where} cannot be read as a database ({first_line(err)})") from None
     missing = [t for t in REQUIRED_TABLES if t not in tables]
     if missing or revision is None:
         raise StorageError(f"storage {where} is not an archsearch results database (no table "

@@ -10,17 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .dtypes import dtype_bytes
 from .kinds import BlockKind
 from .model import ModelSpec
-
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
-
-
-def dtype_bytes(name: str) -> int:
-    try:
-        return DTYPE_BYTES[name]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; allowed: {', '.join(DTYPE_BYTES)}") from None
 
 
 # ---------------------------------------------------------------------------------------------- parameters

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .dtypes import WEIGHT_DTYPES
 from .fields import MAX_DIM, bounded_int
 from .kinds import BlockKind, BlockSpec
 from .errors import SpecIssue, _IssueGroup
@@ -82,7 +83,7 @@ class ModelSpec(BaseModel):
     embedding_multiplier: Annotated[float, Field(gt=0)] | Literal["sqrt_d_model"] = 1.0
     final_logit_softcap: Annotated[float, Field(gt=0)] | None = None
     init: InitSpec = InitSpec()
-    param_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    param_dtype: Literal[WEIGHT_DTYPES] = "float32"
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":

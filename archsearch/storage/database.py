@@ -18,16 +18,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..errors import first_line
 from .models import VERSION_TABLE
-from .urls import StorageError, engine_kwargs, full_url, is_sqlite, parse, redact, sqlite_file
+from .urls import StorageError, checked_sqlite_file, engine_kwargs, full_url, is_sqlite, parse, redact
 
 # Any fixed 64-bit number, shared by every archsearch process: "archsear" in ASCII.
 _ADVISORY_LOCK_KEY = 0x6172636873656172
-
-
-def _driver_message(err: Exception) -> str:
-    orig = getattr(err, "orig", None) or err
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
 @contextlib.contextmanager
@@ -133,7 +129,7 @@ def _check_ours(parsed, shown: str) -> None:
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
     except (OperationalError, DBAPIError) as err:
-        raise StorageError(f"cannot reach the database {shown}: {_driver_message(err)}") from None
+        raise StorageError(f"cannot reach the database {shown}: {first_line(err)}") from None
     finally:
         engine.dispose()
     if not tables or VERSION_TABLE in tables or _OPTUNA_MARKERS <= tables:
@@ -153,17 +149,10 @@ class Database:
     def __init__(self, url: str, *, migrate: bool = True, create: bool = True, label: str = "storage"):
         self.parsed = parse(url, label)
         self.url = full_url(self.parsed)
-        shown = redact(url)
-        path = sqlite_file(self.parsed)
-        if path is not None and not path.is_file():
-            if path.exists():
-                raise StorageError(f"{label} {shown!r}: {str(path)!r} is not a file")
-            if not create:
-                raise StorageError(f"{label} {shown!r}: no such SQLite file {str(path)!r} (nothing to read; "
-                                   "it is not created)")
-        elif path is None or path.stat().st_size > 0:
+        path = checked_sqlite_file(self.parsed, label, must_exist=not create)
+        if path is None or (path.is_file() and path.stat().st_size > 0):
             with _opening_lock_for(self.parsed):
-                _check_ours(self.parsed, shown)
+                _check_ours(self.parsed, redact(url))
         self.engine = sa.create_engine(self.parsed, **engine_kwargs(self.parsed))
         if is_sqlite(self.parsed):
             _tune_sqlite(self.engine)
@@ -174,7 +163,7 @@ class Database:
                 revision = current_revision(conn)
         except (OperationalError, DBAPIError) as err:
             self.engine.dispose()
-            raise StorageError(f"cannot reach the database {redact(url)}: {_driver_message(err)}") from None
+            raise StorageError(f"cannot reach the database {redact(url)}: {first_line(err)}") from None
         head = head_revision()
         if revision != head:
             if revision is not None and revision > head:
@@ -219,7 +208,7 @@ class Database:
                     self.url, engine_kwargs=engine_kwargs(self.parsed), heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period, heartbeat_stale_trial_callback=callback)
             except (OperationalError, DBAPIError) as err:
-                raise StorageError(f"cannot open Optuna's tables in {redact(self.url)}: {_driver_message(err)}") \
+                raise StorageError(f"cannot open Optuna's tables in {redact(self.url)}: {first_line(err)}") \
                     from None
         if is_sqlite(self.parsed):
             _tune_sqlite(storage.engine)

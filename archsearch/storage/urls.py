@@ -68,6 +68,20 @@ def sqlite_file(parsed: URL) -> Path | None:
     return Path(parsed.database).expanduser()
 
 
+def checked_sqlite_file(parsed: URL, label: str = "storage", *, must_exist: bool) -> Path | None:
+    """The file of a SQLite URL (None for other backends), refused when the path is something other than a file,
+    or, with `must_exist`, when it is missing: a reader never creates a database, and SQLite would."""
+    path = sqlite_file(parsed)
+    if path is None or path.is_file():
+        return path
+    if path.exists():
+        raise StorageError(f"{label} {redact(parsed)!r}: {str(path)!r} is not a file")
+    if must_exist:
+        raise StorageError(f"{label} {redact(parsed)!r}: no such SQLite file {str(path)!r} (nothing to read; it is "
+                           "not created)")
+    return path
+
+
 def full_url(parsed: URL) -> str:
     """The URL as a string Optuna can open (password kept)."""
     return parsed.render_as_string(hide_password=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..spec.errors import SpecIssue
 from .documents import FileError, Marks, issue, read_yaml, validation_issues
 from .space import SearchSpace
@@ -55,7 +55,7 @@ def _sub_issues(err: ValidationError, marks: Marks, source: str | None, key: str
 
 def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> list[SpecIssue]:
     from ..training import Recipe, TaskSpec
-    from ..training.prepare import resolve_device
+    from ..training.prepare import training_device
     from .objectives import produced_metrics
 
     issues: list[SpecIssue] = []
@@ -79,7 +79,7 @@ def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> lis
                        for i in _sub_issues(err, marks, source, "recipe")]
     if fresh("device") and isinstance(data["device"], str):
         try:
-            resolve_device(data["device"])
+            training_device(data["device"])
         except UserError as err:
             issues.append(issue(marks, source, ("device",), str(err)))
     if fresh("objectives") and isinstance(data["objectives"], list):
@@ -123,5 +123,5 @@ def _sampler_issues(data: dict, marks: Marks, source: str | None, fresh, study: 
             issues += [issue(marks, source, (key,), f"type grid: {i.message}" + (f" (at space {'.'.join(map(str, i.path))})"
                                                                             if i.path else "")) for i in err.issues]
         except (UserError, ValidationError) as err:
-            issues.append(issue(marks, source, (key,), str(err).splitlines()[0][:300]))
+            issues.append(issue(marks, source, (key,), first_line(err, 300)))
     return issues

@@ -62,7 +62,8 @@ class Prepared:
         return self.converter.forward_context() if self.converter is not None else contextlib.nullcontext()
 
 
-def resolve_device(device: str | None) -> torch.device:
+def training_device(device: str | None) -> torch.device:
+    """Where a training runs: cpu or an available cuda device; None picks cuda when there is one."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -131,7 +132,7 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
                             "another folder")
     if not isinstance(spec, ModelSpec):
         raise UserError(f"spec must be an archsearch ModelSpec (load one with load_spec), got {type(spec).__name__}")
-    torch_device = resolve_device(device)
+    torch_device = training_device(device)
     task_obj = make_task(task_spec, recipe.seq_len, recipe.seed)
     check_fit(spec, task_obj)
     budget = resolve_budget(recipe, spec, task_obj.seq_len)  # a length that buys no step fails before the build

@@ -29,7 +29,8 @@ def _optuna_only(path: Path) -> str:
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda tmp: f"sqlite:///{tmp / 'missing.db'}", "does not exist"),
+    (lambda tmp: f"sqlite:///{tmp / 'missing.db'}", "no such SQLite file"),
+    (lambda tmp: (tmp / "folder.db").mkdir() or f"sqlite:///{tmp / 'folder.db'}", "is not a file"),
     (lambda tmp: "mysql://u@localhost/x", "backend 'mysql' is not supported"),
     (lambda tmp: "not a url", "is not a database URL"),
     (lambda tmp: (tmp / "text.db").write_text("hello") and f"sqlite:///{tmp / 'text.db'}",
