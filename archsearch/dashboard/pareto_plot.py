@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..storage.pareto import pareto_front
 from .figures import PlotPoint
-from .pareto import pareto_front
 from .views import EXTRA_AXES, FAILED_STATUSES, StudyView, TrialRow
 
 

@@ -16,8 +16,11 @@ curve without the axis, dominates nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..storage.pareto import dominates
 
 AXES = ("step", "tokens", "flops")
 _REL = 1e-9  # equal compute despite float rounding of step x FLOPs per step
@@ -86,19 +89,16 @@ class DominanceStop:
     def _dominates(self, ref: Reference, step: int, metrics: dict[str, float]) -> bool:
         if self.axis == "step" and step not in ref.curve:
             return False
-        strictly_better = False
-        for metric, direction in self.directions.items():
-            if metric in self.known:
-                mine, theirs = self.known[metric], ref.known.get(metric)
-                margin = 0.0
+        mine, theirs, margins = [], [], []
+        for metric in self.directions:
+            if metric in self.known:  # exact for both: may not be worse, but being better never decides
+                pair, margin = (self.known[metric], ref.known.get(metric)), math.inf
             else:
-                mine, theirs = metrics.get(metric), self._at(ref, step, metric)
-                margin = self.margin * abs(mine) if mine is not None else 0.0
-            if mine is None or theirs is None:
+                pair = (metrics.get(metric), self._at(ref, step, metric))
+                margin = self.margin * abs(pair[0]) if pair[0] is not None else 0.0
+            if None in pair:
                 return False
-            gain = (mine - theirs) if direction == "minimize" else (theirs - mine)
-            if gain < 0:
-                return False
-            if metric not in self.known and gain > margin:
-                strictly_better = True
-        return strictly_better
+            mine.append(pair[0])
+            theirs.append(pair[1])
+            margins.append(margin)
+        return dominates(theirs, mine, list(self.directions.values()), margins)

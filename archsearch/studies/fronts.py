@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..storage import Database, records
+from ..storage.pareto import pareto_front
 
 
 def best_trials(db: Database, study_id: int, objectives, limit: int = 5) -> list[dict[str, Any]]:
@@ -17,8 +18,7 @@ def best_trials(db: Database, study_id: int, objectives, limit: int = 5) -> list
     if len(objectives) == 1:
         chosen = sorted(points, key=lambda p: p[1][0])[:limit]
     else:
-        front = [p for p in points if not any(
-            all(a <= b for a, b in zip(q[1], p[1])) and any(a < b for a, b in zip(q[1], p[1])) for q in points)]
+        front = [points[i] for i in pareto_front([r.objectives for r, _ in points], [o.direction for o in objectives])]
         chosen = sorted(front, key=lambda p: p[1])[:limit]
     return [{"number": r.number, "objectives": r.objectives, "pattern_compact": r.pattern_compact,
              "n_params": r.n_params, "params": r.params, "spec_hash": r.spec_hash, "target": _target(r.target),

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from archsearch.dashboard.importance import MIN_TRIALS
-from archsearch.dashboard.pareto import pareto_front
+from archsearch.storage.pareto import pareto_front
 from archsearch.storage import Database, StudyRecord, TrialRecord
 from archsearch.storage import records
 
