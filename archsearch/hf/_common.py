@@ -68,9 +68,10 @@ def rope_settings(reader: ConfigReader, default: float) -> tuple[float | None, d
         if name not in _ROPE_COMMON + _ROPE_KEYS[kind]:
             reader.problem((key, name), f"not a parameter of {kind} RoPE that archsearch expresses", None,
                            ", ".join(_ROPE_COMMON + _ROPE_KEYS[kind]))
-    if merged.get("partial_rotary_factor", 1.0) != 1.0:
-        reader.problem((key, "partial_rotary_factor"), "partial RoPE is not expressible",
-                       merged["partial_rotary_factor"], "1.0")
+    partial = merged.get("partial_rotary_factor", reader.raw("partial_rotary_factor", 1.0))  # 5.x reads both
+    if partial != 1.0:
+        where = (key, "partial_rotary_factor") if "partial_rotary_factor" in merged else "partial_rotary_factor"
+        reader.problem(where, "partial RoPE is not expressible", partial, "1.0")
     theta = merged.get("rope_theta", reader.raw("rope_theta", default))
     if not finite_number(theta) or not theta > 0:
         reader.problem("rope_theta", "must be a positive number", theta)

@@ -118,6 +118,11 @@ def import_config(config: dict, family: Family, *, name: str | None, max_context
     head_dim = reader.int("head_dim", d.get("head_dim")) if family.head_dim_field else None
     if head_dim is None and hidden and n_heads:
         head_dim = hidden // n_heads
+        given = reader.int("head_dim", None)  # transformers 5 reads a head_dim key that 4.x ignored
+        if given is not None and given != head_dim:
+            reader.problem("head_dim", f"{family.name} derives head_dim as hidden_size // num_attention_heads "
+                           f"({head_dim}) in transformers 4.x and reads this key in 5.x; the two disagree", given,
+                           str(head_dim))
     bias = reader.bool("attention_bias", False)
     theta, scaling = rope_settings(reader, 10000.0)
     attention: dict[str, Any] = {
