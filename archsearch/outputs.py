@@ -1,6 +1,6 @@
 """Where a command writes: checked before any work starts, so an unusable output path is one clear error (the
 option, the path, why) instead of a traceback after minutes of work. One rule for every command that writes a
-file (`schema -o`, `import-hf -o`) or a folder (`export-hf -o`, `train --out`).
+file (`schema -o`, `import-hf -o`) or a folder (`export-hf -o`, `train -o`).
 
 The check walks up to the nearest existing ancestor: it must be a folder we may write into. An existing target
 must be of the right kind (a file for a file, a folder for a folder) and writable. Permissions are judged by

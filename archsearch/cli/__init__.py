@@ -12,14 +12,7 @@ app = typer.Typer(name="archsearch", no_args_is_help=True, add_completion=False,
                   help="Declarative architecture search and ablation for hybrid language models.")
 
 
-@app.callback()
-def _root() -> None:
-    """Declarative architecture search and ablation for hybrid language models."""
-
-
-@app.command()
-def version() -> None:
-    """Print archsearch's version and the versions of the libraries it runs on."""
+def _print_versions() -> None:
     from importlib.metadata import PackageNotFoundError, version as dist_version
 
     for name in ("archsearch", "torch", "pydantic", "optuna", "sqlalchemy"):
@@ -29,10 +22,28 @@ def version() -> None:
             print(f"{name} (not installed)")
 
 
-def _register_all() -> None:
-    from . import check_cmd, dashboard_cmd, kernels_cmd, spec_cmds, study_cmds, train_cmd
+def _version_flag(value: bool) -> None:
+    if value:
+        _print_versions()
+        raise typer.Exit()
 
-    for module in (spec_cmds, kernels_cmd, check_cmd, train_cmd, study_cmds, dashboard_cmd):
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version_flag,
+                                       help="Print the versions of archsearch and its libraries, and exit.")) -> None:
+    """Declarative architecture search and ablation for hybrid language models."""
+
+
+@app.command()
+def version() -> None:
+    """Print archsearch's version and the versions of the libraries it runs on (as --version does)."""
+    _print_versions()
+
+
+def _register_all() -> None:
+    from . import ablate_cmd, check_cmd, dashboard_cmd, kernels_cmd, spec_cmds, study_cmds, train_cmd
+
+    for module in (spec_cmds, kernels_cmd, check_cmd, train_cmd, study_cmds, ablate_cmd, dashboard_cmd):
         module.register(app)
 
 

@@ -8,7 +8,8 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def dashboard(
-        storage: str = typer.Option(..., "--storage", help="results database, e.g. sqlite:///archsearch.db"),
+        storage: str = typer.Option("sqlite:///archsearch.db", "--storage", help="results database URL: "
+                                    "sqlite:///FILE or postgresql://USER@HOST/DB"),
         host: str = typer.Option("127.0.0.1", "--host", help="address to bind; 127.0.0.1 keeps it to this machine"),
         port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port"),
     ) -> None:

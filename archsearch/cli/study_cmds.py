@@ -1,14 +1,15 @@
-"""`archsearch study run|best|list`, `archsearch results export`, `archsearch ablate`."""
+"""`archsearch study run|best|list`, `archsearch results export`."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..studies.bounds import MAX_ABLATION_SEEDS, MAX_SEED_OFFSET, MAX_TIMEOUT_S, MAX_TRIALS, MAX_WORKERS
+from ..studies.bounds import MAX_SEED_OFFSET, MAX_TIMEOUT_S, MAX_TRIALS, MAX_WORKERS
 
 study_app = typer.Typer(no_args_is_help=True, help="Run Optuna studies from study files and read their results.")
 results_app = typer.Typer(no_args_is_help=True, help="Export stored trials.")
@@ -46,10 +47,22 @@ def run(file: str = typer.Argument(..., help="study file (YAML)"),
     A stored study of the same name whose base, target, space, task, recipe, objectives or constraints differ
     from the file's is refused (exit 2, naming each change); `--as NEW_NAME` runs the file as a new study.
     """
-    from ..studies.launch import run_study_command
+    from ..studies.launch import run_study
 
-    run_study_command(file, storage=storage, n_trials=n_trials, timeout_s=timeout, workers=workers, live=progress,
-                      seed_offset=seed_offset, as_name=as_name)
+    def note(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    outcome = _quiet_interrupt(lambda: run_study(file, storage=storage, n_trials=n_trials, timeout_s=timeout,
+                                                 workers=workers, live=progress, seed_offset=seed_offset,
+                                                 as_name=as_name, note=note))
+    _print_summary(outcome.summary, outcome.objectives, outcome.url)
+    summary = outcome.summary
+    if summary.interrupted:
+        if outcome.workers:
+            of = f" of {summary.target}" if summary.target is not None else ""
+            print(f"interrupted (Ctrl-C): {summary.done}{of} trials stored, each worker's running trial queued "
+                  "again; run the same command to resume", file=sys.stderr)
+        raise SystemExit(130)
 
 
 @study_app.command("worker", hidden=True)
@@ -62,8 +75,10 @@ def worker(file: str, storage: Optional[str] = typer.Option(None, help="default:
     the environment so that its password never shows on a command line."""
     from ..studies.launch import run_worker
 
-    run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout, prefix=prefix, seed_offset=seed_offset,
-               as_name=as_name)
+    summary = _quiet_interrupt(lambda: run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout,
+                                                  prefix=prefix, seed_offset=seed_offset, as_name=as_name))
+    if summary.interrupted:
+        raise SystemExit(130)
 
 
 @study_app.command("best")
@@ -71,9 +86,51 @@ def best(file_or_name: str = typer.Argument(..., help="study file, or a stored s
          storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
          limit: int = typer.Option(5, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
     """The best feasible trials of a stored study (the Pareto front when it has several objectives)."""
-    from ..studies.launch import best_command
+    from ..studies.fronts import describe_best
+    from ..studies.launch import best_of
 
-    best_command(file_or_name, storage=storage, limit=limit, as_json=as_json)
+    found = best_of(file_or_name, storage=storage, limit=limit)
+    if as_json:
+        print(json.dumps(found.best, indent=1))
+        return
+    print(f"best trials of {found.name}" + (" (Pareto front)" if len(found.metrics) > 1 else "") + ":")
+    print("\n".join(describe_best(found.summary(), found.metrics)) or "  no feasible trial completed")
+
+
+def _print_summary(summary, objectives: list[str], url: str) -> None:
+    from ..storage import redact
+    from ..studies.fronts import describe_best
+
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
+    target = f"{summary.done} of {summary.target} trials" if summary.target is not None else f"{summary.done} trials"
+    print(f"\nstudy {summary.study}: {target}; {counts or 'no trials'}  (stored in {summary.storage})")
+    if summary.best:
+        print("best trials" + (" (Pareto front)" if len(objectives) > 1 else "") + ":")
+        print("\n".join(describe_best(summary, objectives)))
+    else:
+        print("no feasible trial completed yet")
+    print(f"\nlook at every trial:  archsearch dashboard --storage {redact(url)}")
+    print(f"export them:          archsearch results export --storage {redact(url)} --format csv")
+
+
+def _quiet_interrupt(run):
+    """Run `run()`; a Ctrl-C outside a trial (while loading, opening storage, starting workers) ends the command
+    with one line and exit status 130 instead of a traceback."""
+    default_hook = sys.unraisablehook
+
+    def hook(unraisable):  # a Ctrl-C landing in a finalizer is dropped by Python; do not print its traceback
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default_hook(unraisable)
+
+    sys.unraisablehook = hook  # the parent of workers repeats its SIGINT, so a dropped one is not lost
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C) outside a trial: finished trials are stored; run the same command to resume",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        sys.unraisablehook = default_hook
 
 
 @study_app.command("list")
@@ -108,7 +165,8 @@ def list_(storage: str = typer.Option("sqlite:///archsearch.db", help="database 
 @results_app.command("export")
 def export(storage: str = typer.Option("sqlite:///archsearch.db", help="database URL"),
            fmt: str = typer.Option("csv", "--format", help="csv, json or parquet"),
-           out: Optional[Path] = typer.Option(None, "--out", "-o", help="file to write (stdout for csv/json)"),
+           output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default: stdout, for "
+                                                 "csv/json)"),
            study: Optional[str] = typer.Option(None, help="only this study")) -> None:
     """Every stored trial, one row each."""
     from ..storage import Database
@@ -116,29 +174,13 @@ def export(storage: str = typer.Option("sqlite:///archsearch.db", help="database
     from .spec_cmds import printable
 
     with Database(storage, create=False, label="--storage") as db:
-        text = do_export(db, fmt, out, study)
+        text = do_export(db, fmt, output, study)
     if text is not None:
         print(printable(text, keep="\n\r\t") if fmt == "csv" else text, end="")
     else:
-        typer.echo(printable(f"wrote {out}"), err=True)
-
-
-def ablate(spec: str = typer.Argument(..., help="base spec file or example name"),
-           vary: list[str] = typer.Option(..., "--vary", help="PATH=a,b,c (repeatable): the grid's axes"),
-           seeds: int = typer.Option(3, help=f"seeds per cell, 1 .. {MAX_ABLATION_SEEDS:,}"),
-           task: str = typer.Option("mqar", help="task name, or a TaskSpec mapping such as {name: mqar, options: {n_pairs: 4}}"),
-           recipe: Optional[str] = typer.Option(None, help="recipe as JSON or a YAML/JSON file"),
-           metric: str = typer.Option("val_loss", help="the metric summarised"),
-           storage: Optional[str] = typer.Option(None, help="also store every run in this database"),
-           as_json: bool = typer.Option(False, "--json")) -> None:
-    """Train the full grid of --vary settings x seeds; print mean, 95% CI and paired difference to the base."""
-    from ..studies.ablation_cmd import run_ablation_command
-
-    run_ablation_command(spec, vary, seeds=seeds, task=task, recipe=recipe, metric=metric, storage=storage,
-                         as_json=as_json)
+        typer.echo(printable(f"wrote {output}"), err=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(study_app, name="study")
     app.add_typer(results_app, name="results")
-    app.command("ablate")(ablate)

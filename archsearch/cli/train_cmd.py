@@ -9,13 +9,65 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+import typer.core
 
 from .. import limits
+from ..training.recipe import DEFAULT_STEPS
 from .options import bounded
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train_command)
+    app.command("train", cls=TaskHelpCommand)(train_command)
+
+
+TASK_HELP = ("task name: mqar, selective_copy, in_context_recall, noisy_recall, fuzzy_recall, compression, "
+             "memorization, text")
+TASK_OPTION_HELP = "task option KEY=VALUE (repeatable); the options of each task are listed below"
+
+
+def _default(field: str) -> Any:
+    """A recipe field's default, as --help shows it (the recipe model is torch-free)."""
+    from ..training.recipe import Recipe
+
+    return Recipe.model_fields[field].default
+
+
+def _looks_like_task_option(path: Path) -> bool:
+    """`-o n_pairs=8`: a task option given the old way (-o was train's task option flag), not a run folder."""
+    return re.fullmatch(r"[A-Za-z_]\w*=.*", str(path)) is not None and not path.exists()
+
+
+class TaskHelpCommand(typer.core.TyperCommand):
+    """`train --help` (and `ablate --help`) end with every task's options, their meaning and default. They are read from the task
+    classes only when help is shown: the tasks import torch, which other commands must not pay for."""
+
+    def format_help(self, ctx, formatter) -> None:
+        super().format_help(ctx, formatter)
+        from rich.console import Console
+        from rich.panel import Panel
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        for name, description, options in task_options():
+            table.add_row(f"[bold]{name}[/bold]", description)
+            for key, meaning in options:
+                table.add_row(f"  -t {key}=", meaning)
+        Console().print(Panel(table, title="Tasks (--task) and their options (-t KEY=VALUE)", title_align="left"))
+
+
+def task_options() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(name, description, [(option, meaning and default)]) of every task, from the task classes."""
+    from ..training.tasks import TASKS
+
+    return [(name, cls.description, [(key, _describe_option(field)) for key, field in cls.Options.model_fields.items()])
+            for name, cls in TASKS.items()]
+
+
+def _describe_option(field) -> str:
+    meaning = field.description or ""
+    if field.default is None and "None:" in meaning:  # the meaning says what leaving it out does
+        return meaning
+    return f"{meaning} (default: {field.default})".strip()
 
 
 def parse_task_options(pairs: list[str]) -> dict[str, Any]:
@@ -92,26 +144,37 @@ def read_recipe_file(recipe_file: str) -> dict[str, Any]:
 def train_command(
         spec_path: Optional[str] = typer.Argument(None, metavar="SPEC", help="spec file or example name (optional "
                                                   "with --resume)"),
-        task: Optional[str] = typer.Option(None, "--task", help="task name: mqar, selective_copy, in_context_recall, "
-                                           "noisy_recall, fuzzy_recall, compression, memorization, text"),
-        task_option: list[str] = typer.Option([], "--task-option", "-o", help="task option KEY=VALUE (repeatable)"),
-        recipe_file: Optional[str] = typer.Option(None, "--recipe", help="recipe fields in a YAML/JSON file"),
-        steps: Optional[int] = bounded(None, "--steps", low=1, high=limits.MAX_STEPS),
+        task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
+        task_option: list[str] = typer.Option([], "--task-option", "-t", help=TASK_OPTION_HELP),
+        recipe_file: Optional[str] = typer.Option(None, "--recipe", help="recipe fields in a YAML/JSON file "
+                                                  "(values given below override it)"),
+        steps: Optional[int] = bounded(None, "--steps", low=1, high=limits.MAX_STEPS,
+                                       help=f"training steps (default: {DEFAULT_STEPS}, unless --tokens or --flops)"),
         tokens: Optional[str] = typer.Option(None, "--tokens", help="train this many tokens instead (e.g. 5M)"),
         flops: Optional[str] = typer.Option(None, "--flops", help="train this many training FLOPs (e.g. 3e15, 3P)"),
-        batch_size: Optional[int] = bounded(None, "--batch-size", low=1, high=limits.MAX_BATCH),
-        seq_len: Optional[int] = bounded(None, "--seq-len", low=1, high=limits.MAX_SEQ_LEN),
-        lr: Optional[float] = bounded(None, "--lr", low=0, low_open=True, high=limits.MAX_LR),
-        seed: Optional[int] = bounded(None, "--seed", low=0, high=limits.MAX_SEED),
-        precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp8 | fp32"),
+        batch_size: Optional[int] = bounded(None, "--batch-size", low=1, high=limits.MAX_BATCH,
+                                            help=f"global batch in sequences (default: {_default('batch_size')})"),
+        seq_len: Optional[int] = bounded(None, "--seq-len", low=1, high=limits.MAX_SEQ_LEN,
+                                         help=f"tokens per sequence (default: {_default('seq_len')})"),
+        lr: Optional[float] = bounded(None, "--lr", low=0, low_open=True, high=limits.MAX_LR,
+                                      help=f"peak learning rate (default: {_default('lr')}; warmup "
+                                           f"{_default('warmup')} steps, then {_default('schedule')} decay to "
+                                           f"min_lr {_default('min_lr')}: set both in --recipe)"),
+        seed: Optional[int] = bounded(None, "--seed", low=0, high=limits.MAX_SEED,
+                                      help=f"seed of weights and data (default: {_default('seed')})"),
+        precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp8 | fp32 (default: bf16 "
+                                                "autocast on CUDA, fp32 on CPU)"),
         require_fp8: bool = typer.Option(False, "--require-fp8", help="fail instead of falling back from fp8"),
         compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
-        eval_every: Optional[int] = bounded(None, "--eval-every", low=1, high=limits.MAX_STEPS),
+        eval_every: Optional[int] = bounded(None, "--eval-every", low=1, high=limits.MAX_STEPS,
+                                            help=f"evaluate every this many steps (default: {_default('eval_every')}, "
+                                                 "and at the last step)"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if present)"),
         nproc: Optional[int] = bounded(None, "--nproc", low=1, high=limits.MAX_NPROC,
                                        help="data-parallel processes under torchrun (one per "
                                             "GPU; gloo on CPU); --batch-size stays the global batch"),
-        out: Optional[Path] = typer.Option(None, "--out", help="run folder: checkpoint, result.json"),
+        output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder to write: checkpoint, "
+                                              "result.json (default: none, nothing written)"),
         resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
         teacher: Optional[Path] = typer.Option(None, "--teacher", help="distil from this run folder's model"),
         temperature: float = bounded(1.0, "--temperature", low=0, low_open=True, high=limits.MAX_TEMPERATURE,
@@ -128,15 +191,18 @@ def train_command(
 
     if precision is not None and precision not in ("bf16", "fp8", "fp32"):
         raise UserError(f"--precision: {_cut(repr(precision))} is not one of bf16, fp8, fp32")
-    if resume is not None and out is not None and Path(out) != Path(resume):
-        raise UserError("--out and --resume name different folders; a resumed run stays in its folder")
+    if output is not None and _looks_like_task_option(output):
+        raise UserError(f"-o {_cut(str(output))}: -o/--output is the run folder; task options are given with "
+                        f"-t/--task-option KEY=VALUE")
+    if resume is not None and output is not None and Path(output) != Path(resume):
+        raise UserError("--output and --resume name different folders; a resumed run stays in its folder")
     lengths = [name for name, value in (("--steps", steps), ("--tokens", tokens), ("--flops", flops))
                if value is not None]
     if len(lengths) > 1:
         raise UserError(f"{', '.join(lengths)}: give the run's length once; allowed: one of --steps, --tokens, "
                         f"--flops")
-    if out is not None and resume is None:
-        check_output(out, "--out", folder=True)  # before any work: an existing regular file, no permission, ...
+    if output is not None and resume is None:
+        check_output(output, "--output", folder=True)  # before any work: an existing regular file, no permission, ...
     spec = load_spec(spec_path) if spec_path is not None else None
     task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
     overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
@@ -150,7 +216,7 @@ def train_command(
         if spec is None or task_spec is None:
             raise UserError("archsearch train needs SPEC and --task (or --resume DIR)")
         recipe = build_recipe(recipe_file, overrides)
-    result = train(spec, task_spec, recipe, out_dir=resume or out, progress=not as_json and sys.stderr.isatty(),
+    result = train(spec, task_spec, recipe, out_dir=resume or output, progress=not as_json and sys.stderr.isatty(),
                    device=device, resume=resume is not None, nproc=nproc)
     if as_json:
         print(json.dumps(result.to_dict(), default=str))

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .dtypes import WEIGHT_DTYPES
-from .fields import MAX_DIM, bounded_int
+from .fields import MAX_DIM, bounded_int, token_count
 from .kinds import BlockKind, BlockSpec
 from .errors import SpecIssue, _IssueGroup
 from .pattern import RESERVED_CHARS, PatternError, expand_pattern, is_valid_symbol
@@ -75,7 +75,7 @@ class ModelSpec(BaseModel):
     description: str | None = None
     vocab_size: bounded_int(2, 1 << 22)
     d_model: bounded_int(1, MAX_DIM)
-    max_context: bounded_int(1, 1 << 24)
+    max_context: token_count(1, 1 << 24)  # 131072 or 128k
     pattern: str | list[str]
     blocks: dict[str, BlockSpec]
     norm: NormSpec = NormSpec()

@@ -85,7 +85,7 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
         writer.writerows(flat)
         return _emit(buffer.getvalue(), out)
     if out is None:
-        raise UserError("--format parquet writes a file: give --out PATH")
+        raise UserError("--format parquet writes a file: give -o/--output PATH")
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -104,7 +104,7 @@ def export(db: Database, fmt: str, out: str | Path | None, study: str | None = N
     try:
         pq.write_table(pa.table(table), str(out))
     except OSError as err:
-        raise UserError(f"--out {str(out)!r}: cannot write it ({err.strerror or err})") from None
+        raise UserError(f"--output {str(out)!r}: cannot write it ({err.strerror or err})") from None
     return None
 
 
@@ -120,16 +120,16 @@ def finite(value: Any) -> Any:
 
 
 def _check_writable(out: Path) -> None:
-    """--out must name a file this process can create or replace: refused with its name before any work."""
+    """--output must name a file this process can create or replace: refused with its name before any work."""
     if out.is_dir():
-        raise UserError(f"--out {str(out)!r} is a folder; allowed: a file path")
+        raise UserError(f"--output {str(out)!r} is a folder; allowed: a file path")
     parent = out.expanduser().absolute().parent
     if not parent.is_dir():
-        raise UserError(f"--out {str(out)!r}: the folder {str(parent)!r} does not exist")
+        raise UserError(f"--output {str(out)!r}: the folder {str(parent)!r} does not exist")
     import os
 
     if not os.access(out if out.exists() else parent, os.W_OK):
-        raise UserError(f"--out {str(out)!r}: not writable here (permission denied)")
+        raise UserError(f"--output {str(out)!r}: not writable here (permission denied)")
 
 
 def _emit(text: str, out: str | Path | None) -> str | None:
@@ -138,5 +138,5 @@ def _emit(text: str, out: str | Path | None) -> str | None:
     try:
         Path(out).write_text(text, encoding="utf-8")
     except OSError as err:
-        raise UserError(f"--out {str(out)!r}: cannot write it ({err.strerror or err})") from None
+        raise UserError(f"--output {str(out)!r}: cannot write it ({err.strerror or err})") from None
     return None

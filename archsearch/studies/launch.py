@@ -1,15 +1,17 @@
-"""What `archsearch study run/worker/best` do: open the study, run it in this process or in K worker processes,
-print the best trials and how to look at them."""
+"""Running a study file: in this process or in K worker processes sharing its storage; reading a study's best
+trials. A library: it returns outcomes and raises errors; printing and exit statuses are the CLI's
+(archsearch/cli/study_cmds.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import UserError
 from ..storage import Database, redact
@@ -17,7 +19,7 @@ from ..storage.urls import is_sqlite, parse
 from .bounds import check_run_options
 from .compile_cache import use_study_cache
 from .preflight import preflight
-from .runner import RunSummary, StudyRunner, best_trials, describe_best
+from .runner import RunSummary, StudyRunner, best_trials
 from .identity import renamed
 from .study_file import load_study
 
@@ -33,47 +35,28 @@ def _evaluator(study):
 STORAGE_ENV = "ARCHSEARCH_WORKER_STORAGE"  # how `study run --workers N` hands its URL (password and all) to workers
 
 
-def _print_summary(summary: RunSummary, objectives: list[str], url: str) -> None:
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))
-    target = f"{summary.done} of {summary.target} trials" if summary.target is not None else f"{summary.done} trials"
-    print(f"\nstudy {summary.study}: {target}; {counts or 'no trials'}  (stored in {summary.storage})")
-    if summary.best:
-        print("best trials" + (" (Pareto front)" if len(objectives) > 1 else "") + ":")
-        print("\n".join(describe_best(summary, objectives)))
-    else:
-        print("no feasible trial completed yet")
-    print(f"\nlook at every trial:  archsearch dashboard --storage {redact(url)}")
-    print(f"export them:          archsearch results export --storage {redact(url)} --format csv")
+def _silent(message: str) -> None:
+    pass
 
 
-def _quiet_interrupt(run):
-    """Run `run()`; a Ctrl-C outside a trial (while loading, opening storage, starting workers) ends the command
-    with one line and exit status 130 instead of a traceback."""
-    default_hook = sys.unraisablehook
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What running a study file did: its summary (`summary.interrupted`: a Ctrl-C stopped it, finished trials are
+    stored and the running ones queued again), the objectives' metrics, the storage URL (password and all, for
+    the caller to redact) and the number of worker processes it started (0: it ran in this process)."""
 
-    def hook(unraisable):  # a Ctrl-C landing in a finalizer is dropped by Python; do not print its traceback
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            default_hook(unraisable)
-
-    sys.unraisablehook = hook  # the parent of workers repeats its SIGINT, so a dropped one is not lost
-    try:
-        return run()
-    except KeyboardInterrupt:
-        print("\ninterrupted (Ctrl-C) outside a trial: finished trials are stored; run the same command to resume",
-              file=sys.stderr)
-        raise SystemExit(130) from None
-    finally:
-        sys.unraisablehook = default_hook
+    summary: RunSummary
+    objectives: list[str]
+    url: str
+    workers: int
 
 
-def run_study_command(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
-                      workers: int | str, live: bool | None, seed_offset: int = 0, as_name: str | None = None) -> None:
-    _quiet_interrupt(lambda: _run_study(file, storage=storage, n_trials=n_trials, timeout_s=timeout_s,
-                                        workers=workers, live=live, seed_offset=seed_offset, as_name=as_name))
-
-
-def _run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
-               workers: int | str, live: bool | None, seed_offset: int, as_name: str | None = None) -> None:
+def run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None,
+              workers: int | str, live: bool | None, seed_offset: int = 0, as_name: str | None = None,
+              note: Callable[[str], None] = _silent) -> StudyOutcome:
+    """Run (or resume) the study of `file` in this process, or in `workers` worker processes ("auto": one per
+    gpus_per_trial visible GPUs). `note(text)` receives what the caller may show: the worker plan, the compile
+    cache folder, SQLite's lock with several workers. Raises UserError for a bad file or option."""
     from .gpus import auto_plan, parse_workers
 
     count = parse_workers(str(workers))
@@ -83,40 +66,28 @@ def _run_study(file: str, *, storage: str | None, n_trials: int | None, timeout_
     plan = None
     if count is None:  # auto: one worker per gpus_per_trial visible GPUs, each seeing only its own
         plan = auto_plan(study.file.gpus_per_trial)
-        print(plan.note, file=sys.stderr)
-        workers = 1 if plan.on_cpu else plan.workers
-    else:
-        workers = count
-    evaluator = _evaluator(study)
-    runner = StudyRunner(study, evaluator, storage=storage, n_trials=n_trials, timeout_s=timeout_s, live=live,
+        note(plan.note)
+        count = 1 if plan.on_cpu else plan.workers
+    runner = StudyRunner(study, _evaluator(study), storage=storage, n_trials=n_trials, timeout_s=timeout_s, live=live,
                          seed_offset=seed_offset)
     # before this process compiles and before workers start (they inherit it): compile/autotune caches persist
     cache = use_study_cache(runner.url, study.name)
     if "TORCHINDUCTOR_CACHE_DIR" in cache:
-        print(f"compile cache: {Path(cache['TORCHINDUCTOR_CACHE_DIR']).parent}", file=sys.stderr)
+        note(f"compile cache: {Path(cache['TORCHINDUCTOR_CACHE_DIR']).parent}")
     objectives = [o.metric for o in study.file.objectives]
-    if workers == 1 and (plan is None or plan.on_cpu):
-        runner.open()
+    runner.open()  # creates the study (or refuses a mismatching one) once, before any worker starts
+    if count == 1 and (plan is None or plan.on_cpu):
         try:
             summary = runner.run()
         finally:
             runner.close()
-        _print_summary(summary, objectives, runner.url)
-        if summary.interrupted:
-            raise SystemExit(130)
-        return
-    runner.open()  # creates the study (or refuses a mismatching one) once, before any worker starts
+        return StudyOutcome(summary, objectives, runner.url, 0)
     if is_sqlite(parse(runner.url)):
-        print(f"note: {workers} workers on a SQLite file work but serialize on its lock; use PostgreSQL for "
-              "many workers", file=sys.stderr)
-    envs = [plan.env(i, os.environ) if plan is not None else os.environ.copy() for i in range(workers)]
-    summary = _run_workers(file, runner, workers, n_trials, timeout_s, seed_offset, envs)
-    _print_summary(summary, objectives, runner.url)
-    if summary.interrupted:
-        of = f" of {summary.target}" if summary.target is not None else ""
-        print(f"interrupted (Ctrl-C): {summary.done}{of} trials stored, each worker's running trial queued again; "
-              "run the same command to resume", file=sys.stderr)
-        raise SystemExit(130)
+        note(f"note: {count} workers on a SQLite file work but serialize on its lock; use PostgreSQL for many "
+             "workers")
+    envs = [plan.env(i, os.environ) if plan is not None else os.environ.copy() for i in range(count)]
+    summary = _run_workers(file, runner, count, n_trials, timeout_s, seed_offset, envs)
+    return StudyOutcome(summary, objectives, runner.url, count)
 
 
 def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | None,
@@ -175,30 +146,42 @@ def _sigint_ignored():
 
 
 def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_s: float | None, prefix: str,
-               seed_offset: int, as_name: str | None = None) -> None:
-    def work():
-        url = storage or os.environ.get(STORAGE_ENV)
-        if not url:
-            raise UserError(f"study worker: give --storage URL (or set {STORAGE_ENV})")
-        check_run_options(n_trials=n_trials, timeout_s=timeout_s)  # its seed offset is the parent's, spread
-        study = renamed(preflight(file), as_name)
-        use_study_cache(url, study.name)  # a worker started by hand; one started by `study run` has it already
-        runner = StudyRunner(study, _evaluator(study), storage=url, n_trials=n_trials, timeout_s=timeout_s,
-                             live=False, worker_prefix=prefix, seed_offset=seed_offset)
-        runner.open()
-        try:
-            summary = runner.run()
-            if summary.interrupted:  # the parent may repeat its SIGINT; this worker is done and only exits now
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-            return summary
-        finally:
-            runner.close()
-
-    if _quiet_interrupt(work).interrupted:
-        raise SystemExit(130)
+               seed_offset: int, as_name: str | None = None) -> RunSummary:
+    """One worker process of `run_study(workers=K)` (or one started by hand): runs trials of the shared study."""
+    url = storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        raise UserError(f"study worker: give --storage URL (or set {STORAGE_ENV})")
+    check_run_options(n_trials=n_trials, timeout_s=timeout_s)  # its seed offset is the parent's, spread
+    study = renamed(preflight(file), as_name)
+    use_study_cache(url, study.name)  # a worker started by hand; one started by `study run` has it already
+    runner = StudyRunner(study, _evaluator(study), storage=url, n_trials=n_trials, timeout_s=timeout_s,
+                         live=False, worker_prefix=prefix, seed_offset=seed_offset)
+    runner.open()
+    try:
+        summary = runner.run()
+        if summary.interrupted:  # the parent may repeat its SIGINT; this worker is done and only exits now
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return summary
+    finally:
+        runner.close()
 
 
-def best_command(file_or_name: str, *, storage: str | None, limit: int, as_json: bool) -> None:
+@dataclass(frozen=True)
+class BestTrials:
+    """The best feasible trials of a stored study (`best`, as `runner.best_trials` gives them)."""
+
+    name: str
+    storage: str  # redacted
+    metrics: list[str]
+    best: list[dict]
+
+    def summary(self) -> RunSummary:
+        return RunSummary(self.name, self.storage, {}, self.best)
+
+
+def best_of(file_or_name: str, *, storage: str | None, limit: int) -> BestTrials:
+    """The best trials of the study of a study file (its storage, unless `storage` is given), or of a stored
+    study named `file_or_name` in `storage`. Never creates a missing database."""
     from ..storage import records
     from .objectives import Objective
 
@@ -216,12 +199,4 @@ def best_command(file_or_name: str, *, storage: str | None, limit: int, as_json:
             raise UserError(f"no study named {name!r} in {redact(url)}; stored: {', '.join(stored) or '(none)'}")
         objectives = [Objective.model_validate(o) for o in record.objectives]
         best = best_trials(db, record.id, objectives, limit)
-    if as_json:
-        print(json.dumps(best, indent=1))
-        return
-    summary = RunSummary(name, redact(url), {}, best)
-    metrics = [o.metric for o in objectives]
-    print(f"best trials of {name}" + (" (Pareto front)" if len(metrics) > 1 else "") + ":")
-    print("\n".join(describe_best(summary, metrics)) or "  no feasible trial completed")
-
-
+    return BestTrials(name, redact(url), [o.metric for o in objectives], best)

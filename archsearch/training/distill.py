@@ -33,7 +33,7 @@ def check_teacher(config: Distillation, student: ModelSpec, task: Task) -> Model
     for name in ("spec.yaml", "model.safetensors"):
         if not (folder / name).is_file():
             raise UserError(f"distill.teacher: {str(folder)!r} is not a run folder with {name} (train the teacher "
-                            "with `archsearch train ... --out DIR` and pass that DIR)")
+                            "with `archsearch train ... -o DIR` and pass that DIR)")
     spec = loads_spec((folder / "spec.yaml").read_text(encoding="utf-8"), str(folder / "spec.yaml"))
     if spec.vocab_size != student.vocab_size:
         raise UserError(f"distill.teacher: the teacher's vocab_size {spec.vocab_size} differs from the student's "

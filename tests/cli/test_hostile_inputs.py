@@ -53,8 +53,8 @@ def places(tmp_path):
     (["schema", "-o"], "under_file", "is a regular file, not a folder"),
     (["import-hf", str(QWEN_CONFIG), "-o"], "folder", "is a folder; give a file name"),
     (["import-hf", str(QWEN_CONFIG), "-o"], "under_file", "is a regular file, not a folder"),
-    (["train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--out"], "file", "exists and is not a folder"),
-    (["train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--out"], "under_file", "is a regular file"),
+    (["train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--output"], "file", "exists and is not a folder"),
+    (["train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--output"], "under_file", "is a regular file"),
 ])
 def test_unwritable_output_paths_name_the_option_and_the_path(capsys, places, argv, place, fragment):
     target = places[place]
@@ -65,7 +65,7 @@ def test_unwritable_output_paths_name_the_option_and_the_path(capsys, places, ar
 
 @pytest.mark.skipif(ROOT, reason="root may write into a folder without write permission")
 @pytest.mark.parametrize("argv", [["export-hf", "qwen3-tiny", "-o"], ["schema", "-o"],
-                                  ["train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--out"]])
+                                  ["train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--output"]])
 def test_a_folder_without_write_permission(capsys, tmp_path, argv):
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -253,8 +253,8 @@ def test_dashboard_port_out_of_range(capsys, db_url, port):
     (["--tokens", "1e400"], "recipe field tokens"),
     (["--flops", "9" * 400], "recipe field flops"),
     (["--flops", "nan"], "recipe field flops"),
-    (["-o", "n_pairs=" + "9" * 400], "n_pairs"),
-    (["-o", "vocab=1e400"], "vocab"),
+    (["-t", "n_pairs=" + "9" * 400], "n_pairs"),
+    (["-t", "vocab=1e400"], "vocab"),
     (["--task", "x" * 2000], "unknown task"),
 ])
 def test_train_values_of_any_length_are_refused_short(capsys, args, fragment):

@@ -153,7 +153,7 @@ def ablation_url(tmp_path_factory) -> str:
     url = f"sqlite:///{directory / 'ablation.db'}"
     done = subprocess.run([sys.executable, "-m", "archsearch.cli", "ablate", str(directory / "spec.yaml"),
                            "--vary", "blocks.M.d_state=8,16", "--seeds", "2",
-                           "--task", "{name: mqar, options: {vocab: 64, n_pairs: 4}}", "--recipe", ABLATION_RECIPE,
+                           "--task", "mqar", "-t", "vocab=64", "-t", "n_pairs=4", "--recipe", ABLATION_RECIPE,
                            "--storage", url], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"archsearch ablate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return url

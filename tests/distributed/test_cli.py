@@ -7,7 +7,7 @@ import pytest
 from archsearch.cli import main
 from archsearch.spec import dump_spec
 
-SMALL = ["--task", "mqar", "-o", "vocab=16", "-o", "n_pairs=2", "--seq-len", "16", "--batch-size", "4",
+SMALL = ["--task", "mqar", "-t", "vocab=16", "-t", "n_pairs=2", "--seq-len", "16", "--batch-size", "4",
          "--device", "cpu", "--eval-every", "2"]
 
 
@@ -20,7 +20,7 @@ def spec_file(spec, tmp_path):
 
 def test_nproc_2_trains_writes_one_run_folder_and_prints_rank_0s_record(spec_file, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", spec_file, *SMALL, "--steps", "3", "--nproc", "2", "--out", str(out), "--json"]) == 0
+    assert main(["train", spec_file, *SMALL, "--steps", "3", "--nproc", "2", "--output", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["status"] == "completed" and result["steps"] == 3 and result["extra"]["world_size"] == 2
     assert result["tokens"] == 3 * 4 * 16  # the global batch: --batch-size is not multiplied by the processes
@@ -46,5 +46,5 @@ def test_an_existing_run_folder_is_refused_before_any_process_starts(spec_file, 
     for name in ("model.safetensors", "optimizer.pt", "rng.pt", "state.json"):
         out.mkdir(exist_ok=True)
         (out / name).write_text("x")
-    assert main(["train", spec_file, *SMALL, "--steps", "1", "--nproc", "2", "--out", str(out)]) == 2
+    assert main(["train", spec_file, *SMALL, "--steps", "1", "--nproc", "2", "--output", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err

@@ -74,10 +74,11 @@ def test_auto_starts_one_worker_process_per_gpu_group_with_its_devices(monkeypat
     monkeypatch.setattr(gpus, "auto_plan", lambda g: plan_workers(["0", "1", "2", "3"], g))
     monkeypatch.setattr(launch, "_run_workers", fake_workers)
     study = study_file(2)
-    launch.run_study_command(str(study), storage=f"sqlite:///{tmp_path / 'db.sqlite'}", n_trials=None,
-                             timeout_s=None, workers="auto", live=False)
-    assert started == {"workers": 2, "devices": ["0,1", "2,3"]}
-    assert "worker 1 -> CUDA_VISIBLE_DEVICES=2,3" in capsys.readouterr().err
+    notes = []
+    outcome = launch.run_study(str(study), storage=f"sqlite:///{tmp_path / 'db.sqlite'}", n_trials=None,
+                               timeout_s=None, workers="auto", live=False, note=notes.append)
+    assert started == {"workers": 2, "devices": ["0,1", "2,3"]} and outcome.workers == 2
+    assert any("worker 1 -> CUDA_VISIBLE_DEVICES=2,3" in n for n in notes)
 
 
 def test_auto_on_a_cpu_machine_runs_one_worker_whose_trials_use_two_processes(tmp_path, capsys, study_file):

@@ -50,7 +50,7 @@ def test_list_best_and_export(stored, capsys, tmp_path):
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 5 and {"spec", "curve", "budget", "status"} <= set(rows[0])
     out_file = tmp_path / "t.csv"
-    assert main(["results", "export", "--storage", url, "--format", "csv", "--out", str(out_file)]) == 0
+    assert main(["results", "export", "--storage", url, "--format", "csv", "--output", str(out_file)]) == 0
     assert out_file.read_text().count("\n") >= 6
 
 

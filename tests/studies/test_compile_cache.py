@@ -79,8 +79,7 @@ def test_workers_are_spawned_with_the_cache_beside_the_storage(clean_env, write_
     clean_env.setattr(launch.subprocess, "Popen", FakePopen)
     (tmp_path / "store").mkdir()
     url = f"sqlite:///{tmp_path}/store/results.db"
-    launch.run_study_command(str(write_study(n_trials=2)), storage=url, n_trials=2, timeout_s=None, workers=2,
-                             live=False)
+    launch.run_study(str(write_study(n_trials=2)), storage=url, n_trials=2, timeout_s=None, workers=2, live=False)
     folder = tmp_path / "store" / "results.compile-cache"
     assert len(seen) == 2
     for env in seen:

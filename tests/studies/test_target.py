@@ -159,7 +159,7 @@ def test_study_best_and_the_dashboard_show_the_target(nano_study, capsys):
     page = TestClient(create_app(url)).get(f"/study/{study_id}/compare?t={row.id}").text
     assert "parameters (trained proxy)" in page and f"{TARGET} <code>{row.target['canonical_hash'][:8]}" in page
     out_file = path.parent / "nano.csv"
-    assert main(["results", "export", "--storage", url, "--format", "csv", "--out", str(out_file)]) == 0
+    assert main(["results", "export", "--storage", url, "--format", "csv", "--output", str(out_file)]) == 0
     import csv
 
     exported = {int(r["number"]): r for r in csv.DictReader(out_file.open())}

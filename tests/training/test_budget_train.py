@@ -65,7 +65,7 @@ def test_a_stopped_flops_run_records_what_it_trained(spec):
 def test_cli_tokens_and_flops(spec, tmp_path, capsys):
     path = tmp_path / "tiny.yaml"
     path.write_text(dump_spec(spec))
-    small = [str(path), "--task", "mqar", "-o", "vocab=16", "-o", "n_pairs=2", "--seq-len", str(SEQ),
+    small = [str(path), "--task", "mqar", "-t", "vocab=16", "-t", "n_pairs=2", "--seq-len", str(SEQ),
              "--batch-size", str(BATCH), "--device", "cpu", "--json"]
     assert main(["train", *small, "--tokens", "320"]) == 0
     result = json.loads(capsys.readouterr().out)

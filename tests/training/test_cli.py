@@ -7,7 +7,7 @@ import pytest
 from archsearch.cli import main
 from archsearch.spec import dump_spec
 
-SMALL = ["--task", "mqar", "-o", "vocab=16", "-o", "n_pairs=2", "--seq-len", "16", "--batch-size", "4",
+SMALL = ["--task", "mqar", "-t", "vocab=16", "-t", "n_pairs=2", "--seq-len", "16", "--batch-size", "4",
          "--device", "cpu"]
 
 
@@ -40,7 +40,7 @@ def test_human_output(spec_file, capsys):
 
 def test_resume_and_teacher_folders(spec_file, tmp_path, capsys):
     run = tmp_path / "run"
-    run_json(capsys, spec_file, *SMALL, "--steps", "2", "--out", str(run))
+    run_json(capsys, spec_file, *SMALL, "--steps", "2", "--output", str(run))
     resumed = run_json(capsys, "--resume", str(run), "--steps", "4", "--device", "cpu")
     assert resumed["steps"] == 4 and resumed["out_dir"] == str(run)
     student = run_json(capsys, spec_file, *SMALL, "--steps", "2", "--teacher", str(run), "--alpha", "1")
@@ -56,13 +56,13 @@ def test_recipe_file_with_command_line_on_top(spec_file, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--task", "mqr"], "unknown task 'mqr'; tasks: mqar, selective_copy"),
-    (["--task", "mqar", "-o", "pairs=3"], "unknown option 'pairs'; allowed options: seq_len, vocab, n_pairs"),
-    (["--task", "mqar", "-o", "n_pairs"], "expected KEY=VALUE"),
-    (["--task", "text", "-o", "data_files=/nonexistent.txt"], "matches no file"),
+    (["--task", "mqar", "-t", "pairs=3"], "unknown option 'pairs'; allowed options: seq_len, vocab, n_pairs"),
+    (["--task", "mqar", "-t", "n_pairs"], "expected KEY=VALUE"),
+    (["--task", "text", "-t", "data_files=/nonexistent.txt"], "matches no file"),
     (["--task", "mqar", "--precision", "fp4"], "--precision: 'fp4' is not one of"),
-    (["--task", "mqar", "-o", "vocab=32", "--precision", "fp8", "--require-fp8", "--seq-len", "32"],
+    (["--task", "mqar", "-t", "vocab=32", "--precision", "fp8", "--require-fp8", "--seq-len", "32"],
      "FP8 is unavailable here: CPU"),
-    (["--task", "mqar", "-o", "vocab=32", "--seq-len", "4096"], "above the spec's max_context 256"),
+    (["--task", "mqar", "-t", "vocab=32", "--seq-len", "4096"], "above the spec's max_context 256"),
     (["--task", "mqar", "--lr", "-1"], "Invalid value for '--lr': -1.0 is out of range; allowed: (0, 1000000000.0]"),
     ([], "needs SPEC and --task"),
 ])

@@ -1,5 +1,5 @@
 """Damaged run folders on `train --resume`: each broken, missing or foreign file is one clear error naming the
-file (exit 2), never a traceback and never a silent fresh start; `--out` never overwrites part of a run."""
+file (exit 2), never a traceback and never a silent fresh start; `--output` never overwrites part of a run."""
 
 import json
 import shutil
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from archsearch.cli import main
 from archsearch.spec import dump_spec
 
-SMALL = ["--task", "mqar", "-o", "vocab=16", "-o", "n_pairs=2", "--seq-len", "16", "--batch-size", "4",
+SMALL = ["--task", "mqar", "-t", "vocab=16", "-t", "n_pairs=2", "--seq-len", "16", "--batch-size", "4",
          "--device", "cpu"]
 
 
@@ -26,7 +26,7 @@ def runs(tmp_path_factory, make_spec):
     for name, spec in (("good", make_spec(64)), ("other", make_spec(128))):
         spec_path = root / f"{name}.yaml"
         spec_path.write_text(dump_spec(spec))
-        assert main(["train", str(spec_path), *SMALL, "--steps", "2", "--out", str(root / name), "--json"]) == 0
+        assert main(["train", str(spec_path), *SMALL, "--steps", "2", "--output", str(root / name), "--json"]) == 0
         folders[name] = root / name
     return folders
 
@@ -122,7 +122,7 @@ def test_out_never_overwrites_part_of_a_run(runs, tmp_path, capsys):
     partial.mkdir()
     shutil.copy(runs["good"] / "optimizer.pt", partial / "optimizer.pt")
     spec_path = runs["good"].parent / "good.yaml"
-    code = main(["train", str(spec_path), *SMALL, "--steps", "1", "--out", str(partial)])
+    code = main(["train", str(spec_path), *SMALL, "--steps", "1", "--output", str(partial)])
     out, err = capsys.readouterr()
     assert code == 2 and "already holds a run (or part of one)" in err and "Traceback" not in err
     assert sorted(p.name for p in partial.iterdir()) == ["optimizer.pt"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archsearch.errors import UserError
 
@@ -29,7 +29,7 @@ class TaskOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    seq_len: int | None = None  # None: the recipe's seq_len
+    seq_len: int | None = Field(None, description="tokens per sequence of this task (None: the recipe's seq_len)")
 
 
 def parse_options(task: str, model: type[TaskOptions], options: dict[str, Any]) -> TaskOptions:

@@ -16,8 +16,9 @@ from .base import IGNORE, Batch, SyntheticTask, TaskOptions, need
 
 
 class CompressionOptions(TaskOptions):
-    vocab: Annotated[int, Field(ge=2)] = 16  # content tokens
-    n_tokens: Annotated[int, Field(ge=1)] | None = None  # None: as many as fit, (seq_len - 1) // 2
+    vocab: Annotated[int, Field(ge=2, description="content tokens")] = 16
+    n_tokens: Annotated[int, Field(ge=1)] | None = Field(None, description="tokens before the compression token "
+                                                         "(None: as many as fit, (seq_len - 1) // 2)")
 
 
 class Compression(SyntheticTask):

@@ -17,10 +17,10 @@ from .base import IGNORE, Batch, SyntheticTask, TaskOptions, need
 
 
 class FuzzyRecallOptions(TaskOptions):
-    vocab: Annotated[int, Field(ge=4)] = 16  # key tokens + value tokens, equally split
-    k_motif: Annotated[int, Field(ge=1, le=8)] = 3
-    v_motif: Annotated[int, Field(ge=1, le=8)] = 3
-    n_keys: Annotated[int, Field(ge=1)] = 8
+    vocab: Annotated[int, Field(ge=4, description="key tokens + value tokens, equally split")] = 16
+    k_motif: Annotated[int, Field(ge=1, le=8, description="longest key motif, in tokens")] = 3
+    v_motif: Annotated[int, Field(ge=1, le=8, description="longest value motif, in tokens")] = 3
+    n_keys: Annotated[int, Field(ge=1, description="distinct key motifs per sequence")] = 8
 
 
 class FuzzyRecall(SyntheticTask):

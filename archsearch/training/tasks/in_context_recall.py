@@ -15,7 +15,7 @@ from .base import IGNORE, Batch, SyntheticTask, TaskOptions, need
 
 
 class InContextRecallOptions(TaskOptions):
-    vocab: Annotated[int, Field(ge=4)] = 32  # keys + values, equally split
+    vocab: Annotated[int, Field(ge=4, description="keys + values, equally split")] = 32
 
 
 def recall_batch(gen: torch.Generator, batch_size: int, seq_len: int, n_keys: int, n_values: int,

@@ -15,8 +15,8 @@ from .base import IGNORE, Batch, SyntheticTask, TaskOptions, need
 
 
 class MemorizationOptions(TaskOptions):
-    n_keys: Annotated[int, Field(ge=1)] = 64
-    map_seed: int = 12345
+    n_keys: Annotated[int, Field(ge=1, description="entries of the fixed key -> value table")] = 64
+    map_seed: Annotated[int, Field(description="seed of the table (the same facts whatever the training seed)")] = 12345
 
 
 class Memorization(SyntheticTask):

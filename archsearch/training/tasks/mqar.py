@@ -15,9 +15,9 @@ from .base import IGNORE, Batch, SyntheticTask, TaskOptions, distinct, need
 
 
 class MqarOptions(TaskOptions):
-    vocab: Annotated[int, Field(ge=4)] = 256
-    n_pairs: Annotated[int, Field(ge=1)] = 8
-    power_a: Annotated[float, Field(gt=0, le=1)] = 0.01  # query gap distribution: p(gap g) ~ g^(a-1)
+    vocab: Annotated[int, Field(ge=4, description="keys + values, equally split")] = 256
+    n_pairs: Annotated[int, Field(ge=1, description="key-value pairs per sequence (each queried once)")] = 8
+    power_a: Annotated[float, Field(gt=0, le=1, description="query gaps: p(gap g) ~ g^(a-1)")] = 0.01
 
 
 class Mqar(SyntheticTask):

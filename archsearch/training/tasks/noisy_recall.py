@@ -13,9 +13,9 @@ from .in_context_recall import InContextRecall, recall_batch
 
 
 class NoisyRecallOptions(TaskOptions):
-    vocab: Annotated[int, Field(ge=4)] = 32  # keys + values, equally split
-    noise_vocab: Annotated[int, Field(ge=1)] = 16
-    frac_noise: Annotated[float, Field(ge=0, lt=1)] = 0.4
+    vocab: Annotated[int, Field(ge=4, description="keys + values, equally split")] = 32
+    noise_vocab: Annotated[int, Field(ge=1, description="noise tokens (a vocabulary of their own)")] = 16
+    frac_noise: Annotated[float, Field(ge=0, lt=1, description="share of pair slots holding noise")] = 0.4
 
 
 class NoisyRecall(InContextRecall):

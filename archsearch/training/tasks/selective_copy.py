@@ -14,8 +14,8 @@ from .base import IGNORE, Batch, SyntheticTask, TaskOptions, distinct, need
 
 
 class SelectiveCopyOptions(TaskOptions):
-    vocab: Annotated[int, Field(ge=2)] = 16  # content tokens
-    n_copy: Annotated[int, Field(ge=1)] = 8
+    vocab: Annotated[int, Field(ge=2, description="content tokens")] = 16
+    n_copy: Annotated[int, Field(ge=1, description="content tokens to copy, scattered among blanks")] = 8
 
 
 class SelectiveCopy(SyntheticTask):

@@ -25,16 +25,19 @@ BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "c
 
 
 class TextOptions(TaskOptions):
-    dataset: str | None = None  # a hub name, or a builder: text, json, parquet, csv
-    data_files: str | list[str] | dict[str, str | list[str]] | None = None  # files, folders, globs; or split -> those
-    config: str | None = None
-    split: str = "train"
-    val_split: str | None = None  # None: hold out the last val_fraction of the tokens
-    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    text_column: str = "text"
-    tokenizer: str = "bytes"  # or a Hugging Face tokenizer name / folder
-    sample_by: str = "document"  # text builder: one row per file ("document"), "paragraph" or "line"
-    max_bytes: Annotated[int, Field(ge=1)] | None = None  # read at most this much text per split
+    dataset: str | None = Field(None, description="a hub name, or a builder: text, json, parquet, csv")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="files, folders, globs; or split -> those")
+    config: str | None = Field(None, description="the dataset's configuration name")
+    split: str = Field("train", description="the split trained on")
+    val_split: str | None = Field(None, description="validation split (None: hold out the last val_fraction of "
+                                                    "the tokens)")
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(0.05, description="share of tokens held out for "
+                                                                                  "validation without val_split")
+    text_column: str = Field("text", description="the column holding the text")
+    tokenizer: str = Field("bytes", description="bytes, or a Hugging Face tokenizer name / folder")
+    sample_by: str = Field("document", description="text builder: one row per file (document), paragraph or line")
+    max_bytes: Annotated[int, Field(ge=1)] | None = Field(None, description="read at most this much text per split")
 
 
 def expand_files(entries: str | list[str]) -> list[str]:
