@@ -14,9 +14,6 @@ from typing import Any
 
 from ..spec import ModelSpec
 
-_RELATIVE = {"mamba2": ("expand", "n_heads"), "mlp": ("ffn_ratio", "multiple_of", "ffn_dim"),
-             "attention": ("head_dim", "n_kv_heads")}
-
 
 def canonical_form(spec: ModelSpec) -> dict[str, Any]:
     """The model a spec describes, independent of how it is written: its layers as indices into its distinct
@@ -28,29 +25,12 @@ def canonical_form(spec: ModelSpec) -> dict[str, Any]:
     by_symbol: dict[str, int] = {}
     for layer in spec.layers:
         if layer.symbol not in by_symbol:
-            text = json.dumps(_resolved_block(layer.block, spec.d_model), sort_keys=True)
+            text = json.dumps(layer.block.resolved(spec.d_model), sort_keys=True)
             if text not in blocks:
                 blocks.append(text)
             by_symbol[layer.symbol] = blocks.index(text)
         layers.append(by_symbol[layer.symbol])
     return {"model": model, "blocks": [json.loads(b) for b in blocks], "layers": layers}
-
-
-def _resolved_block(block, d_model: int) -> dict[str, Any]:
-    data = block.model_dump(mode="json")
-    kind = data.get("kind")
-    if kind not in _RELATIVE:  # a kind without relative sizes: as written
-        return data
-    for field in _RELATIVE[kind]:
-        data.pop(field, None)
-    dims = block.dims(d_model)
-    if kind == "mamba2":
-        data["n_heads"] = dims.n_heads
-    elif kind == "mlp":
-        data["ffn_dim"] = dims.ffn_dim
-    else:
-        data["head_dim"], data["n_kv_heads"] = dims.head_dim, dims.n_kv_heads
-    return data
 
 
 def _digest(payload: Any, length: int = 16) -> str:

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..spec import AttentionBlock, Mamba2Block, MlpBlock, ModelSpec
+from ..spec import ModelSpec
+from ..spec.kinds import KINDS
 from ..spec.model import InitSpec, NormSpec
 
-_BLOCK_MODELS: dict[str, type[BaseModel]] = {"mamba2": Mamba2Block, "attention": AttentionBlock, "mlp": MlpBlock}
 _NESTED: dict[str, type[BaseModel]] = {"norm": NormSpec, "init": InitSpec}
 # Fields a space may not set directly: the pattern has its own generator, and a block's kind is its identity.
 _NOT_SEARCHABLE = {"pattern": "use the `pattern:` generator of the space instead",
@@ -32,7 +32,7 @@ def check_path(path: str, base: dict[str, Any]) -> str | None:
         if symbol not in blocks:
             return f"the base spec defines no block {symbol!r}; defined: {', '.join(map(repr, blocks)) or '(none)'}"
         kind = blocks[symbol].get("kind")
-        fields = sorted(f for f in _BLOCK_MODELS[kind].model_fields if f != "kind")
+        fields = sorted(f for f in KINDS[kind].model_fields if f != "kind")
         if field not in fields:
             return f"block {symbol!r} ({kind}) has no field {field!r}; fields: {', '.join(fields)}"
         return None

@@ -26,7 +26,6 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import __version__ as archsearch_version
-from ..errors import UserError
 from ..spec import SpecError, compress_pattern
 from ..storage import Database, StudyMismatchError, redact, worker_id
 from ..storage import records
@@ -462,8 +461,3 @@ class StudyRunner:
         b = best[0]
         values = ", ".join(f"{m}={v:.4g}" for m, v in zip(self.directions, b["objectives"]))
         return f"#{b['number']} {b['pattern_compact']} {values}"
-
-
-def ensure_usable(study: Study) -> None:
-    if not study.space.names():
-        raise UserError(f"study {study.name!r}: the space searches nothing (every value is fixed)")

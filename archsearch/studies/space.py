@@ -22,7 +22,7 @@ from ..spec import ModelSpec, SpecError, parse_spec
 from ..spec.errors import SpecIssue
 from .documents import FileError, Marks, issue, parse_model, read_yaml
 from .params import ParamDef, PointSource, Scalar, Source, draw, is_searched
-from .paths import block_symbol, check_path, copy_for_write, set_path
+from .paths import block_symbol, check_path, copy_for_write, get_path, set_path
 from .pattern_space import PatternSpace
 
 
@@ -183,7 +183,7 @@ def _probe(space: SearchSpace, base: ModelSpec, base_doc: dict, marks: Marks, so
             conditions.setdefault(name, wanted[0] if isinstance(wanted, list) else wanted)
     from_base = {}
     for name, definition in space.parameters.items():
-        current = _base_value(base_doc, name)
+        current = get_path(base_doc, name)
         if is_searched(definition) and current is not None and current in definition.probe_values():
             from_base[name] = current
     references = [({**conditions, **from_base}, "low"), (dict(conditions), "low"), (dict(conditions), "high")]
@@ -224,15 +224,6 @@ def _probe(space: SearchSpace, base: ModelSpec, base_doc: dict, marks: Marks, so
 
 def _dotted(path: tuple) -> str:
     return ".".join(str(p) for p in path) or "<root>"
-
-
-def _base_value(base_doc: dict, path: str) -> Any:
-    node: Any = base_doc
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -80,6 +80,19 @@ def test_workspace_of_a_kind_leaves_out_the_carried_input():
     assert MlpBlock(ffn_dim=24).workspace(16, 2, "fused", False) == LayerWorkspace(3 * 24 * 2, 0.0)
 
 
+
+def test_resolved_sizes_make_equal_blocks_equal():
+    # The same module written two ways resolves to one dict; a relative field never survives.
+    assert Mamba2Block(expand=2, head_dim=32).resolved(64) == Mamba2Block(n_heads=4, head_dim=32).resolved(64)
+    assert Mamba2Block(expand=2, head_dim=32).resolved(64) != Mamba2Block(expand=2, head_dim=32).resolved(128)
+    assert MlpBlock(ffn_ratio=2.5, multiple_of=64).resolved(100) == MlpBlock(ffn_dim=256).resolved(100)
+    assert AttentionBlock(n_heads=4).resolved(64) == AttentionBlock(n_heads=4, n_kv_heads=4, head_dim=16).resolved(64)
+    assert AttentionBlock(n_heads=4, window=8).resolved(64) != AttentionBlock(n_heads=4).resolved(64)
+    for cls in KINDS.values():
+        assert set(cls.relative_fields) <= set(cls.model_fields)
+    resolved = MlpBlock(ffn_ratio=2.0).resolved(64)
+    assert resolved["ffn_dim"] == 128 and "ffn_ratio" not in resolved and "multiple_of" not in resolved
+
 # Consumers never ask which kind a block is; only a kind's own modules (and the two binding tables) name its class.
 _SWITCH = re.compile(r"isinstance\([^)]*\b(Mamba2Block|AttentionBlock|MlpBlock|Mamba2Mixer|Attention|Mlp|KVCache|"
                      r"MambaState)\b")

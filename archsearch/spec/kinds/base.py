@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import SpecIssue
 from ..fields import Frozen
@@ -46,10 +46,21 @@ class BlockKind(Frozen):
     methods below."""
 
     label: ClassVar[str]  # how reports name the kind ("Mamba-2")
+    # Fields that only size the block relative to d_model (`expand`, `ffn_ratio`): `resolved` drops them.
+    relative_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def dims(self, d_model: int):
         """The block's sizes as plain integers, relative sizes (`expand`, `ffn_ratio`, ...) resolved."""
+
+    def resolved(self, d_model: int) -> dict[str, Any]:
+        """The block as plain data with its sizes resolved against d_model: each field that `dims` also holds
+        takes its resolved value and the relative fields drop out, so two definitions that build the same module
+        (`expand: 2` and `n_heads: 4` at d_model 128, head_dim 64) give the same dict."""
+        data = self.model_dump(mode="json", exclude=set(self.relative_fields))
+        dims = self.dims(d_model)
+        data.update({name: getattr(dims, name) for name in data if name != "kind" and hasattr(dims, name)})
+        return data
 
     def check_against(self, d_model: int, max_context: int) -> list[SpecIssue]:
         """Problems that only show against the model's d_model and max_context (paths relative to the block)."""

@@ -42,6 +42,7 @@ class Mamba2Block(BlockKind):
 
     kind: Literal["mamba2"] = "mamba2"
     label: ClassVar[str] = "Mamba-2"
+    relative_fields: ClassVar[tuple[str, ...]] = ("expand",)
     n_heads: HeadCount | None = None
     expand: Annotated[float, Field(gt=0, le=64)] | None = None
     head_dim: PositiveDim = 64

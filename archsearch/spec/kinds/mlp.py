@@ -28,6 +28,7 @@ class MlpBlock(BlockKind):
 
     kind: Literal["mlp"] = "mlp"
     label: ClassVar[str] = "MLP"
+    relative_fields: ClassVar[tuple[str, ...]] = ("ffn_ratio", "multiple_of")
     ffn_dim: bounded_int(1, 1 << 20) | None = None
     ffn_ratio: Annotated[float, Field(gt=0, le=64)] | None = None
     multiple_of: bounded_int(1, 4096) = 1  # ffn_ratio results are rounded up to this
