@@ -107,8 +107,10 @@ def rope_settings(reader: ConfigReader, default: float) -> tuple[float | None, d
         if merged.get("attention_factor") is not None:
             out["attention_factor"] = number("attention_factor")
         mscale, all_dim = number("mscale"), number("mscale_all_dim")
-        if out.get("attention_factor") is None and mscale and all_dim and factor and _yarn_mscale(factor, all_dim) > 0:
-            out["attention_factor"] = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, all_dim)
+        if out.get("attention_factor") is None and mscale and all_dim and factor:
+            denominator = _yarn_mscale(factor, all_dim)
+            if denominator > 0:
+                out["attention_factor"] = _yarn_mscale(factor, mscale) / denominator
         if "truncate" in merged:
             out["truncate"] = merged["truncate"]
     if kind == "llama3":
@@ -122,8 +124,10 @@ def rope_settings(reader: ConfigReader, default: float) -> tuple[float | None, d
 def extended_context(scaling: dict[str, Any] | None) -> int | None:
     """The context a YaRN scaling reaches, original x factor (Qwen's configs keep max_position_embeddings at the
     native length; DeepSeek's write the product), when both are numbers. Llama 3's bands name no such length."""
-    original, factor = (scaling or {}).get("original_max_context"), (scaling or {}).get("factor")
-    if (scaling or {}).get("type") == "yarn" and finite_number(original) and finite_number(factor) and original > 0 and factor >= 1:
+    scaling = scaling or {}
+    original, factor = scaling.get("original_max_context"), scaling.get("factor")
+    if scaling.get("type") == "yarn" and finite_number(original) and finite_number(factor) and original > 0 \
+            and factor >= 1:
         return min(int(original * factor), 1 << 24)
     return None
 
@@ -230,6 +234,27 @@ def one_definition(check: Checker, spec: ModelSpec, kind: str, ignore: tuple[str
                 check.add(("blocks", symbol, name), f"{check.family} has one {kind} setting for all layers; "
                           f"block {first_symbol!r} has {getattr(first, name)!r}", getattr(block, name),
                           repr(getattr(first, name)))
+    return first
+
+
+def check_windows(check: Checker, spec: ModelSpec, has_windows: bool, note: str = "") -> int | None:
+    """Judge each used attention block's window once, on its own path, so the advice never contradicts itself:
+    a family without sliding windows names every windowed block (null allowed); one with a single
+    `sliding_window` names each block whose size differs from the first windowed block's. Returns that size."""
+    windowed = {symbol: block.window for symbol, block in used_blocks(spec, "attention").items()
+                if block.window is not None}
+    if not windowed:
+        return None
+    if not has_windows:
+        for symbol, window in windowed.items():
+            check.add(("blocks", symbol, "window"), f"{check.family} has no sliding-window attention{note}", window,
+                      "null (global attention)")
+        return None
+    (first_symbol, first), *rest = windowed.items()
+    for symbol, window in rest:
+        if window != first:
+            check.add(("blocks", symbol, "window"), f"{check.family} has one sliding_window for all local layers; "
+                      f"block {first_symbol!r} has {first}", window, f"{first}, or null (global attention)")
     return first
 
 

@@ -19,7 +19,7 @@ from ..spec.errors import SpecIssue
 from ..spec.pattern import MAX_LAYERS
 from . import _mamba
 from ._common import (ACTIVATION_TO_HF, ATTENTION, MAMBA, MLP, Checker, activation, base_config, base_document,
-                      model_name, one_definition, plain_model_checks)
+                      check_windows, model_name, one_definition, plain_model_checks)
 from ._config import ConfigReader
 
 MODEL_TYPE = "nemotron_h"
@@ -134,12 +134,13 @@ def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:
     if mamba is not None:
         symbol = next(layer.symbol for layer in spec.layers if layer.kind == "mamba2")
         config.update(_mamba.export_block(check, symbol, mamba, spec.d_model, _mamba.NEMOTRON_H))
-    attention = one_definition(check, spec, "attention")
+    attention = one_definition(check, spec, "attention", ignore=("window",))
+    check_windows(check, spec, has_windows=False, note=" (no Hugging Face family holds Mamba-2 layers beside "
+                  "windowed attention; Gemma2, Qwen3 and Qwen2 hold local + global attention-only models)")
     if attention is not None:
         path = ("blocks", next(layer.symbol for layer in spec.layers if layer.kind == "attention"))
         dims = attention.dims(spec.d_model)
         check.expect(path + ("rope_theta",), attention.rope_theta, None, "attention without position encoding")
-        check.expect(path + ("window",), attention.window, None, "global attention")
         check.expect(path + ("logit_softcap",), attention.logit_softcap, None, "no attention logit soft-cap")
         check.expect(path + ("qk_norm",), attention.qk_norm, False, "no qk-norm")
         check.expect(path + ("qkv_bias",), attention.qkv_bias, False, "attention without biases")

@@ -21,7 +21,8 @@ from ..spec import ModelSpec, compress_pattern
 from ..spec.errors import SpecIssue
 from ..spec.pattern import MAX_LAYERS
 from ._common import (ACTIVATION_TO_HF, ATTENTION, LOCAL, MLP, Checker, activation, base_config, base_document,
-                      extended_context, model_name, one_definition, plain_model_checks, rope_fields, rope_settings)
+                      check_windows, extended_context, model_name, one_definition, plain_model_checks, rope_fields,
+                      rope_settings)
 from ._config import ConfigReader
 
 
@@ -233,22 +234,18 @@ def export_spec(spec: ModelSpec, family: Family) -> tuple[dict[str, Any], Checke
     config = base_config(spec, model_type=family.model_type, architecture=family.architecture, eps_key="rms_norm_eps")
     config["num_hidden_layers"] = sum(1 for layer in spec.layers if layer.kind == "attention")
     config["max_position_embeddings"] = spec.max_context
-    attention = one_definition(check, spec, "attention", ignore=("window",) if family.windows else ())
+    attention = one_definition(check, spec, "attention", ignore=("window",))
+    window = check_windows(check, spec, family.windows)
     if attention is not None:
         symbol = next(layer.symbol for layer in spec.layers if layer.kind == "attention")
         config.update(_check_attention(check, family, spec, ("blocks", symbol), attention))
-        windows = [layer.block.window for layer in spec.layers if layer.kind == "attention"]
-        sizes = sorted({w for w in windows if w is not None})
-        if sizes and not family.windows:
-            check.add(("blocks", symbol, "window"), f"{family.name} has no sliding-window attention", sizes[0], "null")
-        elif len(sizes) > 1:
-            check.add(("blocks",), f"{family.name} has one sliding_window for all local layers", sizes,
-                      "a single window size")
         if family.windows:
+            # any mix of local and global layers: transformers 5 reads layer_types for Gemma2, Qwen3 and Qwen2
+            windows = [layer.block.window for layer in spec.layers if layer.kind == "attention"]
             config["layer_types"] = ["sliding_attention" if w else "full_attention" for w in windows]
-            config["sliding_window"] = sizes[0] if sizes else None
+            config["sliding_window"] = window
             if not family.gemma:
-                config["use_sliding_window"] = bool(sizes)
+                config["use_sliding_window"] = window is not None
                 config["max_window_layers"] = next((i for i, w in enumerate(windows) if w), len(windows))
     mlp = one_definition(check, spec, "mlp")
     if mlp is not None:
