@@ -45,6 +45,8 @@ def make_layer(k: int, n: int, fp8: bool, device: torch.device, emulate: bool) -
 
 def time_layer(layer: nn.Module, m: int, k: int, n: int, device: torch.device, iters: int, compiled: bool) -> float:
     """Median seconds of one forward + backward (input and weight gradients) over `iters` timed calls."""
+    if compiled:  # each layer its own compile: past dynamo's recompile limit (8) the layer would run eagerly
+        torch._dynamo.reset()
     run = torch.compile(layer) if compiled else layer
     x = torch.randn(m, k, device=device, requires_grad=True)
     grad = torch.randn(m, n, device=device, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32)

@@ -47,6 +47,9 @@ MEASURED: tuple[Fp8Point, ...] = (
     Fp8Point("h200", "trial-d768 (bench/specs), 32,768 tokens/step, compiled", 1125.2, 1.025,
              "issue 15: compiled fp8 98.5 ms vs compiled bf16 100.9 ms a step on the H200 (torch 2.11, triton 3.6)",
              "bench/specs/trial-d768.yaml", 32768),
+    Fp8Point("h100", "trial-d768 Linear layers alone, 32,768 tokens/forward, compiled", 1125.2, 0.855,
+             "bench/bench_fp8_gemm.py, bench/RESULTS.md 'fp8 per Linear shape' (H100, 2026-12-06): 63.94 vs "
+             "54.69 ms a forward + backward of the 41 converted layers", "bench/specs/trial-d768.yaml", 32768),
     Fp8Point("h100", "nemotron-h-1b, 16,384 tokens/step, compiled", 2803.2, 1.134,
              "bench/RESULTS.md, 'FP8 vs bf16, third session' (H100, 2026-11-24, commit 7b2f677): 77,807 vs "
              "68,603 tokens/s", "nemotron-h-1b", 16384),
