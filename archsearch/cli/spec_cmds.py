@@ -206,19 +206,29 @@ def import_hf(config: Path = typer.Argument(..., help="a Hugging Face config.jso
     print(printable(f"wrote {output} ({spec.name}: {spec.n_layers} layers)"))
 
 
-def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec file or example name"),
+def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec file, example name, or a training "
+                                             "run folder (its spec.yaml and model.safetensors)"),
               output: Path = typer.Option(..., "-o", "--output", help="folder to write config.json into"),
               family: Optional[str] = typer.Option(None, "--family", help="nemotron_h, mamba2, gemma2, qwen3, "
                                                    "qwen2 or llama (default: the one that fits)"),
               checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="our state dict (.safetensors, "
-                                                        "or a torch file): also write model.safetensors")) -> None:
-    """Write the Hugging Face config.json of a spec, or list what the family cannot express."""
+                                                        "or a torch file): also write model.safetensors (default "
+                                                        "for a run folder: its model.safetensors)")) -> None:
+    """Write the Hugging Face config.json of a spec, or list what the family cannot express; with weights (a run
+    folder or --checkpoint), also model.safetensors under Hugging Face names."""
     from ..hf import write_hf_config
     from ..outputs import check_output
     from ..spec import load_spec
 
     check_output(output, "-o", folder=True)
-    spec = load_spec(spec_path)
+    if Path(spec_path).is_dir():
+        from ..hf.checkpoint import run_folder
+
+        spec_file, weights = run_folder(spec_path)
+        spec = load_spec(spec_file)
+        checkpoint = checkpoint or weights
+    else:
+        spec = load_spec(spec_path)
     if checkpoint is not None:
         from ..hf.checkpoint import export_checkpoint_file
 

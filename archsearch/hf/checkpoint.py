@@ -7,6 +7,7 @@ Imports torch and safetensors lazily (archsearch.hf itself stays torch-free).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,24 @@ def checkpoint_config(spec: ModelSpec, family: str | None = None) -> dict[str, A
     return config
 
 
+def _normal_mode(path: Path) -> None:
+    """safetensors creates its file 0600; give it the mode any other written file gets (0666 less the umask)."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def run_folder(path: str | Path) -> tuple[Path, Path]:
+    """(spec.yaml, model.safetensors) of a training run folder; a missing file is an error naming it."""
+    path = Path(path)
+    missing = [name for name in ("spec.yaml", "model.safetensors") if not (path / name).is_file()]
+    if missing:
+        raise UserError(f"{path}: not a run folder with weights: {' and '.join(missing)} missing; give a run "
+                        "folder that `archsearch train -o DIR` wrote (it saves weights at every checkpoint), or a "
+                        "spec with --checkpoint")
+    return path / "spec.yaml", path / "model.safetensors"
+
+
 def export_checkpoint(spec: ModelSpec, state_dict_or_model: Any, out_dir: str | Path,
                       family: str | None = None) -> Path:
     """Write `out_dir/config.json` and `out_dir/model.safetensors`; returns the folder."""
@@ -107,6 +126,7 @@ def export_checkpoint(spec: ModelSpec, state_dict_or_model: Any, out_dir: str | 
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+        _normal_mode(out / "model.safetensors")
     except OSError as err:
         raise write_failed(out, "-o", err) from None
     return out
