@@ -116,14 +116,13 @@ def _run(nproc: int, job_dir: Path, callback) -> TrainResult:
         error = json.loads(errors[0].read_text())
         if error["user_error"]:
             raise UserError(error["message"])
-        failure = RuntimeError(f"training in {nproc} processes failed on rank {error['rank']}: {error['type']}: "
-                               f"{error['message']}")
-        failure.result = result
-        raise failure
+        raise RuntimeError(f"training in {nproc} processes failed on rank {error['rank']}: {error['type']}: "
+                           f"{error['message']}")
     if result is None:
         raise RuntimeError(f"torchrun exited with code {code} and rank 0 left no result (its output is above)")
     if result.status == "stopped":
-        stop = server.raised if server is not None and server.raised is not None else TrainingStopped(result.reason)
-        stop.result = result
-        raise stop
+        raised = server.raised if server is not None else None
+        if raised is None or isinstance(raised, TrainingStopped):  # as train() in one process: the record with it
+            raise (raised or TrainingStopped(result.reason)).with_result(result)
+        raise raised  # another exception of the callback: as raised (the record is in the run folder)
     return result

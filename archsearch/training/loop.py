@@ -156,10 +156,8 @@ class Trainer:
             if stopped:  # between steps: weights and optimizer are consistent, so the run can resume
                 self.save()
             result = self.finish("stopped" if stopped else "failed", f"{type(err).__name__}: {err}")
-            try:
-                err.result = result
-            except AttributeError:
-                pass
+            if isinstance(err, TrainingStopped):  # its declared field; other exceptions are not ours to change
+                err.with_result(result)
             raise
         finally:
             self.bar.close()
@@ -244,7 +242,8 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
     """Train `spec` on `task` with `recipe`; returns the run's record (also result.json in `out_dir`).
 
     `callback(step, metrics)` runs after each evaluation; anything it raises stops the run: the run is recorded
-    and checkpointed (resumable), the exception gets `.result`, and propagates. A non-finite loss returns
+    (result.json in `out_dir`) and checkpointed (resumable), and the exception propagates; a `TrainingStopped`
+    carries the record as `.result`. A non-finite loss returns
     status "diverged". `resume=True` continues the checkpoint in `out_dir` (spec/task/recipe may then be None:
     the saved ones are used). `nproc=N` runs the same training data-parallel in N processes under torchrun
     (archsearch.training.launch; `recipe.batch_size` stays the global batch); `parallel` is set by those processes.

@@ -47,9 +47,6 @@ def run_job(job_dir: Path) -> int:
             write_json(job_dir / "result.json", result.to_dict())
         return 0
     except Exception as err:
-        partial = getattr(err, "result", None)
-        if partial is not None and parallel.writer:
-            write_json(job_dir / "result.json", partial.to_dict())
         write_json(job_dir / f"error-{rank}.json", {"rank": rank, "type": type(err).__name__,
                                                     "user_error": isinstance(err, UserError), "message": str(err),
                                                     "traceback": traceback.format_exc()})

@@ -48,8 +48,14 @@ class TrainResult:
 
 class TrainingStopped(Exception):
     """Raise from a callback to stop a run early (studies prune with it). `train` records the run, writes a
-    resumable checkpoint, sets `.result` and re-raises."""
+    resumable checkpoint and raises it again carrying the run's record as `result` (None until then): the one
+    exception that carries a record. Anything else a callback raises also stops the run, but propagates as it was
+    raised, the record only in the run folder's result.json."""
 
-    def __init__(self, message: str = "stopped by callback"):
+    def __init__(self, message: str = "stopped by callback", result: TrainResult | None = None):
         super().__init__(message)
-        self.result: TrainResult | None = None
+        self.result = result
+
+    def with_result(self, result: TrainResult) -> "TrainingStopped":
+        self.result = result
+        return self

@@ -100,7 +100,9 @@ def test_resume_can_extend_a_finished_constant_schedule_run(spec, tmp_path):
     assert json.loads((tmp_path / "r" / "recipe.json").read_text())["steps"] == 10
 
 
-def test_any_callback_exception_stops_the_run_and_propagates_with_the_record(spec, tmp_path):
+def test_any_callback_exception_stops_the_run_and_propagates_as_raised(spec, tmp_path):
+    """Another exception than TrainingStopped stops the run too (recorded, resumable) and propagates unchanged:
+    train() sets no attribute on exceptions that are not its own; the record is in the run folder."""
     seen = []
 
     def callback(step, metrics):
@@ -111,8 +113,10 @@ def test_any_callback_exception_stops_the_run_and_propagates_with_the_record(spe
         train(spec, SMALL_MQAR, Recipe(steps=6, batch_size=4, seq_len=16, eval_every=2), out_dir=tmp_path / "r",
               callback=callback, progress=False, device="cpu")
     assert seen == [(2, {"val_loss", "accuracy"})]
-    assert err.value.result.status == "stopped" and "enough" in err.value.result.reason
-    assert json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "stopped"
+    assert type(err.value) is StopAt and not hasattr(err.value, "result")
+    record = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert record["status"] == "stopped" and "enough" in record["reason"] and record["steps"] == 2
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["step"] == 2  # resumable
 
 
 def test_non_finite_loss_stops_with_status_diverged(spec):
