@@ -337,7 +337,7 @@ class StudyRunner:
         except Exception as err:
             if stops:
                 stop = stops[-1]
-                partial = getattr(err, "result", None)
+                partial = err.result if isinstance(err, TrainingStopped) else None  # the record a stop carries
                 record_trained(trial, partial.to_dict() if hasattr(partial, "to_dict") else {})
                 extra = self._result_fields(partial.to_dict() if hasattr(partial, "to_dict") else {}, curve)
                 self._finish(trial, row, stop.kind, started, train_started, error=str(stop), **extra)
