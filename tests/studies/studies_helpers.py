@@ -77,3 +77,17 @@ def study_doc(**overrides):
     return doc
 
 
+
+
+def run_study(study, url, evaluator=None, **kwargs):
+    """Open, run and close a StudyRunner over `study` (a study file's path, or a loaded Study) on `url`; the
+    summary. `evaluator` defaults to a ToyEvaluator; kwargs go to StudyRunner (n_trials=...)."""
+    from archsearch.studies import StudyRunner, load_study
+
+    study = load_study(study) if not hasattr(study, "space") else study
+    runner = StudyRunner(study, evaluator or ToyEvaluator(), storage=url, live=False, **kwargs)
+    runner.open()
+    try:
+        return runner.run()
+    finally:
+        runner.close()

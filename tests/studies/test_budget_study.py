@@ -8,10 +8,9 @@ import optuna
 from archsearch.spec import parse_spec, training_flops_per_token
 from archsearch.storage import Database
 from archsearch.storage import records
-from archsearch.studies import StudyRunner, load_study
 from archsearch.studies.evaluate import TrainEvaluator, plan_of
 
-from studies_helpers import BASE_SPEC
+from studies_helpers import BASE_SPEC, run_study
 
 TASK = {"name": "mqar", "options": {"vocab": 16, "n_pairs": 2}}
 SEQ, BATCH = 16, 4
@@ -26,12 +25,7 @@ def _run_grid(write_study, sqlite_url, recipe, widths):
     path = write_study(n_trials=len(widths), sampler={"type": "grid"}, space=space, constraints={}, task=TASK,
                        recipe=recipe, objectives=["val_loss", "n_params"], early_stop={"enabled": False})
     evaluator = TrainEvaluator(TASK, recipe, seed=0, device="cpu")
-    runner = StudyRunner(load_study(path), evaluator, storage=sqlite_url, live=False)
-    runner.open()
-    try:
-        runner.run()
-    finally:
-        runner.close()
+    run_study(path, sqlite_url, evaluator)
     with Database(sqlite_url) as db:
         rows = {r.number: r for r in records.trials_of(db, records.study_by_name(db, "toy").id)}
     trials = {t.number: t for t in optuna.load_study(study_name="toy", storage=sqlite_url).trials}

@@ -16,10 +16,9 @@ from archsearch.spec import parse_spec
 from archsearch.storage import Database
 from archsearch.storage import records
 from archsearch.storage.urls import full_url, parse
-from archsearch.studies import StudyRunner, load_study
 from archsearch.studies.dedup import candidate_key, canonical_hash, training_identity
 
-from studies_helpers import BASE_SPEC, ToyEvaluator
+from studies_helpers import BASE_SPEC, ToyEvaluator, run_study
 
 
 # ------------------------------------------------------------------------------------------ canonical hash
@@ -95,21 +94,12 @@ REPEATING = {"pattern": {"n_layers": 2, "attention_count": {"type": "categorical
                          "placement": {"type": "categorical", "choices": ["evenly", "late"]}, "mlp": "none"}}
 
 
-def _run(path, url, evaluator):
-    runner = StudyRunner(load_study(path), evaluator, storage=url, live=False)
-    runner.open()
-    try:
-        return runner.run()
-    finally:
-        runner.close()
-
-
 @pytest.fixture
 def repeated(write_study, storage_url):
     path = write_study(n_trials=8, space=REPEATING, constraints={}, objectives=["val_loss", "n_params"],
                        early_stop={"enabled": False})
     evaluator = ToyEvaluator()
-    summary = _run(path, storage_url, evaluator)
+    summary = run_study(path, storage_url, evaluator)
     with Database(storage_url) as db:
         rows = records.trials_of(db, records.study_by_name(db, "toy").id)
     return path, storage_url, evaluator, summary, rows
@@ -183,7 +173,7 @@ def test_a_failed_original_is_trained_again(write_study, sqlite_url):
         return len(calls) == 1
 
     evaluator = ToyEvaluator(fail_when=fail_first)
-    _run(path, sqlite_url, evaluator)
+    run_study(path, sqlite_url, evaluator)
     with Database(sqlite_url) as db:
         rows = records.trials_of(db, records.study_by_name(db, "toy").id)
     failed = rows[0]

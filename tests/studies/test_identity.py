@@ -9,10 +9,10 @@ from archsearch.cli import main
 from archsearch.storage import Database, StudyMismatchError
 from archsearch.storage import records
 from archsearch.storage.models import StudyRecord
-from archsearch.studies import StudyRunner, load_study
+from archsearch.studies import load_study
 from archsearch.studies.identity import changes, study_identity
 
-from studies_helpers import BASE_SPEC, ToyEvaluator
+from studies_helpers import BASE_SPEC, run_study
 
 SPACE = {"parameters": {"blocks.M.d_state": {"type": "categorical", "choices": [8, 16]}}}
 TARGET = {**BASE_SPEC, "name": "toy-target", "d_model": 256}
@@ -25,12 +25,7 @@ def _run(path, url, as_name=None):
     if as_name is not None:
         from archsearch.studies.identity import renamed
         study = renamed(study, as_name)
-    runner = StudyRunner(study, ToyEvaluator(), storage=url, live=False)
-    runner.open()
-    try:
-        return runner.run()
-    finally:
-        runner.close()
+    return run_study(study, url)
 
 
 def _stored_identity(url, name="toy"):

@@ -19,20 +19,11 @@ from archsearch.studies import runner as runner_module
 from archsearch.studies.interrupts import InterruptGuard
 
 from hypothesis import given, settings, strategies as st
-from studies_helpers import ToyEvaluator
+from studies_helpers import ToyEvaluator, run_study
 
 
 def _sigint():
     os.kill(os.getpid(), signal.SIGINT)
-
-
-def _run(path, url, evaluator):
-    runner = StudyRunner(load_study(path), evaluator, storage=url, live=False)
-    runner.open()
-    try:
-        return runner.run()
-    finally:
-        runner.close()
 
 
 def _inject(monkeypatch, point):
@@ -71,14 +62,14 @@ def test_ctrl_c_at_any_point_loses_no_trial_and_trains_none_twice(point, write_s
     evaluator = ToyEvaluator()
     with monkeypatch.context() as patch:
         _inject(patch, point)
-        summary = _run(path, sqlite_url, evaluator)
+        summary = run_study(path, sqlite_url, evaluator)
     assert summary.interrupted
     out = capsys.readouterr()
     lines = [line for line in out.out.splitlines() if "interrupted (Ctrl-C)" in line]
     assert len(lines) == 1 and "run the same command to resume" in lines[0]
     assert "Traceback" not in out.out + out.err
 
-    summary = _run(path, sqlite_url, evaluator)  # resume
+    summary = run_study(path, sqlite_url, evaluator)  # resume
     assert not summary.interrupted
     with Database(sqlite_url) as db:
         study = records.study_by_name(db, "toy")
@@ -105,12 +96,12 @@ def test_ctrl_c_during_training_queues_the_trial_and_counts_it_once(write_study,
                 time.sleep(1)  # the signal arrives here, mid-training
             return super().__call__(spec, callback, out_dir=out_dir)
 
-    summary = _run(path, sqlite_url, InterruptSecond())
+    summary = run_study(path, sqlite_url, InterruptSecond())
     assert summary.interrupted and summary.target == 3
     line = [x for x in capsys.readouterr().out.splitlines() if "interrupted (Ctrl-C)" in x]
     assert line == ["interrupted (Ctrl-C): 1 of 3 trials stored; trial 1 is queued to run again; run the same "
                     "command to resume"]
-    summary = _run(path, sqlite_url, ToyEvaluator())
+    summary = run_study(path, sqlite_url, ToyEvaluator())
     assert summary.done == 3 and summary.counts == {"completed": 3}  # 4 rows, 3 candidates
     with Database(sqlite_url) as db:
         rows = records.trials_of(db, records.study_by_name(db, "toy").id)
@@ -124,7 +115,7 @@ def test_ctrl_c_during_training_queues_the_trial_and_counts_it_once(write_study,
 
 def test_a_diverged_trial_is_one_line_not_a_traceback(write_study, sqlite_url, capsys, caplog):
     path = write_study(n_trials=2, constraints={})
-    summary = _run(path, sqlite_url, ToyEvaluator(diverge_when=lambda spec: True))
+    summary = run_study(path, sqlite_url, ToyEvaluator(diverge_when=lambda spec: True))
     assert summary.counts == {"diverged": 2}
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err + caplog.text
@@ -262,7 +253,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried_not_wai
     runner.close()
     time.sleep(2.5)
     started = time.monotonic()
-    summary = _run(path, sqlite_url, ToyEvaluator())
+    summary = run_study(path, sqlite_url, ToyEvaluator())
     assert time.monotonic() - started < 60
     assert summary.done == 3 and summary.counts == {"completed": 3}
     with Database(sqlite_url) as db:

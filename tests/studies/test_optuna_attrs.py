@@ -7,18 +7,8 @@ import pytest
 
 from archsearch.storage import Database
 from archsearch.storage import records
-from archsearch.studies import StudyRunner, load_study
 
-from studies_helpers import ToyEvaluator
-
-
-def _run(path, url, evaluator=None, **kwargs):
-    runner = StudyRunner(load_study(path), evaluator or ToyEvaluator(), storage=url, live=False, **kwargs)
-    runner.open()
-    try:
-        runner.run()
-    finally:
-        runner.close()
+from studies_helpers import ToyEvaluator, run_study
 
 
 def _rows(url):
@@ -28,7 +18,7 @@ def _rows(url):
 
 @pytest.mark.parametrize("objectives", [["val_loss"], ["val_loss", "memory_bytes"]], ids=["single", "multi"])
 def test_trials_carry_pattern_sizes_curve_metrics_and_feasibility(write_study, sqlite_url, objectives):
-    _run(write_study(n_trials=8, objectives=objectives, early_stop={"enabled": False}), sqlite_url,
+    run_study(write_study(n_trials=8, objectives=objectives, early_stop={"enabled": False}), sqlite_url,
          ToyEvaluator(steps=6, eval_every=2))
     rows = _rows(sqlite_url)
     trials = {t.number: t for t in optuna.load_study(study_name="toy", storage=sqlite_url).trials}
@@ -58,7 +48,7 @@ def test_a_study_begun_without_the_list_goes_on_without_it(write_study, sqlite_u
     """Optuna reads both forms into one `trial.constraints`; mixing trials with and without the list would give
     them different constraint names, which the GP sampler refuses."""
     path = write_study(n_trials=2)
-    _run(path, sqlite_url)
+    run_study(path, sqlite_url)
     storage = optuna.storages.RDBStorage(sqlite_url)
     study_id = storage.get_study_id_from_name("toy")
     for t in storage.get_all_trials(study_id):  # as a study stored before this change
@@ -67,7 +57,7 @@ def test_a_study_begun_without_the_list_goes_on_without_it(write_study, sqlite_u
                 trial_id=t._trial_id, key="constraints").delete()
             session.commit()
     storage.engine.dispose()
-    _run(path, sqlite_url, n_trials=4)  # resumed: two more trials
+    run_study(path, sqlite_url, n_trials=4)  # resumed: two more trials
     trials = optuna.load_study(study_name="toy", storage=sqlite_url).trials
     assert len(trials) == 4
     assert all("constraints" not in t.system_attrs and "constraints:valid" in t.system_attrs for t in trials)
@@ -83,7 +73,7 @@ def test_optuna_dashboard_shows_the_pattern_the_curve_and_the_constraints(write_
 
     from optuna_dashboard import wsgi
 
-    _run(write_study(n_trials=8), sqlite_url, ToyEvaluator(steps=4, eval_every=2))
+    run_study(write_study(n_trials=8), sqlite_url, ToyEvaluator(steps=4, eval_every=2))
     rows = {r.number: r for r in _rows(sqlite_url)}
     storage = optuna.storages.RDBStorage(sqlite_url)
     app = wsgi(storage)

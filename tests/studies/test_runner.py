@@ -8,18 +8,8 @@ from optuna.trial import TrialState
 
 from archsearch.storage import Database, StudyMismatchError
 from archsearch.storage import records
-from archsearch.studies import StudyRunner, load_study
 
-from studies_helpers import ToyEvaluator
-
-
-def _run(path, url, evaluator=None, **kwargs):
-    runner = StudyRunner(load_study(path), evaluator or ToyEvaluator(), storage=url, live=False, **kwargs)
-    runner.open()
-    try:
-        return runner, runner.run()
-    finally:
-        runner.close()
+from studies_helpers import ToyEvaluator, run_study
 
 
 def _rows(url, name="toy"):
@@ -30,7 +20,7 @@ def _rows(url, name="toy"):
 
 def test_infeasible_candidates_are_recorded_never_trained_and_constrain_the_sampler(write_study, sqlite_url):
     evaluator = ToyEvaluator()
-    _, summary = _run(write_study(n_trials=10), sqlite_url, evaluator)
+    summary = run_study(write_study(n_trials=10), sqlite_url, evaluator)
     rows = _rows(sqlite_url)
     assert len(rows) == 10 and sum(summary.counts.values()) == 10
     infeasible = [r for r in rows if r.status == "infeasible"]
@@ -54,7 +44,7 @@ def test_infeasible_candidates_are_recorded_never_trained_and_constrain_the_samp
 
 def test_failures_are_recorded_and_the_study_goes_on(write_study, sqlite_url):
     evaluator = ToyEvaluator(fail_when=lambda spec: spec.d_model == 96, diverge_when=lambda spec: spec.d_model == 128)
-    _, summary = _run(write_study(n_trials=12, constraints={}), sqlite_url, evaluator)
+    summary = run_study(write_study(n_trials=12, constraints={}), sqlite_url, evaluator)
     rows = _rows(sqlite_url)
     assert len(rows) == 12
     by_status = {}
@@ -71,16 +61,16 @@ def test_failures_are_recorded_and_the_study_goes_on(write_study, sqlite_url):
 
 def test_rerun_resumes_to_the_target_and_refuses_another_space(write_study, sqlite_url, tmp_path):
     path = write_study(n_trials=4)
-    _run(path, sqlite_url)
-    _run(path, sqlite_url)  # nothing left to do
+    run_study(path, sqlite_url)
+    run_study(path, sqlite_url)  # nothing left to do
     assert len(_rows(sqlite_url)) == 4
-    _run(path, sqlite_url, n_trials=7)  # a bigger target tops up
+    run_study(path, sqlite_url, n_trials=7)  # a bigger target tops up
     assert [r.number for r in _rows(sqlite_url)] == list(range(7))
 
     other = write_study("other.yaml", space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}})
     before = [(r.number, r.status) for r in _rows(sqlite_url)]
     with pytest.raises(StudyMismatchError, match=r"space\.parameters\.d_model\.choices \[64, 96, 128\] -> \[64\]"):
-        _run(other, sqlite_url)
+        run_study(other, sqlite_url)
     assert [(r.number, r.status) for r in _rows(sqlite_url)] == before
     assert len(optuna.load_study(study_name="toy", storage=sqlite_url).trials) == 7
 
@@ -99,7 +89,7 @@ class _InterruptAt(ToyEvaluator):
 
 def test_ctrl_c_stops_cleanly_and_the_rerun_retries_the_same_parameters(write_study, sqlite_url):
     path = write_study(n_trials=5, constraints={})
-    _, summary = _run(path, sqlite_url, _InterruptAt(3))
+    summary = run_study(path, sqlite_url, _InterruptAt(3))
     assert summary.interrupted
     rows = _rows(sqlite_url)
     interrupted = [r for r in rows if r.status == "interrupted"]
@@ -108,7 +98,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_retries_the_same_parameters(write_st
     waiting = [t for t in study.trials if t.state == TrialState.WAITING]
     assert len(waiting) == 1 and waiting[0].params == interrupted[0].params
 
-    _, summary = _run(path, sqlite_url)
+    summary = run_study(path, sqlite_url)
     rows = _rows(sqlite_url)
     retried = [r for r in rows if r.retry_of == interrupted[0].number]
     assert len(retried) == 1 and retried[0].status == "completed"
@@ -119,7 +109,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_retries_the_same_parameters(write_st
 def test_single_objective_pruning(write_study, sqlite_url):
     path = write_study(n_trials=10, constraints={}, pruner={"type": "median", "n_startup_trials": 2},
                        sampler={"type": "tpe", "n_startup_trials": 3})
-    _run(path, sqlite_url, ToyEvaluator(steps=10, eval_every=2))
+    run_study(path, sqlite_url, ToyEvaluator(steps=10, eval_every=2))
     rows = _rows(sqlite_url)
     pruned = [r for r in rows if r.status == "pruned"]
     assert pruned and all(r.curve and r.error.startswith("pruned at step") for r in pruned)
@@ -132,7 +122,7 @@ def test_multi_objective_early_stop_stops_dominated_trials(write_study, sqlite_u
     path = write_study(n_trials=14, constraints={}, objectives=["val_loss", "n_params"],
                        early_stop={"min_completed": 2, "patience": 1, "margin": 0.0})
     evaluator = ToyEvaluator(steps=8, eval_every=2)
-    _run(path, sqlite_url, evaluator)
+    run_study(path, sqlite_url, evaluator)
     rows = _rows(sqlite_url)
     stopped = [r for r in rows if r.status == "stopped"]
     completed = {r.number: r for r in rows if r.status == "completed"}
@@ -157,7 +147,7 @@ def test_multi_objective_early_stop_stops_dominated_trials(write_study, sqlite_u
 def test_every_sampler_runs_a_constrained_multi_objective_study(write_study, sqlite_url, sampler):
     path = write_study(n_trials=4, sampler=sampler, objectives=["val_loss", "memory_bytes"],
                        early_stop={"enabled": False})
-    _, summary = _run(path, sqlite_url)
+    summary = run_study(path, sqlite_url)
     rows = _rows(sqlite_url)
     statuses = [r.status for r in rows]
     assert summary.counts == {s: statuses.count(s) for s in set(statuses)} and len(rows) == 4
@@ -180,7 +170,7 @@ def test_grid_sampler_walks_the_grid(write_study, sqlite_url):
     space = {"parameters": {"d_model": {"type": "categorical", "choices": [64, 128]},
                             "blocks.M.d_state": {"type": "categorical", "choices": [8, 16]}}}
     path = write_study(n_trials=4, sampler={"type": "grid"}, space=space, constraints={})
-    _run(path, sqlite_url)
+    run_study(path, sqlite_url)
     seen = {(r.params["d_model"], r.params["blocks.M.d_state"]) for r in _rows(sqlite_url)}
     assert seen == {(64, 8), (64, 16), (128, 8), (128, 16)}
 
@@ -190,7 +180,7 @@ def test_a_trial_that_trained_all_its_steps_keeps_its_objectives(write_study, sq
     # is completed with its objectives, never "stopped" with none.
     path = write_study(n_trials=8, constraints={}, objectives=["val_loss", "n_params"],
                        early_stop={"min_completed": 1, "patience": 1, "margin": 0.0})
-    _run(path, sqlite_url, ToyEvaluator(steps=4, eval_every=4))
+    run_study(path, sqlite_url, ToyEvaluator(steps=4, eval_every=4))
     rows = _rows(sqlite_url)
     assert len(rows) == 8
     assert all(r.status == "completed" and r.objectives and len(r.objectives) == 2 for r in rows), \
@@ -199,9 +189,9 @@ def test_a_trial_that_trained_all_its_steps_keeps_its_objectives(write_study, sq
 
 def test_a_resumed_study_draws_new_candidates_instead_of_replaying_its_first_ones(write_study, sqlite_url):
     first = write_study(n_trials=4, constraints={})
-    _run(first, sqlite_url)
+    run_study(first, sqlite_url)
     more = write_study(n_trials=8, constraints={})
-    _run(more, sqlite_url)
+    run_study(more, sqlite_url)
     rows = sorted(_rows(sqlite_url), key=lambda r: r.number)
     assert len(rows) == 8
     drawn = [repr(sorted(r.params.items())) for r in rows]

@@ -12,13 +12,13 @@ from archsearch.cli import main
 from archsearch.spec import SpecError, count_parameters, load_spec, parse_spec
 from archsearch.storage import Database
 from archsearch.storage import records
-from archsearch.studies import StudyRunner, load_study
+from archsearch.studies import load_study
 from archsearch.studies.documents import FileError
 from archsearch.studies.evaluate import TrainEvaluator
 from archsearch.studies.space import Sample
 from archsearch.studies.target import expand
 
-from studies_helpers import BASE_SPEC, ToyEvaluator
+from studies_helpers import BASE_SPEC, run_study
 
 TARGET = "nemotron-nano-9b-v2"
 CONTEXT = 131072
@@ -91,13 +91,7 @@ def _nano_study(tmp_path_factory, yaml):
     path = tmp / "nano.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     url = f"sqlite:///{tmp / 'nano.db'}"
-    runner = StudyRunner(load_study(path), TrainEvaluator(TASK, RECIPE, seed=0, device="cpu"), storage=url,
-                         live=False)
-    runner.open()
-    try:
-        summary = runner.run()
-    finally:
-        runner.close()
+    summary = run_study(path, url, TrainEvaluator(TASK, RECIPE, seed=0, device="cpu"))
     with Database(url) as db:
         rows = records.trials_of(db, records.study_by_name(db, "nano").id)
     return path, url, published, summary, rows
@@ -170,12 +164,7 @@ def test_study_best_and_the_dashboard_show_the_target(nano_study, capsys):
 
 def test_without_a_target_the_proxy_is_judged(write_study, sqlite_url):
     path = write_study(n_trials=3, objectives=["val_loss", "n_params"])
-    runner = StudyRunner(load_study(path), ToyEvaluator(), storage=sqlite_url, live=False)
-    runner.open()
-    try:
-        runner.run()
-    finally:
-        runner.close()
+    run_study(path, sqlite_url)
     with Database(sqlite_url) as db:
         rows = records.trials_of(db, records.study_by_name(db, "toy").id)
     for row in rows:
