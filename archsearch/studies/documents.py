@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import UserError
 from ..spec.errors import SpecError, SpecIssue, format_path
-from ..spec.loader import read_document
+from ..spec.loader import load_spec, parse_spec, read_document
+from ..spec.model import ModelSpec
 
 Marks = dict[tuple, yaml.Mark]
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +90,28 @@ def read_yaml(path: str | Path, what: str) -> tuple[Any, Marks, str]:
     except SpecError as err:
         raise FileError(what, err.issues, source) from None
     return data, marks, source
+
+
+def under(marks: Marks, key: str) -> Marks:
+    """The marks of one section of a document, with paths relative to it."""
+    return {k[1:]: v for k, v in marks.items() if k[:1] == (key,)}
+
+
+def nested(key: str, issues: list[SpecIssue]) -> list[SpecIssue]:
+    """Issues found inside one section, with their paths from the document's root."""
+    return [SpecIssue((key,) + i.path, i.message, i.value, i.allowed, i.location) for i in issues]
+
+
+def resolve_spec(key: str, raw: str | dict, marks: Marks, source: str | None, directory: Path) -> ModelSpec:
+    """A spec section of a study file (`base:`, `target:`): an example name, a path relative to the file, or an
+    inline spec; its problems are located under the section."""
+    try:
+        if isinstance(raw, dict):
+            return parse_spec(raw, source, under(marks, key))
+        relative = directory / raw
+        return load_spec(relative if relative.is_file() else raw)
+    except SpecError as err:
+        raise FileError("study file", nested(key, err.issues), source) from None
 
 
 def where(path: tuple) -> str:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..errors import UserError, first_line
 from ..spec.errors import SpecIssue
-from .documents import FileError, Marks, issue, read_yaml, validation_issues
+from .documents import FileError, Marks, issue, nested, read_yaml, under, validation_issues
 from .space import SearchSpace
 from .study_file import PrunerConfig, SamplerConfig, Study, parse_study
 
@@ -48,9 +48,7 @@ def check_study_document(data: Any, marks: Marks, source: str | None, directory:
 
 def _sub_issues(err: ValidationError, marks: Marks, source: str | None, key: str) -> list[SpecIssue]:
     """A section's own validation errors, located inside the study file."""
-    inner = {k[1:]: v for k, v in marks.items() if k[:1] == (key,)}
-    return [SpecIssue((key,) + i.path, i.message, i.value, i.allowed, i.location)
-            for i in validation_issues(err, inner, source)]
+    return nested(key, validation_issues(err, under(marks, key), source))
 
 
 def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> list[SpecIssue]:

@@ -25,11 +25,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from ..spec import ModelSpec, SpecError, load_spec, parse_spec
+from ..spec import ModelSpec
 from ..spec.errors import SpecIssue
 from ..storage.urls import redact
 from .bounds import MAX_BATCH, MAX_SEED, MAX_TIMEOUT_S, MAX_TRIALS
-from .documents import FileError, Marks, issue, parse_model, read_yaml
+from .documents import FileError, Marks, issue, parse_model, read_yaml, resolve_spec, under
 from .objectives import Objective
 from .space import SearchSpace, check_space, parameter_path_issues, parse_space, resolve_space_path
 
@@ -191,7 +191,7 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
     base = space = None
     space_marks, space_source, prefix = {}, None, ()
     if isinstance(raw_base, (str, dict)):
-        base = _collect(issues, lambda: _resolve_base(raw_base, marks, source, directory))
+        base = _collect(issues, lambda: resolve_spec("base", raw_base, marks, source, directory))
     space_data = None
     if isinstance(raw_space, str):
         read = _collect(issues, lambda: read_yaml(resolve_space_path(raw_space, directory), "search space"))
@@ -200,7 +200,7 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
             space = _collect(issues, lambda: parse_space(space_data, space_marks, space_source))
     elif isinstance(raw_space, dict):
         space_data = raw_space
-        space = _collect(issues, lambda: parse_space(raw_space, _under(marks, "space"), source))
+        space = _collect(issues, lambda: parse_space(raw_space, under(marks, "space"), source))
         space_marks, space_source, prefix = marks, source, ("space",)
     if space is None and base is not None and space_data is not None:  # still name every parameter path
         issues.extend(parameter_path_issues(space_data, base, space_marks, space_source, prefix))
@@ -223,12 +223,12 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
 def _target(file, data: dict, space, marks: Marks, source: str | None, directory: Path, space_marks, space_source,
             prefix: tuple) -> ModelSpec | None:
     """The resolved `target:` (None without one), checked against the space."""
-    from .target import check_target, resolve_target
+    from .target import check_target
 
     raw = file.target if file else data.get("target")
     if not isinstance(raw, (str, dict)):
         return None
-    target = resolve_target(raw, marks, source, directory)
+    target = resolve_spec("target", raw, marks, source, directory)
     if space is not None and space.names():
         check_target(space, target, marks, source, space_marks or {}, space_source, prefix)
     return target
@@ -251,24 +251,9 @@ def _valid_or_none(model, value):
         return None
 
 
-def _under(marks: Marks, key: str) -> Marks:
-    return {k[1:]: v for k, v in marks.items() if k[:1] == (key,)}
-
-
 def load_study(path: str | Path) -> Study:
     data, marks, source = read_yaml(path, "study file")
     return parse_study(data, marks, source, Path(path).resolve().parent)
-
-
-def _resolve_base(base: str | dict, marks: Marks, source: str | None, directory: Path) -> ModelSpec:
-    try:
-        if isinstance(base, dict):
-            return parse_spec(base, source, {k[1:]: v for k, v in marks.items() if k[:1] == ("base",)})
-        relative = directory / base
-        return load_spec(relative if relative.is_file() else base)
-    except SpecError as err:
-        located = [SpecIssue(("base",) + i.path, i.message, i.value, i.allowed, i.location) for i in err.issues]
-        raise FileError("study file", located, source) from None
 
 
 def _check_constraints(constraints: Constraints, marks: Marks, source: str | None) -> None:

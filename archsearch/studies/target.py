@@ -12,12 +12,11 @@ cannot suit a 9B target and a 1M proxy, and each side's widths are its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..spec import ModelSpec, SpecError, count_parameters, load_spec, parse_spec
+from ..spec import ModelSpec, SpecError, count_parameters
 from ..spec.errors import SpecIssue
-from .documents import FileError, Marks, issue
+from .documents import FileError, Marks, issue, nested
 from .space import SearchSpace, check_space
 
 # Absolute widths: a value that is right for one side's scale is wrong for the other's. Ratios (`expand`,
@@ -47,8 +46,7 @@ def expand(sample, proxy_doc: dict[str, Any], target_doc: dict[str, Any] | None,
     try:
         target = sample.spec(target_doc, target_doc["name"])  # its own name: the trial row says which trial
     except SpecError as err:
-        raise SpecError([SpecIssue(("target",) + i.path, i.message, i.value, i.allowed, i.location)
-                         for i in err.issues]) from None
+        raise SpecError(nested("target", err.issues)) from None
     return Candidate(proxy, target)
 
 
@@ -81,18 +79,6 @@ def width_paths(space: SearchSpace) -> list[str]:
                 len(parts) == 3 and parts[0] == "blocks" and parts[2] in BLOCK_WIDTH_FIELDS):
             out.append(name)
     return out
-
-
-def resolve_target(raw: str | dict, marks: Marks, source: str | None, directory: Path) -> ModelSpec:
-    """The `target:` of a study file: an example name, a path (relative to the file), or an inline spec."""
-    try:
-        if isinstance(raw, dict):
-            return parse_spec(raw, source, {k[1:]: v for k, v in marks.items() if k[:1] == ("target",)})
-        relative = directory / raw
-        return load_spec(relative if relative.is_file() else raw)
-    except SpecError as err:
-        located = [SpecIssue(("target",) + i.path, i.message, i.value, i.allowed, i.location) for i in err.issues]
-        raise FileError("study file", located, source) from None
 
 
 def check_target(space: SearchSpace, target: ModelSpec, marks: Marks, source: str | None,
