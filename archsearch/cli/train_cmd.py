@@ -38,8 +38,9 @@ def _looks_like_task_option(path: Path) -> bool:
 
 
 class TaskHelpCommand(typer.core.TyperCommand):
-    """`train --help` (and `ablate --help`) end with every task's options, their meaning and default. They are read from the task
-    classes only when help is shown: the tasks import torch, which other commands must not pay for."""
+    """`train --help` (and `ablate --help`) end with every task's options, their meaning and default. They are
+    read from the task classes only when help is shown: the tasks import torch, which other commands must not
+    pay for."""
 
     def format_help(self, ctx, formatter) -> None:
         super().format_help(ctx, formatter)

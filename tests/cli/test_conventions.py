@@ -144,7 +144,8 @@ def test_max_context_in_a_spec_reads_sizes_as_context_does(written, tokens):
 def test_max_context_refuses_bad_sizes_with_file_line_and_what_is_allowed(written, why):
     from archsearch.spec import SpecError, loads_spec
 
-    text = f"name: t\nvocab_size: 64\nd_model: 32\nmax_context: {written}\npattern: M\nblocks:\n  M: {{kind: mlp, ffn_ratio: 2}}\n"
+    text = (f"name: t\nvocab_size: 64\nd_model: 32\nmax_context: {written}\npattern: M\n"
+            "blocks:\n  M: {kind: mlp, ffn_ratio: 2}\n")
     with pytest.raises(SpecError) as err:
         loads_spec(text, "t.yaml")
     message = str(err.value)
