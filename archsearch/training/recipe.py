@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from archsearch import limits
 from archsearch.errors import UserError
@@ -78,19 +78,12 @@ class Recipe(BaseModel):
     seed: Annotated[int, Field(ge=0, le=limits.MAX_SEED)] = 0
     distill: Distillation | None = None
 
-    @field_validator("tokens", mode="before")
+    @field_validator("tokens", "flops", mode="before")
     @classmethod
-    def _tokens(cls, value):
+    def _budget(cls, value, info: ValidationInfo):
+        parse = parse_tokens if info.field_name == "tokens" else parse_flops
         try:
-            return None if value is None else parse_tokens(value, "tokens")
-        except UserError as err:
-            raise ValueError(str(err)) from None
-
-    @field_validator("flops", mode="before")
-    @classmethod
-    def _flops(cls, value):
-        try:
-            return None if value is None else parse_flops(value, "flops")
+            return None if value is None else parse(value, info.field_name)
         except UserError as err:
             raise ValueError(str(err)) from None
 
