@@ -26,9 +26,23 @@ class BudgetReport:
     policy: BudgetPolicy
     settings: CheckSettings
     breakdown: MemoryBreakdown
-    largest_context: int  # at this batch, up to the spec's max_context
+    largest_context: int  # at this batch, up to the spec's max_context (or the context asked, when beyond it)
     largest_batch: int  # at this context
     max_context: int
+
+    @property
+    def needs_extension(self) -> bool:
+        """The context asked is beyond the spec's max_context: memory is answered, but the model would first
+        need context extension (longer training, RoPE scaling) to serve it."""
+        return self.context > self.max_context
+
+    @property
+    def warnings(self) -> list[str]:
+        if not self.needs_extension:
+            return []
+        return [f"context {self.context} is beyond the spec's max_context ({self.max_context}): the memory verdict "
+                "holds, but the model would need context extension (training at that length, or RoPE scaling "
+                "such as YaRN) to serve it"]
 
     @property
     def total_bytes(self) -> int:
@@ -52,7 +66,8 @@ class BudgetReport:
             "breakdown": self.breakdown.components, "per_kind": self.breakdown.per_kind,
             "per_symbol": self.breakdown.per_symbol, "workspace_layer": self.breakdown.workspace_layer,
             "largest_context": self.largest_context, "largest_batch": self.largest_batch,
-            "max_context": self.max_context,
+            "max_context": self.max_context, "needs_context_extension": self.needs_extension,
+            "warnings": self.warnings,
         }
 
 
@@ -62,12 +77,13 @@ def catalog_device(device: Device | str, devices_file=None) -> Device:
 
 
 def check_context(spec: ModelSpec, context: int | str, batch: int, *, context_arg: str = "context",
-                  batch_arg: str = "batch") -> tuple[int, int]:
-    """Validated (context, batch); errors name the argument, the value and what is allowed."""
+                  batch_arg: str = "batch", beyond_max_context: bool = False) -> tuple[int, int]:
+    """Validated (context, batch); errors name the argument, the value and what is allowed. A context beyond
+    the spec's max_context is refused unless `beyond_max_context` (the report then warns of it)."""
     context = parse_count(context, context_arg)
-    if context > spec.max_context:
+    if context > spec.max_context and not beyond_max_context:
         raise UserError(f"{context_arg}: {context} tokens is beyond the spec's max_context ({spec.max_context}); "
-                        f"allowed: 1 .. {spec.max_context}")
+                        f"allowed: 1 .. {spec.max_context} (`archsearch check` answers beyond it, with a warning)")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UserError(f"{batch_arg}: must be a whole number >= 1, got {batch!r}")
     return context, batch
@@ -75,12 +91,15 @@ def check_context(spec: ModelSpec, context: int | str, batch: int, *, context_ar
 
 def check_budget(spec: ModelSpec, device: Device | str, context: int | str, batch: int = 1,
                  settings: CheckSettings | None = None, *, devices_file=None,
-                 model: MemoryModel | None = None) -> BudgetReport:
+                 model: MemoryModel | None = None, beyond_max_context: bool = False) -> BudgetReport:
     """The analytic verdict with its breakdown and the largest context / batch that fit.
 
     `model` lets a caller that screens the same spec at many points compile the memory model once.
+    `beyond_max_context`: answer the memory question for a context longer than the spec's max_context (the
+    report's `warnings` say the model would need context extension) instead of refusing; studies keep refusing,
+    so a spec that cannot serve a constraint's context is infeasible there.
     """
-    context, batch = check_context(spec, context, batch)
+    context, batch = check_context(spec, context, batch, beyond_max_context=beyond_max_context)
     device = catalog_device(device, devices_file)
     settings = settings or CheckSettings()
     model = model or MemoryModel(spec, settings)
@@ -89,5 +108,5 @@ def check_budget(spec: ModelSpec, device: Device | str, context: int | str, batc
     return BudgetReport(
         spec_name=spec.name, device=device.key, context=context, batch=batch, usable_bytes=device.usable_bytes,
         budget_bytes=budget, policy=policy, settings=settings, breakdown=model.breakdown(context, batch),
-        largest_context=largest_context(model, batch, budget, spec.max_context),
+        largest_context=largest_context(model, batch, budget, max(spec.max_context, context)),
         largest_batch=largest_batch(model, context, budget), max_context=spec.max_context)

@@ -65,10 +65,11 @@ def check(
     settings = CheckSettings(param_dtype=param_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
                              state_dtype=state_dtype, prefill_chunk=chunk_tokens,
                              attention_scores=attention_scores, policy=policy)
+    # a budget question about a longer context is answered, with a warning that it needs context extension
     n_context, batch = check_context(model_spec, context_tokens if context is not None else model_spec.max_context,
-                                     batch, context_arg="--context", batch_arg="--batch")
+                                     batch, context_arg="--context", batch_arg="--batch", beyond_max_context=True)
     model = MemoryModel(model_spec, settings)
-    report = check_budget(model_spec, device_entry, n_context, batch, settings, model=model)
+    report = check_budget(model_spec, device_entry, n_context, batch, settings, model=model, beyond_max_context=True)
     projection = project(model_spec, device_entry, model, n_in, n_out, batch,
                          normalize_dtype(compute_dtype, "--compute-dtype"))
     measured = None
@@ -78,6 +79,7 @@ def check(
         measured = measure_memory(model_spec, n_context, batch, settings, decode_steps=decode_steps)
     if as_json:
         out = report.to_dict()
+        out["device_name"] = device_entry.name  # the catalog key's GPU, spelled out (a10 and a10g are two GPUs)
         out["throughput_projection"] = projection.to_dict()
         if measured is not None:
             reason = _unmeasured_reason(measured)
@@ -89,12 +91,12 @@ def check(
                 out["measured_cpu"] = measured.to_dict()
         print(json.dumps(out, indent=2))
     else:
-        _print_report(report, projection, measured)
+        _print_report(report, projection, measured, device_entry.name)
     if not report.fits:
         raise typer.Exit(1)
 
 
-def _print_report(report, projection, measured) -> None:
+def _print_report(report, projection, measured, device_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -103,8 +105,8 @@ def _print_report(report, projection, measured) -> None:
 
     console = Console()
     b = report.breakdown
-    table = Table(title=f"{report.spec_name} on {report.device}: context {format_count(report.context)} x batch "
-                        f"{report.batch} (analytic estimate)")
+    table = Table(title=f"{report.spec_name} on {report.device} ({device_name}): context "
+                        f"{format_count(report.context)} x batch {report.batch} (analytic estimate)")
     for column in ("component", "mamba2", "attention", "mlp", "embedding", "total"):
         table.add_column(column, justify="left" if column == "component" else "right")
     for component in ("weights", "kv_cache", "ssm_state", "conv_state"):
@@ -123,6 +125,8 @@ def _print_report(report, projection, measured) -> None:
     console.print(f"{verdict}: headroom {format_bytes(report.headroom_bytes)}; largest context at batch "
                   f"{report.batch}: {report.largest_context} (max_context {report.max_context}); largest batch at "
                   f"{report.context} tokens: {report.largest_batch}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"throughput, {projection.label}: at {projection.input_len} tokens in / {projection.output_len} "
                   f"out (--input-len/--output-len, not --context) and batch {projection.batch}: prefill {projection.prefill_tokens_per_s:,.0f} tok/s "
                   f"({projection.prefill_bound}-bound), decode {projection.decode_tokens_per_s:,.0f} tok/s "

@@ -1,8 +1,12 @@
 """Full-size public configs (the shipped examples) and tiny specs."""
 
+import json
+from pathlib import Path
+
 import pytest
 
-from archsearch.spec import load_spec, loads_spec, parse_spec
+from archsearch.hf import import_hf_config
+from archsearch.spec import load_spec, loads_spec
 
 
 def public_spec(name: str):
@@ -24,10 +28,20 @@ def qwen3_8b():
     return public_spec("qwen3-8b")
 
 
+QWEN3_8B_CONFIG = Path(__file__).parents[1] / "hf" / "configs" / "qwen3-8b.json"
+# Qwen3-8B's model card, for 128k: rope_scaling YaRN, factor 4 over the native 32k (max_position 40960).
+YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+
+
 @pytest.fixture(scope="session")
-def qwen3_8b_yarn(qwen3_8b):
-    """Qwen3-8B as its model card serves 128k: YaRN factor 4 over the native 32k (max_position 40960)."""
-    return parse_spec({**qwen3_8b.to_dict(), "max_context": 131072})
+def qwen3_8b_yarn_config():
+    return {**json.loads(QWEN3_8B_CONFIG.read_text()), "rope_scaling": YARN}
+
+
+@pytest.fixture(scope="session")
+def qwen3_8b_yarn(qwen3_8b_yarn_config):
+    """Qwen3-8B imported from its config with the model card's YaRN: max_context 131072 (32768 x 4)."""
+    return import_hf_config(qwen3_8b_yarn_config)
 
 
 TINY = """

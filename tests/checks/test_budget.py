@@ -38,8 +38,11 @@ def test_nemotron_nano_12b_base_does_not_fit_a10g_at_128k(nemotron_12b):
 
 
 def test_qwen3_8b_does_not_fit_a10g_at_128k(qwen3_8b_yarn):
+    """Qwen3-8B imported from its config with YaRN (factor 4 over 32,768): a verdict at 131,072 tokens."""
+    assert qwen3_8b_yarn.max_context == K128
+    assert qwen3_8b_yarn.blocks["*"].rope_scaling.type == "yarn"
     report = check_budget(qwen3_8b_yarn, "a10g", K128, 1)
-    assert not report.fits
+    assert not report.fits and not report.needs_extension and report.warnings == []
     b = report.breakdown.components
     assert b["weights"] < report.budget_bytes < b["weights"] + b["kv_cache"]  # the KV cache is what breaks it
     assert b["kv_cache"] == 36 * 8 * 128 * 2 * K128 * 2
@@ -112,6 +115,19 @@ def test_largest_context_and_batch_agree_with_fits(qwen3_8b, nemotron_9b, device
 def test_qwen3_8b_native_spec_refuses_128k(qwen3_8b):
     with pytest.raises(UserError, match=r"131072 tokens is beyond the spec's max_context \(40960\)"):
         check_budget(qwen3_8b, "a10g", "128k", 1)
+
+
+def test_beyond_max_context_is_answered_with_a_warning_when_asked(qwen3_8b, qwen3_8b_yarn):
+    """The native spec (max_context 40960) at 128k: the same memory as the YaRN import, flagged as needing
+    context extension; the largest context is searched up to the context asked."""
+    report = check_budget(qwen3_8b, "a10g", "128k", 1, beyond_max_context=True)
+    yarn = check_budget(qwen3_8b_yarn, "a10g", "128k", 1)
+    assert report.total_bytes == yarn.total_bytes and report.fits == yarn.fits
+    assert report.needs_extension and "would need context extension" in report.warnings[0]
+    assert report.to_dict()["needs_context_extension"] is True and report.to_dict()["warnings"] == report.warnings
+    assert report.largest_context == yarn.largest_context
+    h100 = check_budget(qwen3_8b, "h100", "64k", 1, beyond_max_context=True)
+    assert h100.fits and h100.largest_context == 64 * 1024 > qwen3_8b.max_context
 
 
 def test_kv_dtype_changes_the_verdict(qwen3_8b):
