@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from ..spec import ModelSpec
+from ..spec.dtypes import WEIGHT_DTYPES
 from ..spec.errors import SpecIssue
 from ._config import ConfigReader, finite_number
 
@@ -14,7 +15,6 @@ ACTIVATION_FROM_HF = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
                       "swish": "silu", "relu": "relu", "relu2": "relu2"}
 ACTIVATION_TO_HF = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "silu": "silu", "relu": "relu",
                     "relu2": "relu2"}
-DTYPES = ("float32", "bfloat16", "float16")
 
 # Symbols an import writes: the Megatron / NemotronH alphabet plus `L` for sliding-window attention.
 MAMBA, ATTENTION, LOCAL, MLP = "M", "*", "L", "-"
@@ -154,7 +154,7 @@ def rope_fields(theta: float, scaling=None) -> dict[str, Any]:
 
 def param_dtype(reader: ConfigReader) -> str:
     name = reader.raw("dtype", reader.raw("torch_dtype", "float32"))
-    return name if name in DTYPES else "float32"
+    return name if name in WEIGHT_DTYPES else "float32"
 
 
 def model_name(reader: ConfigReader, name: str | None, fallback: str) -> str:
