@@ -6,8 +6,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from ..errors import UserError
-from .curves import curve_metrics, curve_series
+from .curves import curve_metrics, curve_series, partial_series
+from .progress import progress_stamp
 from .figures import curves_figure, importance_figure, memory_figure, pareto_figure
+from .optuna_plots import PLOTS, optuna_figure
 from .pareto_plot import axes, pareto_data
 from .table import columns, numeric_keys, query
 from .queries import MAX_ID
@@ -46,8 +48,10 @@ def _ids(request: Request) -> list[int]:
     return ids[:MAX_PLOTTED_TRIALS]
 
 
-def summary_json(study: StudyView, stamp: str) -> dict:
-    return {"id": study.id, "name": study.name, "status": study.status, "stamp": stamp, "total": study.total,
+def summary_json(study: StudyView, stamp: str, progress: str = "") -> dict:
+    """`stamp` changes when trials start or end, `progress` when a running trial reports an evaluation."""
+    return {"id": study.id, "name": study.name, "status": study.status, "stamp": stamp, "progress": progress,
+            "total": study.total,
             "counts": study.counts, "n_trials_target": study.n_trials_target,
             "best": [None if b is None else {"metric": b.objective.metric, "value": b.value, "trial": b.number,
                                              "trial_id": b.trial_id} for b in study.best]}
@@ -57,13 +61,23 @@ def _row_json(row: TrialRow, study: StudyView) -> dict:
     return {"id": row.id, "number": row.number, "status": row.status, "verdict": row.verdict,
             "values": row.values, "n_params": row.n_params, "memory": row.memory_bytes,
             "tokens_per_s": row.tokens_per_s, "precision": row.precision, "backends": row.backends_text,
-            "params": {name: row.params.get(name) for name in study.param_names}, "error": row.error}
+            "params": {name: row.params.get(name) for name in study.param_names}, "error": row.error,
+            "pattern": row.pattern, "trained": row.trained}
+
+
+def _latest_json(partial) -> dict | None:
+    """A running trial's latest evaluation: {metric, step, value}."""
+    if partial is None:
+        return None
+    step, value = partial.latest
+    return {"metric": partial.metric, "step": step, "value": value}
 
 
 def study_summary(request: Request) -> JSONResponse:
     repo = request.app.state.repo
     study_id = request.path_params["study_id"]
-    return JSONResponse(summary_json(repo.study(study_id), repo.stamp(study_id)))
+    return JSONResponse(summary_json(repo.study(study_id), repo.stamp(study_id),
+                                     progress_stamp(repo.engine, study_id)))
 
 
 def trials_payload(repo, study_id: int, params) -> dict:
@@ -73,11 +87,13 @@ def trials_payload(repo, study_id: int, params) -> dict:
     page = query(study, rows, sort=params.get("sort", "number"), descending=params.get("desc", "0") == "1",
                  filters=filters, offset=_int(params, "offset", 0), limit=_int(params, "limit", 50))
     strips = repo.patterns(study_id, [r.id for r in page.rows])
+    running = repo.partials(study_id, [r.id for r in page.rows if r.status == "running"])
     numeric = numeric_keys(study, rows)
     return {
         "total": page.total, "matching": page.matching, "offset": page.offset,
         "columns": [{"key": c.key, "label": c.label, "numeric": c.key in numeric} for c in columns(study)],
-        "rows": [dict(_row_json(r, study), pattern=[[c.symbol, c.kind] for c in strips.get(r.id, [])])
+        "rows": [dict(_row_json(r, study), strip=[[c.symbol, c.kind, c.look] for c in strips.get(r.id, [])],
+                      latest=_latest_json(running.get(r.id)))
                  for r in page.rows]}
 
 
@@ -107,9 +123,10 @@ def memory(request: Request) -> JSONResponse:
     study_id = request.path_params["study_id"]
     ids = _ids(request)
     numbers = {r.id: r.number for r in repo.rows(study_id)}
-    breakdowns = repo.memory_breakdowns(study_id, ids)
-    shown = [i for i in ids if breakdowns.get(i)]
-    figure = memory_figure([f"#{numbers.get(i, i)}" for i in shown], [breakdowns[i] for i in shown])
+    reports = repo.memory_reports(study_id, ids)
+    shown = [i for i in ids if reports.get(i, ({}, None))[0]]
+    figure = memory_figure([f"#{numbers.get(i, i)}" for i in shown], [reports[i][0] for i in shown],
+                           [reports[i][1] for i in shown])
     return JSONResponse({"trials": len(shown), "figure": figure})
 
 
@@ -119,9 +136,12 @@ def curves(request: Request) -> JSONResponse:
     ids = _ids(request)
     numbers = {r.id: r.number for r in repo.rows(study_id)}
     stored = repo.curves(study_id, ids)
+    running = repo.partials(study_id, [i for i in ids if not stored.get(i)])
     metrics = curve_metrics(stored)
+    metrics += [m for m in dict.fromkeys(p.metric for p in running.values()) if m not in metrics]
     metric = request.query_params.get("metric") or (metrics[0] if metrics else "val_loss")
-    series = {f"#{numbers.get(i, i)}": curve_series(stored.get(i, []), metric) for i in ids}
+    series = {f"#{numbers.get(i, i)}": (curve_series(stored.get(i, []), metric)
+                                        or partial_series(running.get(i), metric)) for i in ids}
     series = {label: points for label, points in series.items() if points}
     return JSONResponse({"metrics": metrics, "metric": metric, "trials": len(series),
                          "figure": curves_figure(series, metric)})
@@ -138,3 +158,26 @@ def importance(request: Request) -> JSONResponse:
     figure = importance_figure(result.values, study.objectives[index].metric) if result.values else None
     return JSONResponse({"objectives": [o.metric for o in study.objectives], "objective": index,
                          "reason": result.reason, "figure": figure})
+
+
+def optuna_plot(request: Request) -> JSONResponse:
+    """One of Optuna's own plots (optuna_plots.PLOTS) of the completed trials, for one objective."""
+    repo = request.app.state.repo
+    study_id = request.path_params["study_id"]
+    study = repo.study(study_id)
+    plot = request.query_params.get("plot", "history")
+    index = _int(request.query_params, "objective", 0)
+    answer = {"plots": [{"key": k, "label": label} for k, (label, _) in PLOTS.items()], "plot": plot,
+              "objectives": [o.metric for o in study.objectives], "objective": index, "reason": "", "figure": None}
+    if plot not in PLOTS:
+        raise UserError(f"query parameter plot={plot!r}: allowed: {', '.join(PLOTS)}")
+    if not 0 <= index < len(study.objectives):
+        return JSONResponse(dict(answer, reason=f"objective {index}: this study has {len(study.objectives)}"))
+    completed = repo.completed_optuna_ids(study_id)
+    if not completed:
+        return JSONResponse(dict(answer, reason="no completed trial yet"))
+    try:
+        copy = request.app.state.optuna_source.completed_copy(study.name, completed)
+    except (KeyError, ValueError) as err:
+        return JSONResponse(dict(answer, reason=f"Optuna's record of this study could not be read ({err})"))
+    return JSONResponse(dict(answer, figure=optuna_figure(copy, plot, index, study.objectives[index].metric)))

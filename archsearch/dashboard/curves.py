@@ -24,3 +24,10 @@ def curve_metrics(curves: Mapping[Any, list[dict[str, Any]]]) -> list[str]:
 
 def curve_series(points: list[dict[str, Any]], metric: str) -> list[tuple[float, float]]:
     return [(float(p["step"]), float(p[metric])) for p in points if _number(p.get("step")) and _number(p.get(metric))]
+
+
+def partial_series(partial, metric: str) -> list[tuple[float, float]]:
+    """A running trial's curve so far (a `views.Partial`), when it reports `metric`."""
+    if partial is None or partial.metric != metric:
+        return []
+    return [(float(step), value) for step, value in partial.points]

@@ -20,7 +20,11 @@ _STYLE = {
     "front": dict(name="Pareto front", marker=dict(symbol="circle", color="#2e86de", size=10),
                   line=dict(color="#2e86de", shape="hv")),
 }
-KIND_COLOURS = {"mamba2": "#27ae60", "attention": "#8e44ad", "mlp": "#f39c12"}
+# Curves: 24 colours x 3 dash styles, so no two of the (at most 60) curves drawn at once look alike.
+CURVE_COLOURS = ("#2e86de", "#e67e22", "#27ae60", "#c0392b", "#8e44ad", "#16a085", "#d35400", "#2c3e50",
+                 "#f1c40f", "#e84393", "#7f8c8d", "#1abc9c", "#6c5ce7", "#a0522d", "#00b894", "#fd79a8",
+                 "#0984e3", "#b33939", "#218c74", "#ff9f1a", "#3d3d3d", "#9980fa", "#ccae62", "#12cbc4")
+CURVE_DASHES = ("solid", "dash", "dot")
 _LAYOUT = dict(margin=dict(l=60, r=20, t=40, b=50), template="plotly_white", height=380)
 
 
@@ -66,25 +70,40 @@ def _byte_unit(largest: float) -> tuple[str, float]:
     return "bytes", 1.0
 
 
-def memory_figure(labels: Sequence[str], breakdowns: Sequence[Mapping[str, float]]) -> dict:
+def memory_figure(labels: Sequence[str], breakdowns: Sequence[Mapping[str, float]],
+                  budgets: Sequence[float | None] = ()) -> dict:
     """Stacked bars: one bar per trial, one colour per component of the memory budget (given in bytes; the
-    axis picks KiB, MiB or GiB from the largest bar)."""
+    axis, in KiB, MiB or GiB as the table writes them, fits the largest bar or budget), and a dashed line at
+    each distinct budget."""
     components: dict[str, None] = {}
     for breakdown in breakdowns:
         components.update(dict.fromkeys(breakdown))
-    unit, scale = _byte_unit(max((sum(b.values()) for b in breakdowns), default=0.0))
+    limits = sorted({float(b) for b in budgets if b})
+    unit, scale = _byte_unit(max([sum(b.values()) for b in breakdowns] + limits, default=0.0))
     fig = go.Figure()
     for component in components:
-        fig.add_trace(go.Bar(x=list(labels), y=[b.get(component, 0.0) / scale for b in breakdowns], name=component))
-    fig.update_layout(barmode="stack", yaxis_title=unit, xaxis=dict(type="category"), **_LAYOUT)
+        fig.add_trace(go.Bar(x=list(labels), y=[b.get(component, 0.0) / scale for b in breakdowns], name=component,
+                             hovertemplate=f"%{{x}} {component}: %{{y:.3g}} {unit}<extra></extra>"))
+    for limit in limits:
+        fig.add_hline(y=limit / scale, line=dict(color="#c0392b", dash="dash", width=2),
+                      annotation=dict(text=f"budget {limit / scale:.3g} {unit}", font=dict(color="#c0392b")),
+                      annotation_position="top left")
+    fig.update_layout(barmode="stack", yaxis_title=f"memory ({unit})", xaxis=dict(type="category"), **_LAYOUT)
     return _plain(fig)
+
+
+def curve_style(index: int) -> dict:
+    """The line of the index-th curve: the colour cycles first, then the dash."""
+    return dict(color=CURVE_COLOURS[index % len(CURVE_COLOURS)],
+                dash=CURVE_DASHES[(index // len(CURVE_COLOURS)) % len(CURVE_DASHES)])
 
 
 def curves_figure(curves: Mapping[str, Sequence[tuple[float, float]]], y_label: str = "loss") -> dict:
     """All curves overlaid on one pair of axes."""
     fig = go.Figure()
-    for label, points in curves.items():
-        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines", name=label))
+    for index, (label, points) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines", name=label,
+                                 line=curve_style(index)))
     fig.update_layout(xaxis_title="step", yaxis_title=y_label, **_LAYOUT)
     return _plain(fig)
 
@@ -112,4 +131,28 @@ def importance_figure(importances: Mapping[str, float], objective: str) -> dict:
                            marker_color="#2e86de"))
     fig.update_layout(xaxis_title=f"importance for {objective} (PED-ANOVA)", **_LAYOUT)
     fig.update_layout(margin=dict(l=160, r=20, t=30, b=50))
+    return _plain(fig)
+
+
+def ablation_figure(rows: Sequence[Mapping], metric: str) -> dict | None:
+    """Each cell's effect: the paired difference of `metric` to the base cell, with its 95% interval as error
+    bars (none where one seed gives no interval); the base is the zero line. None without any cell to show."""
+    cells = [r for r in rows if not r.get("is_base") and isinstance(r.get("diff"), Mapping)
+             and isinstance(r["diff"].get("mean"), (int, float))]
+    if not cells:
+        return None
+    labels = [str(r.get("cell") or r.get("setting")) for r in cells]
+    means = [float(r["diff"]["mean"]) for r in cells]
+    errors = [float(r["diff"]["ci95"]) if isinstance(r["diff"].get("ci95"), (int, float)) else 0.0 for r in cells]
+    colours = ["#c0392b" if r.get("significant") else "#2e86de" for r in cells]
+    fig = go.Figure(go.Scatter(
+        x=means, y=labels, mode="markers", marker=dict(size=10, color=colours),
+        error_x=dict(type="data", array=errors, visible=True, thickness=1.5),
+        customdata=[r.get("n") for r in cells],
+        hovertemplate="%{y}: %{x:.4g} ± %{error_x.array:.3g} (n=%{customdata})<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="#6b7b8c", dash="dash"), annotation=dict(text="base"),
+                  annotation_position="top")
+    fig.update_layout(xaxis_title=f"{metric} minus the base's (paired, 95% CI)", yaxis=dict(type="category",
+                      autorange="reversed"), **dict(_LAYOUT, height=max(220, 60 + 40 * len(cells))))
+    fig.update_layout(margin=dict(l=200, r=20, t=40, b=50))
     return _plain(fig)

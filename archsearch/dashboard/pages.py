@@ -8,8 +8,8 @@ from starlette.responses import HTMLResponse
 
 from .ablations import ablation, list_ablations
 from .api import trials_payload
-from .curves import curve_metrics, curve_series
-from .figures import memory_figure, side_by_side_curves
+from .curves import curve_metrics, curve_series, partial_series
+from .figures import ablation_figure, memory_figure, side_by_side_curves
 from .queries import NotFound, valid_id
 from .specdiff import spec_diff
 
@@ -54,12 +54,19 @@ def compare(request: Request) -> HTMLResponse:
     details = repo.details(study_id, ids)
     labels = [f"#{d.row.number}" for d in details]
     metrics = curve_metrics({d.row.id: d.curve for d in details})
+    metrics += [m for m in dict.fromkeys(d.partial.metric for d in details if d.partial) if m not in metrics]
     metric = metrics[0] if metrics else "val_loss"
-    curves = side_by_side_curves({label: curve_series(d.curve, metric) for label, d in zip(labels, details)},
-                                 metric)
-    memory = memory_figure(labels, [d.memory_breakdown for d in details])
-    diff = spec_diff([d.spec or {} for d in details])
+    curves = side_by_side_curves({label: curve_series(d.curve, metric) or partial_series(d.partial, metric)
+                                  for label, d in zip(labels, details)}, metric)
+    memory = memory_figure(labels, [d.memory_breakdown for d in details],
+                           [d.memory_budget for d in details])
+    # One trial: its whole spec beside the study's base (what the sample changed); several: each other.
+    against_base = len(details) == 1 and details[0].base is not None and details[0].spec is not None
+    diff_labels = ["base"] + labels if against_base else labels
+    diff = spec_diff([details[0].base, details[0].spec] if against_base else [d.spec or {} for d in details])
+    param_names = list(dict.fromkeys(name for d in details for name in sorted(d.row.params)))
     return render(request, "compare.html", study=view, details=details, labels=labels, diff=diff,
+                  diff_labels=diff_labels, against_base=against_base, param_names=param_names,
                   n_differ=sum(r.differs for r in diff), curves=curves, memory=memory, metric=metric)
 
 
@@ -69,4 +76,4 @@ def ablation_page(request: Request) -> HTMLResponse:
     view = ablation(request.app.state.repo.engine, request.path_params["ablation_id"])
     if view is None:
         raise NotFound(f"ablation {request.path_params['ablation_id']}")
-    return render(request, "ablation.html", ablation=view)
+    return render(request, "ablation.html", ablation=view, figure=ablation_figure(view.rows, view.metric))

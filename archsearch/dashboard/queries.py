@@ -18,7 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..storage.models import StudyRecord, TrialRecord
-from .views import Best, LayerCell, MemoryContext, Objective, StudyView, TrialDetail, TrialRow
+from .progress import partials
+from .views import (ANALYTIC_METRICS, UNTRAINED_STATUSES, Best, LayerCell, MemoryContext, Objective, StudyView,
+                    TrialDetail, TrialRow)
 
 
 MAX_ID = 2**63 - 1  # the largest id SQL integer columns hold; a larger one is no stored row, never an error
@@ -81,11 +83,25 @@ def _floats(values: Any) -> list[float | None]:
     return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in (values or [])]
 
 
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def layer_cells(pattern: str | None, spec: dict[str, Any] | None) -> list[LayerCell]:
     """One cell per layer; each symbol's kind comes from the stored spec's blocks table."""
     blocks = (spec or {}).get("blocks") or {}
-    kinds = {symbol: (block or {}).get("kind", "unknown") for symbol, block in blocks.items()}
-    return [LayerCell(symbol, kinds.get(symbol, "unknown")) for symbol in (pattern or "")]
+    cells = {symbol: LayerCell(symbol, (block or {}).get("kind", "unknown"),
+                               (block or {}).get("window") is not None) for symbol, block in blocks.items()}
+    return [cells.get(symbol, LayerCell(symbol, "unknown")) for symbol in (pattern or "")]
+
+
+def shown_values(status: str, objectives: list[Objective], values: list[float | None]) -> list[float | None]:
+    """The values a trial shows: a trial never trained keeps only its analytic ones (parameters, memory); what it
+    reported for a trained metric is a placeholder for the sampler (the loss of a uniform guess), not a result."""
+    if status not in UNTRAINED_STATUSES:
+        return values
+    return [v if i < len(objectives) and objectives[i].metric in ANALYTIC_METRICS else None
+            for i, v in enumerate(values)]
 
 
 class Repository:
@@ -130,14 +146,15 @@ class Repository:
                           else sa.null())
             t = TrialRecord
             stmt = (sa.select(t.id, t.number, t.status, t.fits, t.objectives, t.params, t.n_params, memory_col,
-                              t.tokens_per_s, t.precision, t.backends, t.error, t.wall_time_s)
+                              t.tokens_per_s, t.precision, t.backends, t.error, t.wall_time_s, t.pattern_compact)
                     .where(t.study_id == study_id).order_by(t.number, t.id))
-            rows = [TrialRow(id=i, number=n, status=s, fits=f, values=_floats(obj), params=p or {}, n_params=np_,
-                             memory_bytes=mem, tokens_per_s=tps, precision=prec, backends=be or {},
-                             error=_first_line(err), wall_time_s=wall)
-                    for i, n, s, f, obj, p, np_, mem, tps, prec, be, err, wall in session.execute(stmt)]
             objectives = [Objective(str(o.get("metric")), str(o.get("direction", "minimize")))
                           for o in (record.objectives or []) if isinstance(o, dict)]
+            rows = [TrialRow(id=i, number=n, status=s, fits=f, values=shown_values(s, objectives, _floats(obj)),
+                             params=p or {}, n_params=np_, memory_bytes=mem, tokens_per_s=tps, precision=prec,
+                             backends=be or {}, error=_first_line(err), wall_time_s=wall, pattern=pat,
+                             trained=s not in UNTRAINED_STATUSES)
+                    for i, n, s, f, obj, p, np_, mem, tps, prec, be, err, wall, pat in session.execute(stmt)]
             counts: dict[str, int] = {}
             params: dict[str, None] = {}
             for row in rows:
@@ -182,6 +199,9 @@ class Repository:
         memory = self.study(study_id).memory
         with Session(self.engine) as session:
             records = {r.id: r for r in session.scalars(sa.select(TrialRecord).where(TrialRecord.id.in_(ids)))}
+            study_file = session.scalar(sa.select(StudyRecord.study_file).where(StudyRecord.id == study_id))
+        base = (study_file or {}).get("base") if isinstance(study_file, dict) else None
+        running = partials(self.engine, study_id, [i for i in ids if by_id[i].status == "running"])
         details = []
         for i in ids:
             r = records[i]
@@ -192,19 +212,31 @@ class Repository:
                 curve=[p for p in (r.curve or []) if isinstance(p, dict)],
                 memory_breakdown={k: float(v) for k, v in breakdown.items() if isinstance(v, (int, float))},
                 metrics=r.metrics or {}, versions=r.versions or {}, traceback=r.traceback, target=r.target,
-                duplicate_of=r.duplicate_of))
+                duplicate_of=r.duplicate_of, base=base if isinstance(base, dict) else None,
+                partial=running.get(i), memory_budget=_number_or_none((report or {}).get("budget_bytes"))))
         return details
 
     def memory_breakdowns(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, dict[str, float]]:
+        return {i: breakdown for i, (breakdown, _) in self.memory_reports(study_id, trial_ids).items()}
+
+    def memory_reports(self, study_id: int, trial_ids: Iterable[int]
+                       ) -> dict[int, tuple[dict[str, float], float | None]]:
+        """Trial id -> (its memory breakdown in bytes, the budget in bytes) at the study's memory constraint."""
         memory = self.study(study_id).memory
         ids = [i for i in trial_ids if valid_id(i)]
         if memory is None or not ids:
             return {}
+        report = TrialRecord.budget[memory.constraint]
         with Session(self.engine) as session:
-            stmt = (sa.select(TrialRecord.id, TrialRecord.budget[memory.constraint]["breakdown"])
+            stmt = (sa.select(TrialRecord.id, report["breakdown"], report["budget_bytes"].as_float())
                     .where(TrialRecord.study_id == study_id, TrialRecord.id.in_(ids)))
-            return {i: {k: float(v) for k, v in (b or {}).items() if isinstance(v, (int, float))}
-                    for i, b in session.execute(stmt)}
+            return {i: ({k: float(v) for k, v in (b or {}).items() if isinstance(v, (int, float))}, budget)
+                    for i, b, budget in session.execute(stmt)}
+
+    def partials(self, study_id: int, trial_ids: Iterable[int]):
+        """Running trials' curves so far (archsearch.dashboard.progress), by our trial id."""
+        ids = [i for i in trial_ids if valid_id(i)]
+        return partials(self.engine, study_id, ids) if ids else {}
 
     def curves(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
         ids = [i for i in trial_ids if valid_id(i)]

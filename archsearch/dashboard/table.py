@@ -22,7 +22,8 @@ class Column:
 
 def columns(study: StudyView) -> list[Column]:
     cols = [Column("number", "#", True, lambda r: r.number),
-            Column("status", "status", False, lambda r: r.status)]
+            Column("status", "status", False, lambda r: r.status),
+            Column("pattern", "pattern", False, lambda r: r.pattern)]
     for i, objective in enumerate(study.objectives):
         arrow = "↓" if objective.direction == "minimize" else "↑"
         cols.append(Column(f"obj:{i}", f"{objective.metric} {arrow}", True,

@@ -9,6 +9,10 @@ from typing import Any
 # Trial statuses grouped by how a plot treats them (archsearch.storage.models documents each status).
 FAILED_STATUSES = ("failed", "diverged", "invalid")
 # Extra axes the Pareto plot offers besides the study's objectives, with the direction that is better.
+# Objectives known before training (archsearch.studies.objectives.ANALYTIC; a test keeps the two equal): an
+# untrained trial's value of any other objective is a placeholder (the loss of a uniform guess), never shown.
+ANALYTIC_METRICS = ("n_params", "memory_bytes")
+UNTRAINED_STATUSES = ("infeasible", "invalid")
 EXTRA_AXES = {"n_params": ("parameters", "minimize"), "memory": ("memory", "minimize"),
               "tokens_per_s": ("throughput (tokens/s)", "maximize")}
 
@@ -57,6 +61,8 @@ class TrialRow:
     backends: dict[str, Any]
     error: str | None
     wall_time_s: float | None
+    pattern: str | None = None  # compact, e.g. "(M-*-)x4 M-"
+    trained: bool = True  # False for a trial never trained: its non-analytic values are None, not placeholders
 
     @property
     def verdict(self) -> str:
@@ -89,6 +95,14 @@ class StudyView:
 class LayerCell:
     symbol: str
     kind: str  # mamba2 | attention | mlp | unknown
+    local: bool = False  # attention over a sliding window (else global)
+
+    @property
+    def look(self) -> str:
+        """The cell's colour class: local and global attention differ."""
+        if self.kind == "attention":
+            return "attention-local" if self.local else "attention-global"
+        return self.kind
 
 
 @dataclass
@@ -103,3 +117,17 @@ class TrialDetail:
     traceback: str | None
     target: dict[str, Any] | None = None  # the spec the constraints judged, when the study names a target
     duplicate_of: int | None = None  # the trial whose stored result this one reuses
+    base: dict[str, Any] | None = None  # the study's base spec, for the single-trial page's diff
+    memory_budget: float | None = None  # bytes the memory constraint allows
+    partial: "Partial | None" = None  # a running trial's curve so far, from Optuna's intermediate values
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A running trial's progress: the curve it has reported to Optuna so far (archsearch.studies.optuna_attrs)."""
+    metric: str
+    points: list[tuple[int, float]]  # (step, value), by step
+
+    @property
+    def latest(self) -> tuple[int, float]:
+        return self.points[-1]

@@ -17,6 +17,7 @@ from dashboard_helpers import screenshot, serving
 pytestmark = pytest.mark.browser
 
 PLOTTED = ("completed", "infeasible", "failed", "diverged", "invalid")
+UNTRAINED = ("infeasible", "invalid")  # their val_loss is a placeholder for the sampler: never shown or plotted
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,13 @@ def _column(page, key):
 
 
 def _number(text):
-    return None if text == "—" else float(text.replace(",", ""))
+    return None if text in ("—", "untrained") else float(text.replace(",", ""))
+
+
+def _look(block):
+    if block["kind"] == "attention":
+        return "attention-local" if block.get("window") else "attention-global"
+    return block["kind"]
 
 
 def test_studies_list_shows_the_study_with_counts_and_best(page, base, stored):
@@ -60,9 +67,10 @@ def test_study_page_lists_every_trial_with_its_layer_strip(page, base, stored):
     assert _column(page, "status") == [t.status for t in trials]
     first = trials[0]
     cells = page.locator("#trials tbody tr").first.locator(".strip .cell")
-    kinds = {s: b["kind"] for s, b in first.spec["blocks"].items()}
+    looks = {s: _look(b) for s, b in first.spec["blocks"].items()}
     assert cells.count() == len(first.pattern)
-    assert [c.get_attribute("class").split("k-")[1] for c in cells.all()] == [kinds[s] for s in first.pattern]
+    assert [c.get_attribute("class").split("k-")[1] for c in cells.all()] == [looks[s] for s in first.pattern]
+    assert _column(page, "pattern") == [t.pattern_compact or "—" for t in trials]
     page.wait_for_selector('#pareto[data-ready="1"]', state="attached")
     page.wait_for_selector("#memory .main-svg", state="attached")
     page.wait_for_selector("#curves .main-svg", state="attached")
@@ -81,7 +89,8 @@ def test_pareto_plot_has_one_point_per_trial_with_both_values(page, base, stored
     study, trials = stored
     _open_study(page, base, study.id)
     page.wait_for_selector('#pareto[data-ready="1"] .scatterlayer', state="attached")
-    with_values = [t for t in trials if t.status in PLOTTED and t.objectives and None not in t.objectives[:2]]
+    with_values = [t for t in trials if t.status in PLOTTED and t.status not in UNTRAINED and t.objectives
+                   and None not in t.objectives[:2]]
     feasible = [t for t in with_values if t.status == "completed" and t.fits is not False]
     directions = tuple(o["direction"] for o in study.objectives)
     front = pareto_front([tuple(t.objectives[:2]) for t in feasible], directions)
@@ -151,12 +160,13 @@ def test_clicking_a_heading_sorts_both_ways(page, base, stored):
     values = [_number(v) for v in _column(page, "obj:0")]
     present = [v for v in values if v is not None]
     assert present == sorted(present) and values[:len(present)] == present  # missing values last
-    expected = sorted((t for t in trials if t.objectives), key=lambda t: t.objectives[0])
+    shown = [t for t in trials if t.objectives and t.status not in UNTRAINED]  # untrained: no loss, listed last
+    expected = sorted(shown, key=lambda t: t.objectives[0])
     numbers = [int(n.lstrip("#")) for n in _column(page, "number")]
     assert numbers[:len(expected)] == [t.number for t in expected]
     page.locator('#trials th[data-key="obj:0"]').click()
     page.wait_for_selector('#trials[data-sort="obj:0:desc"]', state="attached")
-    values = [_number(v) for v in _column(page, "obj:0") if v != "—"]
+    values = [_number(v) for v in _column(page, "obj:0") if v not in ("—", "untrained")]
     assert values == sorted(values, reverse=True)
     page.wait_for_selector("#curves .main-svg", state="attached")
     screenshot(page, "sorted")
@@ -282,4 +292,74 @@ def test_ablation_table_shows_means_and_intervals(page, ablation_url):
             else:
                 assert texts[3].startswith(f"{cell['diff']['mean']:.4g} ± {cell['diff']['ci95']:.4g}")
         screenshot(page, "ablation")
+        assert not page.console_errors
+
+
+def test_local_and_global_attention_differ_and_untrained_trials_say_so(page, base, stored):
+    study, trials = stored
+    _open_study(page, base, study.id)
+    colour = lambda selector: page.eval_on_selector(selector, "e => getComputedStyle(e).backgroundColor")
+    legend = ".toolbar .legend .cell.k-attention-{}"
+    assert colour(legend.format("local")) != colour(legend.format("global"))
+    untrained = {t.number for t in trials if t.status in UNTRAINED}
+    assert untrained
+    for row in page.locator("#trials tbody tr").all():
+        text = row.locator('td[data-key="obj:0"]').inner_text()
+        assert (text == "untrained") == (int(row.get_attribute("data-number")) in untrained)
+    screenshot(page, "study_glance")
+
+
+def test_the_single_trial_page_shows_parameters_and_the_spec_against_the_base(page, base, stored):
+    study, trials = stored
+    trial = next(t for t in trials if t.spec and t.params and t.status == "completed")
+    page.goto(f"{base}/study/{study.id}/compare?t={trial.id}")
+    page.wait_for_selector("#compare-curves .main-svg", state="attached")
+    page.wait_for_selector("#compare-memory .main-svg", state="attached")
+    for name, value in trial.params.items():
+        row = page.locator("#compare-summary tr.param", has=page.locator("th", has_text=name)).first
+        assert row.locator("td").inner_text() == str(value)
+    assert page.locator("#spec-diff thead th").all_inner_texts() == ["field", "base", f"#{trial.number}"]
+    assert page.locator("#spec-diff tbody tr.same").first.is_visible()  # the whole spec, equal fields too
+    assert page.locator("#spec-diff tbody tr.differs").count() >= 1
+    assert "layers layers" not in page.locator("#compare-summary").inner_text()
+    budget = page.evaluate("() => document.getElementById('compare-memory').layout.shapes.length")
+    assert budget == 1
+    screenshot(page, "trial")
+    assert not page.console_errors
+
+
+def test_three_trials_compare_without_cutting_the_last_column(page, base, stored):
+    study, trials = stored
+    chosen = [t for t in trials if t.spec][:3]
+    page.set_viewport_size({"width": 1280, "height": 4000})
+    page.goto(f"{base}/study/{study.id}/compare?" + "&".join(f"t={t.id}" for t in chosen))
+    page.wait_for_selector("#compare-curves .main-svg", state="attached")
+    width = page.evaluate("() => document.documentElement.clientWidth")
+    for selector in ("#compare-summary thead th:last-child", "#spec-diff thead th:last-child"):
+        box = page.locator(selector).bounding_box()
+        assert box["x"] + box["width"] <= width, selector
+    screenshot(page, "compare_three")
+
+
+def test_optunas_plots_are_drawn(page, base, stored):
+    study, _ = stored
+    _open_study(page, base, study.id)
+    page.wait_for_selector('#optuna[data-ready="1"] .main-svg', state="attached", timeout=60_000)
+    page.select_option("#optuna-plot", "slice")
+    page.wait_for_function("() => document.getElementById('optuna').layout.title.text.includes('Slice')")
+    screenshot(page, "optuna_plots")
+    assert not page.console_errors
+
+
+def test_the_ablation_chart_is_drawn(page, ablation_url):
+    from archsearch.storage import AblationRecord
+
+    with Database(ablation_url) as db, Session(db.engine) as session:
+        ablation_id = session.scalars(sa.select(AblationRecord.id)).one()
+    with serving(ablation_url) as url:
+        page.goto(f"{url}/ablation/{ablation_id}")
+        page.wait_for_selector('#ablation-chart[data-ready="1"] .main-svg', state="attached")
+        points = page.evaluate("() => document.getElementById('ablation-chart').data[0].x.length")
+        assert points == page.locator("#ablation-summary tbody tr").count() - 1  # every cell but the base
+        screenshot(page, "ablation_chart")
         assert not page.console_errors

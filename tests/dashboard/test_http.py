@@ -21,9 +21,10 @@ def test_the_trials_json_holds_every_stored_trial(client, stored):
     assert [r["number"] for r in body["rows"]] == [t.number for t in trials]
     for row, trial in zip(body["rows"], trials):
         assert row["status"] == trial.status and row["n_params"] == trial.n_params
-        assert [c for c, _ in row["pattern"]] == list(trial.pattern or "")
+        assert [c for c, _, _ in row["strip"]] == list(trial.pattern or "")
         kinds = {s: b["kind"] for s, b in (trial.spec or {}).get("blocks", {}).items()}
-        assert [k for _, k in row["pattern"]] == [kinds[s] for s in trial.pattern or ""]
+        assert [k for _, k, _ in row["strip"]] == [kinds[s] for s in trial.pattern or ""]
+        assert row["pattern"] == trial.pattern_compact
 
 
 def test_filters_and_sorting_through_the_api(client, stored):

@@ -7,7 +7,7 @@
   const plots = window.archsearchPlots;
   const POLL_MS = 3000;
   const PAGE = 50;
-  const state = { sort: "number", desc: false, filters: {}, offset: 0, stamp: data.stamp, selected: new Set(),
+  const state = { sort: "number", desc: false, filters: {}, offset: 0, stamp: data.stamp, progress: null, selected: new Set(),
                   columnsKey: "", pageIds: [], matching: 0 };
   const $ = (id) => document.getElementById(id);
 
@@ -103,8 +103,9 @@
     });
     tr.append(wrap("td", box));
     const strip = el("span", { class: "strip" });
-    row.pattern.forEach(([symbol, kind], i) => {
-      strip.append(el("span", { class: `cell k-${kind}`, title: `layer ${i}: ${symbol} (${kind})` }));
+    row.strip.forEach(([symbol, kind, look], i) => {
+      const what = look === kind ? kind : look.replace("-", ", ");
+      strip.append(el("span", { class: `cell k-${look}`, title: `layer ${i}: ${symbol} (${what})` }));
     });
     tr.append(wrap("td", strip));
     for (const column of columns) {
@@ -114,6 +115,12 @@
         td.append(el("a", { href: `/study/${data.id}/compare?t=${row.id}` }, `#${row.number}`));
       } else if (column.key === "status") {
         td.append(el("span", { class: `badge status-${row.status}`, title: row.error || "" }, row.status));
+        if (row.latest) {  // a running trial: its latest evaluation, as reported to Optuna
+          td.append(el("span", { class: "latest", title: "latest evaluation of this running trial" },
+                       `${row.latest.metric} ${fmtNumber(row.latest.value)} @ step ${row.latest.step}`));
+        }
+      } else if (column.key.startsWith("obj:") && row.trained === false && (value === null || value === undefined)) {
+        td.append(el("span", { class: "untrained", title: "never trained: the constraints rejected it" }, "untrained"));
       } else if (column.key === "memory") {
         td.textContent = fmtBytes(value);
       } else {
@@ -161,6 +168,21 @@
 
   function loadPagePlots() {
     return Promise.all([loadMemory(), loadCurves()]);
+  }
+
+  async function loadOptuna() {
+    const q = new URLSearchParams();
+    if ($("optuna-plot").value) q.set("plot", $("optuna-plot").value);
+    if ($("optuna-objective").value) q.set("objective", $("optuna-objective").value);
+    try {
+      const body = await getJSON(`${base}/optuna?${q}`);
+      fillSelect($("optuna-plot"), body.plots.map((p) => [p.key, p.label]), body.plot);
+      fillSelect($("optuna-objective"), body.objectives.map((m, i) => [String(i), m]), String(body.objective));
+      $("optuna-reason").hidden = !body.reason;
+      $("optuna-reason").textContent = body.reason || "";
+      await plots.draw($("optuna"), body.figure);
+    } catch (err) { await plots.message($("optuna"), err.message); }
+    $("optuna").dataset.ready = "1";
   }
 
   // ---------------------------------------------------------------- plots
@@ -248,8 +270,14 @@
       $("live").title = `checked ${new Date().toLocaleTimeString()}`;
       if (summary.stamp !== state.stamp) {
         state.stamp = summary.stamp;
+        state.progress = summary.progress;
         renderSummary(summary);
-        await Promise.all([loadTable(), loadPareto(), loadImportance()]);
+        await Promise.all([loadTable(), loadPareto(), loadOptuna(), loadImportance()]);
+      } else if (state.progress !== null && summary.progress !== state.progress) {
+        state.progress = summary.progress;  // a running trial reported an evaluation: its latest point
+        await loadTable();
+      } else {
+        state.progress = summary.progress;
       }
     } catch (err) {
       $("live").classList.add("stale");
@@ -283,9 +311,11 @@
     $("pareto-y").addEventListener("change", loadPareto);
     $("curve-metric").addEventListener("change", loadCurves);
     $("importance-objective").addEventListener("change", loadImportance);
+    $("optuna-plot").addEventListener("change", loadOptuna);
+    $("optuna-objective").addEventListener("change", loadOptuna);
     showPage(data.first_page);  // embedded in the HTML: the table is usable before any request
     // The Pareto plot first; importance last (after a change of the study the server reads Optuna's trials for it).
-    loadPareto().then(loadPagePlots).then(loadImportance);
+    loadPareto().then(loadPagePlots).then(loadOptuna).then(loadImportance);
     window.setTimeout(poll, POLL_MS);
   });
 })();
