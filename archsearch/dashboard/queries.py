@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..storage.models import StudyRecord, TrialRecord
+from ..storage.tally import session_tally
 from .progress import partials
 from .views import (ANALYTIC_METRICS, UNTRAINED_STATUSES, Best, LayerCell, MemoryContext, Objective, StudyView,
                     TrialDetail, TrialRow)
@@ -155,10 +156,9 @@ class Repository:
                              backends=be or {}, error=_first_line(err), wall_time_s=wall, pattern=pat,
                              trained=s not in UNTRAINED_STATUSES)
                     for i, n, s, f, obj, p, np_, mem, tps, prec, be, err, wall, pat in session.execute(stmt)]
-            counts: dict[str, int] = {}
+            counts = session_tally(session, study_id).by_status  # retries once, as n_trials and `study list`
             params: dict[str, None] = {}
             for row in rows:
-                counts[row.status] = counts.get(row.status, 0) + 1
                 params.update(dict.fromkeys(row.params))
             view = StudyView(id=record.id, name=record.name, status=_status(record, counts),
                              created_at=record.created_at, n_trials_target=record.n_trials_target,

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from .database import Database
 from .models import TrialRecord
@@ -51,8 +52,13 @@ def tally_rows(rows: Iterable[tuple[int, int | None, str]]) -> Tally:
     return Tally(counts, attempts)
 
 
+def session_tally(session: Session, study_id: int) -> Tally:
+    """The tally through any session on the tables (the dashboard's read-only engine as well as a Database)."""
+    rows = session.execute(sa.select(TrialRecord.number, TrialRecord.retry_of, TrialRecord.status)
+                           .where(TrialRecord.study_id == study_id))
+    return tally_rows((number, retry_of, status) for number, retry_of, status in rows)
+
+
 def study_tally(db: Database, study_id: int) -> Tally:
     with db.session() as session:
-        rows = session.execute(sa.select(TrialRecord.number, TrialRecord.retry_of, TrialRecord.status)
-                               .where(TrialRecord.study_id == study_id)).all()
-    return tally_rows((number, retry_of, status) for number, retry_of, status in rows)
+        return session_tally(session, study_id)
