@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Literal
@@ -15,6 +16,9 @@ from .fields import MAX_DIM, bounded_int, token_count
 from .kinds import BlockKind, BlockSpec
 from .errors import SpecIssue, _IssueGroup
 from .pattern import RESERVED_CHARS, PatternError, expand_pattern, is_valid_symbol
+
+# JSON Schema form of is_valid_symbol: one character, not whitespace and not a pattern character.
+SYMBOL_REGEX = "^[^\\s" + "".join(re.escape(c) for c in sorted(RESERVED_CHARS)) + "]$"
 
 MOE_SYMBOL = "E"
 
@@ -41,18 +45,23 @@ def pattern_issues(pattern, symbols: list[str]) -> list[SpecIssue]:
 class NormSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    eps: Annotated[float, Field(gt=0, lt=1)] = 1e-5
-    post_block_norm: bool = False  # Gemma 2: RMSNorm on each block's output before the residual add
-    unit_offset: bool = False  # Gemma: the scale is (1 + weight), weight initialised at zero
+    eps: Annotated[float, Field(gt=0, lt=1)] = Field(1e-5, description="epsilon of every RMSNorm")
+    post_block_norm: bool = Field(False, description="Gemma 2: RMSNorm on each block's output before the "
+                                  "residual add")
+    unit_offset: bool = Field(False, description="Gemma: the norm scale is (1 + weight), weight initialised at "
+                              "zero")
 
 
 class InitSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    std: Annotated[float, Field(gt=0, le=1)] = 0.02
-    embedding_std: Annotated[float, Field(gt=0, le=10)] | None = None  # None: std
+    std: Annotated[float, Field(gt=0, le=1)] = Field(0.02, description="standard deviation of the normal init of "
+                                                      "weight matrices")
+    embedding_std: Annotated[float, Field(gt=0, le=10)] | None = Field(None, description="init std of the "
+                                                                       "embedding; null: std")
     # GPT-2 style: output projections scaled by 1/sqrt(2 * n_layers) to keep the residual stream's variance.
-    scale_output_projections: bool = True
+    scale_output_projections: bool = Field(True, description="scale output projections' init by "
+                                           "1/sqrt(2 n_layers) (GPT-2 style)")
 
 
 @dataclass(frozen=True)
@@ -71,19 +80,28 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    description: str | None = None
-    vocab_size: bounded_int(2, 1 << 22)
-    d_model: bounded_int(1, MAX_DIM)
-    max_context: token_count(1, 1 << 24)  # 131072 or 128k
-    pattern: str | list[str]
-    blocks: dict[str, BlockSpec]
-    norm: NormSpec = NormSpec()
-    tie_embeddings: bool = True
-    embedding_multiplier: Annotated[float, Field(gt=0)] | Literal["sqrt_d_model"] = 1.0
-    final_logit_softcap: Annotated[float, Field(gt=0)] | None = None
-    init: InitSpec = InitSpec()
-    param_dtype: Literal[WEIGHT_DTYPES] = "float32"
+    name: Annotated[str, Field(min_length=1, max_length=200)] = Field(description="the model's name")
+    description: str | None = Field(None, description="free text")
+    vocab_size: bounded_int(2, 1 << 22) = Field(description="tokens in the vocabulary")
+    d_model: bounded_int(1, MAX_DIM) = Field(description="width of the residual stream")
+    max_context: token_count(1, 1 << 24) = Field(description="longest sequence the model serves, in tokens: "
+                                                 "131072 or 128k")
+    pattern: str | list[str] = Field(description="the layers, one block symbol each: a string such as "
+                                     "'(M-M-*-)x4 M-' (groups, xN repeats, spaces ignored) or a list of symbols")
+    blocks: dict[str, BlockSpec] = Field(
+        description="what each pattern symbol stands for: a one-character symbol -> a block (kind: mamba2, "
+        "attention or mlp, and its fields)",
+        # editors refuse a two-character symbol as the validator does (the runtime error stays the spec's own)
+        json_schema_extra={"propertyNames": {"minLength": 1, "maxLength": 1, "pattern": SYMBOL_REGEX}})
+    norm: NormSpec = Field(NormSpec(), description="RMSNorm settings")
+    tie_embeddings: bool = Field(True, description="the LM head reuses the embedding matrix")
+    embedding_multiplier: Annotated[float, Field(gt=0)] | Literal["sqrt_d_model"] = Field(
+        1.0, description="factor on the embedding output; sqrt_d_model: Gemma's sqrt(d_model)")
+    final_logit_softcap: Annotated[float, Field(gt=0)] | None = Field(None, description="tanh soft-cap on the "
+                                                                      "output logits (Gemma 2); null: none")
+    init: InitSpec = Field(InitSpec(), description="weight initialisation")
+    param_dtype: Literal[WEIGHT_DTYPES] = Field("float32", description="dtype the built model holds its weights "
+                                                "in")
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":

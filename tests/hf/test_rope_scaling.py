@@ -130,3 +130,15 @@ def test_scaling_without_rope_is_refused():
         parse_spec({"name": "x", "vocab_size": 8, "d_model": 16, "max_context": 64, "pattern": "*",
                     "blocks": {"*": {"kind": "attention", "n_heads": 2, "rope_theta": None,
                                      "rope_scaling": {"type": "linear", "factor": 2}}}})
+
+
+def test_specs_without_scaling_hash_as_before_and_scaled_ones_round_trip():
+    """rope_scaling is left out of dumps while null: every spec written before it existed keeps its hash (stored
+    trials, study identities); a scaled spec dumps it, reloads equal and hashes apart."""
+    from archsearch.spec import dump_spec, loads_spec
+
+    plain, scaled = _spec("qwen3", None), _spec("qwen3", SCALINGS["yarn"][1])
+    assert "rope_scaling" not in plain.to_dict()["blocks"]["*"]
+    assert scaled.to_dict()["blocks"]["*"]["rope_scaling"]["type"] == "yarn"
+    assert loads_spec(dump_spec(scaled)) == scaled and loads_spec(dump_spec(plain)) == plain
+    assert scaled.spec_hash() != plain.spec_hash()

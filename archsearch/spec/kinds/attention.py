@@ -47,7 +47,9 @@ class AttentionBlock(BlockKind):
                                                       "most recent keys (itself included); null: global attention")
     rope_theta: Annotated[float, Field(gt=0)] | None = Field(10000.0, description="RoPE base; null: no position "
                                                              "encoding (NemotronH)")
-    rope_scaling: RopeScaling | None = Field(None, description="RoPE scaling for a context beyond the trained one: "
+    # left out of dumps while null, so specs written before the field existed keep their hashes
+    rope_scaling: RopeScaling | None = Field(None, exclude_if=lambda value: value is None,
+                                             description="RoPE scaling for a context beyond the trained one: "
                                              "{type: linear | yarn | llama3, factor, ...}; null: plain RoPE")
     logit_softcap: Annotated[float, Field(gt=0)] | None = Field(None, description="tanh soft-cap on attention "
                                                                 "logits (Gemma 2); null: none")

@@ -40,24 +40,29 @@ class Mamba2Dims:
 class Mamba2Block(BlockKind):
     """Mamba-2 mixer (SSD). Give exactly one of `n_heads` or `expand` (d_inner = expand * d_model)."""
 
-    kind: Literal["mamba2"] = "mamba2"
+    kind: Literal["mamba2"] = Field("mamba2", description="mamba2: a Mamba-2 (SSD) mixer")
     label: ClassVar[str] = "Mamba-2"
     relative_fields: ClassVar[tuple[str, ...]] = ("expand",)
-    n_heads: HeadCount | None = None
-    expand: Annotated[float, Field(gt=0, le=64)] | None = None
-    head_dim: PositiveDim = 64
-    d_state: bounded_int(1, 1024) = 128
-    n_groups: HeadCount = 1
-    conv_kernel: bounded_int(2, 16) = 4
-    chunk_size: bounded_int(1, 4096) = 256
-    dt_min: Annotated[float, Field(gt=0)] = 0.001
-    dt_max: Annotated[float, Field(gt=0)] = 0.1
-    dt_init_floor: Annotated[float, Field(gt=0)] = 1e-4
-    dt_limit: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0)]] | None = None
-    A_init_range: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (1.0, 16.0)
-    gated_norm: bool = True  # RMSNorm(y * silu(z)) per group before out_proj, as Mamba-2 and NemotronH do
-    conv_bias: bool = True
-    bias: bool = False  # in_proj / out_proj bias
+    n_heads: HeadCount | None = Field(None, description="SSM heads (d_inner = n_heads x head_dim); give this or "
+                                      "expand")
+    expand: Annotated[float, Field(gt=0, le=64)] | None = Field(None, description="d_inner = expand x d_model; give "
+                                                                "this or n_heads")
+    head_dim: PositiveDim = Field(64, description="channels per SSM head")
+    d_state: bounded_int(1, 1024) = Field(128, description="SSM state size per head (N)")
+    n_groups: HeadCount = Field(1, description="groups sharing B and C (must divide n_heads)")
+    conv_kernel: bounded_int(2, 16) = Field(4, description="width of the causal depthwise conv")
+    chunk_size: bounded_int(1, 4096) = Field(256, description="SSD scan chunk length (speed only, same result)")
+    dt_min: Annotated[float, Field(gt=0)] = Field(0.001, description="lower end of the dt init range")
+    dt_max: Annotated[float, Field(gt=0)] = Field(0.1, description="upper end of the dt init range")
+    dt_init_floor: Annotated[float, Field(gt=0)] = Field(1e-4, description="smallest dt at init")
+    dt_limit: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="[low, high] clamp of dt in the forward pass; null: no clamp")
+    A_init_range: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = Field(
+        (1.0, 16.0), description="[low, high] range of the decay rates A at init")
+    gated_norm: bool = Field(True, description="RMSNorm(y * silu(z)) per group before out_proj, as Mamba-2 and "
+                             "NemotronH do")
+    conv_bias: bool = Field(True, description="bias on the conv")
+    bias: bool = Field(False, description="biases on in_proj and out_proj")
 
     @model_validator(mode="after")
     def _check(self) -> "Mamba2Block":

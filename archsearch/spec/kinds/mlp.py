@@ -26,15 +26,18 @@ class MlpDims:
 class MlpBlock(BlockKind):
     """Feed-forward block; give exactly one of `ffn_dim` or `ffn_ratio` (ffn_dim = ratio * d_model)."""
 
-    kind: Literal["mlp"] = "mlp"
+    kind: Literal["mlp"] = Field("mlp", description="mlp: a feed-forward block")
     label: ClassVar[str] = "MLP"
     relative_fields: ClassVar[tuple[str, ...]] = ("ffn_ratio", "multiple_of")
-    ffn_dim: bounded_int(1, 1 << 20) | None = None
-    ffn_ratio: Annotated[float, Field(gt=0, le=64)] | None = None
-    multiple_of: bounded_int(1, 4096) = 1  # ffn_ratio results are rounded up to this
-    activation: Literal["relu2", "gelu_tanh", "gelu", "silu", "relu"] = "relu2"
-    gated: bool = False  # GLU form: down(act(gate(x)) * up(x))
-    bias: bool = False
+    ffn_dim: bounded_int(1, 1 << 20) | None = Field(None, description="hidden width; give this or ffn_ratio")
+    ffn_ratio: Annotated[float, Field(gt=0, le=64)] | None = Field(None, description="hidden width = ffn_ratio x "
+                                                                   "d_model, rounded up to multiple_of; give this "
+                                                                   "or ffn_dim")
+    multiple_of: bounded_int(1, 4096) = Field(1, description="ffn_ratio results are rounded up to this")
+    activation: Literal["relu2", "gelu_tanh", "gelu", "silu", "relu"] = Field("relu2", description="activation "
+                                                                              "function")
+    gated: bool = Field(False, description="GLU form: down(act(gate(x)) * up(x))")
+    bias: bool = Field(False, description="biases on the projections")
 
     @model_validator(mode="after")
     def _check(self) -> "MlpBlock":
