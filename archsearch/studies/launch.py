@@ -33,6 +33,7 @@ def _evaluator(study):
 
 
 STORAGE_ENV = "ARCHSEARCH_WORKER_STORAGE"  # how `study run --workers N` hands its URL (password and all) to workers
+SPAWNED_ENV = "ARCHSEARCH_SPAWNED_WORKER"  # set for a worker of `study run --workers N`: its parent reports Ctrl-C
 
 
 def _silent(message: str) -> None:
@@ -106,7 +107,8 @@ def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | N
             # one SIGINT on to each worker (a second one could cut a worker's own bookkeeping short).
             procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
                                                      "--seed-offset", str(seed_offset * workers + i)],
-                                          env={**envs[i], STORAGE_ENV: runner.url}, start_new_session=True))
+                                          env={**envs[i], STORAGE_ENV: runner.url, SPAWNED_ENV: "1"},
+                                          start_new_session=True))
         for proc in procs:
             proc.wait()
     except KeyboardInterrupt:
@@ -155,7 +157,8 @@ def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_
     study = renamed(preflight(file), as_name)
     use_study_cache(url, study.name)  # a worker started by hand; one started by `study run` has it already
     runner = StudyRunner(study, _evaluator(study), storage=url, n_trials=n_trials, timeout_s=timeout_s,
-                         live=False, worker_prefix=prefix, seed_offset=seed_offset)
+                         live=False, worker_prefix=prefix, seed_offset=seed_offset,
+                         announce_interrupt=not os.environ.get(SPAWNED_ENV))
     runner.open()
     try:
         summary = runner.run()

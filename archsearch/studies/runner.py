@@ -102,7 +102,7 @@ class StudyRunner:
     def __init__(self, study: Study, evaluator: Evaluator, *, storage: str | None = None,
                  n_trials: int | None = None, timeout_s: float | None = None, sampler=None,
                  display: Display | None = None, live: bool | None = None, worker_prefix: str = "",
-                 seed_offset: int = 0):
+                 seed_offset: int = 0, announce_interrupt: bool = True):
         self.study = study
         self.evaluator = evaluator
         self.url = storage or study.file.storage
@@ -119,6 +119,7 @@ class StudyRunner:
         self._sampler = sampler
         # Workers sharing a study must not share a sampler seed, or they would draw the same candidates.
         self.seed_offset = seed_offset
+        self.announce_interrupt = announce_interrupt
         self.sampler_seed = sampler_seed(study.file.seed, seed_offset, 0)
         self._guard = InterruptGuard()
         self._display = display
@@ -230,8 +231,9 @@ class StudyRunner:
                     done = study_tally(self.db, self.record.id).done
                     target = f" of {self.n_trials}" if self.n_trials is not None else ""
                     again = f"; trial {queued} is queued to run again" if queued is not None else ""
-                    display.message(f"interrupted (Ctrl-C): {done}{target} trials stored{again}; run the same "
-                                    "command to resume")
+                    if self.announce_interrupt:  # a worker of `study run --workers N`: its parent says it once
+                        display.message(f"interrupted (Ctrl-C): {done}{target} trials stored{again}; run the "
+                                        "same command to resume")
         return RunSummary(self.study.name, redact(self.url), self.counts(), self.best_trials(), interrupted,
                           self.n_trials)
 
