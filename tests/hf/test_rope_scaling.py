@@ -142,3 +142,18 @@ def test_specs_without_scaling_hash_as_before_and_scaled_ones_round_trip():
     assert scaled.to_dict()["blocks"]["*"]["rope_scaling"]["type"] == "yarn"
     assert loads_spec(dump_spec(scaled)) == scaled and loads_spec(dump_spec(plain)) == plain
     assert scaled.spec_hash() != plain.spec_hash()
+
+
+def test_cached_decoding_with_yarn_gives_the_full_forward_logits():
+    """Prefill then one-token decodes rotate each position as the full forward does (scaled frequencies and
+    YaRN's cos/sin factor at every absolute position)."""
+    from archsearch.kernels import force_backend
+
+    model = archsearch.build(_spec("qwen3", SCALINGS["yarn-tuned"][1]), seed=5).eval()
+    ids = torch.randint(0, 64, (2, SEQ), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(), force_backend("attention", "naive"):
+        full = model(ids)
+        cache = model.allocate_cache(2, SEQ)
+        steps = [model.prefill(ids[:, :11], cache, chunk_size=4, logits="all")]
+        steps += [model.decode_step(ids[:, t:t + 1], cache) for t in range(11, SEQ)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-4)
