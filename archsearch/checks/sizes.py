@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
-from ..errors import UserError
-
-_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)\s*$", re.IGNORECASE)
+from ..spec.units import parse_size
 
 
 def parse_count(text: str | int, argument: str = "--context") -> int:
-    """`128k` -> 131072, `1M` -> 1048576, `4096` -> 4096; a fraction must land on a whole number (`1.5k`)."""
-    if isinstance(text, int):
-        value = text
-    else:
-        match = _SIZE.match(str(text))
-        if not match:
-            raise UserError(f"{argument}: cannot read {text!r} as a token count; allowed: a whole number with an "
-                            f"optional k (x1024), M (x1024^2) or G suffix, e.g. 8192, 8k, 128k, 1M")
-        number, suffix = match.groups()
-        scaled = float(number) * _SUFFIX[suffix.lower()]
-        if scaled != int(scaled):
-            raise UserError(f"{argument}: {text!r} is not a whole number of tokens ({scaled:g})")
-        value = int(scaled)
-    if value < 1:
-        raise UserError(f"{argument}: must be at least 1 token, got {text!r}")
-    return value
+    """`128k` -> 131072, `1M` -> 1048576, `4096` -> 4096; exact, bounded, errors naming `argument` (the spec's
+    size rule, so a context reads the same in a spec, a study file and on the command line)."""
+    return parse_size(text, argument)
 
 
 def format_count(n: int) -> str:

@@ -148,8 +148,8 @@ def test_to_dict_has_the_promised_keys(tiny):
     (dict(device="b300"), "known devices: a10, a100-40gb"),
     (dict(context=8192), "beyond the spec's max_context (4096)"),
     (dict(batch=0), "batch: must be a whole number >= 1, got 0"),
-    (dict(context="128q"), "cannot read '128q' as a token count"),
-    (dict(context="0"), "must be at least 1 token"),
+    (dict(context="128q"), "'128q' is not a size"),
+    (dict(context="0"), "'0' is out of range; allowed: 1 .."),
 ])
 def test_bad_input(tiny, kwargs, message):
     args = dict(device="a10g", context=1024, batch=1) | kwargs
