@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ..errors import first_line
 from ..storage.models import StudyRecord, TrialRecord
 from ..storage.tally import session_tally
 from .progress import partials
@@ -71,13 +72,6 @@ def _best(objectives: list[Objective], rows: list[TrialRow]) -> list[Best | None
         pick = (min if objective.direction == "minimize" else max)(candidates, key=lambda r: r.values[i])
         best.append(Best(objective, pick.values[i], pick.id, pick.number))
     return best
-
-
-def _first_line(text: str | None, limit: int = 200) -> str | None:
-    if not text:
-        return None
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _floats(values: Any) -> list[float | None]:
@@ -153,8 +147,8 @@ class Repository:
                           for o in (record.objectives or []) if isinstance(o, dict)]
             rows = [TrialRow(id=i, number=n, status=s, fits=f, values=shown_values(s, objectives, _floats(obj)),
                              params=p or {}, n_params=np_, memory_bytes=mem, tokens_per_s=tps, precision=prec,
-                             backends=be or {}, error=_first_line(err), wall_time_s=wall, pattern=pat,
-                             trained=s not in UNTRAINED_STATUSES)
+                             backends=be or {}, error=first_line(err, 200) if err else None, wall_time_s=wall,
+                             pattern=pat, trained=s not in UNTRAINED_STATUSES)
                     for i, n, s, f, obj, p, np_, mem, tps, prec, be, err, wall, pat in session.execute(stmt)]
             counts = session_tally(session, study_id).by_status  # retries once, as n_trials and `study list`
             params: dict[str, None] = {}
