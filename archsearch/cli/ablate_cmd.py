@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
 
 
 def ablate(spec: str = typer.Argument(..., help="base spec file or example name"),
-           vary: list[str] = typer.Option(..., "--vary", help="PATH=a,b,c (repeatable): the grid's axes"),
+           vary: list[str] = typer.Option(..., "--vary", help="PATH=a,b,c (repeatable): the grid's axes; "
+                                          "'pattern=M-M*-,MM--' varies the whole layer pattern"),
            seeds: int = typer.Option(3, help=f"seeds per cell, 1 .. {MAX_ABLATION_SEEDS:,}"),
            task: str = typer.Option("mqar", "--task", help=TASK_HELP),
            task_option: list[str] = typer.Option([], "--task-option", "-t", help=TASK_OPTION_HELP),

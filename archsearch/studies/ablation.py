@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
-from ..spec import ModelSpec, SpecError, parse_spec
+from ..spec import ModelSpec, PatternError, SpecError, compress_pattern, expand_pattern, parse_spec
 from .paths import check_path, copy_for_write, get_path, set_path
 from .stats import mean_ci
 
@@ -30,7 +30,8 @@ class Axis:
 
 
 def parse_vary(items: list[str], base: ModelSpec) -> list[Axis]:
-    """`["d_model=64,128", "blocks.M.d_state=16,32"]` -> axes; each value is read as YAML (ints, floats, null)."""
+    """`["d_model=64,128", "blocks.M.d_state=16,32"]` -> axes; each value is read as YAML (ints, floats, null).
+    `pattern=M-M*-,MM--` varies the whole layer pattern: each value is a pattern string, read as written."""
     axes: list[Axis] = []
     base_doc = base.to_dict()
     for item in items:
@@ -38,11 +39,14 @@ def parse_vary(items: list[str], base: ModelSpec) -> list[Axis]:
         path = path.strip()
         if not sep or not path or not raw.strip():
             raise UserError(f"--vary {item!r}: expected PATH=a,b,c (e.g. blocks.M.d_state=16,32)")
+        if path in (a.path for a in axes):
+            raise UserError(f"--vary {path}: given twice; list all its values in one --vary")
+        if path == "pattern" or path.startswith("pattern."):
+            axes.append(Axis(path, _pattern_values(path, raw, base)))
+            continue
         problem = check_path(path, base_doc)
         if problem:
             raise UserError(f"--vary {path}: {problem}")
-        if path in (a.path for a in axes):
-            raise UserError(f"--vary {path}: given twice; list all its values in one --vary")
         try:
             values = tuple(yaml.safe_load(v.strip()) for v in raw.split(","))
         except yaml.YAMLError as err:
@@ -53,6 +57,34 @@ def parse_vary(items: list[str], base: ModelSpec) -> list[Axis]:
     if not axes:
         raise UserError("give at least one --vary PATH=a,b,c")
     return axes
+
+
+def _pattern_values(path: str, raw: str, base: ModelSpec) -> tuple[str, ...]:
+    """The patterns of `--vary pattern=A,B`: each expanded now (a malformed one fails naming it), a value that
+    expands to the base's layers written as the base writes it (so the base cell is recognised, not trained twice),
+    and two values with the same layers refused."""
+    if path != "pattern":
+        # A space's generator draws patterns from a few numbers (n_layers, attention_count, placement,
+        # local_global, mlp); an ablation varies one fixed spec, which has no such numbers to turn.
+        field = path.split(".", 1)[1]
+        written = base.to_dict()["pattern"]
+        shown = written if isinstance(written, str) else compress_pattern(base.pattern_string)
+        raise UserError(f"--vary {path}: an ablation varies a fixed spec, which has no pattern generator ({field!r} "
+                        f"is a field of a study space's `pattern:`); list the whole patterns instead, e.g. "
+                        f"--vary 'pattern={shown},...', or search {field} in a study space "
+                        f"(pattern: {{{field}: ...}})")
+    base_layers = tuple(base.pattern_string)
+    values, seen = [], {}
+    for text in (v.strip() for v in raw.split(",")):
+        try:
+            layers = expand_pattern(text)
+        except PatternError as err:
+            raise UserError(f"--vary pattern: {err}") from None
+        if layers in seen:
+            raise UserError(f"--vary pattern: {text!r} expands to the same layers as {seen[layers]!r}")
+        seen[layers] = text
+        values.append(get_path(base.to_dict(), "pattern") if layers == base_layers else text)
+    return tuple(values)
 
 
 @dataclass

@@ -111,3 +111,46 @@ def test_bad_axes_fail_before_training(vary, message):
     with pytest.raises(UserError, match=message):
         run_ablation(base, parse_vary(vary, base), [0], lambda s, seed: calls.append(1))
     assert calls == []
+
+
+def _by_pattern(spec, seed):
+    """A 'training' whose loss is the number of attention layers, so each cell's value names its pattern."""
+    return {"status": "completed", "metrics": {"val_loss": float(spec.pattern_string.count("*")) + 0.01 * seed}}
+
+
+def test_vary_whole_patterns():
+    """`--vary pattern=A,B`: each value is a whole pattern (YAML would read `*-*-` as an alias), the cells build
+    those layers, and a value with the base's layers in other notation is the base cell, not a second one."""
+    base = load_spec("nemotron-h-tiny")  # (M-M-*-)x2 M-
+    axes = parse_vary(["pattern=M-M-*-M-M-*-M-, M-M*-,*-*-,(M-)x3"], base)
+    ablation = run_ablation(base, axes, [0, 1], _by_pattern)
+    assert [c.label for c in ablation.cells] == ["pattern=(M-M-*-)x2 M-", "pattern=M-M*-", "pattern=*-*-",
+                                                "pattern=(M-)x3"]
+    assert [c.is_base for c in ablation.cells] == [True, False, False, False]
+    assert [c.spec.pattern_string for c in ablation.cells] == ["M-M-*-M-M-*-M-", "M-M*-", "*-*-", "M-M-M-"]
+    rows = {r["cell"]: r for r in ablation.summary()}
+    assert rows["pattern=(M-)x3"]["diff"]["mean"] == pytest.approx(-2.0)
+    assert rows["pattern=*-*-"]["diff"]["mean"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("vary, message", [
+    (["pattern=M-,(M-)x1"], "expands to the same layers as 'M-'"),
+    (["pattern=M-(M"], "--vary pattern: '\\(' is never closed"),
+    (["pattern=M-Q-"], "cell pattern=M-Q-"),  # a symbol the base defines no block for: an invalid cell
+    (["pattern.local_global=1:1,3:1"], r"no pattern generator .*--vary 'pattern=\(M-M-\*-\)x2 M-,\.\.\.'"),
+    (["pattern.n_layers=2,4"], "search n_layers in a study space"),
+])
+def test_bad_pattern_axes_fail_before_training(vary, message):
+    base = load_spec("nemotron-h-tiny")
+    calls = []
+    with pytest.raises(UserError, match=message):
+        run_ablation(base, parse_vary(vary, base), [0], lambda s, seed: calls.append(1))
+    assert calls == []
+
+
+def test_ablate_cli_refuses_a_generator_field_with_what_to_do(capsys):
+    from archsearch.cli import main
+
+    assert main(["ablate", "nemotron-h-tiny", "--vary", "pattern.local_global=1:1,3:1"]) == 2
+    err = capsys.readouterr().err
+    assert "no pattern generator" in err and "--vary 'pattern=" in err and "Traceback" not in err
