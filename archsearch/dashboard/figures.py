@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -20,10 +21,9 @@ _STYLE = {
     "front": dict(name="Pareto front", marker=dict(symbol="circle", color="#2e86de", size=10),
                   line=dict(color="#2e86de", shape="hv")),
 }
-# Curves: 24 colours x 3 dash styles, so no two of the (at most 60) curves drawn at once look alike.
-CURVE_COLOURS = ("#2e86de", "#e67e22", "#27ae60", "#c0392b", "#8e44ad", "#16a085", "#d35400", "#2c3e50",
-                 "#f1c40f", "#e84393", "#7f8c8d", "#1abc9c", "#6c5ce7", "#a0522d", "#00b894", "#fd79a8",
-                 "#0984e3", "#b33939", "#218c74", "#ff9f1a", "#3d3d3d", "#9980fa", "#ccae62", "#12cbc4")
+# Curves: plotly's 24 dark qualitative colours x 3 dash styles, so no two of the (at most 60) curves drawn at once
+# look alike.
+CURVE_COLOURS = tuple(plotly.colors.qualitative.Dark24)
 CURVE_DASHES = ("solid", "dash", "dot")
 _LAYOUT = dict(margin=dict(l=60, r=20, t=40, b=50), template="plotly_white", height=380)
 

@@ -20,10 +20,19 @@ _values = sa.table("trial_intermediate_values", sa.column("trial_id"), sa.column
 _attrs = sa.table("trial_user_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json"))
 
 
+_SEEN: set[str] = set()  # databases whose Optuna tables were found (tables are never dropped under a reader)
+
+
 def _has_optuna_tables(engine: Engine) -> bool:
+    key = engine.url.render_as_string(hide_password=True)
+    if key in _SEEN:
+        return True
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
-        return inspector.has_table("trial_intermediate_values") and inspector.has_table("trial_user_attributes")
+        found = inspector.has_table("trial_intermediate_values") and inspector.has_table("trial_user_attributes")
+    if found:
+        _SEEN.add(key)
+    return found
 
 
 def _running(study_id: int):
