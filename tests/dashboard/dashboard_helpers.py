@@ -50,3 +50,20 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def store_rows(url: str, name: str, trials, n_trials_target: int | None = None) -> int:
+    """A study stored row by row with no training, its id: each trial is (number, retry_of, status, objectives),
+    objectives None for a trial that has none; status "running" leaves the row started."""
+    from archsearch.storage import Database, records
+
+    with Database(url) as db:
+        study = records.ensure_study(db, name=name, space_hash="h", study_file={},
+                                     objectives=[{"metric": "val_loss", "direction": "minimize"}],
+                                     n_trials_target=n_trials_target, archsearch_version="test")
+        for number, retry_of, status, objectives in trials:
+            row = records.start_trial(db, study_id=study.id, optuna_trial_id=number, number=number,
+                                      params={"d_model": 64 * (number + 1)}, retry_of=retry_of, worker="w")
+            if status != "running":
+                records.update_trial(db, row, status=status, objectives=objectives, fits=True)
+        return study.id

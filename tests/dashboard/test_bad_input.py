@@ -14,6 +14,8 @@ from archsearch.dashboard import create_app
 from archsearch.dashboard.readonly import open_readonly
 from archsearch.storage import StorageError
 
+from dashboard_helpers import store_rows
+
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "archsearch.cli", "dashboard", *args], capture_output=True,
@@ -82,18 +84,10 @@ def test_importance_without_optuna_tables_is_a_reason_not_an_error(tmp_path):
     """Our tables written, Optuna's never (a study stored by another tool): the page says why, no 500."""
     from starlette.testclient import TestClient
 
-    from archsearch.storage import Database, records
-
     url = f"sqlite:///{tmp_path / 'ours-only.db'}"
-    with Database(url) as db:
-        study = records.ensure_study(db, name="ours-only", space_hash="h", study_file={},
-                                     objectives=[{"metric": "val_loss", "direction": "minimize"}],
-                                     n_trials_target=6, archsearch_version="test")
-        for number in range(6):
-            trial = records.start_trial(db, study_id=study.id, optuna_trial_id=number, number=number,
-                                        params={"d_model": 64 * (number + 1)}, retry_of=None, worker="w")
-            records.update_trial(db, trial, status="completed", objectives=[1.0 / (number + 1)], fits=True)
+    study_id = store_rows(url, "ours-only", [(n, None, "completed", [1.0 / (n + 1)]) for n in range(6)],
+                          n_trials_target=6)
     client = TestClient(create_app(url), raise_server_exceptions=False)
-    body = client.get(f"/api/study/{study.id}/importance").json()
+    body = client.get(f"/api/study/{study_id}/importance").json()
     assert body["figure"] is None and "Optuna's record of this study could not be read" in body["reason"]
-    assert client.get(f"/study/{study.id}").status_code == 200
+    assert client.get(f"/study/{study_id}").status_code == 200
