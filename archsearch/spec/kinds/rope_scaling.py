@@ -22,6 +22,14 @@ _ORIGINAL = Annotated[bounded_int(1, 1 << 24), Field(description="the context th
                                                      "(Hugging Face: original_max_position_embeddings)")]
 
 
+def _above(model, high: str, low: str):
+    """`model`, once its field `high` is checked to be above its field `low` (a band's two ends)."""
+    if getattr(model, high) <= getattr(model, low):
+        raise_issues([SpecIssue((high,), f"must be above {low} ({getattr(model, low)})", getattr(model, high),
+                                f"a number > {getattr(model, low)}")])
+    return model
+
+
 class LinearRope(Frozen):
     """Position interpolation: every frequency divided by `factor`."""
 
@@ -50,10 +58,7 @@ class YarnRope(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "YarnRope":
-        if self.beta_fast <= self.beta_slow:
-            raise_issues([SpecIssue(("beta_fast",), f"must be above beta_slow ({self.beta_slow})", self.beta_fast,
-                                    f"a number > {self.beta_slow}")])
-        return self
+        return _above(self, "beta_fast", "beta_slow")
 
     def attention_scale(self) -> float:
         if self.attention_factor is not None:
@@ -75,10 +80,7 @@ class Llama3Rope(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "Llama3Rope":
-        if self.high_freq_factor <= self.low_freq_factor:  # the smoothing divides by their difference
-            raise_issues([SpecIssue(("high_freq_factor",), f"must be above low_freq_factor ({self.low_freq_factor})",
-                                    self.high_freq_factor, f"a number > {self.low_freq_factor}")])
-        return self
+        return _above(self, "high_freq_factor", "low_freq_factor")  # the smoothing divides by their difference
 
     def attention_scale(self) -> float:
         return 1.0
