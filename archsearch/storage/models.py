@@ -116,6 +116,8 @@ class TrialRecord(Base):
         sa.String(64), comment="hash of the canonical proxy + target specs, task, recipe and seed")
     duplicate_of: Mapped[int | None] = mapped_column(
         comment="number of the trial whose stored result this one reuses")
+    rung: Mapped[int | None] = mapped_column(
+        comment="successive halving: index of the last rung the trial reached (null without halving)")
 
     study: Mapped[StudyRecord] = relationship(back_populates="trials")
 
@@ -160,3 +162,38 @@ class AblationRunRecord(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column()
 
     ablation: Mapped[AblationRecord] = relationship(back_populates="runs")
+
+
+class RungRecord(Base):
+    """One trial's result at one successive-halving rung and the promotion decision, made once (the unique key)."""
+
+    __tablename__ = "archsearch_rungs"
+    __table_args__ = (sa.UniqueConstraint("study_id", "trial_number", "rung", name="uq_archsearch_rungs_trial"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("archsearch_studies.id", ondelete="CASCADE"))
+    trial_number: Mapped[int] = mapped_column(comment="the trial's number (a retry's: the trial it re-runs)")
+    rung: Mapped[int] = mapped_column(comment="rung index, 0 first")
+    fraction: Mapped[float] = mapped_column(sa.Float, comment="the rung's fraction of the recipe's length")
+    step: Mapped[int] = mapped_column(comment="the step of the evaluation that scored the rung")
+    objectives: Mapped[list[Any]] = mapped_column(comment="objective values at the rung, study order")
+    feasible: Mapped[bool] = mapped_column(comment="constraints satisfied")
+    decision: Mapped[str] = mapped_column(sa.String(16), comment="promoted, stopped, or final (the last rung)")
+    worker: Mapped[str | None] = mapped_column(sa.String(256), comment="host:pid that decided")
+    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FidelityRecord(Base):
+    """A proxy-fidelity measurement: chosen candidates retrained at `factor` x the budget, short vs long rankings."""
+
+    __tablename__ = "archsearch_fidelity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("archsearch_studies.id", ondelete="CASCADE"))
+    factor: Mapped[float] = mapped_column(sa.Float, comment="long budget / short budget")
+    candidates: Mapped[list[Any]] = mapped_column(comment="[{number, chosen_by, short: [...], long: [...]}]")
+    noise: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="one candidate at a second seed: "
+                                                          "{number, seeds, values}, the noise floor")
+    stats: Mapped[dict[str, Any]] = mapped_column(comment="per objective: n, tau, tau_ci95, pairwise_accuracy, "
+                                                  "pairwise_accuracy_ci95")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
