@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from ..spec import ModelSpec
 from ..spec.errors import SpecIssue
 from ..storage.urls import redact
+from .halving import HalvingConfig
 from .bounds import MAX_BATCH, MAX_SEED, MAX_TIMEOUT_S, MAX_TRIALS
 from .documents import FileError, Marks, issue, parse_model, read_yaml, resolve_spec, under
 from .objectives import Objective
@@ -121,6 +122,7 @@ class StudyFile(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig | None = None
     early_stop: EarlyStopConfig = EarlyStopConfig()
+    halving: HalvingConfig | None = None  # successive halving (archsearch.studies.halving); replaces early_stop
     n_trials: _whole(1, MAX_TRIALS) | None = None
     timeout_s: Annotated[Seconds, Field(le=MAX_TIMEOUT_S)] | None = None
     storage: str = "sqlite:///archsearch.db"

@@ -1,0 +1,158 @@
+"""Multi-objective successive halving (asynchronous, the stopping variant of ASHA with MOASHA's ranking).
+
+A study with `halving: {rungs: [0.25, 0.5, 1.0], keep: 1/3}` trains each candidate in rungs: fractions of the
+recipe's length for that candidate (steps, or the steps its tokens / FLOPs budget buys, so every rung is at equal
+compute under a tokens or FLOPs budget). The learning-rate schedule is always the full length's: a rung is a pause
+of the one full run, never a shorter run of its own.
+
+At a rung (the first evaluation at or past its step) the run stops and saves its checkpoint in the trial's run
+folder. Its objective values join the rung's results (table archsearch_rungs). The trial is promoted when it is
+among the best `keep` share of every result at that rung so far, ranked by non-dominated sorting over the
+study's objectives (constraint-violating results after all feasible ones), ties within a front broken by
+crowding distance (the more isolated first, as NSGA-II), then by the earlier trial. While fewer than
+`min_results` results exist at a rung (default ceil(1 / keep)) there is nothing to judge against: the trial is
+promoted. A promoted trial resumes from its checkpoint (same weights, optimizer, RNG, data position and schedule)
+to the next rung; the others stop with status `stopped` and their rung recorded (column `rung`, user attribute
+"rung"). The decision is one row per (study, trial, rung) under a unique key: a retried trial, or any other
+worker, reads the decision once made instead of making another.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..storage.pareto import dominates
+from ..training.result import TrainingStopped  # torch-free
+
+RUNS_ROOT = Path("~/.cache/archsearch/runs")
+
+
+class HalvingConfig(BaseModel):
+    """The study file's `halving:` section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    rungs: Annotated[list[float], Field(min_length=2, max_length=16)]
+    keep: float = 1 / 3
+    min_results: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*/\s*\d+\s*", value):
+            numerator, denominator = (int(p) for p in value.split("/"))
+            if denominator == 0:
+                raise ValueError(f"keep {value!r} divides by zero; allowed: a fraction in (0, 1), e.g. 1/3 or 0.5")
+            return numerator / denominator
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"keep {value!r} is not a number; allowed: a fraction in (0, 1), e.g. 1/3 or 0.5")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "HalvingConfig":
+        if not 0 < self.keep < 1:
+            raise ValueError(f"keep {self.keep:g} is outside (0, 1); allowed: the share promoted at each rung, "
+                             "e.g. 1/3 or 0.5")
+        if any(not 0 < r <= 1 for r in self.rungs) or any(b <= a for a, b in zip(self.rungs, self.rungs[1:])):
+            raise ValueError(f"rungs {self.rungs} must rise strictly within (0, 1] (fractions of the recipe's length)")
+        if self.rungs[-1] != 1:
+            raise ValueError(f"rungs {self.rungs} must end at 1.0 (the recipe's full length)")
+        return self
+
+    @property
+    def threshold(self) -> int:
+        """Results a rung needs before it judges (below that every trial is promoted)."""
+        return self.min_results if self.min_results is not None else math.ceil(1 / Fraction(self.keep).limit_denominator(1000))
+
+    def rung_steps(self, final_step: int) -> list[int]:
+        """Each rung's step for a run of `final_step` steps (rising, the last = final_step)."""
+        steps: list[int] = []
+        for fraction in self.rungs:
+            step = final_step if fraction == 1 else max(1, math.ceil(fraction * final_step))
+            if not steps or step > steps[-1]:
+                steps.append(step)
+        return steps
+
+
+class RungReached(TrainingStopped):
+    """Raised from the training callback at a rung: training saves its checkpoint and hands back its record."""
+
+    def __init__(self, rung: int, step: int, metrics: dict[str, float]):
+        self.rung, self.step, self.metrics = rung, step, dict(metrics)
+        super().__init__(f"rung {rung} reached at step {step}")
+
+
+# ------------------------------------------------------------------------------------------------ ranking
+def _fronts(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[list[int]]:
+    """Non-dominated sorting: indices by front, the first front first."""
+    remaining = list(range(len(points)))
+    fronts = []
+    while remaining:
+        front = [i for i in remaining if not any(dominates(points[j], points[i], directions)
+                                                 for j in remaining if j != i)]
+        fronts.append(front)
+        remaining = [i for i in remaining if i not in front]
+    return fronts
+
+
+def _crowding(points: Sequence[Sequence[float]], front: list[int]) -> dict[int, float]:
+    distance = {i: 0.0 for i in front}
+    for m in range(len(points[front[0]]) if front else 0):
+        ordered = sorted(front, key=lambda i: points[i][m])
+        low, high = points[ordered[0]][m], points[ordered[-1]][m]
+        distance[ordered[0]] = distance[ordered[-1]] = math.inf
+        if high == low:
+            continue
+        for before, at, after in zip(ordered, ordered[1:], ordered[2:]):
+            distance[at] += (points[after][m] - points[before][m]) / (high - low)
+    return distance
+
+
+def rank(points: Sequence[Sequence[float]], directions: Sequence[str],
+         feasible: Sequence[bool] | None = None) -> list[int]:
+    """Indices of `points`, best first: feasible before infeasible, then by non-dominated front, within a front
+    by crowding distance (larger first), then by index (the earlier result first)."""
+    feasible = list(feasible) if feasible is not None else [True] * len(points)
+    order: list[int] = []
+    for group in ([i for i in range(len(points)) if feasible[i]], [i for i in range(len(points)) if not feasible[i]]):
+        sub = [points[i] for i in group]
+        for front in _fronts(sub, directions):
+            crowd = _crowding(sub, front)
+            order += [group[i] for i in sorted(front, key=lambda i: (-crowd[i], group[i]))]
+    return order
+
+
+def promoted(results: Sequence[tuple[Sequence[float], bool]], me: int, directions: Sequence[str],
+             config: HalvingConfig) -> bool:
+    """Whether result `me` of the rung's `results` ((objective values, feasible) each) is promoted."""
+    n = len(results)
+    if n < config.threshold:
+        return True
+    order = rank([values for values, _ in results], directions, [ok for _, ok in results])
+    keep = max(1, math.floor(config.keep * n + 1e-9))
+    return me in order[:keep]
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+def runs_folder(url: str, study_name: str) -> Path:
+    """Where a study's trials keep their run folders (checkpoints between rungs): beside a SQLite file
+    (`path/x.runs/<study>/`), else `~/.cache/archsearch/runs/<study>/`."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None
+    database = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database).expanduser()
+        return path.with_name(path.stem + ".runs") / safe
+    return RUNS_ROOT.expanduser() / safe
