@@ -177,6 +177,8 @@ def train_command(
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder to write: checkpoint, "
                                               "result.json (default: none, nothing written)"),
         resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder"),
+        init_from: Optional[Path] = typer.Option(None, "--init-from", help="finetune: start from this run folder's "
+                                                 "weights (SPEC may be left out: the run's spec is used)"),
         teacher: Optional[Path] = typer.Option(None, "--teacher", help="distil from this run folder's model"),
         temperature: float = bounded(1.0, "--temperature", low=0, low_open=True, high=limits.MAX_TEMPERATURE,
                                       help="distillation temperature"),
@@ -204,10 +206,17 @@ def train_command(
                         f"--flops")
     if output is not None and resume is None:
         check_output(output, "--output", folder=True)  # before any work: an existing regular file, no permission, ...
+    if spec_path is None and init_from is not None and resume is None:
+        spec_path = str(Path(init_from) / "spec.yaml")  # finetune the run's own model
+        if not Path(spec_path).is_file():
+            raise UserError(f"--init-from {_cut(str(init_from))}: no spec.yaml there (not a run folder); give SPEC "
+                            "or a folder written by `archsearch train -o`")
     spec = load_spec(spec_path) if spec_path is not None else None
     task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
     overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
                      precision=precision, require_fp8=require_fp8 or None, compile=compile_ or None, eval_every=eval_every)
+    if init_from is not None:
+        overrides["init_from"] = str(init_from)
     if teacher is not None:
         overrides["distill"] = {"teacher": str(teacher), "temperature": temperature, "alpha": alpha}
     if resume is not None:

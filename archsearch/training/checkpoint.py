@@ -139,6 +139,41 @@ def load_weights(out: Path, model: nn.Module, device: torch.device) -> None:
                         f"unexpected {sorted(unexpected)[:5]}")
 
 
+def load_initial_weights(folder: Path, model: nn.Module, device: torch.device) -> None:
+    """`recipe.init_from`: start from a trained run's weights (finetuning). Its spec may differ from this run's
+    (context, norms' eps, rope base...) as long as every tensor has the same name and shape; otherwise a
+    UserError names the tensors that do not match."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"recipe.init_from: {str(folder)!r} is not a run folder with model.safetensors (train it with "
+                        "`archsearch train ... -o DIR` and pass that DIR)")
+    try:
+        with safe_open(str(weights), framework="pt", device=str(device)) as f:
+            saved = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _damaged(folder, "model.safetensors", f"is not a readable safetensors file ({str(err)[:120]})") from None
+    # save_model drops tied duplicates (the head shares the embedding): compare against the same de-duplicated view
+    own = {name: tensor for name, tensor in model.state_dict().items()}
+    problems = [f"{n} (missing from the run)" for n in sorted(own) if n not in saved and not _tied(model, n, saved)]
+    problems += [f"{n} (not in this model)" for n in sorted(saved) if n not in own]
+    problems += [f"{n} (run {tuple(saved[n].shape)}, model {tuple(own[n].shape)})" for n in sorted(saved)
+                 if n in own and saved[n].shape != own[n].shape]
+    if problems:
+        raise UserError(f"recipe.init_from: the weights in {str(folder)!r} do not fit this spec: "
+                        f"{'; '.join(problems[:6])}" + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+                        + "; finetuning needs the same tensor names and shapes (the same layers, widths and vocab)")
+    load_weights(folder, model, device)
+
+
+def _tied(model: nn.Module, name: str, saved: dict) -> bool:
+    """Whether `name` is a tied alias of a saved tensor (one storage, saved once)."""
+    state = model.state_dict()
+    ptr = state[name].data_ptr()
+    return any(k in saved and state[k].data_ptr() == ptr for k in state if k != name)
+
+
 def _torch_file(out: Path, name: str, device: torch.device | str) -> Any:
     try:
         return torch.load(out / name, map_location=device, weights_only=True)

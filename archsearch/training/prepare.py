@@ -144,6 +144,8 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
 
     torch.manual_seed(recipe.seed)
     model = build(spec, torch_device, torch.float32, seed=recipe.seed)  # fp32 master weights
+    if recipe.init_from is not None and not resume:  # a resumed finetuning continues its own checkpoint
+        checkpoint.load_initial_weights(Path(recipe.init_from).expanduser(), model, torch_device)
     converter, fp8_layers = None, []
     if plan.fp8_backend is not None:
         converter, fp8_layers = convert_model(model, plan.fp8_backend, recipe)

@@ -77,6 +77,9 @@ class Recipe(BaseModel):
     checkpoint_every: Steps | None = None  # None: only at the end (and when a callback stops the run)
     seed: Annotated[int, Field(ge=0, le=limits.MAX_SEED)] = 0
     distill: Distillation | None = None
+    # finetuning: start from this run folder's model.safetensors (same tensor names and shapes) instead of a fresh
+    # initialisation; the rest of the recipe (optimizer, schedule, length) starts anew
+    init_from: Annotated[str, Field(min_length=1)] | None = None
 
     @field_validator("tokens", "flops", mode="before")
     @classmethod
