@@ -114,3 +114,31 @@ def test_the_spec_vocabulary_must_hold_the_tokenizer(spec, stdlib_corpus):
     with pytest.raises(UserError, match="task 'text' needs 257 token ids but the spec's vocab_size is 64"):
         train(spec, TaskSpec(name="text", options={"data_files": str(stdlib_corpus)}), Recipe(steps=1, seq_len=32),
               progress=False, device="cpu")
+
+
+def test_eos_false_trains_bytes_on_a_256_token_spec(tmp_path, capsys):
+    """The tiny examples have 256 ids: `-t eos=false` joins documents without the end id (bytes need 256 ids),
+    and without it the error names that option."""
+    from archsearch.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"the {i % 7} quick brown fox jumps over the lazy dog {i}\n" for i in range(3000)))
+    assert main(["train", "nemotron-h-tiny", "--task", "text", "-t", f"data_files={corpus}", "--steps", "1",
+                 "--seq-len", "32", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "needs 257 token ids but the spec's vocab_size is 256" in err and "-t eos=false" in err
+    assert main(["train", "nemotron-h-tiny", "--task", "text", "-t", f"data_files={corpus}", "-t", "eos=false",
+                 "--steps", "30", "--seq-len", "64", "--batch-size", "8", "--lr", "3e-3", "--eval-every", "15",
+                 "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    evals = [p["val_loss"] for p in result["curve"] if "val_loss" in p]
+    assert result["task"]["vocab_size"] == 256 and result["task"]["bytes_per_token"] == 1.0
+    assert evals[-1] < evals[0] and evals[-1] < math.log(256) - 1  # it learned the bytes
+
+
+def test_eos_false_adds_no_end_ids(tmp_path):
+    (tmp_path / "a.txt").write_text("x" * 5000)
+    (tmp_path / "b.txt").write_text("y" * 5000)
+    task = text_task(data_files=str(tmp_path), eos=False)
+    ids = torch.cat([task.train_ids, task.val_ids])
+    assert len(ids) == 10_000 and int(ids.max()) < 256 and task.vocab_size == 256

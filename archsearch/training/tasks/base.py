@@ -89,6 +89,10 @@ class Task:
         return {"name": self.name, "options": self.options.model_dump(mode="json"), "seq_len": self.seq_len,
                 "vocab_size": self.vocab_size}
 
+    def vocab_advice(self, vocab_size: int) -> str:
+        """How to make this task fit a model of `vocab_size` ids, for the error when it does not."""
+        return "or shrink the task's vocab"
+
     def compatible_with_teacher(self, teacher_task: dict[str, Any]) -> str | None:
         """Why a teacher trained on `teacher_task` (its task.json) cannot supervise this task, or None."""
         if teacher_task.get("name") != self.name:

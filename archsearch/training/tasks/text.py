@@ -36,6 +36,9 @@ class TextOptions(TaskOptions):
                                                                                   "validation without val_split")
     text_column: str = Field("text", description="the column holding the text")
     tokenizer: str = Field("bytes", description="bytes, or a Hugging Face tokenizer name / folder")
+    eos: bool = Field(True, description="end each document with an end-of-document id (bytes: id 256, so the "
+                                        "spec needs vocab_size >= 257); false: documents joined as they are, bytes "
+                                        "need 256 ids")
     sample_by: str = Field("document", description="text builder: one row per file (document), paragraph or line")
     max_bytes: Annotated[int, Field(ge=1)] | None = Field(None, description="read at most this much text per split")
 
@@ -128,7 +131,7 @@ class Text(Task):
 
     def __init__(self, options: TextOptions, seq_len: int, seed: int):
         super().__init__(options, seq_len, seed)
-        self.tokenizer = make_tokenizer(options.tokenizer)
+        self.tokenizer = make_tokenizer(options.tokenizer, options.eos)
         train = TokenStream(read_texts(load_split(options, options.split), options.text_column, options.max_bytes),
                             self.tokenizer)
         if options.val_split is not None:
@@ -177,10 +180,19 @@ class Text(Task):
         return {**super().describe(), "train_tokens": len(self.train_ids), "val_tokens": len(self.val_ids),
                 "bytes_per_token": self.bytes_per_token}
 
+    def vocab_advice(self, vocab_size: int) -> str:
+        if self.options.tokenizer == "bytes" and self.options.eos and vocab_size >= 256:
+            return ("or give the task option eos=false (-t eos=false): bytes without an end-of-document id need "
+                    "256 ids")
+        return "or use a tokenizer with a smaller vocabulary"
+
     def compatible_with_teacher(self, teacher_task: dict[str, Any]) -> str | None:
-        theirs = (teacher_task.get("options") or {}).get("tokenizer", "bytes")
+        options = teacher_task.get("options") or {}
+        theirs = options.get("tokenizer", "bytes")
         if teacher_task.get("name") != self.name:
             return f"the teacher was trained on task {teacher_task.get('name')!r}, the student learns text"
         if theirs != self.options.tokenizer:
             return f"the teacher's tokenizer is {theirs!r}, the student's {self.options.tokenizer!r}"
+        if options.get("eos", True) != self.options.eos:
+            return f"the teacher was trained with eos={options.get('eos', True)}, the student with eos={self.options.eos}"
         return None
