@@ -56,6 +56,17 @@ class TrialPlan:
     per_step: float = 1.0  # tokens or FLOPs per step, for axis tokens / flops
 
 
+def compute_key(plan: TrialPlan):
+    """The step under which a trial reports its curve to Optuna (what a pruner compares across trials).
+
+    By step when trials train the same steps; under a tokens or FLOPs budget each trial trains its own step count,
+    so an evaluation is keyed by how much of the budget it has used, in permille: trials evaluating at the same
+    fractions of the run (`eval_every: 0.1`) then meet at the same keys, i.e. at equal compute."""
+    if plan.axis == "step" or not plan.final_step:
+        return lambda step: step
+    return lambda step: round(1000 * step / plan.final_step)
+
+
 def plan_of(evaluator, spec: ModelSpec) -> TrialPlan:
     """The evaluator's plan for `spec`: its own `plan(spec)`, else its fixed `final_step` compared by step."""
     plan = getattr(evaluator, "plan", None)
@@ -118,9 +129,11 @@ class TrainEvaluator:
         budget = self.budget(spec)
         return TrialPlan(budget.steps, budget.axis, budget.per_step())
 
-    def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None) -> dict[str, Any]:
+    def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None,
+                 resume: bool = False) -> dict[str, Any]:
+        """`resume=True` continues the checkpoint in `out_dir` (successive halving's promoted trials)."""
         from ..training import train
 
         result = train(spec, self.task, self.recipe, out_dir=out_dir, callback=callback, progress=False,
-                       device=self.device, nproc=self.nproc)
+                       device=self.device, nproc=self.nproc, resume=resume)
         return result.to_dict()

@@ -34,12 +34,13 @@ from ..training.result import TrainingStopped  # torch-free: archsearch.training
 from .dedup import candidate_key, training_identity
 from .early_stop import DominanceStop, reference_from_row
 from .fronts import best_trials, describe_best  # noqa: F401 (launch and tests import them from here)
-from .evaluate import Evaluator, plan_of, record_trained
+from .evaluate import Evaluator, compute_key, plan_of, record_trained
 from .bounds import sampler_seed
 from .identity import check_identity, study_identity
 from .interrupts import InterruptGuard
 from .silent_trials import adopt_silent_trials
 from .progress import Display
+from .promotion import train_in_rungs
 from .optuna_attrs import CurveReporter, set_candidate, set_constraints, set_outcome
 from .samplers import build_pruner, build_sampler
 from .screening import Screen, Verdict
@@ -332,7 +333,10 @@ class StudyRunner:
         callback = self._callback(trial, curve, verdict, stops, plan_of(self.evaluator, spec))
         train_started = time.perf_counter()
         try:
-            result = self.evaluator(spec, callback)
+            if self.study.file.halving is not None:  # rung by rung, resuming from each rung's checkpoint
+                result = train_in_rungs(self, trial, spec, callback, verdict, stops)
+            else:
+                result = self.evaluator(spec, callback)
             record_trained(trial, result)  # steps, tokens, FLOPs trained; the budget kind
         except KeyboardInterrupt:
             raise
@@ -358,18 +362,21 @@ class StudyRunner:
         single = len(self.objectives) == 1
         tracked = self.objectives[0].metric
         stopper = None
-        if not single and self.study.file.early_stop.enabled:
+        if not single and self.study.file.early_stop.enabled and self.study.file.halving is None:
             stopper = self._dominance_stop(verdict.analytic, plan)
         # The last evaluation comes after the last step: the trial has finished, and keeps its objectives.
         final_step = plan.final_step
         report = CurveReporter(trial, [o.metric for o in self.objectives])  # the curve as intermediate values
+        key = compute_key(plan)
+        if plan.axis != "step":
+            trial.set_user_attr("curve_step_unit", f"permille of the {plan.axis} budget")
 
         def callback(step: int, metrics: dict[str, float]) -> None:
             point = {"step": int(step), **{k: float(v) for k, v in metrics.items()
                                            if isinstance(v, (int, float)) and not isinstance(v, bool)}}
             curve.append(point)
             self._display.trial_step(step, metrics)
-            report(int(step), point)
+            report(key(int(step)), point)
             if final_step is not None and step >= final_step:
                 return
             if single and self.study.file.pruner is not None and tracked in point:

@@ -53,6 +53,11 @@ def test_trials_of_different_sizes_get_the_steps_their_flops_buy(write_study, sq
         steps[spec.d_model] = trained["steps"]
     assert set(steps) == {64, 256}
     assert steps[64] == 12 and steps[256] < steps[64]
+    # the curves reach Optuna (and a pruner) keyed by the share of the budget used, so trials meet at equal compute
+    keys = {parse_spec(rows[n].spec).d_model: sorted(t.intermediate_values) for n, t in trials.items()}
+    assert keys[64] == [500, 1000], keys  # evaluations at steps 6 and 12 of 12
+    assert keys[256][-1] == 1000 and set(keys[256]) <= {500, 1000}, keys  # its own steps, the same compute points
+    assert all(t.user_attrs["curve_step_unit"] == "permille of the flops budget" for t in trials.values())
 
 
 def test_a_trial_whose_budget_buys_no_step_fails_with_the_reason_and_the_study_goes_on(write_study, sqlite_url):
