@@ -41,9 +41,9 @@ def version() -> None:
 
 
 def _register_all() -> None:
-    from . import ablate_cmd, check_cmd, dashboard_cmd, kernels_cmd, spec_cmds, study_cmds, train_cmd
+    from . import ablate_cmd, check_cmd, compress_cmd, dashboard_cmd, kernels_cmd, spec_cmds, study_cmds, train_cmd
 
-    for module in (spec_cmds, kernels_cmd, check_cmd, train_cmd, study_cmds, ablate_cmd, dashboard_cmd):
+    for module in (spec_cmds, kernels_cmd, check_cmd, train_cmd, study_cmds, ablate_cmd, compress_cmd, dashboard_cmd):
         module.register(app)
 
 

@@ -164,7 +164,7 @@ class CompressionOutcome:
 def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | None = None, live: bool | None = False,
              rescore: bool = False) -> CompressionOutcome:
     """Score `run` (unless its importance file exists), run the compression study, distil the best child for the
-    file's `final` recipe in `out/best`; the summary is also written to `out/compression.json`."""
+    file's `final` recipe in `out/best-tN` (N its trial number); the summary is also written to `out/compression.json`."""
     from ..storage import records
     from ..studies.runner import StudyRunner
     from ..training.checkpoint import write_json
@@ -200,7 +200,7 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
         best_row = next(r for r in rows if r.number == outcome.best["number"])
         if config.final is not None:
             outcome.final = _final(config, parent, importance, ModelSpec.model_validate(best_row.spec), study,
-                                   out / "best")
+                                   out / f"best-t{best_row.number}")
     write_json(out / "compression.json", outcome.to_dict())
     return outcome
 
@@ -217,7 +217,10 @@ def _final(config: CompressionFile, parent: Parent, importance: Importance, spec
     recipe.update(config.final)
     _, recipe_obj = resolve_training(parent.task, recipe, config.seed)
     spec = parse_spec({**spec.to_dict(), "name": f"{config.name}-best"})
-    result = distil_child(parent, importance, spec, recipe_obj, out, device=config.device)
+    if (out / "result.json").is_file():  # a rerun of a finished compression: the best child is already distilled
+        result = json.loads((out / "result.json").read_text(encoding="utf-8"))
+    else:
+        result = distil_child(parent, importance, spec, recipe_obj, out, device=config.device)
     return {"out_dir": str(out), "spec": spec.name, "n_params": result.get("n_params"),
             "metrics": result.get("metrics"), "steps": result.get("steps"), "tokens": result.get("tokens"),
             "status": result.get("status")}

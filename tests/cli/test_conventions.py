@@ -43,7 +43,7 @@ def test_o_and_output_name_an_output_path_and_only_that(command):
 
 def test_every_output_option_is_found():  # the check above must see the commands that write files
     writers = {c for c in _commands() if any("-o" in p.opts for p in _params(c).values())}
-    assert writers == {"schema", "import-hf", "export-hf", "train", "results export"}
+    assert writers == {"schema", "import-hf", "export-hf", "train", "results export", "compress"}
 
 
 @pytest.mark.parametrize("command", ["train", "ablate"])
