@@ -233,3 +233,18 @@ def width_fields(kind: str) -> tuple[str, ...]:
     """The fields of a kind that pruning narrows (for spaces and errors)."""
     kind_class(kind)  # an unknown kind is a clear error
     return _slicer(kind).widths
+
+
+def save_child(out, model: nn.Module) -> None:
+    """`out` as a folder holding the child's spec.yaml and model.safetensors: what `archsearch export-hf` and
+    distillation (as a teacher) read."""
+    from pathlib import Path
+
+    from safetensors.torch import save_model
+
+    from archsearch.spec import dump_spec
+
+    folder = Path(out).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.yaml").write_text(dump_spec(model.spec), encoding="utf-8")
+    save_model(model, str(folder / "model.safetensors"))
