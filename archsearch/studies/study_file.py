@@ -139,6 +139,8 @@ class StudyFile(_Frozen):
         if self.pruner is not None and len(self.objectives) > 1:
             raise ValueError("a pruner works for one objective only (Optuna cannot prune multi-objective trials); "
                              "multi-objective studies stop dominated trials early with `early_stop:`")
+        if self.pruner is not None and self.halving is not None:
+            raise ValueError("give pruner or halving, not both: successive halving decides which trials stop")
         if self.gpus_per_trial > 1 and self.device not in (None, "cpu", "cuda"):
             raise ValueError(f"gpus_per_trial {self.gpus_per_trial} runs one process per GPU: device must be cpu, "
                              f"cuda or unset, not {self.device!r} (choose GPUs with CUDA_VISIBLE_DEVICES)")

@@ -1,0 +1,118 @@
+"""Successive halving: the ranking and promotion rule, rung steps, resumption from a rung's checkpoint (equal to
+an uninterrupted run), and a real CPU study whose trials stop or continue rung by rung."""
+
+import math
+
+import optuna
+import pytest
+import torch
+
+from archsearch.spec import parse_spec
+from archsearch.storage import Database
+from archsearch.storage import records
+from archsearch.storage import rungs as rung_rows
+from archsearch.studies.halving import HalvingConfig, RungReached, promoted, rank
+from archsearch.studies.promotion import trial_folder
+from archsearch.training import Recipe, TaskSpec, train
+
+from studies_helpers import BASE_SPEC, run_study
+
+MIN = ["minimize", "minimize"]
+TASK = {"name": "mqar", "options": {"vocab": 16, "n_pairs": 2}}
+
+
+def test_rank_by_fronts_then_crowding_then_feasibility():
+    points = [(1, 5), (2, 4), (3, 3), (2, 6), (5, 1), (4, 4)]
+    # fronts: {0,1,2,4} then {3,5}; in the first, the extremes 0 and 4 are infinitely crowded (earlier first)
+    order = rank(points, MIN)
+    assert order[:2] == [0, 4] and set(order[2:4]) == {1, 2} and set(order[4:]) == {3, 5}
+    # 1 and 2: crowding of 1 = (3-1)/4 + (5-3)/4 = 1.0, of 2 = (5-2)/4 + (4-1)/4 = 1.5 -> 2 first
+    assert order[2:4] == [2, 1]
+    # an infeasible point ranks after every feasible one, however good
+    assert rank([(0, 0), (9, 9)], MIN, [False, True]) == [1, 0]
+    assert rank([(1,), (1,)], ["maximize"]) == [0, 1]  # ties: the earlier first
+
+
+def test_promotion_keeps_the_best_share_once_a_rung_has_enough_results():
+    config = HalvingConfig(rungs=[0.5, 1.0], keep="1/3")
+    assert config.threshold == 3
+    lone = [((5.0,), True)]
+    assert promoted(lone, 0, ["minimize"], config)  # nothing to judge against yet
+    results = [((float(v),), True) for v in (3, 1, 2, 6, 5, 4)]
+    kept = [i for i in range(6) if promoted(results, i, ["minimize"], config)]
+    assert kept == [1, 2]  # floor(6 / 3) = 2 best
+    assert HalvingConfig(rungs=[0.25, 0.5, 1.0]).rung_steps(10) == [3, 5, 10]
+    assert HalvingConfig(rungs=[0.1, 0.2, 1.0]).rung_steps(4) == [1, 4]  # rungs that round together merge
+
+
+def test_a_run_resumed_from_a_rung_checkpoint_equals_an_uninterrupted_one(tmp_path):
+    spec = parse_spec({**BASE_SPEC, "name": "resume", "pattern": "M*"})
+    task = TaskSpec.model_validate(TASK)
+    recipe = Recipe(steps=12, batch_size=4, seq_len=16, eval_every=2, warmup=3, log_every=1)
+    whole = train(spec, task, recipe, out_dir=tmp_path / "whole", progress=False, device="cpu")
+
+    def pause(step, metrics):
+        if step >= 4:
+            raise RungReached(0, step, metrics)
+
+    with pytest.raises(RungReached) as stopped:
+        train(spec, task, recipe, out_dir=tmp_path / "rung", callback=pause, progress=False, device="cpu")
+    assert stopped.value.result.steps == 4
+    seen = []
+    resumed = train(spec, task, recipe, out_dir=tmp_path / "rung", progress=False, device="cpu", resume=True,
+                    callback=lambda step, metrics: seen.append(step))
+    assert seen == [6, 8, 10, 12]  # continued from step 4: nothing trained twice
+    assert resumed.steps == whole.steps == 12
+    assert resumed.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
+    assert [p["lr"] for p in resumed.curve if "lr" in p] == pytest.approx([p["lr"] for p in whole.curve if "lr" in p])
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "rung" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_study_in_rungs_promotes_the_best_share_and_stops_the_rest(write_study, sqlite_url):
+    space = {"parameters": {"d_model": {"type": "categorical", "choices": [64, 128]},
+                            "blocks.M.d_state": {"type": "categorical", "choices": [8, 16, 32]}}}
+    recipe = {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 2, "warmup": 2}
+    halving = {"rungs": [0.25, 0.5, 1.0], "keep": 0.5, "min_results": 2}
+    path = write_study(n_trials=6, sampler={"type": "grid"}, space=space, constraints={}, task=TASK, recipe=recipe,
+                       objectives=["val_loss", "n_params"], halving=halving)
+    from archsearch.studies.evaluate import TrainEvaluator
+
+    run_study(path, sqlite_url, TrainEvaluator(TASK, recipe, seed=0, device="cpu"))
+    with Database(sqlite_url) as db:
+        study = records.study_by_name(db, "toy")
+        rows = {r.number: r for r in records.trials_of(db, study.id)}
+        by_rung = {k: rung_rows.rung_results(db, study.id, k) for k in range(3)}
+    trials = {t.number: t for t in optuna.load_study(study_name="toy", storage=sqlite_url).trials}
+    config = HalvingConfig(**halving)
+    statuses = sorted(r.status for r in rows.values())
+    assert set(statuses) == {"completed", "stopped"}, [(r.status, r.error) for r in rows.values()]
+    for number, row in rows.items():
+        attr = trials[number].user_attrs["rung"]
+        assert row.rung == attr["rung"]
+        if row.status == "stopped":
+            assert row.rung < 2 and attr["decision"] == "stopped" and f"rung {row.rung}" in row.error
+            assert trials[number].state == optuna.trial.TrialState.PRUNED
+        else:
+            assert row.rung == 2 and attr["decision"] == "final"
+            steps = [p["step"] for p in row.curve if "val_loss" in p]
+            assert steps == [2, 4, 6, 8]  # continued from each rung's checkpoint, never restarted
+            assert trials[number].user_attrs["trained"]["steps"] == 8
+        assert (trial_folder(sqlite_url, "toy", number) / "state.json").is_file()  # the rung checkpoints stay
+    # every rung's decisions follow the rule on the results recorded before each (in trial order: one worker)
+    for k in (0, 1):
+        results = by_rung[k]
+        assert [r.trial_number for r in results] == sorted(r.trial_number for r in results)
+        for i, r in enumerate(results):
+            earlier = [(x.objectives, x.feasible) for x in results[:i + 1]]
+            expected = "promoted" if promoted(earlier, i, MIN, config) else "stopped"
+            assert r.decision == expected, (k, i)
+    # the funnel narrows: fewer reach each next rung, and the last rung's rows are the completed trials
+    assert len(by_rung[0]) == 6 and len(by_rung[1]) < 6 and len(by_rung[2]) <= len(by_rung[1])
+    assert {r.trial_number for r in by_rung[2]} == {n for n, r in rows.items() if r.status == "completed"}
+    assert all(r.decision == "final" for r in by_rung[2])
+    assert math.isfinite(sum(r.objectives[0] for r in by_rung[0]))
