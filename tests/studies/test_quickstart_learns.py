@@ -39,6 +39,7 @@ def test_the_quickstarts_recall_learner_solves_mqar(one_thread):
 
     chance = 2 / task.options["vocab"]  # a uniform guess among the values
     accuracy = result.metrics["accuracy"]
-    assert accuracy >= 0.9, f"{LEARNER} reached accuracy {accuracy:.3f} (chance {chance:.3f}): the quickstart learns nothing"
+    assert accuracy >= 0.9, (f"{LEARNER} reached accuracy {accuracy:.3f} (chance {chance:.3f}): the quickstart "
+                             f"learns nothing")
     # A uniform guess over the vocabulary has loss ln(vocab); a solved task is far below it.
     assert result.metrics["val_loss"] < 0.2 * torch.log(torch.tensor(float(task.options["vocab"]))).item()
