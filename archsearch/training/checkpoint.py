@@ -73,6 +73,9 @@ def _check_state(out: Path, state: dict) -> None:
             and (rand[2] is None or isinstance(rand[2], float))):
         raise _damaged(out, "state.json", "has no valid 'python_random' (Python's random state: [version, 625 "
                        "integers, gauss])")
+    if "schedule_steps" in state and not _is_int(state["schedule_steps"], 1):
+        raise _damaged(out, "state.json", f"has an invalid 'schedule_steps' (got "
+                       f"{str(state['schedule_steps'])[:40]}); allowed: a whole number >= 1")
     for key, kind in (("curve", list), ("metrics", dict)):
         if key in state and not isinstance(state[key], kind):
             raise _damaged(out, "state.json", f"has a '{key}' that is not a JSON {'array' if kind is list else 'object'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ from .progress import ProgressBar
 from .recipe import Recipe
 from .result import TrainResult, TrainingStopped
 from .runinfo import device_peak_flops, peak_memory, versions
-from .schedule import lr_at
+from .schedule import lr_at, schedule_note
 from .tasks import Batch, TaskSpec
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -42,7 +43,13 @@ class Trainer:
         # this spec's steps for the recipe's length (prepare() resolved it before building the model)
         self.budget = run.budget or resolve_budget(self.recipe, run.spec, run.task.seq_len)
         self.total_steps = self.budget.steps
+        # the schedule keeps the length the run started with (schedule.py): a longer resumed run holds its final rate
+        self.schedule_steps = int(run.state.get("schedule_steps", self.total_steps))
+        self.schedule_note = schedule_note(self.recipe, self.schedule_steps, self.total_steps)
+        if self.schedule_note is not None and run.parallel.writer:
+            print(self.schedule_note, file=sys.stderr, flush=True)
         self.tokens_per_step = self.budget.tokens_per_step
+        run.task.set_horizon(self.total_steps * self.recipe.grad_accum)  # e.g. a hint's schedule over the run
         self.stopped_by_callback = False
         self.train_time = 0.0
         self.timed_steps = 0
@@ -73,7 +80,7 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         run, recipe = self.run, self.recipe
-        lr = lr_at(recipe, self.step, self.total_steps)
+        lr = lr_at(recipe, self.step, self.schedule_steps)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         run.optimizer.zero_grad(set_to_none=True)
@@ -121,6 +128,7 @@ class Trainer:
         run.forward.train()
         loss_sum, count, correct, kl_total = run.parallel.sum_floats(loss_sum, count, correct, kl_total)
         metrics = run.task.summarize(loss_sum / max(count, 1), correct / max(count, 1))
+        metrics.update(run.task.generation_metrics(run.model, run.device, run.autocast))  # seq2seq: chrF++ ...
         if run.teacher is not None:
             metrics["kl_to_teacher"] = kl_total / max(count, 1)  # at temperature 1, per target position
         return metrics
@@ -189,7 +197,8 @@ class Trainer:
             return
         began = time.perf_counter()
         checkpoint.save_checkpoint(self.run.out_dir, self.run.model, self.run.optimizer,
-                                   {**self.seen(), "curve": self.curve, "metrics": self.metrics})
+                                   {**self.seen(), "schedule_steps": self.schedule_steps, "curve": self.curve,
+                                    "metrics": self.metrics})
         self.save_s += time.perf_counter() - began
 
     def timing(self, wall: float) -> dict[str, float | int | None]:
@@ -229,6 +238,7 @@ class Trainer:
                    "timed_steps": self.timed_steps, "train_time_s": self.train_time,
                    "teacher": run.teacher.path if run.teacher is not None else None,
                    "timing": self.timing(wall), "compile_info": run.compile_info,
+                   "schedule_steps": self.schedule_steps, "schedule_note": self.schedule_note,
                    "precision_auto": run.precision.auto,
                    **({"world_size": run.parallel.world_size, "ranks": ranks} if ranks else {})})
         if run.out_dir is not None and run.parallel.writer:

@@ -83,7 +83,8 @@ def check_fit(spec: ModelSpec, task: Task) -> None:
                         f"({spec.name}); lower the recipe's seq_len or the task's seq_len option")
     if task.vocab_size > spec.vocab_size:
         raise UserError(f"task {task.name!r} needs {task.vocab_size} token ids but the spec's vocab_size is "
-                        f"{spec.vocab_size}; raise vocab_size to >= {task.vocab_size} {task.vocab_advice(spec.vocab_size)}")
+                        f"{spec.vocab_size}; raise vocab_size to >= {task.vocab_size} "
+                        f"{task.vocab_advice(spec.vocab_size)}")
 
 
 def resumed_definition(out: Path, spec: ModelSpec | None, task: TaskSpec | None,

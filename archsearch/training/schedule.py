@@ -1,4 +1,10 @@
-"""Learning-rate schedules as pure functions of the step, so a resumed run recomputes the same rate."""
+"""Learning-rate schedules as pure functions of the step, so a resumed run recomputes the same rate.
+
+A schedule's length is the run's length when it started (`schedule_steps` in state.json). A resumed run whose
+length changed (`train --resume DIR --steps 80` after 60) keeps that schedule, so the rate never jumps back up:
+steps past its end hold its final rate (min_lr after cosine or WSD decay, lr when constant), and a shortened run
+stops before its decay ends. `schedule_note` says so.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +37,15 @@ def lr_at(recipe: Recipe, step: int, total: int | None = None) -> float:
         return lr
     progress = min((step - decay_start + 1) / decay_steps, 1.0)
     return lr + (floor - lr) * progress
+
+
+def schedule_note(recipe: Recipe, schedule_steps: int, total: int) -> str | None:
+    """What a resumed run of `total` steps does with a schedule of `schedule_steps` (None when they agree)."""
+    if total == schedule_steps:
+        return None
+    final = lr_at(recipe, schedule_steps, schedule_steps)
+    head = (f"resume: the run now trains {total} steps; its learning-rate schedule keeps the {schedule_steps} steps "
+            f"it started with ({recipe.schedule})")
+    if total > schedule_steps:
+        return f"{head}, so steps {schedule_steps}..{total - 1} run at its final rate {final:.3g}"
+    return f"{head}, so the run stops before the schedule ends (at rate {lr_at(recipe, total - 1, schedule_steps):.3g})"

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from archsearch.training import Recipe
-from archsearch.training.schedule import lr_at
+from archsearch.training.schedule import lr_at, schedule_note
 
 
 def test_warmup_is_linear_to_the_peak():
@@ -48,3 +48,12 @@ def test_bad_recipes_name_the_field(fields, message):
 def test_recipe_round_trips_through_json():
     r = Recipe(steps=7, precision="fp8", fp8_recipe="rowwise", distill={"teacher": "/x", "alpha": 0.3})
     assert Recipe.model_validate_json(r.model_dump_json()) == r
+
+
+def test_schedule_note_says_what_a_changed_length_does():
+    r = Recipe(steps=60, lr=1.0, min_lr=0.1, warmup=10, schedule="cosine")
+    assert schedule_note(r, 60, 60) is None
+    longer = schedule_note(r, 60, 80)
+    assert "keeps the 60 steps" in longer and "steps 60..79 run at its final rate 0.1" in longer
+    shorter = schedule_note(r, 60, 40)
+    assert "stops before the schedule ends" in shorter and f"{lr_at(r, 39, 60):.3g}" in shorter

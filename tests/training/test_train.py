@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from archsearch.errors import UserError
 from archsearch.spec import loads_spec
 from archsearch.training import Recipe, TaskSpec, TrainingStopped, train
+from archsearch.training.schedule import lr_at
 
 SMALL_MQAR = TaskSpec(name="mqar", options={"vocab": 16, "n_pairs": 2})
 
@@ -158,3 +159,34 @@ def test_a_used_run_folder_is_not_overwritten_and_resume_checks_the_definition(s
         train(spec, TaskSpec(name="mqar"), recipe, out_dir=out, resume=True, progress=False)
     with pytest.raises(UserError, match="holds no checkpoint"):
         train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "empty", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_a_longer_resumed_run_keeps_the_schedule_it_started_with(spec, tmp_path, capsys, schedule):
+    """`train --resume DIR --steps 10` after 6: the rate never jumps back up; steps 6..9 hold the schedule's final
+    rate (min_lr), the first 6 steps had exactly the rates of a 6-step run, and the run says so."""
+    recipe = Recipe(steps=6, batch_size=4, seq_len=16, eval_every=3, warmup=2, lr=1e-2, min_lr=1e-3,
+                    schedule=schedule, log_every=1)
+    first = train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "r", progress=False, device="cpu")
+    assert [p["lr"] for p in first.curve if "lr" in p] == pytest.approx([lr_at(recipe, s, 6) for s in range(6)])
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["schedule_steps"] == 6
+    capsys.readouterr()
+    longer = train(spec, SMALL_MQAR, recipe.model_copy(update={"steps": 10}), out_dir=tmp_path / "r", resume=True,
+                   progress=False, device="cpu")
+    rates = [p["lr"] for p in longer.curve if "lr" in p]
+    assert rates[:6] == [p["lr"] for p in first.curve if "lr" in p]
+    assert rates[6:] == pytest.approx([1e-3] * 4)  # min_lr: never back up towards lr
+    assert all(later <= earlier for earlier, later in zip(rates[2:], rates[3:]))
+    assert longer.extra["schedule_steps"] == 6 and "keeps the 6 steps" in longer.extra["schedule_note"]
+    assert "its learning-rate schedule keeps the 6 steps it started with" in capsys.readouterr().err
+    # a second resume still keeps it (the checkpoint carries schedule_steps forward)
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["schedule_steps"] == 6
+
+
+def test_a_damaged_schedule_steps_is_named(spec, tmp_path):
+    out = tmp_path / "r"
+    train(spec, SMALL_MQAR, Recipe(steps=2, batch_size=4, seq_len=16), out_dir=out, progress=False, device="cpu")
+    state = json.loads((out / "state.json").read_text())
+    (out / "state.json").write_text(json.dumps({**state, "schedule_steps": "60"}))
+    with pytest.raises(UserError, match="state.json.*invalid 'schedule_steps'"):
+        train(None, None, None, out_dir=out, resume=True, progress=False, device="cpu")
