@@ -109,10 +109,12 @@ class TrainEvaluator:
     """Runs archsearch.training.train for each candidate."""
 
     def __init__(self, task: str | dict, recipe: dict, *, seed: int | None = None, device: str | None = None,
-                 nproc: int | None = None):
+                 nproc: int | None = None, recall: bool = False):
         self.task, self.recipe = resolve_training(task, recipe, seed)
         self.device = device
         self.nproc = nproc  # data-parallel processes per trial (torchrun); None trains in this process
+        self.recall = recall  # score each trained model on in-context recall (archsearch.training.recall)
+        self._probe = None
 
     @property
     def final_step(self) -> int | None:
@@ -131,9 +133,33 @@ class TrainEvaluator:
 
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None,
                  resume: bool = False) -> dict[str, Any]:
-        """`resume=True` continues the checkpoint in `out_dir` (successive halving's promoted trials)."""
-        from ..training import train
+        """`resume=True` continues the checkpoint in `out_dir` (successive halving's promoted trials). With
+        `recall`, the trained (or stopped) model's recall joins its metrics; it is read back from the run folder (a
+        temporary one when `out_dir` is None)."""
+        import tempfile
 
-        result = train(spec, self.task, self.recipe, out_dir=out_dir, callback=callback, progress=False,
-                       device=self.device, nproc=self.nproc, resume=resume)
+        from ..training import TrainingStopped, train
+
+        if self.recall and out_dir is None:
+            with tempfile.TemporaryDirectory(prefix="archsearch-recall-") as scratch:
+                return self(spec, callback, out_dir=Path(scratch) / "run", resume=resume)
+        try:
+            result = train(spec, self.task, self.recipe, out_dir=out_dir, callback=callback, progress=False,
+                           device=self.device, nproc=self.nproc, resume=resume)
+        except TrainingStopped as err:  # a stop saved the model: its recall is part of what the stop reports
+            if self.recall and err.result is not None:
+                err.result.metrics["recall"] = self.recall_of(out_dir)
+            raise
+        if self.recall and result.status == "completed":
+            result.metrics["recall"] = self.recall_of(out_dir)
         return result.to_dict()
+
+    def recall_of(self, out_dir: Path) -> float:
+        """The recall probe's score of the model saved in `out_dir`, on the task's vocabulary and length."""
+        from ..training.recall import RecallProbe, recall_of_run
+        from ..training.tasks import TaskSpec, make_task
+
+        if self._probe is None:
+            task = make_task(TaskSpec.coerce(self.task), self.recipe.seq_len, self.recipe.seed)
+            self._probe = RecallProbe.fitting(task.vocab_size, task.seq_len)
+        return recall_of_run(Path(out_dir), self._probe, self.device)

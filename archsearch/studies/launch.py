@@ -29,7 +29,8 @@ def _evaluator(study):
 
     file = study.file
     return TrainEvaluator(file.task, file.recipe, seed=file.seed, device=file.device,
-                          nproc=file.gpus_per_trial if file.gpus_per_trial > 1 else None)
+                          nproc=file.gpus_per_trial if file.gpus_per_trial > 1 else None,
+                          recall=any(o.metric == "recall" for o in file.objectives))
 
 
 STORAGE_ENV = "ARCHSEARCH_WORKER_STORAGE"  # how `study run --workers N` hands its URL (password and all) to workers

@@ -19,6 +19,8 @@ Direction = Literal["minimize", "maximize"]
 KNOWN: dict[str, tuple[Direction, str, str]] = {
     "val_loss": ("minimize", "metrics", "validation loss after training"),
     "accuracy": ("maximize", "metrics", "task accuracy after training"),
+    "recall": ("maximize", "metrics", "in-context recall of the trained model (MQAR-style key/value probes, "
+                                      "archsearch.training.recall)"),
     "tokens_per_s": ("maximize", "result", "measured training throughput"),
     "mfu": ("maximize", "result", "measured model FLOPs utilisation"),
     "peak_memory_bytes": ("minimize", "result", "measured peak memory of training"),
