@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,12 @@ def distil_child(parent: Parent, importance: Importance, spec: ModelSpec, recipe
     del child
     result = train(None, None, None, out_dir=out, callback=callback, progress=False, device=device,
                    resume=True).to_dict()
-    result.setdefault("metrics", {})
-    if isinstance(result["metrics"], dict):
+    from ..training.checkpoint import write_json
+
+    if isinstance(result.get("metrics"), dict):
         result["metrics"][ZERO_SHOT] = zero_shot
+        if (out / "result.json").is_file():  # the run folder records its starting point too
+            write_json(out / "result.json", result)
     result["out_dir"] = str(out)
     return result
 
@@ -166,6 +170,7 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
     """Score `run` (unless its importance file exists), run the compression study, distil the best child for the
     file's `final` recipe in `out/best-tN` (N its trial number); the summary is also written to `out/compression.json`."""
     from ..storage import records
+    from ..studies.progress import Display
     from ..studies.runner import StudyRunner
     from ..training.checkpoint import write_json
 
@@ -182,7 +187,9 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
     out.mkdir(parents=True, exist_ok=True)
     evaluator = CompressionEvaluator(parent, importance, study.file.recipe, out / "trials", seed=config.seed,
                                      device=config.device)
-    runner = StudyRunner(study, evaluator, live=live)
+    # progress goes to stderr: stdout is the summary's (one JSON object with `compress --json`)
+    display = Display(study.name, ["val_loss"], config.n_trials, live=live, stream=sys.stderr)
+    runner = StudyRunner(study, evaluator, display=display)
     try:
         summary = runner.run()
         rows = records.trials_of(runner.db, runner.record.id, ("completed",))
