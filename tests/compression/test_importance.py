@@ -7,7 +7,7 @@ import torch
 
 import archsearch
 from archsearch.compression.importance import AXES, FILE, Importance, score_model
-from archsearch.compression.prune import derive_child, slicing_plan
+from archsearch.compression.prune import SLICERS, derive_child, slicing_plan
 from archsearch.errors import UserError
 from archsearch.spec.kinds import KINDS
 from specs import spec
@@ -46,8 +46,8 @@ def planted():
     return model, score_model(model, ids)
 
 
-def test_every_kind_has_an_axis_reader():
-    assert set(AXES) == set(KINDS)
+def test_every_kind_has_an_axis_reader_and_a_slicer():
+    assert set(AXES) == set(KINDS) == set(SLICERS)
 
 
 def test_dead_d_model_channels_score_zero_and_are_pruned_first(planted):
