@@ -240,6 +240,7 @@ class Trainer:
                    "timing": self.timing(wall), "compile_info": run.compile_info,
                    "schedule_steps": self.schedule_steps, "schedule_note": self.schedule_note,
                    "precision_auto": run.precision.auto,
+                   **({"cpu_threads": torch.get_num_threads()} if run.device.type == "cpu" else {}),
                    **({"world_size": run.parallel.world_size, "ranks": ranks} if ranks else {})})
         if run.out_dir is not None and run.parallel.writer:
             checkpoint.write_json(run.out_dir / "result.json", result.to_dict())

@@ -25,6 +25,7 @@ from .distributed import SINGLE, Parallel
 from .fp8 import Fp8Converter, convert_model
 from .precision import PrecisionPlan, plan_precision
 from .recipe import Recipe
+from .threads import apply_cpu_threads
 from .tasks import Task, TaskSpec, make_task
 
 # recipe fields a resumed run may change without leaving the original trajectory
@@ -134,6 +135,7 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     if not isinstance(spec, ModelSpec):
         raise UserError(f"spec must be an archsearch ModelSpec (load one with load_spec), got {type(spec).__name__}")
     torch_device = training_device(device)
+    apply_cpu_threads(torch_device, spec, recipe.cpu_threads)
     task_obj = make_task(task_spec, recipe.seq_len, recipe.seed)
     check_fit(spec, task_obj)
     budget = resolve_budget(recipe, spec, task_obj.seq_len)  # a length that buys no step fails before the build

@@ -71,6 +71,8 @@ class Recipe(BaseModel):
     fp8_emulate: bool = False  # torchao's emulation (fp32 math with fp8 rounding): lets CPUs run the fp8 path
     fp8_min_dim: Fp8MinDim = 512  # Linear layers with a smaller in or out dimension stay in bf16 (too small to gain)
     compile: bool = False
+    # CPU intra-op threads; None: one for models under 5M parameters, torch's default otherwise (training/threads.py)
+    cpu_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     eval_every: Steps | Fraction = 50  # steps, or a fraction of the run
     eval_batches: EvalBatches = 4
     log_every: Steps = 10  # training points of the recorded curve (the first and last step always)
