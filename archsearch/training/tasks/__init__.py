@@ -1,5 +1,6 @@
 """Training tasks: synthetic probes generated on the fly (MQAR and the MAD set) and language modelling on a
-`datasets` source. `TaskSpec` names one with its options; `make_task` builds it (loading data, checking sizes)."""
+`datasets` source; seq2seq pairs (gettext catalogs, toys) scored on generated text. `TaskSpec` names one with its
+options; `make_task` builds it (loading data, checking sizes)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from .memorization import Memorization
 from .mqar import Mqar
 from .noisy_recall import NoisyRecall
 from .selective_copy import SelectiveCopy
+from .seq2seq import Seq2Seq
 from .text import Text
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (Mqar, SelectiveCopy, InContextRecall, NoisyRecall, FuzzyRecall,
-                                                    Compression, Memorization, Text)}
+                                                    Compression, Memorization, Text, Seq2Seq)}
 
 
 def task_class(name: str) -> type[Task]:

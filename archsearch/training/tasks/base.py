@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, ContextManager
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -80,6 +81,14 @@ class Task:
 
     def val_batch(self, index: int, batch_size: int) -> Batch:
         raise NotImplementedError
+
+    def set_horizon(self, micro_batches: int) -> None:
+        """The run's length in micro-batches, told before the first batch (tasks whose examples follow a schedule
+        over training read it; others ignore it)."""
+
+    def generation_metrics(self, model, device: torch.device, autocast: Callable[[], ContextManager]) -> dict[str, float]:
+        """Metrics of text the model generates (seq2seq tasks: chrF++, exact match), added to each evaluation."""
+        return {}
 
     def summarize(self, loss: float, accuracy: float) -> dict[str, float]:
         """Validation metrics from the mean loss and accuracy over target positions."""
