@@ -138,6 +138,10 @@ def build_study(config: CompressionFile, parent: Parent, importance: Importance,
     from ..studies.study_file import Study, StudyFile
 
     base = resolved_spec(parent.spec)
+    too_deep = [n for n in (config.search.n_layers or []) if n > base.n_layers]
+    if too_deep:
+        raise UserError(f"search.n_layers: {too_deep} above the parent's {base.n_layers} layers; allowed: 1 .. "
+                        f"{base.n_layers}")
     depths = {n: child_pattern(base, importance, n) for n in (config.search.n_layers or [])}
     space = compression_space(base, config.search, depths, width_fields)
     description = config.description or f"compression of {parent.folder.resolve()} ({parent.spec.name})"

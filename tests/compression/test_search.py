@@ -153,3 +153,28 @@ def test_command_errors_exit_2_naming_the_problem(parent_run, tmp_path, capsys):
     study_file.write_text(STUDY.replace("M: {n_heads: [2, 4]}", "M: {n_heads: [2, 8]}"))
     assert main(["compress", str(parent_run), "--study", str(study_file), "-o", str(tmp_path / "o2")]) == 2
     assert "search.blocks.M.n_heads: [8] above the parent's 4" in capsys.readouterr().err
+
+
+def test_the_study_screens_children_with_the_files_constraints(parent_run):
+    from archsearch.compression.file import CompressionFile
+    from archsearch.compression.importance import score_run
+    from archsearch.compression.parent import load_parent
+    from archsearch.compression.prune import derive_child
+    from archsearch.compression.search import build_study
+    from archsearch.studies.screening import Screen
+
+    importance = score_run(parent_run, batches=1, batch_size=2)
+    parent = load_parent(parent_run)
+    config = CompressionFile.model_validate({
+        "name": "screen", "search": {"d_model": [16, 32]}, "n_trials": 2,
+        "constraints": {"budget": [{"device": "a10g", "context": 64}], "params": {"max": MAX_PARAMS}}})
+    study = build_study(config, parent, importance, "sqlite:///:memory:")
+    assert study.base.d_model == 32 and study.space.names() == ["d_model"]
+    screen = Screen(study.file.constraints)
+    assert screen.keys() == ["valid", "budget:a10g@64x1", "params_max"]
+    whole, small = (screen(derive_child(parent.spec, importance, name="c", d_model=d)) for d in (32, 16))
+    assert not whole.fits and whole.constraints["params_max"] > 0 and whole.constraints["budget:a10g@64x1"] <= 0
+    assert small.fits and all(v <= 0 for v in small.constraints.values())
+    config = config.model_copy(update={"search": SearchAxes(n_layers=[4, 9])})
+    with pytest.raises(UserError, match=r"search.n_layers: \[9\] above the parent's 6 layers; allowed: 1 .. 6"):
+        build_study(config, parent, importance, None)
