@@ -140,6 +140,11 @@ def test_the_compression_study_end_to_end(parent_run, tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     again = json.loads(capsys.readouterr().out)
     assert again["counts"] == counts and again["final"] == final
+    assert main(argv[:-1]) == 0  # the text summary: one line per trained child, tau, the best child's run folder
+    text = capsys.readouterr().out
+    assert f"study compress-e2e in sqlite:///{db}: {counts['completed']} completed" in text
+    assert sum(line.startswith("  #") for line in text.splitlines()) == counts["completed"]
+    assert "Kendall tau (distilled vs zero-shot ranking): " in text and f"best-t{ranked[0]['number']}" in text
 
 
 def test_command_errors_exit_2_naming_the_problem(parent_run, tmp_path, capsys):
