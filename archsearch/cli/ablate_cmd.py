@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
 
 def ablate(spec: str = typer.Argument(..., help="base spec file or example name"),
            vary: list[str] = typer.Option(..., "--vary", help="PATH=a,b,c (repeatable): the grid's axes; "
-                                          "'pattern=M-M*-,MM--' varies the whole layer pattern"),
+                                          "'pattern=M-M*-,MM--' varies the whole layer pattern; "
+                                          "task.OPTION=a,b a task option, e.g. task.transforms=lang_tag,hint"),
            seeds: int = typer.Option(3, help=f"seeds per cell, 1 .. {MAX_ABLATION_SEEDS:,}"),
            task: str = typer.Option("mqar", "--task", help=TASK_HELP),
            task_option: list[str] = typer.Option([], "--task-option", "-t", help=TASK_OPTION_HELP),

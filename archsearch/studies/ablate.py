@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from ..spec import ModelSpec
-from .ablation import Ablation, Run, parse_vary, run_ablation, store_ablation
+from .ablation import Ablation, Run, build_cells, parse_vary, run_ablation, store_ablation
 from .bounds import MAX_ABLATION_RUNS, MAX_ABLATION_SEEDS
 from .evaluate import resolve_training
 
@@ -21,7 +21,7 @@ def ablate(base: ModelSpec, vary: list[str], *, seeds: int, task: dict[str, Any]
     fields); returns the ablation and its id in `storage` (None when not stored)."""
     if not 1 <= seeds <= MAX_ABLATION_SEEDS:
         raise UserError(f"--seeds {seeds}: allowed: 1 .. {MAX_ABLATION_SEEDS:,}")
-    axes = parse_vary(vary, base)
+    axes = parse_vary(vary, base, task)
     cells = 1
     for axis in axes:
         cells *= len(axis.values)
@@ -29,20 +29,31 @@ def ablate(base: ModelSpec, vary: list[str], *, seeds: int, task: dict[str, Any]
         raise UserError(f"--vary x --seeds: {cells:,} cells x {seeds} seeds is more runs than allowed: at most "
                         f"{MAX_ABLATION_RUNS:,}")
     resolve_training(task, recipe)  # a bad task or recipe fails before any training
+    for cell in build_cells(base, axes, task):  # and so does a bad value of a task axis, naming its cell
+        if cell.task_options:
+            try:
+                resolve_training(cell_task(task, cell.task_options), recipe)
+            except UserError as err:
+                raise UserError(f"ablation cell {cell.label}: {err}") from None
     db = None
     if storage is not None:
         from ..storage import Database
 
         db = Database(storage)  # an unreachable database fails before any training too
 
-    def run(cell_spec, seed):
+    def run(cell_spec, seed, task_options=None):
         from ..training import train
 
-        task_obj, recipe_obj = resolve_training(task, recipe, seed)
+        task_obj, recipe_obj = resolve_training(cell_task(task, task_options or {}), recipe, seed)
         return train(cell_spec, task_obj, recipe_obj, progress=False).to_dict()
 
-    ablation = run_ablation(base, axes, list(range(seeds)), run, metric, on_run=on_run)
+    ablation = run_ablation(base, axes, list(range(seeds)), run, metric, on_run=on_run, task=task)
     if db is None:
         return ablation, None
     with db:
         return ablation, store_ablation(db, ablation, task, recipe)
+
+
+def cell_task(task: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The base task with a cell's task options (task.OPTION axes) set."""
+    return {**task, "options": {**(task.get("options") or {}), **options}}

@@ -20,7 +20,9 @@ from ..spec import ModelSpec, PatternError, SpecError, compress_pattern, expand_
 from .paths import check_path, copy_for_write, get_path, set_path
 from .stats import mean_ci
 
-RunFn = Callable[[ModelSpec, int], dict[str, Any]]  # (spec, seed) -> TrainResult.to_dict()
+# (spec, seed) -> TrainResult.to_dict(); a cell that varies task options is run as (spec, seed, task_options)
+RunFn = Callable[..., dict[str, Any]]
+TASK_PREFIX = "task."  # `--vary task.transforms=...`: an axis over the task's options, not the spec
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,11 @@ class Axis:
     values: tuple[Any, ...]
 
 
-def parse_vary(items: list[str], base: ModelSpec) -> list[Axis]:
+def parse_vary(items: list[str], base: ModelSpec, task: dict[str, Any] | None = None) -> list[Axis]:
     """`["d_model=64,128", "blocks.M.d_state=16,32"]` -> axes; each value is read as YAML (ints, floats, null).
-    `pattern=M-M*-,MM--` varies the whole layer pattern: each value is a pattern string, read as written."""
+    `pattern=M-M*-,MM--` varies the whole layer pattern: each value is a pattern string, read as written.
+    `task.OPTION=a,b` varies an option of `task` ({name, options}), e.g. task.transforms=lang_tag,hint (the
+    task checks the values: archsearch.studies.ablate builds every cell's task before training)."""
     axes: list[Axis] = []
     base_doc = base.to_dict()
     for item in items:
@@ -44,7 +48,14 @@ def parse_vary(items: list[str], base: ModelSpec) -> list[Axis]:
         if path == "pattern" or path.startswith("pattern."):
             axes.append(Axis(path, _pattern_values(path, raw, base)))
             continue
-        problem = check_path(path, base_doc)
+        if path.startswith(TASK_PREFIX):
+            option = path[len(TASK_PREFIX):]
+            if task is None or not option or "." in option:
+                raise UserError(f"--vary {path}: a task axis is task.OPTION (one of the task's options, e.g. "
+                                "task.transforms), given with the ablation's task")
+            problem = None
+        else:
+            problem = check_path(path, base_doc)
         if problem:
             raise UserError(f"--vary {path}: {problem}")
         try:
@@ -93,24 +104,29 @@ class Cell:
     setting: dict[str, Any]
     spec: ModelSpec
     is_base: bool
+    task_options: dict[str, Any] = field(default_factory=dict)  # the task axes' values (task.OPTION -> OPTION)
 
 
-def build_cells(base: ModelSpec, axes: list[Axis]) -> list[Cell]:
+def build_cells(base: ModelSpec, axes: list[Axis], task: dict[str, Any] | None = None) -> list[Cell]:
     """Every combination of the axes' values (and the base's own setting, if it is not among them)."""
     base_doc = base.to_dict()
-    base_setting = {a.path: get_path(base_doc, a.path) for a in axes}
+    task_options = dict((task or {}).get("options") or {})
+    base_setting = {a.path: task_options.get(a.path[len(TASK_PREFIX):]) if a.path.startswith(TASK_PREFIX)
+                    else get_path(base_doc, a.path) for a in axes}
     settings = [dict(zip([a.path for a in axes], combo)) for combo in itertools.product(*[a.values for a in axes])]
     if base_setting not in settings:
         settings.insert(0, base_setting)
     cells, problems = [], []
     for setting in settings:
         label = ",".join(f"{p}={v}" for p, v in setting.items())
-        doc = copy_for_write(base_doc, list(setting))
-        for path, value in setting.items():
-            set_path(doc, path, value)
+        spec_paths = [p for p in setting if not p.startswith(TASK_PREFIX)]
+        doc = copy_for_write(base_doc, spec_paths)
+        for path in spec_paths:
+            set_path(doc, path, setting[path])
         doc["name"] = f"{base.name}[{label}]"[:200]
+        on_task = {p[len(TASK_PREFIX):]: v for p, v in setting.items() if p.startswith(TASK_PREFIX)}
         try:
-            cells.append(Cell(label, setting, parse_spec(doc), setting == base_setting))
+            cells.append(Cell(label, setting, parse_spec(doc), setting == base_setting, on_task))
         except SpecError as err:
             problems.append(f"  cell {label}: " + "; ".join(str(i) for i in err.issues))
     if problems:
@@ -160,14 +176,15 @@ class Ablation:
 
 
 def run_ablation(base: ModelSpec, axes: list[Axis], seeds: list[int], run: RunFn, metric: str = "val_loss",
-                 on_run: Callable[[Run], None] | None = None) -> Ablation:
-    """Train every cell x seed (failures are recorded, not raised) and return the ablation."""
-    ablation = Ablation(base, axes, seeds, metric, build_cells(base, axes))
+                 on_run: Callable[[Run], None] | None = None, task: dict[str, Any] | None = None) -> Ablation:
+    """Train every cell x seed (failures are recorded, not raised) and return the ablation. `task`: the base task,
+    whose options the task.OPTION axes vary."""
+    ablation = Ablation(base, axes, seeds, metric, build_cells(base, axes, task))
     for cell in ablation.cells:
         for seed in seeds:
             started = time.perf_counter()
             try:
-                result = run(cell.spec, seed)
+                result = run(cell.spec, seed, cell.task_options) if cell.task_options else run(cell.spec, seed)
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # one failed run must not lose the grid
