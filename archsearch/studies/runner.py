@@ -40,6 +40,7 @@ from .identity import check_identity, study_identity
 from .interrupts import InterruptGuard
 from .silent_trials import adopt_silent_trials
 from .progress import Display
+from .kept_runs import keep_best, run_folder
 from .promotion import train_in_rungs
 from .optuna_attrs import CurveReporter, set_candidate, set_constraints, set_outcome
 from .samplers import build_pruner, build_sampler
@@ -299,7 +300,10 @@ class StudyRunner:
                                   number=trial.number, params=sample.values, retry_of=retry_of, worker=self.worker)
         self._current = (trial.number, row)  # cleared when the trial's row is finished; kept through Ctrl-C
         self._guard.release()  # the trial is recorded: a Ctrl-C from here on queues it again
-        return self._evaluate(trial, sample, row, started)
+        try:
+            return self._evaluate(trial, sample, row, started)
+        finally:
+            keep_best(self)  # keep_checkpoints: best: the folders of trials off the best set go
 
     def _evaluate(self, trial: optuna.Trial, sample, row: int, started: float) -> list[float]:
         name = f"{self.study.name}-t{trial.number}"
@@ -336,7 +340,7 @@ class StudyRunner:
             if self.study.file.halving is not None:  # rung by rung, resuming from each rung's checkpoint
                 result = train_in_rungs(self, trial, spec, callback, verdict, stops)
             else:
-                result = self.evaluator(spec, callback)
+                result = self.evaluator(spec, callback, **run_folder(self, trial))  # keep_checkpoints: a folder
             record_trained(trial, result)  # steps, tokens, FLOPs trained; the budget kind
         except KeyboardInterrupt:
             raise

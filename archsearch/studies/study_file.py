@@ -130,6 +130,7 @@ class StudyFile(_Frozen):
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     device: str | None = None  # training device (None: train's default)
     gpus_per_trial: _whole(1, 64) = 1  # > 1: each trial trains data-parallel under torchrun
+    keep_checkpoints: Literal["none", "best", "all"] = "none"  # trial run folders beside the storage (kept_runs)
 
     @model_validator(mode="after")
     def _check(self) -> "StudyFile":
