@@ -14,8 +14,8 @@ STUDY_HELP = ("compression study file (YAML): calibration, search axes (d_model,
 
 
 def compress_command(
-        parent: Path = typer.Argument(..., metavar="PARENT_RUN", help="the parent's run folder (spec.yaml, recipe.json, task.json, "
-                                      "model.safetensors)"),
+        parent: Path = typer.Argument(..., metavar="PARENT_RUN", help="the parent's run folder (spec.yaml, "
+                                      "recipe.json, task.json, model.safetensors)"),
         study: Path = typer.Option(..., "--study", help=STUDY_HELP),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="folder for the trials' run folders, the "
                                               "best child (best/) and compression.json (default: "
@@ -45,10 +45,11 @@ def compress_command(
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
     print(f"study {outcome.study} in {outcome.storage}: {counts}")
     for row in outcome.ranked:
-        print(f"  #{row['number']:<4} {row['pattern']:<24} {row['n_params']:>12,} params  val_loss={row['val_loss']:.4g}"
-              f"  zero-shot={row['zero_shot_loss']:.4g}")
+        print(f"  #{row['number']:<4} {row['pattern']:<24} {row['n_params']:>12,} params  "
+              f"val_loss={row['val_loss']:.4g}  zero-shot={row['zero_shot_loss']:.4g}")
     tau = outcome.kendall_tau
-    print(f"Kendall tau (distilled vs zero-shot ranking): {'n/a (fewer than 2 trained)' if tau is None else f'{tau:.3f}'}")
+    agreement = "n/a (fewer than 2 trained)" if tau is None else f"{tau:.3f}"
+    print(f"Kendall tau (distilled vs zero-shot ranking): {agreement}")
     if outcome.final is not None:
         metrics = outcome.final.get("metrics") or {}
         print(f"best child #{outcome.best['number']} distilled {outcome.final.get('steps')} steps in "

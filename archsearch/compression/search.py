@@ -172,7 +172,7 @@ class CompressionOutcome:
 def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | None = None, live: bool | None = False,
              rescore: bool = False) -> CompressionOutcome:
     """Score `run` (unless its importance file exists), run the compression study, distil the best child for the
-    file's `final` recipe in `out/best-tN` (N its trial number); the summary is also written to `out/compression.json`."""
+    file's `final` recipe in `out/best-tN` (N its trial number); the summary also goes to `out/compression.json`."""
     from ..storage import records
     from ..studies.progress import Display
     from ..studies.runner import StudyRunner
@@ -205,7 +205,7 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
     pairs = [(r["val_loss"], r[ZERO_SHOT]) for r in ranked if r["val_loss"] is not None and r[ZERO_SHOT] is not None]
     tau = kendall_tau([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 2 else None
     outcome = CompressionOutcome(summary.study, summary.storage, str(run / IMPORTANCE_FILE), summary.counts,
-                                 sorted(ranked, key=lambda r: r["val_loss"]), tau)
+                                 sorted(ranked, key=lambda r: (r["val_loss"] is None, r["val_loss"] or 0.0)), tau)
     if summary.best:
         outcome.best = summary.best[0]
         best_row = next(r for r in rows if r.number == outcome.best["number"])
@@ -221,10 +221,10 @@ def _final(config: CompressionFile, parent: Parent, importance: Importance, spec
     """The best child distilled for the `final` recipe (the short recipe with `final`'s fields over it)."""
     from ..studies.evaluate import resolve_training
 
+    lengths = ("steps", "tokens", "flops")
     recipe = dict(study.file.recipe)
-    for key in ("steps", "tokens", "flops"):
-        if any(k in config.final for k in ("steps", "tokens", "flops")):
-            recipe.pop(key, None)
+    if any(k in config.final for k in lengths):  # the final length replaces the short one, however it is given
+        recipe = {k: v for k, v in recipe.items() if k not in lengths}
     recipe.update(config.final)
     _, recipe_obj = resolve_training(parent.task, recipe, config.seed)
     spec = parse_spec({**spec.to_dict(), "name": f"{config.name}-best"})
