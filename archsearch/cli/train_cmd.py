@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 TASK_HELP = ("task name: mqar, selective_copy, in_context_recall, noisy_recall, fuzzy_recall, compression, "
-             "memorization, text")
+             "memorization, text, seq2seq")
 TASK_OPTION_HELP = "task option KEY=VALUE (repeatable); the options of each task are listed below"
 
 
