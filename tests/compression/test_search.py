@@ -113,6 +113,16 @@ def test_the_compression_study_end_to_end(parent_run, tmp_path, capsys):
     finally:
         database.close()
     assert len(optuna.load_study(study_name="compress-e2e", storage=f"sqlite:///{db}").trials) == 8
+    from starlette.testclient import TestClient
+
+    from archsearch.dashboard.app import create_app
+
+    client = TestClient(create_app(f"sqlite:///{db}"))  # the dashboard shows it as any study
+    assert "compress-e2e" in client.get("/").text
+    page = client.get(f"/study/{record.id}")
+    assert page.status_code == 200 and "compress-e2e" in page.text
+    listed = client.get(f"/api/study/{record.id}/trials")
+    assert listed.status_code == 200 and listed.json()["total"] == 8
     for row in rows:
         if row.status == "infeasible":
             assert row.n_params > MAX_PARAMS and row.constraints["params_max"] > 0
