@@ -56,6 +56,8 @@ def train_in_rungs(runner, trial, spec, callback, verdict, stops: list) -> dict[
     out = trial_folder(runner.url, runner.study.name, origin)
     if RETRY_KEY not in attrs and out.exists():  # a first attempt: a folder of this number is a deleted study's
         shutil.rmtree(out)
+    if origin != trial.number:  # a retry continues its original's run, whose spec carries the original's name
+        spec = type(spec).model_validate({**spec.to_dict(), "name": f"{runner.study.name}-t{origin}"})
     resume = _has_checkpoint(out)
     at = _checkpoint_step(out) if resume else 0
     directions = [o.direction for o in runner.objectives]

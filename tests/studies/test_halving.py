@@ -116,3 +116,57 @@ def test_a_study_in_rungs_promotes_the_best_share_and_stops_the_rest(write_study
     assert {r.trial_number for r in by_rung[2]} == {n for n, r in rows.items() if r.status == "completed"}
     assert all(r.decision == "final" for r in by_rung[2])
     assert math.isfinite(sum(r.objectives[0] for r in by_rung[0]))
+
+
+class _CutAfterRung:
+    """TrainEvaluator that is Ctrl-C'd once, mid-way between rung 0 and rung 1 of its first promoted segment."""
+
+    def __init__(self, inner, at_step):
+        self.inner, self.at_step, self.cut, self.calls = inner, at_step, False, []
+
+    def plan(self, spec):
+        return self.inner.plan(spec)
+
+    @property
+    def final_step(self):
+        return self.inner.final_step
+
+    def __call__(self, spec, callback, *, out_dir=None, resume=False):
+        self.calls.append(resume)
+
+        def maybe_cut(step, metrics):
+            callback(step, metrics)
+            if resume and not self.cut and step >= self.at_step:
+                self.cut = True
+                raise KeyboardInterrupt
+
+        return self.inner(spec, maybe_cut, out_dir=out_dir, resume=resume)
+
+
+def test_a_retried_trial_resumes_from_its_rung_checkpoint_and_ends_as_an_uninterrupted_one(write_study, tmp_path):
+    from archsearch.studies.evaluate import TrainEvaluator
+
+    recipe = {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 2, "warmup": 2}
+    doc = dict(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=recipe,
+               space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
+               objectives=["val_loss", "n_params"], halving={"rungs": [0.25, 0.5, 1.0], "keep": 0.5})
+    path = write_study(**doc)
+    whole_url, cut_url = f"sqlite:///{tmp_path / 'whole.db'}", f"sqlite:///{tmp_path / 'cut.db'}"
+    run_study(path, whole_url, TrainEvaluator(TASK, recipe, seed=0, device="cpu"))
+    cut = _CutAfterRung(TrainEvaluator(TASK, recipe, seed=0, device="cpu"), at_step=6)
+    first = run_study(path, cut_url, cut)
+    # rungs at steps 2, 4, 8: steps 1-2, then 3-4 (resumed), then cut at step 6 (resumed)
+    assert first.interrupted and cut.calls == [False, True, True]
+    run_study(path, cut_url, cut)
+    assert cut.calls == [False, True, True, True]  # the retry resumed from rung 1's checkpoint (step 4)
+    rows = {}
+    for url in (whole_url, cut_url):
+        with Database(url) as db:
+            study = records.study_by_name(db, "toy")
+            rows[url] = [r for r in records.trials_of(db, study.id) if r.status == "completed"]
+            decided = [(r.trial_number, r.rung) for k in range(3) for r in rung_rows.rung_results(db, study.id, k)]
+            assert decided == [(0, 0), (0, 1), (0, 2)]  # keyed by the trial the retry re-runs: decided once each
+    (whole,), (retried,) = rows[whole_url], rows[cut_url]
+    assert retried.retry_of == 0 and retried.rung == 2
+    assert [p["step"] for p in retried.curve if "val_loss" in p] == [2, 4, 6, 8]
+    assert retried.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
