@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -43,27 +44,91 @@ def issue(marks: Marks, source: str | None, path: tuple, message: str, value: An
     return SpecIssue(tuple(path), message, value, allowed, locate(marks, path, source))
 
 
+def _is_branch(part: Any) -> bool:
+    """A union branch name pydantic adds to a location ("int", "function-after[...]", "tagged-union[...]")."""
+    return isinstance(part, str) and (part in ("int", "float", "str", "bool", "list[...]", "none") or "[" in part
+                                      or part.startswith(("function-", "constrained-")))
+
+
 def _clean(loc: tuple) -> tuple:
-    # pydantic adds union branch names ("int", "function-after[...]", a discriminator tag) to locations.
-    return tuple(p for p in loc if not (isinstance(p, str) and (
-        p in ("int", "float", "str", "bool", "list[...]", "none") or "[" in p or p.startswith(("function-",
-                                                                                                "constrained-")))))
+    # Branch names go, and so does the discriminator tag that follows a tagged union ("categorical").
+    out, after_tagged = [], False
+    for part in loc:
+        if not (_is_branch(part) or after_tagged):
+            out.append(part)
+        after_tagged = isinstance(part, str) and part.startswith("tagged-union[")
+    return tuple(out)
 
 
-def validation_issues(err: ValidationError, marks: Marks, source: str | None) -> list[SpecIssue]:
+def _models_in(annotation: Any) -> list[Any]:
+    """The leaf types of an annotation: Annotated, Optional and Union unwrapped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models_in(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [leaf for arg in get_args(annotation) for leaf in _models_in(arg)]
+    return [annotation]
+
+
+def _step(leaves: list[Any], part: Any) -> list[Any]:
+    """The types one location part leads to: a model's field, a dict's value, a list's item, or (for a
+    discriminator tag) the union members tagged so; [] when `part` selects nothing (a branch name)."""
+    models = [t for t in leaves if isinstance(t, type) and issubclass(t, BaseModel)]
+    tagged = [m for m in models if isinstance(part, str) and any(
+        get_origin(f.annotation) is Literal and part in get_args(f.annotation) for f in m.model_fields.values())]
+    if tagged and not any(part in m.model_fields for m in models):
+        return tagged
+    out = []
+    for leaf in leaves:
+        origin = get_origin(leaf)
+        if leaf in models and part in leaf.model_fields:
+            out += _models_in(leaf.model_fields[part].annotation)
+        elif origin is dict and isinstance(part, str):
+            out += _models_in(get_args(leaf)[1])
+        elif origin is list and isinstance(part, int):
+            out += _models_in(get_args(leaf)[0])
+    return out
+
+
+def allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed where pydantic's raw location `loc` (of an unknown field) points, from the models'
+    own fields: what an "unknown field" error lists."""
+    leaves: list[Any] = [model]
+    for part in loc[:-1]:
+        leaves = _step(leaves, part) or leaves
+    names: list[str] = []
+    for leaf in leaves:
+        if isinstance(leaf, type) and issubclass(leaf, BaseModel):
+            names += [n for n in leaf.model_fields if n not in names]
+    return names
+
+
+def validation_issues(err: ValidationError, marks: Marks, source: str | None,
+                      model: type[BaseModel] | None = None) -> list[SpecIssue]:
+    """One issue per problem; an unknown field lists the allowed ones (given `model`, the validated class). Where a
+    value failed as a mapping (a model of a union), the same value's "not an int / str / ..." errors from the
+    union's scalar branches are dropped: they only repeat that it is not a scalar."""
+    items = err.errors()
+    deeper = {_clean(i["loc"])[:-1] for i in items if i["type"] != "missing" and len(_clean(i["loc"])) > 1}
+    deeper |= {p[:k] for p in deeper for k in range(len(p))}
     out: dict[tuple, SpecIssue] = {}
-    for item in err.errors():
+    for item in items:
         path = _clean(item["loc"])
+        if item["type"].endswith("_type") and path in deeper and isinstance(item.get("input"), dict):
+            continue
         message = item["msg"].removeprefix("Value error, ")
         if len(message) > 160:  # a validator's message may quote the input; never carry a whole document
             message = message[:157] + "..."
+        allowed = None
         if item["type"] == "extra_forbidden":
             message = "unknown field"
+            names = allowed_fields(model, item["loc"]) if model is not None else []
+            allowed = "fields: " + ", ".join(names) if names else None
         elif item["type"] == "missing":
             message = "required field is missing"
         value = item.get("input")
         shown = value if isinstance(value, (str, int, float, bool)) and item["type"] != "missing" else None
-        out.setdefault((path, message), issue(marks, source, path, message, shown))
+        out.setdefault((path, message), issue(marks, source, path, message, shown, allowed))
     return list(out.values())
 
 
@@ -74,7 +139,7 @@ def parse_model(model: type[M], data: Any, marks: Marks, source: str | None, wha
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise FileError(what, validation_issues(err, marks, source), source) from None
+        raise FileError(what, validation_issues(err, marks, source, model), source) from None
 
 
 def read_yaml(path: str | Path, what: str) -> tuple[Any, Marks, str]:

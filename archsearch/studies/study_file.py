@@ -30,7 +30,7 @@ from ..spec.errors import SpecIssue
 from ..storage.urls import redact
 from .halving import HalvingConfig
 from .bounds import MAX_BATCH, MAX_SEED, MAX_TIMEOUT_S, MAX_TRIALS
-from .documents import FileError, Marks, issue, parse_model, read_yaml, resolve_spec, under
+from .documents import FileError, Marks, issue, nested, parse_model, read_yaml, resolve_spec, under
 from .objectives import Objective
 from .space import SearchSpace, check_space, parameter_path_issues, parse_space, resolve_space_path
 
@@ -205,7 +205,7 @@ def parse_study(data: Any, marks: Marks | None = None, source: str | None = None
             space = _collect(issues, lambda: parse_space(space_data, space_marks, space_source))
     elif isinstance(raw_space, dict):
         space_data = raw_space
-        space = _collect(issues, lambda: parse_space(raw_space, under(marks, "space"), source))
+        space = _collect(issues, lambda: _inline_space(raw_space, marks, source))
         space_marks, space_source, prefix = marks, source, ("space",)
     if space is None and base is not None and space_data is not None:  # still name every parameter path
         issues.extend(parameter_path_issues(space_data, base, space_marks, space_source, prefix))
@@ -237,6 +237,14 @@ def _target(file, data: dict, space, marks: Marks, source: str | None, directory
     if space is not None and space.names():
         check_target(space, target, marks, source, space_marks or {}, space_source, prefix)
     return target
+
+
+def _inline_space(raw: dict, marks: Marks, source: str | None) -> SearchSpace:
+    """A `space:` mapping, its problems named from the study file's root (space.pattern.n_layers)."""
+    try:
+        return parse_space(raw, under(marks, "space"), source)
+    except FileError as err:
+        raise FileError("study file", nested("space", err.issues), source) from None
 
 
 def _collect(issues: list[SpecIssue], step):
