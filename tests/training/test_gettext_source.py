@@ -100,9 +100,20 @@ def test_the_task_reads_catalogs_and_prepared_files(locales, tmp_path):
     prepare_corpus(tmp_path / "pairs.jsonl", locales)
     for options in ({"source": "gettext", "path": str(locales)}, {"source": "jsonl", "path": str(tmp_path / "pairs.jsonl")}):
         task = make_task(TaskSpec(name="seq2seq", options={**options, "languages": ["fr"]}), 32, 0)
-        assert task.describe()["train_pairs"] + task.describe()["val_pairs"] + task.describe()["test_pairs"] == 301
+        assert sum(task.describe()["pairs"].values()) == 301
+        test = make_task(TaskSpec(name="seq2seq", options={**options, "languages": ["fr"], "eval_split": "test"}), 32, 0)
+        assert sorted(e.source for e in test.val_examples) == sorted(p.source for p in read_pairs(
+            tmp_path / "pairs.jsonl", ["fr"]) if p.split == "test")
         e = task.train_examples[0]
         assert (e.src_lang, e.tgt_lang) == ("en", "fr") and e.source.startswith(("message", "Open"))
     back = make_task(TaskSpec(name="seq2seq", options={"source": "gettext", "path": str(locales), "languages": ["fr"],
                                                       "direction": "into_english"}), 32, 0)
     assert back.train_examples[0].tgt_lang == "en" and back.train_examples[0].target.startswith(("message", "Open"))
+
+
+def test_every_seed_evaluates_the_same_pairs_in_a_mixed_order(locales):
+    options = {"source": "gettext", "path": str(locales)}
+    tasks = [make_task(TaskSpec(name="seq2seq", options=options), 32, seed) for seed in (0, 1)]
+    assert tasks[0].val_examples == tasks[1].val_examples  # seeds pair up on one evaluation set
+    langs = [e.tgt_lang for e in tasks[0].val_examples]
+    assert len(set(langs)) == 2 and langs != sorted(langs)  # not all of one language first

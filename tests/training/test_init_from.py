@@ -64,3 +64,12 @@ def test_cli_init_from_uses_the_runs_spec(trained, tmp_path, capsys):
     assert (out / "spec.yaml").read_text() == (trained / "spec.yaml").read_text()
     assert main(["train", "--task", "mqar", "--init-from", str(tmp_path / "nowhere")]) == 2
     assert "no spec.yaml there" in capsys.readouterr().err
+
+
+def test_studies_and_ablations_take_init_from_as_a_recipe_field(trained):
+    from archsearch.studies.evaluate import resolve_training
+
+    _, parsed = resolve_training({"name": "memorization"}, {"init_from": str(trained)})
+    assert parsed.init_from == str(trained)
+    with pytest.raises(UserError, match="recipe.init_from"):
+        resolve_training({"name": "memorization"}, {"init_from": ""})

@@ -41,6 +41,8 @@ class Seq2SeqOptions(TaskOptions):
     toy_letters: int = Field(8, ge=2, le=26, description="copy/reverse: letters drawn from (a, b, ...)")
     transforms: list[Any] = Field(default_factory=list, description="training-time reformulations, in order: names, "
                                   "NAME:KEY=VALUE text joined by +, or {name, options} (see transforms.py)")
+    eval_split: Literal["validation", "test"] = Field("validation", description="the held-out pairs evaluated "
+                                                      "(loss and generation); test: for a final report")
     generate_examples: int = Field(64, ge=0, description="validation pairs decoded greedily at each evaluation "
                                                          "(chrF++, exact match); 0: none")
     generate_batch: int = Field(32, ge=1, description="sequences decoded together")
@@ -84,13 +86,16 @@ class Seq2Seq(Task):
             if options.direction == "into_english":
                 src, tgt, langs = tgt, src, langs[::-1]
             by_split[p.split].append(Example(src, tgt, *langs))
-        self.train_examples, self.val_examples = by_split["train"], by_split["validation"]
-        self.test_examples = by_split["test"]
+        self.pair_counts = {split: len(examples) for split, examples in by_split.items()}
+        self.train_examples = by_split["train"]
+        # evaluated pairs in a fixed mixed order (not by language), the same for every seed: seeds pair up
+        self.val_examples = by_split[options.eval_split]
+        random.Random(0).shuffle(self.val_examples)
         if options.max_pairs is not None and len(self.train_examples) > options.max_pairs:
             self.train_examples = random.Random(seed).sample(self.train_examples, options.max_pairs)
         need(self.name, len(self.train_examples) >= 1 and len(self.val_examples) >= 1,
              f"source {options.source!r} gave {len(self.train_examples)} training and {len(self.val_examples)} "
-             "validation pairs; need at least one of each (more languages, a larger max_chars, more toy_pairs)")
+             f"{options.eval_split} pairs; need at least one of each (more languages, a larger max_chars, more toy_pairs)")
         need(self.name, seq_len >= 8, f"seq_len {seq_len} is too short for a pair; needs >= 8")
 
     def _pairs(self) -> list[Pair]:
@@ -204,5 +209,5 @@ class Seq2Seq(Task):
         return {"chrf_pp": chrf, "exact_match": exact}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "train_pairs": len(self.train_examples), "val_pairs": len(self.val_examples),
-                "test_pairs": len(self.test_examples), "transforms": self.pipeline.items}
+        return {**super().describe(), "pairs": self.pair_counts, "train_pairs": len(self.train_examples),
+                "eval_split": self.options.eval_split, "transforms": self.pipeline.items}
