@@ -31,7 +31,7 @@ def trial_folder(url: str, study_name: str, origin: int) -> Path:
 
 
 def _has_checkpoint(out: Path) -> bool:
-    return (out / "state.json").is_file() and (out / "model.safetensors").is_file()
+    return (out / "state.json").is_file()  # written last (training.checkpoint): the rest is there before it
 
 
 def _checkpoint_step(out: Path) -> int:

@@ -91,3 +91,45 @@ def run_study(study, url, evaluator=None, **kwargs):
         return runner.run()
     finally:
         runner.close()
+
+
+class ResumableToy(ToyEvaluator):
+    """ToyEvaluator with a run folder: it stops when its callback raises, saving (step, U, V, curve) to
+    out_dir/state.json, and `resume=True` continues from there: successive halving without torch."""
+
+    def __call__(self, spec, callback, *, out_dir=None, resume=False):
+        import json
+        import time
+        from pathlib import Path
+
+        self.calls += 1
+        rng = np.random.default_rng(0)
+        target = rng.standard_normal((16, 16)) / 4
+        rank = max(1, min(16, spec.d_model // 16))
+        u, v = rng.standard_normal((16, rank)) * 0.1, rng.standard_normal((rank, 16)) * 0.1
+        start, curve = 0, []
+        state_file = Path(out_dir) / "state.json" if out_dir is not None else None
+        if resume:
+            saved = json.loads(state_file.read_text())
+            start, curve, u, v = saved["step"], saved["curve"], np.array(saved["u"]), np.array(saved["v"])
+        loss = float("nan")
+        for step in range(start + 1, self.steps + 1):
+            for _ in range(10):
+                residual = u @ v - target
+                u, v = u - 0.5 * residual @ v.T, v - 0.5 * u.T @ residual
+            loss = float(np.mean((u @ v - target) ** 2)) + 0.01 * spec.n_layers
+            if step % self.eval_every == 0:
+                metrics = {"val_loss": loss}
+                curve.append({"step": step, **metrics})
+                if self.sleep_s:
+                    time.sleep(self.sleep_s)
+                try:
+                    callback(step, metrics)
+                except Exception:
+                    if state_file is not None:
+                        state_file.parent.mkdir(parents=True, exist_ok=True)
+                        state_file.write_text(json.dumps({"step": step, "curve": curve, "u": u.tolist(),
+                                                          "v": v.tolist()}))
+                    raise
+        return {"status": "completed", "reason": None, "metrics": {"val_loss": loss}, "curve": curve,
+                "steps": self.steps}
