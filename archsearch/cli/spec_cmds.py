@@ -158,16 +158,29 @@ def _print_summary(spec, summary: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- schema
-def schema(output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the schema to this file")) -> None:
-    """Print the JSON Schema of a spec (for editors: `# yaml-language-server: $schema=...`)."""
-    from ..outputs import check_output
-    from ..spec import ModelSpec
+SCHEMA_KINDS = ("spec", "study", "space")
 
+
+def schema(output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the schema to this file"),
+           kind: str = typer.Option("spec", "--kind", help="which file: spec, study (studies/*.yaml) or space "
+                                    "(spaces/*.yaml)")) -> None:
+    """Print the JSON Schema of a spec, study or space file (for editors: `# yaml-language-server: $schema=...`)."""
+    from ..errors import UserError
+    from ..outputs import check_output
+
+    if kind not in SCHEMA_KINDS:
+        raise UserError(f"--kind {printable(kind)[:40]!r}: allowed: {', '.join(SCHEMA_KINDS)}")
     if output is not None:
         check_output(output, "-o", folder=False)
+    if kind == "spec":
+        from ..spec import ModelSpec
 
-    document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-                **ModelSpec.model_json_schema(mode="validation")}
+        document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                    **ModelSpec.model_json_schema(mode="validation")}
+    else:
+        from ..studies.schemas import space_schema, study_schema
+
+        document = study_schema() if kind == "study" else space_schema()
     text = json.dumps(document, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)

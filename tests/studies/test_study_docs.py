@@ -46,3 +46,122 @@ def test_a_space_file_names_its_allowed_fields_too(tmp_path):
     assert found["paramters"].allowed == "fields: name, description, pattern, parameters"
     assert found["parameters.d_model.stepp"].allowed == "fields: type, low, high, step, log, when"
     assert found["paramters"].location.startswith(f"{path}:4:")
+
+
+# ------------------------------------------------------------------------------------------ JSON Schemas
+def _errors(instance, schema, root, path="$") -> list[str]:
+    """A small JSON Schema (2020-12) checker for the keywords pydantic's schemas use (jsonschema is not a
+    dependency): $ref, anyOf / oneOf / allOf, type, enum, const, properties, required, additionalProperties,
+    items, prefixItems, min/maxItems, numeric bounds, min/maxLength, pattern, propertyNames."""
+    import re
+
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/$defs/")
+        return _errors(instance, root["$defs"][name] if name != "#" else root, root, path)
+    out = []
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            passing = sum(not _errors(instance, option, root, path) for option in schema[key])
+            if passing == 0 or (key == "oneOf" and passing > 1):
+                out.append(f"{path}: {key} matched {passing} options")
+    for option in schema.get("allOf", []):
+        out += _errors(instance, option, root, path)
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+    kind = schema.get("type")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        ok = any(isinstance(instance, int) and not isinstance(instance, bool) if k == "integer" else
+                 isinstance(instance, (int, float)) and not isinstance(instance, bool) if k == "number" else
+                 isinstance(instance, types[k]) for k in kinds)
+        if not ok:
+            return out + [f"{path}: not {kind}: {instance!r}"[:200]]
+    if "enum" in schema and instance not in schema["enum"]:
+        out.append(f"{path}: {instance!r} not in {schema['enum']}")
+    if "const" in schema and instance != schema["const"]:
+        out.append(f"{path}: {instance!r} != {schema['const']!r}")
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        out += [f"{path}: missing {r}" for r in schema.get("required", []) if r not in instance]
+        for key, value in instance.items():
+            if key in props:
+                out += _errors(value, props[key], root, f"{path}.{key}")
+            elif schema.get("additionalProperties") is False:
+                out.append(f"{path}: unknown {key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                out += _errors(value, schema["additionalProperties"], root, f"{path}.{key}")
+            if "propertyNames" in schema:
+                out += _errors(key, schema["propertyNames"], root, f"{path}[{key!r}]")
+    if isinstance(instance, list):
+        prefix = schema.get("prefixItems", [])
+        for index, item in enumerate(instance):
+            sub = prefix[index] if index < len(prefix) else schema.get("items")
+            if isinstance(sub, dict):
+                out += _errors(item, sub, root, f"{path}[{index}]")
+        if len(instance) < schema.get("minItems", 0) or len(instance) > schema.get("maxItems", len(instance)):
+            out.append(f"{path}: {len(instance)} items")
+    if isinstance(instance, (int, float)) and not isinstance(instance, bool):
+        for key, bad in (("minimum", lambda b: instance < b), ("maximum", lambda b: instance > b),
+                         ("exclusiveMinimum", lambda b: instance <= b), ("exclusiveMaximum", lambda b: instance >= b)):
+            if key in schema and bad(schema[key]):
+                out.append(f"{path}: {instance} fails {key} {schema[key]}")
+    if isinstance(instance, str):
+        if not schema.get("minLength", 0) <= len(instance) <= schema.get("maxLength", len(instance)):
+            out.append(f"{path}: length {len(instance)}")
+        if "pattern" in schema and not re.search(schema["pattern"], instance):
+            out.append(f"{path}: {instance!r} does not match {schema['pattern']}")
+    return out
+
+
+def _schema(capsys, kind, tmp_path):
+    import json
+
+    from archsearch.cli import main
+
+    target = tmp_path / f"{kind}.schema.json"
+    assert main(["schema", "--kind", kind, "-o", str(target)]) == 0
+    capsys.readouterr()
+    return json.loads(target.read_text())
+
+
+def _shipped(folder):
+    from pathlib import Path
+
+    import archsearch
+
+    root = Path(archsearch.__file__).resolve().parent.parent / folder
+    files = sorted(root.glob("*.yaml"))
+    assert files, root
+    return [(f.name, yaml.safe_load(f.read_text())) for f in files]
+
+
+def test_the_study_schema_accepts_the_shipped_studies_and_names_every_field(capsys, tmp_path):
+    schema = _schema(capsys, "study", tmp_path)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert set(schema["properties"]) == set(StudyFile.model_fields)
+    assert all(p.get("description") for p in schema["properties"].values())  # hover text for every field
+    shipped = _shipped("studies")
+    for name, document in shipped:
+        assert _errors(document, schema, schema) == [], name
+    document = dict(shipped[0][1])
+    # what the schema must refuse, as the loader does
+    for bad in ({"samplr": {}}, {"keep_checkpoints": "some"}, {"space": {"pattern": {"colour": 1}}},
+                {"recipe": {"stepz": 3}}, {"objectives": [{"metric": "val_loss", "dir": "up"}]},
+                {"base": {"name": "x"}}):
+        assert _errors({**document, **bad}, schema, schema), bad
+    # and what it must accept: names and paths, an inline spec, a study written as in the test helpers
+    for good in ({"space": "hybrid-tiny"}, {"base": "nemotron-h-tiny", "space": "../spaces/hybrid-tiny.yaml"},
+                 {"objectives": ["val_loss", {"metric": "n_params", "direction": "minimize"}]},
+                 {"recipe": {"tokens": "5M", "warmup": 0.1}}, {"keep_checkpoints": "best"}):
+        assert _errors({**document, **good}, schema, schema) == [], good
+    assert _errors(study_doc(), schema, schema) == []
+
+
+def test_the_space_schema_accepts_the_shipped_spaces(capsys, tmp_path):
+    schema = _schema(capsys, "space", tmp_path)
+    pattern = schema["$defs"]["PatternSpace"]["properties"]
+    assert all(pattern[f].get("description") for f in ("n_layers", "placement", "local_global", "mlp", "choices"))
+    for name, document in _shipped("spaces"):
+        assert _errors(document, schema, schema) == [], name
+        assert _errors({**document, "paramters": {}}, schema, schema), name
+    assert _errors({"pattern": {"choices": ["M-M-*-", "(M-)x4 *-"]}}, schema, schema) == []
+    assert _errors({"parameters": {"d_model": {"type": "int", "low": 64, "high": 128, "stepp": 64}}}, schema, schema)
