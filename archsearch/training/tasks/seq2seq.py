@@ -32,7 +32,8 @@ class Seq2SeqOptions(TaskOptions):
     source: Literal["gettext", "jsonl", "copy", "reverse"] = Field(
         "gettext", description="gettext: the machine's .mo catalogs; jsonl: a prepared file; copy/reverse: toy pairs")
     path: str | None = Field(None, description=f"gettext: the locale folder (default {LOCALE_ROOT}); jsonl: the file")
-    languages: list[str] | None = Field(None, description="the languages paired with English (None: all there are)")
+    languages: list[str] | None = Field(None, description="the languages paired with English, a list or de,fr "
+                                                          "(None: all there are)")
     direction: Literal["from_english", "into_english"] = Field("from_english", description="which side is the source")
     max_chars: int = Field(96, ge=1, description="pairs with a longer source or target are left out")
     max_pairs: int | None = Field(None, ge=1, description="keep at most this many training pairs (a fixed sample)")
@@ -46,6 +47,11 @@ class Seq2SeqOptions(TaskOptions):
     generate_examples: int = Field(64, ge=0, description="validation pairs decoded greedily at each evaluation "
                                                          "(chrF++, exact match); 0: none")
     generate_batch: int = Field(32, ge=1, description="sequences decoded together")
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _languages(cls, value):  # the command line gives text: de,fr
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @field_validator("transforms", mode="before")
     @classmethod
