@@ -6,6 +6,8 @@ import math
 import optuna
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archsearch.spec import parse_spec
 from archsearch.storage import Database
@@ -31,6 +33,27 @@ def test_rank_by_fronts_then_crowding_then_feasibility():
     # an infeasible point ranks after every feasible one, however good
     assert rank([(0, 0), (9, 9)], MIN, [False, True]) == [1, 0]
     assert rank([(1,), (1,)], ["maximize"]) == [0, 1]  # ties: the earlier first
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.booleans()), min_size=1, max_size=14),
+       st.sampled_from(["1/2", "1/3", 0.25]))
+def test_rank_is_a_permutation_that_never_puts_a_dominated_result_first(results, keep):
+    points = [(a, b) for a, b, _ in results]
+    feasible = [ok for _, _, ok in results]
+    order = rank(points, MIN, feasible)
+    assert sorted(order) == list(range(len(points)))
+    position = {index: at for at, index in enumerate(order)}
+    for i, p in enumerate(points):
+        for j, q in enumerate(points):
+            if feasible[i] and not feasible[j]:
+                assert position[i] < position[j]
+            elif feasible[i] == feasible[j] and p[0] <= q[0] and p[1] <= q[1] and p != q:
+                assert position[i] < position[j]  # i dominates j
+    config = HalvingConfig(rungs=[0.5, 1.0], keep=keep)
+    kept = [i for i in range(len(points)) if promoted(list(zip(points, feasible)), i, MIN, config)]
+    expected = len(points) if len(points) < config.threshold else max(1, int(config.keep * len(points) + 1e-9))
+    assert len(kept) == expected and set(kept) == set(order[:expected])
 
 
 def test_promotion_keeps_the_best_share_once_a_rung_has_enough_results():
