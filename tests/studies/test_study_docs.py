@@ -165,3 +165,25 @@ def test_the_space_schema_accepts_the_shipped_spaces(capsys, tmp_path):
         assert _errors({**document, "paramters": {}}, schema, schema), name
     assert _errors({"pattern": {"choices": ["M-M-*-", "(M-)x4 *-"]}}, schema, schema) == []
     assert _errors({"parameters": {"d_model": {"type": "int", "low": 64, "high": 128, "stepp": 64}}}, schema, schema)
+
+
+def test_the_readme_study_and_space_examples_load_and_match_the_schemas(capsys, tmp_path):
+    """The README's commented study and space files (with its spec example as my-hybrid.yaml) pass the full
+    preflight and their schemas, so the documentation cannot drift from what is accepted."""
+    import re
+    from pathlib import Path
+
+    import archsearch
+    from archsearch.studies.preflight import preflight
+
+    readme = (Path(archsearch.__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Study and space files"):readme.index("## Studies: what a trial")]
+    study, space = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    spec = re.findall(r"```yaml\n(.*?)```", readme[readme.index("## Spec files"):], re.S)[0]
+    for name, text in (("study.yaml", study), ("my-space.yaml", space), ("my-hybrid.yaml", spec)):
+        (tmp_path / name).write_text(text)
+    loaded = preflight(tmp_path / "study.yaml")
+    assert {"pattern.local_global", "pattern.mlp", "blocks.L.window"} <= set(loaded.space.names())
+    for kind, text in (("study", study), ("space", space)):
+        schema = _schema(capsys, kind, tmp_path)
+        assert _errors(yaml.safe_load(text), schema, schema) == [], kind
