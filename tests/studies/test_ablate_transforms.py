@@ -50,7 +50,13 @@ def test_ablate_varies_transforms_over_seeds(tmp_path):
         assert transforms == ([] if run.cell.is_base else [{"name": run.cell.task_options["transforms"].split(":")[0],
                                                               "options": {"probability": 1} if "reverse" in
                                                               run.cell.label else {}}])
-    assert stored is not None
+    from starlette.testclient import TestClient
+
+    from archsearch.dashboard.app import create_app
+
+    page = TestClient(create_app(db)).get(f"/ablation/{stored}")  # stored in SQL, shown with its chart
+    assert page.status_code == 200 and 'id="ablation-figure"' in page.text
+    assert "task.transforms=reverse:probability=1" in page.text
 
 
 def test_a_bad_transform_names_its_cell_before_training():
