@@ -157,9 +157,8 @@ def load_initial_weights(folder: Path, model: nn.Module, device: torch.device) -
             saved = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise _damaged(folder, "model.safetensors", f"is not a readable safetensors file ({str(err)[:120]})") from None
-    # save_model drops tied duplicates (the head shares the embedding): compare against the same de-duplicated view
-    own = {name: tensor for name, tensor in model.state_dict().items()}
-    problems = [f"{n} (missing from the run)" for n in sorted(own) if n not in saved and not _tied(model, n, saved)]
+    own = model.state_dict()  # a tied head is not a tensor of its own here, nor in the file
+    problems = [f"{n} (missing from the run)" for n in sorted(own) if n not in saved]
     problems += [f"{n} (not in this model)" for n in sorted(saved) if n not in own]
     problems += [f"{n} (run {tuple(saved[n].shape)}, model {tuple(own[n].shape)})" for n in sorted(saved)
                  if n in own and saved[n].shape != own[n].shape]
@@ -168,13 +167,6 @@ def load_initial_weights(folder: Path, model: nn.Module, device: torch.device) -
                         f"{'; '.join(problems[:6])}" + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
                         + "; finetuning needs the same tensor names and shapes (the same layers, widths and vocab)")
     load_weights(folder, model, device)
-
-
-def _tied(model: nn.Module, name: str, saved: dict) -> bool:
-    """Whether `name` is a tied alias of a saved tensor (one storage, saved once)."""
-    state = model.state_dict()
-    ptr = state[name].data_ptr()
-    return any(k in saved and state[k].data_ptr() == ptr for k in state if k != name)
 
 
 def _torch_file(out: Path, name: str, device: torch.device | str) -> Any:

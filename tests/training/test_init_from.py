@@ -73,3 +73,9 @@ def test_studies_and_ablations_take_init_from_as_a_recipe_field(trained):
     assert parsed.init_from == str(trained)
     with pytest.raises(UserError, match="recipe.init_from"):
         resolve_training({"name": "memorization"}, {"init_from": ""})
+
+
+def test_a_tied_run_does_not_fit_an_untied_spec(make_spec, trained):
+    untied = make_spec(64).model_copy(update={"tie_embeddings": False})
+    with pytest.raises(UserError, match=r"lm_head.weight \(missing from the run\)"):
+        train(untied, TABLE, recipe(1, init_from=str(trained)), progress=False, device="cpu")
