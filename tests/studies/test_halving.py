@@ -193,3 +193,23 @@ def test_a_retried_trial_resumes_from_its_rung_checkpoint_and_ends_as_an_uninter
     assert retried.retry_of == 0 and retried.rung == 2
     assert [p["step"] for p in retried.curve if "val_loss" in p] == [2, 4, 6, 8]
     assert retried.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
+
+
+def test_recall_is_scored_at_every_rung_and_at_the_end(write_study, sqlite_url):
+    from archsearch.studies.evaluate import TrainEvaluator
+    from archsearch.studies.launch import _evaluator
+
+    recipe = {"steps": 4, "batch_size": 4, "seq_len": 16, "eval_every": 2, "warmup": 1}
+    path = write_study(n_trials=2, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=recipe,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [32, 64]}}},
+                       objectives=["val_loss", "recall"], halving={"rungs": [0.5, 1.0], "keep": 0.5, "min_results": 3})
+    from archsearch.studies import load_study
+
+    assert _evaluator(load_study(path)).recall  # a study listing recall scores it
+    run_study(path, sqlite_url, TrainEvaluator(TASK, recipe, seed=0, device="cpu", recall=True))
+    with Database(sqlite_url) as db:
+        study_id = records.study_by_name(db, "toy").id
+        rows = records.trials_of(db, study_id)
+        scored = rung_rows.rung_results(db, study_id, 0) + rung_rows.rung_results(db, study_id, 1)
+    assert len(scored) == 4 and all(0.0 <= r.objectives[1] <= 1.0 for r in scored)  # both promoted (min_results 3)
+    assert all(r.status == "completed" and r.metrics["recall"] == r.objectives[1] for r in rows)
