@@ -98,10 +98,12 @@ def test_the_split_follows_the_english_message_and_never_leaks(locales, tmp_path
 
 def test_the_task_reads_catalogs_and_prepared_files(locales, tmp_path):
     prepare_corpus(tmp_path / "pairs.jsonl", locales)
-    for options in ({"source": "gettext", "path": str(locales)}, {"source": "jsonl", "path": str(tmp_path / "pairs.jsonl")}):
+    for options in ({"source": "gettext", "path": str(locales)},
+                    {"source": "jsonl", "path": str(tmp_path / "pairs.jsonl")}):
         task = make_task(TaskSpec(name="seq2seq", options={**options, "languages": ["fr"]}), 32, 0)
         assert sum(task.describe()["pairs"].values()) == 301
-        test = make_task(TaskSpec(name="seq2seq", options={**options, "languages": ["fr"], "eval_split": "test"}), 32, 0)
+        test_options = {**options, "languages": ["fr"], "eval_split": "test"}
+        test = make_task(TaskSpec(name="seq2seq", options=test_options), 32, 0)
         assert sorted(e.source for e in test.val_examples) == sorted(p.source for p in read_pairs(
             tmp_path / "pairs.jsonl", ["fr"]) if p.split == "test")
         e = task.train_examples[0]

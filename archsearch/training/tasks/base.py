@@ -86,7 +86,8 @@ class Task:
         """The run's length in micro-batches, told before the first batch (tasks whose examples follow a schedule
         over training read it; others ignore it)."""
 
-    def generation_metrics(self, model, device: torch.device, autocast: Callable[[], ContextManager]) -> dict[str, float]:
+    def generation_metrics(self, model, device: torch.device,
+                           autocast: Callable[[], ContextManager]) -> dict[str, float]:
         """Metrics of text the model generates (seq2seq tasks: chrF++, exact match), added to each evaluation."""
         return {}
 

@@ -101,7 +101,8 @@ class Seq2Seq(Task):
             self.train_examples = random.Random(seed).sample(self.train_examples, options.max_pairs)
         need(self.name, len(self.train_examples) >= 1 and len(self.val_examples) >= 1,
              f"source {options.source!r} gave {len(self.train_examples)} training and {len(self.val_examples)} "
-             f"{options.eval_split} pairs; need at least one of each (more languages, a larger max_chars, more toy_pairs)")
+             f"{options.eval_split} pairs; need at least one of each (more languages, a larger max_chars, more "
+             "toy_pairs)")
         need(self.name, seq_len >= 8, f"seq_len {seq_len} is too short for a pair; needs >= 8")
 
     def _pairs(self) -> list[Pair]:

@@ -3,7 +3,8 @@ another (no new data, no change at inference: validation and generation see the 
 
 A transform is written `{"name": "hint", "options": {"start": 0.5}}`, or as text `hint:start=0.5`; several are
 joined with `+` (`lang_tag+hint:start=0.5`; values holding `:` or `+` need the mapping form), the form
-`archsearch ablate --vary task.transforms=...` takes, and `none` is the empty list. An unknown transform or option is a UserError listing what exists."""
+`archsearch ablate --vary task.transforms=...` takes, and `none` is the empty list. An unknown transform or option
+is a UserError listing what exists."""
 
 from __future__ import annotations
 
