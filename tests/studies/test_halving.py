@@ -213,3 +213,36 @@ def test_recall_is_scored_at_every_rung_and_at_the_end(write_study, sqlite_url):
         scored = rung_rows.rung_results(db, study_id, 0) + rung_rows.rung_results(db, study_id, 1)
     assert len(scored) == 4 and all(0.0 <= r.objectives[1] <= 1.0 for r in scored)  # both promoted (min_results 3)
     assert all(r.status == "completed" and r.metrics["recall"] == r.objectives[1] for r in rows)
+
+
+def test_under_a_flops_budget_each_trial_meets_its_rungs_at_the_same_share_of_compute(write_study, sqlite_url):
+    from archsearch.spec import training_flops_per_token
+    from archsearch.studies.evaluate import TrainEvaluator
+
+    small = parse_spec({**BASE_SPEC, "d_model": 64})
+    budget = 12.5 * 4 * 16 * training_flops_per_token(small, 16)  # 12 steps of the small model, fewer of a wide one
+    recipe = {"flops": budget, "batch_size": 4, "seq_len": 16, "eval_every": 0.25, "warmup": 0.2}
+    halving = {"rungs": [0.25, 0.5, 1.0], "keep": 0.5, "min_results": 10}  # everyone promoted: rungs only
+    path = write_study(n_trials=2, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=recipe,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [64, 192]}}},
+                       objectives=["val_loss", "n_params"], halving=halving)
+    run_study(path, sqlite_url, TrainEvaluator(TASK, recipe, seed=0, device="cpu"))
+    with Database(sqlite_url) as db:
+        study_id = records.study_by_name(db, "toy").id
+        rows = {r.number: r for r in records.trials_of(db, study_id)}
+        steps = {}
+        for k in range(3):
+            for r in rung_rows.rung_results(db, study_id, k):
+                steps.setdefault(r.trial_number, []).append(r.step)
+    config = HalvingConfig(**halving)
+    finals = set()
+    for number, row in rows.items():
+        assert row.status == "completed", row.error
+        final = row.curve[-1]["step"]
+        finals.add(final)
+        assert steps[number] == config.rung_steps(final)  # each at 1/4, 1/2 and all of its own budget
+        flops = {p["step"]: p["flops"] for p in row.curve if "val_loss" in p}
+        for fraction, step in zip(config.rungs, steps[number]):
+            per_step = flops[step] / step
+            assert abs(flops[step] - fraction * budget) <= per_step  # within one step of the same compute share
+    assert len(finals) == 2  # the two widths trained different step counts: equal compute, not equal steps
