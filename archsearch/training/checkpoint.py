@@ -4,6 +4,7 @@ renamed, so a crash never leaves half a checkpoint."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -81,6 +82,28 @@ def _check_state(out: Path, state: dict) -> None:
             raise _damaged(out, "state.json", f"has a '{key}' that is not a JSON {'array' if kind is list else 'object'}")
 
 
+BINARY_FILES = ("model.safetensors", "optimizer.pt", "rng.pt")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _check_sums(out: Path, state: dict) -> None:
+    """Bytes changed inside a weights or optimizer file can still parse (as other numbers, NaN included): the
+    digests saved beside them are what tells. Folders written before digests were saved are taken as they are."""
+    sums = state.get("sha256")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise _damaged(out, "state.json", "has a 'sha256' that is not a JSON object")
+    for name in BINARY_FILES:
+        if name in sums and sums[name] != _sha256(out / name):
+            raise _damaged(out, name, "does not match the SHA-256 saved with it in state.json (it changed after "
+                           "the run wrote it)")
+
+
 def check_run_folder(out: Path) -> dict:
     """Everything `--resume` needs, checked before any model is built: the folder, each file present, the JSON
     files well-formed, the weights file's header readable. Returns state.json. UserError names the file."""
@@ -125,7 +148,8 @@ def save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimize
         rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
     _atomic(out / "rng.pt", lambda p: torch.save(rng, p))
     version, internal, gauss = random.getstate()
-    write_json(out / "state.json", {**state, "python_random": [version, list(internal), gauss]})
+    sums = {name: _sha256(out / name) for name in BINARY_FILES}
+    write_json(out / "state.json", {**state, "python_random": [version, list(internal), gauss], "sha256": sums})
 
 
 def load_weights(out: Path, model: nn.Module, device: torch.device) -> None:
@@ -214,6 +238,8 @@ def load_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimize
     load_weights(out, model, device)
     _load_optimizer(out, optimizer, device)
     _load_rng(out)
+    _check_sums(out, state)  # after the loads, whose errors say more; before any step trains on changed bytes
+    state.pop("sha256", None)
     version, internal, gauss = state.pop("python_random")
     try:
         random.setstate((version, tuple(internal), gauss))

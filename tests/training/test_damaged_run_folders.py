@@ -78,6 +78,9 @@ DAMAGE = {
     "model.safetensors: truncated": ("model.safetensors", _truncate, "not a readable safetensors file"),
     "model.safetensors: header only": ("model.safetensors", lambda p: _truncate(p, 0.01), "model.safetensors"),
     "model.safetensors: garbage": ("model.safetensors", lambda p: p.write_bytes(b"\x00" * 64), "model.safetensors"),
+    # bytes inside a tensor still parse (as other numbers, NaN included): only the saved digest tells
+    "model.safetensors: a weight's bytes": ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-6] +
+                                            b"\x00\x00\x00\x00\xc0\x7f"), "does not match the SHA-256"),
     "optimizer.pt: truncated": ("optimizer.pt", _truncate, "cannot be loaded"),
     "optimizer.pt: garbage": ("optimizer.pt", lambda p: p.write_bytes(b"not a torch file"), "cannot be loaded"),
     "optimizer.pt: a tensor": ("optimizer.pt", lambda p: torch.save(torch.zeros(3), p), "holds no optimizer state"),
