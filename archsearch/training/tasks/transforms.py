@@ -52,28 +52,37 @@ class LangTagOptions(TransformOptions):
     format: str = Field("<2{tgt}> ", description="the tag put before the source; {tgt} and {src} are the languages")
 
 
-class LangTag(Transform):
+class _Prefix(Transform):
+    """Text before the source, from a template naming the languages ({src}, {tgt})."""
+
+    def template(self) -> str:
+        raise NotImplementedError
+
+    def apply(self, example, rng, progress):
+        text = self.template().format(tgt=example.tgt_lang, src=example.src_lang)
+        return replace(example, prefix=text + example.prefix)
+
+
+class LangTag(_Prefix):
     name = "lang_tag"
     Options = LangTagOptions
     description = "a target-language tag before the source"
 
-    def apply(self, example, rng, progress):
-        tag = self.options.format.format(tgt=example.tgt_lang, src=example.src_lang)
-        return replace(example, prefix=tag + example.prefix)
+    def template(self) -> str:
+        return self.options.format
 
 
 class InstructionOptions(TransformOptions):
     text: str = Field("Translate from {src} to {tgt}: ", description="the instruction; {src}, {tgt}: the languages")
 
 
-class Instruction(Transform):
+class Instruction(_Prefix):
     name = "instruction"
     Options = InstructionOptions
     description = "an instruction before the source"
 
-    def apply(self, example, rng, progress):
-        text = self.options.text.format(tgt=example.tgt_lang, src=example.src_lang)
-        return replace(example, prefix=text + example.prefix)
+    def template(self) -> str:
+        return self.options.text
 
 
 class HintOptions(TransformOptions):
