@@ -26,6 +26,8 @@ KNOWN: dict[str, tuple[Direction, str, str]] = {
     "peak_memory_bytes": ("minimize", "result", "measured peak memory of training"),
     "n_params": ("minimize", "analytic", "exact parameter count"),
     "memory_bytes": ("minimize", "analytic", "analytic serving memory at the first budget constraint"),
+    "decode_tokens_per_s": ("maximize", "analytic", "roofline decode tokens/s at the first budget constraint (its "
+                                                    "device and batch, generating the last 1024 tokens of its context)"),
 }
 ANALYTIC = tuple(m for m, (_, where, _) in KNOWN.items() if where == "analytic")
 # Metrics only some trainings report: a task's own (its `summarize`), and the distillation loss.

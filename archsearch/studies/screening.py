@@ -4,6 +4,9 @@ Every trial reports every constraint (Optuna's samplers compare trials key by ke
 - `valid`: 0 for a valid spec, 1 for one that fails validation
 - `budget:DEVICE@CONTEXTxBATCH`: (analytic bytes - budget bytes) / budget bytes
 - `params_min` / `params_max`: relative distance outside the parameter range
+Analytic objectives come from the first budget constraint: `memory_bytes` (its serving memory) and
+`decode_tokens_per_s` (the roofline projection of generating the last DECODE_TAIL tokens of its context, on its
+device at its batch: a projection for ranking candidates, not a measurement).
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks import CheckSettings, check_budget, load_catalog, parse_count
+from ..checks.memory import MemoryModel
+from ..checks.roofline import project
 from ..errors import UserError
 from ..spec import ModelSpec, count_parameters
 from .study_file import Constraints
+
+DECODE_TAIL = 1024  # tokens generated at the end of the budget's context for `decode_tokens_per_s`
 
 
 @dataclass
@@ -56,7 +63,8 @@ class Screen:
         verdict = Verdict(True, {"valid": 0.0}, analytic={"n_params": float(n_params)})
         for index, (key, device, context, batch, settings) in enumerate(self.budgets):
             try:
-                report = check_budget(spec, device, context, batch, settings)
+                model = MemoryModel(spec, settings)  # one memory model for the verdict and the projection
+                report = check_budget(spec, device, context, batch, settings, model=model)
             except UserError as err:  # e.g. the context is beyond this spec's max_context
                 verdict.constraints[key] = 1.0
                 verdict.budget[key] = {"error": str(err)}
@@ -67,6 +75,9 @@ class Screen:
             verdict.constraints[key] = (report.total_bytes - report.budget_bytes) / report.budget_bytes
             if index == 0:
                 verdict.analytic["memory_bytes"] = float(report.total_bytes)
+                tail = min(DECODE_TAIL, context // 2)
+                projection = project(spec, device, model, context - tail, tail, batch)
+                verdict.analytic["decode_tokens_per_s"] = float(projection.decode_tokens_per_s)
             if not report.fits:
                 verdict.fits = False
                 verdict.reasons.append(f"{key}: needs {report.total_bytes / 2**30:.2f} GiB of a "

@@ -147,9 +147,10 @@ class StudyFile(_Frozen):
                              f"cuda or unset, not {self.device!r} (choose GPUs with CUDA_VISIBLE_DEVICES)")
         if self.n_trials is None and self.timeout_s is None:
             raise ValueError("give n_trials or timeout_s (or both), so the study knows when to stop")
-        if "memory_bytes" in metrics and not self.constraints.budget:
-            raise ValueError("objective memory_bytes is the analytic memory at the first budget constraint; add "
-                             "constraints.budget")
+        for metric in ("memory_bytes", "decode_tokens_per_s"):
+            if metric in metrics and not self.constraints.budget:
+                raise ValueError(f"objective {metric} is judged at the first budget constraint (its device, context "
+                                 "and batch); add constraints.budget")
         return self
 
 
