@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
@@ -54,11 +56,16 @@ def summary_json(study: StudyView, stamp: str, progress: str = "") -> dict:
             "total": study.total,
             "counts": study.counts, "n_trials_target": study.n_trials_target,
             "best": [None if b is None else {"metric": b.objective.metric, "value": b.value, "trial": b.number,
-                                             "trial_id": b.trial_id} for b in study.best]}
+                                             "trial_id": b.trial_id} for b in study.best],
+            **({} if study.halving is None else {"rungs": [asdict(c) for c in study.halving.counts]}),
+            **({"fidelity": [asdict(f) for f in study.fidelity]} if study.fidelity else {})}
 
 
 def _row_json(row: TrialRow, study: StudyView) -> dict:
-    return {"id": row.id, "number": row.number, "status": row.status, "verdict": row.verdict,
+    # successive halving only: the last rung reached (counted from 1) and where that left the trial, in words
+    rung = ({} if study.halving is None else {"rung": None if row.rung is None else row.rung + 1,
+                                              "rung_label": study.halving.label(row.status, row.rung)})
+    return rung | {"id": row.id, "number": row.number, "status": row.status, "verdict": row.verdict,
             "values": row.values, "n_params": row.n_params, "memory": row.memory_bytes,
             "tokens_per_s": row.tokens_per_s, "precision": row.precision, "backends": row.backends_text,
             "params": {name: row.params.get(name) for name in study.param_names}, "error": row.error,

@@ -18,11 +18,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..errors import first_line
+from ..storage.halving_reads import (fidelity_measurements, halving_fractions, halving_stamp, has_rungs, rung_counts,
+                                     trial_rungs)
 from ..storage.models import StudyRecord, TrialRecord
 from ..storage.tally import session_tally
 from .progress import partials
-from .views import (ANALYTIC_METRICS, UNTRAINED_STATUSES, Best, LayerCell, MemoryContext, Objective, StudyView,
-                    TrialDetail, TrialRow)
+from .views import (ANALYTIC_METRICS, UNTRAINED_STATUSES, Best, Halving, LayerCell, MemoryContext, Objective,
+                    StudyView, TrialDetail, TrialRow)
 
 
 MAX_ID = 2**63 - 1  # the largest id SQL integer columns hold; a larger one is no stored row, never an error
@@ -99,6 +101,14 @@ def shown_values(status: str, objectives: list[Objective], values: list[float | 
             for i, v in enumerate(values)]
 
 
+def _halving(session: Session, study_id: int, rows: list[TrialRow]) -> Halving | None:
+    """The study's rungs when it used successive halving (its study file says so, or rungs are recorded)."""
+    fractions = halving_fractions(session, study_id)
+    if fractions is None and not has_rungs(session, study_id) and all(r.rung is None for r in rows):
+        return None
+    return Halving(fractions or [], rung_counts(session, study_id, fractions))
+
+
 class Repository:
     """Everything the dashboard reads, through one read-only engine."""
 
@@ -117,9 +127,13 @@ class Repository:
             # Only indexed columns: a finished time would make SQLite walk every row's JSON. A trial that
             # ends changes the counts (running -> another status), a new one the newest id.
             rows = session.execute(
-                sa.select(TrialRecord.status, sa.func.count(), sa.func.max(TrialRecord.id))
+                sa.select(TrialRecord.status, sa.func.count(), sa.func.max(TrialRecord.id),
+                          sa.func.sum(TrialRecord.rung))
                 .where(TrialRecord.study_id == study_id).group_by(TrialRecord.status).order_by(TrialRecord.status))
-            return ";".join(f"{s}:{n}:{i}" for s, n, i in rows)
+            # A rung decision changes a trial's rung while its status stays running; fidelity rows change no trial.
+            # Rungs only rise, so their sum changes when a running trial passes one.
+            return ";".join([*(f"{s}:{n}:{i}" + (f":{r}" if r is not None else "") for s, n, i, r in rows),
+                             halving_stamp(session, study_id)])
 
     def _data(self, study_id: int) -> _StudyData:
         stamp = self.stamp(study_id)
@@ -141,15 +155,16 @@ class Repository:
                           else sa.null())
             t = TrialRecord
             stmt = (sa.select(t.id, t.number, t.status, t.fits, t.objectives, t.params, t.n_params, memory_col,
-                              t.tokens_per_s, t.precision, t.backends, t.error, t.wall_time_s, t.pattern_compact)
+                              t.tokens_per_s, t.precision, t.backends, t.error, t.wall_time_s, t.pattern_compact,
+                              t.rung)
                     .where(t.study_id == study_id).order_by(t.number, t.id))
             objectives = [Objective(str(o.get("metric")), str(o.get("direction", "minimize")))
                           for o in (record.objectives or []) if isinstance(o, dict)]
             rows = [TrialRow(id=i, number=n, status=s, fits=f, values=shown_values(s, objectives, _floats(obj)),
                              params=p or {}, n_params=np_, memory_bytes=mem, tokens_per_s=tps, precision=prec,
                              backends=be or {}, error=first_line(err, 200) if err else None, wall_time_s=wall,
-                             pattern=pat, trained=s not in UNTRAINED_STATUSES)
-                    for i, n, s, f, obj, p, np_, mem, tps, prec, be, err, wall, pat in session.execute(stmt)]
+                             pattern=pat, trained=s not in UNTRAINED_STATUSES, rung=rung)
+                    for i, n, s, f, obj, p, np_, mem, tps, prec, be, err, wall, pat, rung in session.execute(stmt)]
             counts = session_tally(session, study_id).by_status  # retries once, as n_trials and `study list`
             params: dict[str, None] = {}
             for row in rows:
@@ -157,7 +172,8 @@ class Repository:
             view = StudyView(id=record.id, name=record.name, status=_status(record, counts),
                              created_at=record.created_at, n_trials_target=record.n_trials_target,
                              objectives=objectives, counts=counts, best=_best(objectives, rows), memory=memory,
-                             param_names=sorted(params))
+                             param_names=sorted(params), halving=_halving(session, study_id, rows),
+                             fidelity=fidelity_measurements(session, study_id))
             return _StudyData(stamp, view, rows)
 
     # ------------------------------------------------------------------ what the pages ask for
@@ -194,6 +210,9 @@ class Repository:
         with Session(self.engine) as session:
             records = {r.id: r for r in session.scalars(sa.select(TrialRecord).where(TrialRecord.id.in_(ids)))}
             study_file = session.scalar(sa.select(StudyRecord.study_file).where(StudyRecord.id == study_id))
+            # a retry's rungs are stored under the number of the trial it re-runs (archsearch.studies.promotion)
+            origins = {i: r.retry_of if r.retry_of is not None else r.number for i, r in records.items()}
+            rungs = trial_rungs(session, study_id, sorted(set(origins.values())))
         base = (study_file or {}).get("base") if isinstance(study_file, dict) else None
         running = partials(self.engine, study_id, [i for i in ids if by_id[i].status == "running"])
         details = []
@@ -207,7 +226,8 @@ class Repository:
                 memory_breakdown={k: float(v) for k, v in breakdown.items() if isinstance(v, (int, float))},
                 metrics=r.metrics or {}, versions=r.versions or {}, traceback=r.traceback, target=r.target,
                 duplicate_of=r.duplicate_of, base=base if isinstance(base, dict) else None,
-                partial=running.get(i), memory_budget=_number_or_none((report or {}).get("budget_bytes"))))
+                partial=running.get(i), memory_budget=_number_or_none((report or {}).get("budget_bytes")),
+                rungs=rungs.get(origins[i], [])))
         return details
 
     def memory_breakdowns(self, study_id: int, trial_ids: Iterable[int]) -> dict[int, dict[str, float]]:

@@ -24,6 +24,8 @@ def columns(study: StudyView) -> list[Column]:
     cols = [Column("number", "#", True, lambda r: r.number),
             Column("status", "status", False, lambda r: r.status),
             Column("pattern", "pattern", False, lambda r: r.pattern)]
+    if study.halving is not None:  # the last rung reached, counted from 1 as the label shows it
+        cols.append(Column("rung", "rung", True, lambda r: None if r.rung is None else r.rung + 1))
     for i, objective in enumerate(study.objectives):
         arrow = "↓" if objective.direction == "minimize" else "↑"
         cols.append(Column(f"obj:{i}", f"{objective.metric} {arrow}", True,

@@ -11,7 +11,7 @@ FAILED_STATUSES = ("failed", "diverged", "invalid")
 # Extra axes the Pareto plot offers besides the study's objectives, with the direction that is better.
 # Objectives known before training (archsearch.studies.objectives.ANALYTIC; a test keeps the two equal): an
 # untrained trial's value of any other objective is a placeholder (the loss of a uniform guess), never shown.
-ANALYTIC_METRICS = ("n_params", "memory_bytes")
+ANALYTIC_METRICS = ("n_params", "memory_bytes", "decode_tokens_per_s")
 UNTRAINED_STATUSES = ("infeasible", "invalid")
 EXTRA_AXES = {"n_params": ("parameters", "minimize"), "memory": ("memory", "minimize"),
               "tokens_per_s": ("throughput (tokens/s)", "maximize")}
@@ -63,6 +63,7 @@ class TrialRow:
     wall_time_s: float | None
     pattern: str | None = None  # compact, e.g. "(M-*-)x4 M-"
     trained: bool = True  # False for a trial never trained: its non-analytic values are None, not placeholders
+    rung: int | None = None  # successive halving: the last rung reached (index, 0 first); None without halving
 
     @property
     def verdict(self) -> str:
@@ -85,6 +86,8 @@ class StudyView:
     best: list[Best | None]
     memory: MemoryContext | None
     param_names: list[str] = field(default_factory=list)
+    halving: "Halving | None" = None  # None: the study did not use successive halving
+    fidelity: list[Any] = field(default_factory=list)  # archsearch.storage.halving_reads.Fidelity, latest first
 
     @property
     def total(self) -> int:
@@ -120,6 +123,7 @@ class TrialDetail:
     base: dict[str, Any] | None = None  # the study's base spec, for the single-trial page's diff
     memory_budget: float | None = None  # bytes the memory constraint allows
     partial: "Partial | None" = None  # a running trial's curve so far, from Optuna's intermediate values
+    rungs: list[Any] = field(default_factory=list)  # archsearch.storage.halving_reads.RungResult, the first first
 
 
 @dataclass(frozen=True)
@@ -131,3 +135,31 @@ class Partial:
     @property
     def latest(self) -> tuple[int, float]:
         return self.points[-1]
+
+
+@dataclass(frozen=True)
+class Halving:
+    """A study's successive-halving rungs: each rung's share of the budget and how the trials fared there."""
+    fractions: list[float]  # the study file's rungs; fall back to the recorded ones
+    counts: list[Any]  # archsearch.storage.halving_reads.RungCount, the first rung first
+
+    @property
+    def n_rungs(self) -> int:
+        return max(len(self.fractions), len(self.counts))
+
+    def fraction_text(self, rung: int) -> str:
+        return f" ({self.fractions[rung]:g} of the budget)" if rung < len(self.fractions) else ""
+
+    def label(self, status: str, rung: int | None) -> str | None:
+        """Where a trial got to, rungs counted from 1 as people count them: "stopped at rung 1 of 3 (0.25 of the
+        budget)", "promoted to rung 2 of 3", "completed rung 3 of 3"; None for a trial that reached no rung."""
+        if rung is None:
+            return None
+        n = self.n_rungs
+        if status == "stopped":
+            return f"stopped at rung {rung + 1} of {n}{self.fraction_text(rung)}"
+        if status == "running" and rung + 1 < n:  # its last decision promoted it: it trains toward the next rung
+            return f"promoted to rung {rung + 2} of {n}{self.fraction_text(rung + 1)}"
+        if status == "completed":
+            return f"completed rung {rung + 1} of {n}{self.fraction_text(rung)}"
+        return f"reached rung {rung + 1} of {n}{self.fraction_text(rung)}"

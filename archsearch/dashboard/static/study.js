@@ -121,6 +121,9 @@
         }
       } else if (column.key.startsWith("obj:") && row.trained === false && (value === null || value === undefined)) {
         td.append(el("span", { class: "untrained", title: "never trained: the constraints rejected it" }, "untrained"));
+      } else if (column.key === "rung") {  // successive halving: where the trial got to, said in words
+        td.textContent = row.rung_label || "—";
+        td.classList.remove("num");
       } else if (column.key === "memory") {
         td.textContent = fmtBytes(value);
       } else {
@@ -256,11 +259,26 @@
     $("trial-total").textContent = summary.total;
     const counts = Object.entries(summary.counts).sort();
     $("status-counts").replaceChildren(...counts.map(([s, n]) => el("span", { class: `badge status-${s}` }, `${s} ${n}`)));
+    renderRungs(summary.rungs);
     $("best").replaceChildren(...summary.best.filter(Boolean).map((b) => {
       const span = el("span", { class: "best" }, `best ${b.metric} `);
       span.append(el("b", {}, fmtNumber(b.value)), ` (#${b.trial})`);
       return span;
     }));
+  }
+
+  // Successive halving: the per-rung counts, redrawn in place (rows are rendered by the server, one per rung).
+  function renderRungs(rungs) {
+    const table = $("rung-summary");
+    if (!table || !rungs) return;
+    for (const count of rungs) {
+      const tr = table.querySelector(`tr[data-rung="${count.rung}"]`);
+      if (!tr) continue;
+      const cells = tr.querySelectorAll("td");
+      const last = count.rung === rungs.length - 1;
+      [count.reached, count.promoted, count.stopped].forEach((n, i) => { cells[i + 1].textContent = String(n); });
+      cells[4].textContent = last ? String(count.final) : "—";
+    }
   }
 
   async function poll() {
