@@ -174,3 +174,28 @@ def test_a_study_with_neither_is_unchanged(tmp_path):
     assert 'id="rung-row"' not in trial
     sort = client.get(f"/api/study/{study_id}/trials", params={"sort": "rung"})
     assert sort.status_code == 400 and "unknown column 'rung'" in sort.json()["error"]
+
+
+@pytest.mark.browser
+def test_in_chromium_the_rung_column_and_summary_follow_new_decisions(halving_study, page):
+    import optuna
+    from playwright.sync_api import expect
+
+    from dashboard_helpers import screenshot, serving
+
+    url, study_id, rows = halving_study
+    optuna.storages.RDBStorage(url)  # Optuna's tables, as a real run leaves them (its plots read them)
+    with serving(url) as base:
+        page.goto(f"{base}/study/{study_id}")
+        page.wait_for_selector('#trials[data-ready="1"] tbody tr', state="attached")
+        labels = page.locator('#trials tbody td[data-key="rung"]').all_inner_texts()
+        assert labels == ["completed rung 3 of 3 (1 of the budget)", "stopped at rung 2 of 3 (0.5 of the budget)",
+                          "stopped at rung 1 of 3 (0.25 of the budget)", "promoted to rung 2 of 3 (0.5 of the budget)",
+                          "—"]
+        with Database(url) as db:  # trial 3 passes rung 1: the page's poll redraws the label and the counts
+            _rung(db, study_id, rows[3], 3, 1, "promoted")
+        expect(page.locator('#trials tbody tr[data-number="3"] td[data-key="rung"]')).to_have_text(
+            "promoted to rung 3 of 3 (1 of the budget)", timeout=15000)  # the page polls every 3 s
+        expect(page.locator('#rung-summary tr[data-rung="1"] td')).to_have_text(["0.5", "3", "2", "1", "—"])
+        screenshot(page, "study-rungs")
+    assert not page.console_errors and not page.outside_requests
