@@ -44,7 +44,10 @@ HISTORY = [(0, "completed", ["promoted", "promoted", "final"]), (1, "stopped", [
 
 @pytest.fixture
 def halving_study(tmp_path):
-    url = f"sqlite:///{tmp_path / 'halving.db'}"
+    return _store_halving(f"sqlite:///{tmp_path / 'halving.db'}")
+
+
+def _store_halving(url):
     with Database(url) as db:
         study = _study(db, "halving", {"halving": {"rungs": FRACTIONS, "keep": 1 / 3}})
         rows = {}
@@ -116,6 +119,14 @@ def test_a_new_rung_decision_reaches_a_running_trials_label(halving_study):
     assert _labels(client, study_id)[0][3] == (2, "promoted to rung 3 of 3 (1 of the budget)")
     counts = client.get(f"/api/study/{study_id}/summary").json()["rungs"]
     assert (counts[1]["reached"], counts[1]["promoted"]) == (3, 2)
+
+
+@pytest.mark.postgres
+def test_postgresql_shows_rungs_and_sees_a_new_decision(pg_url):
+    stored = _store_halving(pg_url)  # the stamp's sum of rungs and the grouped counts, on PostgreSQL's SQL
+    test_a_halving_study_shows_each_trials_rung_and_the_per_rung_summary(stored)
+    test_the_trial_page_shows_where_the_trial_stopped_and_its_value_at_each_rung(stored)
+    test_a_new_rung_decision_reaches_a_running_trials_label(stored)  # the one that writes, last
 
 
 SHORT = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
