@@ -83,7 +83,9 @@ def train_in_rungs(runner, trial, spec, callback, verdict, stops: list) -> dict[
             _record(runner, trial, rung, fractions[rung], reached.step, decision)
             if decision == "stopped":
                 n = len(rung_rows.rung_results(runner.db, runner.record.id, rung))
-                stop = RungStopped(f"stopped at rung {rung} (step {reached.step}, {fractions[rung]:g} of the budget): "
+                # rungs are stored from 0; people (and the dashboard) count them from 1
+                stop = RungStopped(f"stopped at rung {rung + 1} of {len(fractions)} (step {reached.step}, "
+                                   f"{fractions[rung]:g} of the budget): "
                                    f"not among the best {config.keep:.3g} of {n} results there")
                 stops.append(stop)
                 raise stop.with_result(reached.result) from None

@@ -118,7 +118,7 @@ def test_a_study_in_rungs_promotes_the_best_share_and_stops_the_rest(write_study
         attr = trials[number].user_attrs["rung"]
         assert row.rung == attr["rung"]
         if row.status == "stopped":
-            assert row.rung < 2 and attr["decision"] == "stopped" and f"rung {row.rung}" in row.error
+            assert row.rung < 2 and attr["decision"] == "stopped" and f"rung {row.rung + 1} of 3" in row.error
             assert trials[number].state == optuna.trial.TrialState.PRUNED
         else:
             assert row.rung == 2 and attr["decision"] == "final"
