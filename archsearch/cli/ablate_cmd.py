@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ..studies.bounds import MAX_ABLATION_SEEDS
+from ..limits import MAX_ABLATION_SEEDS
 from .train_cmd import TASK_HELP, TASK_OPTION_HELP, TaskHelpCommand, parse_task_options
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ..studies.bounds import MAX_SEED_OFFSET, MAX_TIMEOUT_S, MAX_TRIALS, MAX_WORKERS
+from ..limits import MAX_SEED_OFFSET, MAX_TIMEOUT_S, MAX_TRIALS, MAX_WORKERS
 
 study_app = typer.Typer(no_args_is_help=True, help="Run Optuna studies from study files and read their results.")
 results_app = typer.Typer(no_args_is_help=True, help="Export stored trials.")

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from ..studies.bounds import MAX_SEED, MAX_TRIALS
+from ..limits import MAX_SAMPLER_SEED, MAX_TRIALS
 from ..studies.documents import parse_model, read_yaml
 from ..studies.study_file import Constraints, SamplerConfig
 
@@ -65,7 +65,7 @@ class CompressionFile(_Frozen):
     sampler: SamplerConfig = SamplerConfig(type="grid")
     n_trials: Annotated[int, Strict(), Field(ge=1, le=MAX_TRIALS)] = 8
     storage: str = "sqlite:///archsearch.db"
-    seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)] = 0
+    seed: Annotated[int, Strict(), Field(ge=0, le=MAX_SAMPLER_SEED)] = 0
     device: str | None = None
 
 

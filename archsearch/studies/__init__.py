@@ -3,8 +3,8 @@
 `load_study(path)` reads and checks a study file; `StudyRunner(study, evaluator).run()` runs it against its
 storage; `load_space` / `check_space` handle search spaces on their own.
 
-Names load on first use, so that a light module (`archsearch.studies.bounds`, which the CLI's help quotes)
-imports without Optuna and SQLAlchemy.
+Names load on first use, so that importing a light module of this package (`archsearch.studies.bounds`, the
+study file's model) does not load Optuna and SQLAlchemy.
 """
 
 from importlib import import_module

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from ..errors import UserError
 from ..spec import ModelSpec
 from .ablation import Ablation, Run, build_cells, parse_vary, run_ablation, store_ablation
-from .bounds import MAX_ABLATION_RUNS, MAX_ABLATION_SEEDS
+from ..limits import MAX_ABLATION_RUNS, MAX_ABLATION_SEEDS
 from .evaluate import resolve_training
 
 

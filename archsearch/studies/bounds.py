@@ -1,5 +1,5 @@
-"""The numeric bounds of a study, in one place: the study file's fields and the `study run` options are checked
-against them before any work starts, and `--help` quotes them.
+"""The checks of a study's numeric bounds (archsearch.limits): the study file's fields and the `study run` options
+are checked against them before any work starts, and `--help` quotes them.
 
 Each bound is far above any real study and far below what would exhaust memory or overflow a seed.
 """
@@ -9,22 +9,13 @@ from __future__ import annotations
 import math
 
 from ..errors import UserError
-
-MAX_TRIALS = 100_000  # n_trials / --n-trials
-MAX_TIMEOUT_S = 10_000_000  # timeout_s / --timeout: about 115 days
-MAX_WORKERS = 256  # --workers
-MAX_SEED = 2**32 - 1  # seed (numpy and Optuna samplers take 32-bit seeds)
-MAX_SEED_OFFSET = 1_000_000  # --seed-offset
-MAX_GRID_POINTS = 100_000  # sampler type grid: Optuna holds every point of the grid in memory
-MAX_BATCH = 1 << 20  # constraints.budget[].batch: sequences served at once
-MAX_ABLATION_SEEDS = 1_000  # ablate --seeds
-MAX_ABLATION_RUNS = 10_000  # ablate: cells x seeds
+from ..limits import MAX_SAMPLER_SEED, MAX_SEED_OFFSET, MAX_TIMEOUT_S, MAX_TRIALS, MAX_WORKERS
 
 
 def sampler_seed(seed: int, seed_offset: int, stored_trials: int) -> int:
     """The seed of one worker's sampler: workers sharing a study (`seed_offset`) and a resumed study (the trials
     already stored) each draw other candidates; folded into the 32-bit range every sampler accepts."""
-    return (seed + 1_000_003 * seed_offset + 7_919 * stored_trials) % (MAX_SEED + 1)
+    return (seed + 1_000_003 * seed_offset + 7_919 * stored_trials) % (MAX_SAMPLER_SEED + 1)
 
 
 def _whole(value, name: str, low: int, high: int) -> str | None:

@@ -68,7 +68,7 @@ class SearchSpace(BaseModel):
     def grid(self) -> dict[str, list[Any]]:
         """Every searched parameter's values, for Optuna's GridSampler; a grid over MAX_GRID_POINTS points is
         refused before any list is built (Optuna holds every point in memory)."""
-        from .bounds import MAX_GRID_POINTS
+        from ..limits import MAX_GRID_POINTS
 
         searched = dict(self.pattern.searched()) if self.pattern else {}
         searched.update({n: d for n, d in self.parameters.items() if is_searched(d)})

@@ -29,7 +29,7 @@ from ..spec import ModelSpec
 from ..spec.errors import SpecIssue
 from ..storage.urls import redact
 from .halving import HalvingConfig
-from .bounds import MAX_BATCH, MAX_SEED, MAX_TIMEOUT_S, MAX_TRIALS
+from ..limits import MAX_SAMPLER_SEED, MAX_SERVED_BATCH, MAX_TIMEOUT_S, MAX_TRIALS
 from .documents import FileError, Marks, issue, nested, parse_model, read_yaml, resolve_spec, under
 from .objectives import Objective
 from .space import SearchSpace, check_space, parameter_path_issues, parse_space, resolve_space_path
@@ -52,7 +52,7 @@ class BudgetConstraint(_Frozen):
 
     device: str
     context: Union[_whole(1), str]  # 131072 or "128k"
-    batch: _whole(1, MAX_BATCH) = 1
+    batch: _whole(1, MAX_SERVED_BATCH) = 1
     settings: dict[str, Any] = Field(default_factory=dict)  # archsearch.checks.CheckSettings fields
 
     @property
@@ -126,7 +126,7 @@ class StudyFile(_Frozen):
     n_trials: _whole(1, MAX_TRIALS) | None = None
     timeout_s: Annotated[Seconds, Field(le=MAX_TIMEOUT_S)] | None = None
     storage: str = "sqlite:///archsearch.db"
-    seed: _whole(0, MAX_SEED) = 0
+    seed: _whole(0, MAX_SAMPLER_SEED) = 0
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     device: str | None = None  # training device (None: train's default)
     gpus_per_trial: _whole(1, 64) = 1  # > 1: each trial trains data-parallel under torchrun

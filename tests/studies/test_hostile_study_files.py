@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from archsearch.cli import main
 from archsearch.errors import UserError
 from archsearch.studies import FileError, SearchSpace
-from archsearch.studies.bounds import MAX_GRID_POINTS, MAX_SEED, MAX_TIMEOUT_S, MAX_TRIALS, check_run_options
+from archsearch.limits import MAX_GRID_POINTS, MAX_SAMPLER_SEED, MAX_TIMEOUT_S, MAX_TRIALS
+from archsearch.studies.bounds import check_run_options
 from archsearch.studies.preflight import preflight
 
 from studies_helpers import study_doc
@@ -92,7 +93,7 @@ def test_the_valid_document_passes(tmp_path):
 def test_numbers_in_a_study_file_are_bounded(tmp_path, field, value):
     """Whole numbers are whole (no `true`, "12" or 3.0), seconds are finite numbers; all within their bounds."""
     doc = study_doc(**{field: value})
-    bounds = {"n_trials": (1, MAX_TRIALS), "seed": (0, MAX_SEED), "timeout_s": (0, MAX_TIMEOUT_S)}
+    bounds = {"n_trials": (1, MAX_TRIALS), "seed": (0, MAX_SAMPLER_SEED), "timeout_s": (0, MAX_TIMEOUT_S)}
     low, high = bounds[field]
     kinds = (int, float) if field == "timeout_s" else (int,)
     fine = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high \
