@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,26 @@ def sqlite_file(parsed: URL) -> Path | None:
     if not is_sqlite(parsed) or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database).expanduser()
+
+
+def sqlite_sibling(url: str, suffix: str) -> Path | None:
+    """`path/x{suffix}` beside the file of a SQLite URL `sqlite:///path/x.db`, for what belongs with a study's
+    storage (compile caches, trial run folders); None for other databases or a URL that does not parse (opening
+    the storage reports that)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return path.with_name(path.stem + suffix)
+
+
+def safe_folder_name(name: str) -> str:
+    """A study name as one folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
 
 
 def checked_sqlite_file(parsed: URL, label: str = "storage", *, must_exist: bool) -> Path | None:

@@ -21,10 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import MutableMapping
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from ..errors import UserError
+from ..storage.urls import safe_folder_name, sqlite_sibling
 
 CACHE_ENV = "ARCHSEARCH_COMPILE_CACHE"
 OFF = "off"
@@ -40,16 +38,7 @@ def cache_folder(url: str, study_name: str, environ: MutableMapping[str, str] | 
         return None
     if chosen:
         return Path(chosen).expanduser()
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        parsed = None  # the storage layer reports a bad URL when the study opens it
-    database = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
-    if database and database != ":memory:" and not database.startswith("file:"):
-        path = Path(database).expanduser()
-        return path.with_name(path.stem + ".compile-cache")
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
-    return DEFAULT_ROOT.expanduser() / safe
+    return sqlite_sibling(url, ".compile-cache") or DEFAULT_ROOT.expanduser() / safe_folder_name(study_name)
 
 
 def triton_version() -> tuple[int, ...] | None:

@@ -27,10 +27,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from ..storage.pareto import dominates
+from ..storage.urls import safe_folder_name, sqlite_sibling
 from ..training.result import TrainingStopped  # torch-free
 
 RUNS_ROOT = Path("~/.cache/archsearch/runs")
@@ -146,13 +144,4 @@ def promoted(results: Sequence[tuple[Sequence[float], bool]], me: int, direction
 def runs_folder(url: str, study_name: str) -> Path:
     """Where a study's trials keep their run folders (checkpoints between rungs): beside a SQLite file
     (`path/x.runs/<study>/`), else `~/.cache/archsearch/runs/<study>/`."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._") or "study"
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        parsed = None
-    database = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
-    if database and database != ":memory:" and not database.startswith("file:"):
-        path = Path(database).expanduser()
-        return path.with_name(path.stem + ".runs") / safe
-    return RUNS_ROOT.expanduser() / safe
+    return (sqlite_sibling(url, ".runs") or RUNS_ROOT.expanduser()) / safe_folder_name(study_name)
