@@ -23,6 +23,7 @@ import torch
 from ..errors import UserError
 from ..spec import ModelSpec, parse_spec
 from ..studies.evaluate import TrainEvaluator
+from ..studies.fidelity_stats import kendall_tau
 from .file import CompressionFile
 from .importance import FILE as IMPORTANCE_FILE
 from .importance import Importance, score_run
@@ -31,27 +32,6 @@ from .prune import child_pattern, resolved_spec, slice_weights, width_fields
 from .space import compression_space
 
 ZERO_SHOT = "zero_shot_loss"
-
-
-def kendall_tau(xs: list[float], ys: list[float]) -> float | None:
-    """Kendall's tau-b of two rankings (None below two pairs or when one side is constant)."""
-    n = len(xs)
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = xs[i] - xs[j], ys[i] - ys[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
-    return (concordant - discordant) / denominator if denominator > 0 else None
 
 
 @torch.no_grad()
@@ -202,7 +182,9 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
     ranked = [{"number": r.number, "val_loss": (r.objectives or [None])[0],
                ZERO_SHOT: (r.metrics or {}).get(ZERO_SHOT), "n_params": r.n_params, "pattern": r.pattern_compact}
               for r in rows]
-    pairs = [(r["val_loss"], r[ZERO_SHOT]) for r in ranked if r["val_loss"] is not None and r[ZERO_SHOT] is not None]
+    pairs = [(r["val_loss"], r[ZERO_SHOT]) for r in ranked
+             if r["val_loss"] is not None and r[ZERO_SHOT] is not None
+             and math.isfinite(r["val_loss"]) and math.isfinite(r[ZERO_SHOT])]
     tau = kendall_tau([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 2 else None
     outcome = CompressionOutcome(summary.study, summary.storage, str(run / IMPORTANCE_FILE), summary.counts,
                                  sorted(ranked, key=lambda r: (r["val_loss"] is None, r["val_loss"] or 0.0)), tau)

@@ -13,7 +13,7 @@ from archsearch.cli import main
 from archsearch.compression.file import SearchAxes
 from archsearch.compression.importance import FILE
 from archsearch.compression.prune import width_fields
-from archsearch.compression.search import kendall_tau
+from archsearch.studies.fidelity_stats import kendall_tau
 from archsearch.compression.space import DEPTH, compression_space
 from archsearch.errors import UserError
 from archsearch.spec import parse_spec
