@@ -6,6 +6,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from ..storage.models import TRIAL_STATUSES
 from .ablations import ablation, list_ablations
 from .api import trials_payload
 from .curves import curve_metrics, curve_series, partial_series
@@ -33,7 +34,7 @@ def study(request: Request) -> HTMLResponse:
     view = repo.study(study_id)
     # The first page of the table travels inside the HTML, so the table is usable without another round trip.
     return render(request, "study.html", study=view, stamp=repo.stamp(study_id),
-                  first_page=trials_payload(repo, study_id, {}))
+                  first_page=trials_payload(repo, study_id, {}), statuses=TRIAL_STATUSES)
 
 
 def compare(request: Request) -> HTMLResponse:

@@ -23,8 +23,8 @@ from ..storage.halving_reads import (fidelity_measurements, halving_fractions, h
 from ..storage.models import StudyRecord, TrialRecord
 from ..storage.tally import session_tally
 from .progress import partials
-from .views import (ANALYTIC_METRICS, UNTRAINED_STATUSES, Best, Halving, LayerCell, MemoryContext, Objective,
-                    StudyView, TrialDetail, TrialRow)
+from .views import (ANALYTIC_METRICS, UNTRAINED_STATUSES, Best, Comparison, Halving, LayerCell, MemoryContext,
+                    Objective, Reference, StudyView, TrialDetail, TrialRow)
 
 
 MAX_ID = 2**63 - 1  # the largest id SQL integer columns hold; a larger one is no stored row, never an error
@@ -90,6 +90,26 @@ def layer_cells(pattern: str | None, spec: dict[str, Any] | None) -> list[LayerC
     cells = {symbol: LayerCell(symbol, (block or {}).get("kind", "unknown"),
                                (block or {}).get("window") is not None) for symbol, block in blocks.items()}
     return [cells.get(symbol, LayerCell(symbol, "unknown")) for symbol in (pattern or "")]
+
+
+def reference_of(study_file: Any, objectives: list[Objective], best: list[Best | None]) -> Reference | None:
+    """The stored study file's `reference:` (archsearch.studies.study_file.Reference, validated when the study
+    was stored), read without trusting its shape: a study stored before references, or by another tool, shows
+    none, and a field of the wrong type is left out rather than failing the page."""
+    raw = study_file.get("reference") if isinstance(study_file, dict) else None
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        return None
+    metrics = {str(k): float(v) for k, v in (raw.get("metrics") or {}).items()
+               if _number_or_none(v) is not None and math.isfinite(v)} if isinstance(raw.get("metrics"), dict) else {}
+    n_params = raw.get("n_params") if isinstance(raw.get("n_params"), int) and not isinstance(raw.get("n_params"),
+                                                                                             bool) else None
+    text = {k: raw.get(k) if isinstance(raw.get(k), str) else None for k in ("source", "pattern", "layers")}
+    blocks = raw.get("blocks") if isinstance(raw.get("blocks"), dict) else {}
+    values = {"n_params": float(n_params)} if n_params is not None else {}
+    values.update(metrics)  # a measured n_params in metrics wins over the field
+    comparisons = [Comparison(o, values[o.metric], b) for o, b in zip(objectives, best) if o.metric in values]
+    return Reference(name=raw["name"], source=text["source"], n_params=n_params, pattern=text["pattern"],
+                     strip=layer_cells(text["layers"], {"blocks": blocks}), metrics=metrics, comparisons=comparisons)
 
 
 def shown_values(status: str, objectives: list[Objective], values: list[float | None]) -> list[float | None]:
@@ -169,11 +189,13 @@ class Repository:
             params: dict[str, None] = {}
             for row in rows:
                 params.update(dict.fromkeys(row.params))
+            best = _best(objectives, rows)
             view = StudyView(id=record.id, name=record.name, status=_status(record, counts),
                              created_at=record.created_at, n_trials_target=record.n_trials_target,
-                             objectives=objectives, counts=counts, best=_best(objectives, rows), memory=memory,
+                             objectives=objectives, counts=counts, best=best, memory=memory,
                              param_names=sorted(params), halving=_halving(session, study_id, rows),
-                             fidelity=fidelity_measurements(session, study_id))
+                             fidelity=fidelity_measurements(session, study_id),
+                             reference=reference_of(record.study_file, objectives, best))
             return _StudyData(stamp, view, rows)
 
     # ------------------------------------------------------------------ what the pages ask for

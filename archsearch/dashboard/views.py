@@ -74,6 +74,41 @@ class TrialRow:
         return ", ".join(f"{op}={backend}" for op, backend in sorted(self.backends.items()))
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One objective of the study that its reference has a value for: the reference's value beside the best
+    trial's (None while no trial has completed)."""
+    objective: Objective
+    reference: float
+    best: Best | None
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.best is None else self.best.value - self.reference
+
+    @property
+    def verdict(self) -> str | None:
+        """"better", "worse" or "equal": the best trial against the reference, in the objective's direction."""
+        if self.difference is None:
+            return None
+        if self.difference == 0:
+            return "equal"
+        return "better" if (self.difference < 0) == (self.objective.direction == "minimize") else "worse"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a study's trials are compared against: its study file's `reference:` (a compression study's parent,
+    a published model), as stored with the study."""
+    name: str
+    source: str | None
+    n_params: int | None
+    pattern: str | None  # compact
+    strip: list[LayerCell]  # one cell per layer; empty when the reference names no layers
+    metrics: dict[str, float]
+    comparisons: list[Comparison]  # the study's objectives the reference has a value for, in objective order
+
+
 @dataclass
 class StudyView:
     id: int
@@ -88,6 +123,7 @@ class StudyView:
     param_names: list[str] = field(default_factory=list)
     halving: "Halving | None" = None  # None: the study did not use successive halving
     fidelity: list[Any] = field(default_factory=list)  # archsearch.storage.halving_reads.Fidelity, latest first
+    reference: Reference | None = None  # the study file's `reference:`, when it has one
 
     @property
     def total(self) -> int:

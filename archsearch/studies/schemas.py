@@ -45,6 +45,9 @@ STUDY_FIELDS = {
     "keep_checkpoints": "none: trials keep no run folder; all: each trial's run folder is kept beside the storage "
                         "(x.runs/<study>/trial-N for sqlite:///x.db); best: only the best trial's (or the Pareto "
                         "front's)",
+    "reference": "optional: what the trials are compared against (a compression study's parent, a published "
+                 "model): name, n_params, pattern, metrics {val_loss: ...}, source; the dashboard shows it beside "
+                 "the best trials",
 }
 
 SPACE_FIELDS = {

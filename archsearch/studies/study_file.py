@@ -15,6 +15,12 @@ trials, storage, seed. Read into pydantic models; every problem is reported at f
     n_trials: 12
     storage: sqlite:///quickstart.db
     seed: 0
+    reference:                     # optional: what the trials are compared against (shown by the dashboard)
+      name: parent
+      n_params: 1127388
+      pattern: (M-)x4 *-
+      metrics: {val_loss: 0.7639}
+      source: runs/parent
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from ..spec import ModelSpec
 from ..spec.errors import SpecIssue
+from ..spec.kinds import KINDS
+from ..spec.pattern import PatternError, expand_pattern
 from ..storage.urls import redact
 from .halving import HalvingConfig
 from ..limits import MAX_SAMPLER_SEED, MAX_SERVED_BATCH, MAX_TIMEOUT_S, MAX_TRIALS
@@ -109,6 +117,68 @@ class HeartbeatConfig(_Frozen):
     max_retry: _whole(0, 100) | None = 3
 
 
+class ReferenceBlock(_Frozen):
+    """One symbol of a reference's pattern: its block kind, and the attention window when local (what colours
+    the dashboard's layer strip, as a trial's spec does)."""
+
+    kind: str = Field(description="the block kind: " + ", ".join(KINDS))
+    window: _whole(1) | None = Field(None, description="attention over a sliding window of this many tokens")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReferenceBlock":
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} is not a block kind; allowed: {', '.join(KINDS)}")
+        return self
+
+
+class Reference(_Frozen):
+    """What the trials are compared against: a compression study's parent, a published model. Stored with the
+    study and shown by the dashboard beside the best trials; never trained, searched or part of the study's
+    identity (a rerun that measures it again joins the same study)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, description="the reference's name")]
+    source: Annotated[str, Field(max_length=4096)] | None = Field(
+        None, description="where it comes from: a run folder, a checkpoint, a paper")
+    n_params: _whole(1, 10**15) | None = Field(None, description="its exact parameter count")
+    pattern: Annotated[str, Field(min_length=1, max_length=4200)] | None = Field(
+        None, description="its layer pattern, compact as a spec's: (M-)x4 *-")
+    layers: Annotated[str, Field(min_length=1, max_length=4200)] | None = Field(
+        None, description="the pattern expanded, one symbol per layer (filled from pattern when left out)")
+    blocks: dict[Annotated[str, Field(min_length=1, max_length=1)], ReferenceBlock] = Field(
+        default_factory=dict, description="symbol -> {kind, window}: colours the dashboard's layer strip")
+    metrics: dict[Annotated[str, Field(min_length=1, max_length=100)], Annotated[float, Strict()]] = Field(
+        default_factory=dict, description="metric name -> its value, measured as the trials' are (val_loss on "
+                                          "the same validation batches); an objective listed here is shown beside "
+                                          "the best trial's")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_layers(cls, data: Any) -> Any:
+        """`layers` from `pattern`; a pattern that does not parse is left for the check below to name."""
+        if isinstance(data, dict) and isinstance(data.get("pattern"), str) and data.get("layers") is None:
+            try:
+                return {**data, "layers": "".join(expand_pattern(data["pattern"]))}
+            except PatternError:
+                return data
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "Reference":
+        if self.pattern is not None:
+            try:
+                expanded = "".join(expand_pattern(self.pattern))
+            except PatternError as err:
+                raise ValueError(f"pattern {self.pattern!r}: {err}") from None
+            if self.layers != expanded:
+                raise ValueError(f"layers {self.layers!r} is not pattern {self.pattern!r} expanded ({expanded!r}); "
+                                 "give one of them")
+        unknown = sorted(set(self.layers or "") - set(self.blocks))
+        if self.blocks and unknown:
+            raise ValueError(f"blocks has no entry for the symbols {unknown} of the pattern; allowed: one entry per "
+                             f"symbol, or no blocks at all")
+        return self
+
+
 class StudyFile(_Frozen):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
     description: str | None = None
@@ -131,6 +201,7 @@ class StudyFile(_Frozen):
     device: str | None = None  # training device (None: train's default)
     gpus_per_trial: _whole(1, 64) = 1  # > 1: each trial trains data-parallel under torchrun
     keep_checkpoints: Literal["none", "best", "all"] = "none"  # trial run folders beside the storage (kept_runs)
+    reference: Reference | None = None  # what the trials are compared against (the dashboard shows it)
 
     @model_validator(mode="after")
     def _check(self) -> "StudyFile":

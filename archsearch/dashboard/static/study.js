@@ -260,11 +260,29 @@
     const counts = Object.entries(summary.counts).sort();
     $("status-counts").replaceChildren(...counts.map(([s, n]) => el("span", { class: `badge status-${s}` }, `${s} ${n}`)));
     renderRungs(summary.rungs);
+    renderReference(summary.best);
     $("best").replaceChildren(...summary.best.filter(Boolean).map((b) => {
       const span = el("span", { class: "best" }, `best ${b.metric} `);
       span.append(el("b", {}, fmtNumber(b.value)), ` (#${b.trial})`);
       return span;
     }));
+  }
+
+  // The reference panel's "best trial" column follows the summary's best (rows are rendered by the server, one
+  // per objective the reference has a value for).
+  function renderReference(best) {
+    document.querySelectorAll("#reference-vs-best tbody tr").forEach((tr) => {
+      const b = best.find((x) => x && x.metric === tr.dataset.metric);
+      const cells = tr.querySelectorAll("td");
+      const diff = cells[2];
+      diff.className = "num difference";
+      if (!b) { cells[1].textContent = "—"; diff.textContent = "—"; return; }
+      const delta = b.value - Number(tr.dataset.reference);
+      const verdict = delta === 0 ? "equal" : (delta < 0) === (tr.dataset.direction === "minimize") ? "better" : "worse";
+      cells[1].textContent = `${fmtNumber(b.value)} (#${b.trial})`;
+      diff.textContent = `${fmtNumber(delta)} (${verdict})`;
+      diff.classList.add(verdict);
+    });
   }
 
   // Successive halving: the per-rung counts, redrawn in place (rows are rendered by the server, one per rung).
