@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The hybrid-design study of issue 16 (studies/hybrid-a10g.yaml) in one GPU call, after `source bench/gpu/setup.sh`:
+#   a) the grid trained to the full budget without halving (study hybrid-a10g-full, full.db),
+#   b) the same grid under successive halving (study hybrid-a10g, halving.db),
+#   c) `study fidelity` of the full-budget study: 8 candidates (front + random) at 4x, and a second seed,
+#   then bench/hybrid_study_report.py: hybrid_study.{json,md} (fronts, GPU time, hypervolume, fidelity, findings).
+# Both studies are written by `hybrid_study_report.py derive` from the shipped file, its generator grid listed as its
+# 24 distinct patterns (archsearch reuses only a completed trial's result for a repeated candidate, so under
+# halving a repeat of a stopped candidate would train again); the text is gathered to the path the study names.
+# Each phase is bounded (the study's --timeout stops starting trials; `timeout -s INT` stops a phase that is still
+# running at its limit, the running trial recorded as interrupted), and its log, database and the phase times
+# (phases.json) are copied to $OUT as it ends, so a call cut short still brings back what finished.
+#
+#   source bench/gpu/setup.sh >$OUT/setup.log 2>&1; bash bench/gpu/hybrid_study.sh
+#   bash bench/gpu/hybrid_study.sh --smoke     # on a CPU: tiny proxy, tiny budget, every phase and the report
+#
+# Environment: HYBRID_TOTAL_S (seconds for everything after setup; 495 on a GPU, 570 with --smoke),
+# HYBRID_FIDELITY_S (kept for phase c; 125 / 200), HYBRID_FLOPS (override the full budget of every candidate),
+# HYBRID_TEXT_MB (text gathered; 8 / 1), HYBRID_WORK (scratch folder; /tmp/hybrid-study), PYTHON (python3).
+set -u
+cd "$(dirname "$0")/../.."
+smoke=0
+[[ "${1:-}" == "--smoke" ]] && smoke=1
+PY=${PYTHON:-python3}
+WORK=${HYBRID_WORK:-/tmp/hybrid-study}
+OUT=${OUT:-$WORK/out}
+start=$(date +%s)
+if (( smoke )); then
+  total=${HYBRID_TOTAL_S:-570}; reserve=${HYBRID_FIDELITY_S:-200}; text_mb=${HYBRID_TEXT_MB:-1}
+  data_dir=$WORK/pytext; derive_opts=(--smoke --data "$data_dir/*.jsonl")
+else
+  total=${HYBRID_TOTAL_S:-495}; reserve=${HYBRID_FIDELITY_S:-125}; text_mb=${HYBRID_TEXT_MB:-8}
+  data_dir=/tmp/archsearch-pytext; derive_opts=()  # the path studies/hybrid-a10g.yaml names
+fi
+[[ -n "${HYBRID_FLOPS:-}" ]] && derive_opts+=(--flops "$HYBRID_FLOPS")
+deadline=$((start + total))
+rm -rf "$WORK/full.db" "$WORK/halving.db" "$WORK/full.runs" "$WORK/halving.runs" "$WORK/phases.json"
+mkdir -p "$WORK" "$OUT"
+# One compile/autotune cache for all three phases: the mamba-ssm kernels are autotuned once, not once per phase.
+export ARCHSEARCH_COMPILE_CACHE=$WORK/compile-cache TRITON_CACHE_AUTOTUNING=1
+
+left() { echo $((deadline - $(date +%s))); }
+
+# phase NAME LIMIT_S COMMAND...: run bounded, log to $OUT/NAME.log, record its wall time and exit code
+# ($EPOCHREALTIME: bash >= 5, no bc needed).
+phase() {
+  local name=$1 limit=$2; shift 2
+  if (( limit < 10 )); then
+    echo "[$name] skipped: ${limit}s left for it"; record "$name" "$EPOCHREALTIME" skipped >/dev/null; return
+  fi
+  echo "[$name] up to ${limit}s: $*"
+  local t0 rc wall
+  t0=$EPOCHREALTIME
+  timeout -s INT -k 30 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  rc=$?
+  wall=$(record "$name" "$t0" "$rc")
+  for db in full.db halving.db; do [[ -f "$WORK/$db" ]] && cp "$WORK/$db" "$OUT/"; done
+  cp "$WORK/phases.json" "$OUT/"
+  tail -n 3 "$OUT/$name.log" | sed "s/^/[$name] /"
+  echo "[$name] done in $wall s, exit $rc; $(left) s left"
+}
+
+# record NAME START_EPOCH RC: phases.json gets the phase's wall time (printed) and exit code.
+record() {
+  "$PY" - "$WORK/phases.json" "$1" "$2" "$3" <<'PY'
+import json, sys, time
+from pathlib import Path
+path, name, began, rc = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+wall = round(time.time() - began, 2)
+phases = json.loads(path.read_text()) if path.is_file() else {}
+phases[name] = {"wall_s": wall, "rc": rc}
+path.write_text(json.dumps(phases, indent=1))
+print(wall)
+PY
+}
+
+study=(-m archsearch.cli study)
+phase text 60 "$PY" bench/gpu/python_text.py "$data_dir" --max-mb "$text_mb"
+cp "$data_dir/manifest.json" "$OUT/text-manifest.json" 2>/dev/null
+phase derive 60 "$PY" bench/hybrid_study_report.py derive studies/hybrid-a10g.yaml "$WORK" "${derive_opts[@]}"
+cp "$WORK/full.yaml" "$WORK/halving.yaml" "$OUT/"
+
+# a) every candidate to the full budget. Stop starting trials so that b) and c) keep their share of the time
+# (a trial here is seconds: the first also autotunes the mamba-ssm kernels, 35-60 s).
+hard=$(( $(left) - reserve - 120 ))
+phase full "$hard" "$PY" "${study[@]}" run "$WORK/full.yaml" --no-progress --timeout $((hard > 50 ? hard - 25 : 25))
+# b) successive halving on the same grid (same sampler seed: the same candidates in the same order)
+hard=$(( $(left) - reserve ))
+phase halving "$hard" "$PY" "${study[@]}" run "$WORK/halving.yaml" --no-progress --timeout $((hard > 30 ? hard - 15 : 15))
+# c) proxy fidelity of the full-budget study: front + random up to 8 candidates at 4x, and a second seed
+choice=$("$PY" bench/hybrid_study_report.py fidelity-args "$WORK/full.yaml" 2>>"$OUT/fidelity.log") \
+  || choice="--no-front --random 8"
+echo "[fidelity] candidates: $choice"
+phase fidelity $(( $(left) - 15 )) "$PY" "${study[@]}" fidelity "$WORK/full.yaml" --factor 4 --seeds 2 $choice --json
+"$PY" bench/hybrid_study_report.py report "$WORK" --out "$OUT" >"$OUT/report.log" 2>&1 \
+  && cat "$OUT/hybrid_study.md" || { echo "report failed:"; tail -n 20 "$OUT/report.log"; }
+echo "total $(( $(date +%s) - start )) s after setup"
