@@ -3,7 +3,9 @@ SQL like any study and shown by the dashboard) whose candidates are pruned child
 candidate with the study's constraints (the same `Screen` as any study: budgets, parameter range); a child that
 passes is sliced from the parent, scored zero-shot (its validation loss before any training), and distilled from
 the parent for the short recipe (logit KL, archsearch.training.distill). The ranking by distilled validation loss
-is compared with the zero-shot one (Kendall's tau), and the best child is distilled for the `final` recipe.
+is compared with the zero-shot one (Kendall's tau), and the best child is distilled for the `final` recipe. The
+parent is the study's `reference:` (its name, size, pattern and val_loss measured as a child's is), so the
+dashboard shows it beside the best child.
 
 Each candidate trains from its sliced weights: the child is written as a run folder at step 0 (definition, weights,
 a fresh optimizer) and resumed, so `train()` runs unchanged.
@@ -11,6 +13,7 @@ a fresh optimizer) and resumed, so `train()` runs unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -22,7 +25,7 @@ import torch
 
 from ..errors import UserError
 from ..spec import ModelSpec, parse_spec
-from ..studies.evaluate import TrainEvaluator
+from ..studies.evaluate import TrainEvaluator, resolve_training
 from ..studies.fidelity_stats import kendall_tau
 from .file import CompressionFile
 from .importance import FILE as IMPORTANCE_FILE
@@ -35,18 +38,60 @@ ZERO_SHOT = "zero_shot_loss"
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, task, batches: int, batch_size: int) -> float:
-    """Mean next-token loss over the task's first validation batches (the zero-shot score of a child)."""
+def validation_loss(model: torch.nn.Module, task, batches: int, batch_size: int,
+                    autocast_dtype: torch.dtype | None = None) -> float:
+    """Mean next-token loss over the task's first validation batches, as train()'s evaluation measures val_loss:
+    the same batches (task.val_batch(i, batch_size), i < batches), the loss summed over target positions then
+    divided once, under the autocast the run would use (`evaluation_autocast`)."""
     from ..training.losses import masked_ce_sum
 
     device = next(model.parameters()).device
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else contextlib.nullcontext())
     total, count = 0.0, 0
     model.eval()
     for index in range(batches):
         batch = task.val_batch(index, batch_size).to(device)
-        loss, n = masked_ce_sum(model(batch.input_ids_BT), batch.targets_BT)
+        with autocast:
+            logits_BTV = model(batch.input_ids_BT)
+        loss, n = masked_ce_sum(logits_BTV, batch.targets_BT)
         total, count = total + float(loss), count + int(n)
     return total / max(count, 1)
+
+
+def evaluation_autocast(recipe, device: torch.device, spec: ModelSpec) -> torch.dtype | None:
+    """The autocast dtype train() evaluates `spec` under with `recipe` on `device` (its precision plan: bf16 on
+    GPUs, none on CPUs). A child that trains in fp8 is evaluated through fp8 Linear layers as well; the losses
+    measured here leave those layers in bf16, the difference fp8 makes to a forward pass."""
+    from ..training.precision import plan_precision
+
+    return plan_precision(recipe, device, spec, recipe.batch_size * recipe.seq_len).autocast_dtype
+
+
+def eval_task(task: dict, recipe):
+    """The task as train() builds it for `recipe` (its seq_len and seed pick the validation batches)."""
+    from ..training import TaskSpec
+    from ..training.tasks import make_task
+
+    return make_task(TaskSpec.model_validate(task), recipe.seq_len, recipe.seed)
+
+
+def parent_reference(parent: Parent, recipe) -> dict[str, Any]:
+    """The study's `reference:`: the parent's name, exact size, pattern and block kinds, and its val_loss on the
+    validation batches every child is evaluated on (the children's `recipe`: its eval_batches, batch_size,
+    seq_len, seed and precision)."""
+    from ..spec import compress_pattern, count_parameters
+
+    spec = parent.spec
+    device = parent.model_device
+    val_loss = validation_loss(parent.model, eval_task(parent.task, recipe), recipe.eval_batches, recipe.batch_size,
+                               evaluation_autocast(recipe, device, spec))
+    used = dict.fromkeys(spec.pattern_string)
+    return {"name": spec.name, "source": str(parent.folder.resolve()), "n_params": int(count_parameters(spec).total),
+            "pattern": compress_pattern(spec.pattern_string), "layers": spec.pattern_string,
+            "blocks": {s: {"kind": spec.blocks[s].kind, "window": getattr(spec.blocks[s], "window", None)}
+                       for s in used},
+            "metrics": {"val_loss": val_loss}}
 
 
 def write_start(out: Path, model: torch.nn.Module, spec: ModelSpec, recipe, task: dict) -> None:
@@ -67,12 +112,12 @@ def distil_child(parent: Parent, importance: Importance, spec: ModelSpec, recipe
                  device: str | None, callback=None) -> dict[str, Any]:
     """Slice `spec` from the parent, score it zero-shot, distil it from the parent for `recipe` in run folder
     `out`; the training's record with `metrics.zero_shot_loss` added."""
-    from ..training import TaskSpec, train
-    from ..training.tasks import make_task
+    from ..training import train
 
     child = slice_weights(parent.model, importance, spec)
-    task = make_task(TaskSpec.model_validate(parent.task), recipe.seq_len, recipe.seed)
-    zero_shot = validation_loss(child, task, recipe.eval_batches, recipe.batch_size)
+    child_device = next(child.parameters()).device
+    zero_shot = validation_loss(child, eval_task(parent.task, recipe), recipe.eval_batches, recipe.batch_size,
+                                evaluation_autocast(recipe, child_device, spec))
     write_start(out, child, spec, recipe, parent.task)
     del child
     result = train(None, None, None, out_dir=out, callback=callback, progress=False, device=device,
@@ -112,9 +157,11 @@ def short_recipe(config: CompressionFile, parent: Parent) -> dict[str, Any]:
     return recipe
 
 
-def build_study(config: CompressionFile, parent: Parent, importance: Importance, storage: str | None):
+def build_study(config: CompressionFile, parent: Parent, importance: Importance, storage: str | None, *,
+                reference: dict[str, Any] | None = None):
     """The compression study as an archsearch Study: base = the parent (sizes resolved), the compression space,
-    the parent's task, the short distillation recipe, objective val_loss, the file's constraints."""
+    the parent's task, the short distillation recipe, objective val_loss, the file's constraints, and
+    `reference` (`parent_reference`: the parent measured as the children are) as its reference."""
     from ..studies.study_file import Study, StudyFile
 
     base = resolved_spec(parent.spec)
@@ -130,7 +177,7 @@ def build_study(config: CompressionFile, parent: Parent, importance: Importance,
         "task": parent.task, "recipe": short_recipe(config, parent), "objectives": ["val_loss"],
         "constraints": config.constraints.model_dump(mode="json"), "sampler": config.sampler.model_dump(mode="json"),
         "n_trials": config.n_trials, "storage": storage or config.storage, "seed": config.seed,
-        "device": config.device, "early_stop": {"enabled": False}})
+        "device": config.device, "early_stop": {"enabled": False}, "reference": reference})
     return Study(file, base, space, None, Path.cwd())
 
 
@@ -144,6 +191,7 @@ class CompressionOutcome:
     kendall_tau: float | None = None
     best: dict[str, Any] | None = None
     final: dict[str, Any] | None = None
+    parent: dict[str, Any] | None = None  # the parent measured as the children are: val_loss, n_params, ...
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -166,7 +214,9 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
     importance = Importance.load(run)
     if importance.layers.numel() != parent.spec.n_layers or importance.d_model.numel() != parent.spec.d_model:
         raise UserError(f"{str(run / IMPORTANCE_FILE)!r} scores another model than the run's; pass rescore=True")
-    study = build_study(config, parent, importance, storage)
+    _, children_recipe = resolve_training(parent.task, short_recipe(config, parent), config.seed)
+    reference = parent_reference(parent, children_recipe)
+    study = build_study(config, parent, importance, storage, reference=reference)
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     evaluator = CompressionEvaluator(parent, importance, study.file.recipe, out / "trials", seed=config.seed,
@@ -187,7 +237,10 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
              and math.isfinite(r["val_loss"]) and math.isfinite(r[ZERO_SHOT])]
     tau = kendall_tau([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 2 else None
     outcome = CompressionOutcome(summary.study, summary.storage, str(run / IMPORTANCE_FILE), summary.counts,
-                                 sorted(ranked, key=lambda r: (r["val_loss"] is None, r["val_loss"] or 0.0)), tau)
+                                 sorted(ranked, key=lambda r: (r["val_loss"] is None, r["val_loss"] or 0.0)), tau,
+                                 parent={"name": reference["name"], "run": reference["source"],
+                                         "n_params": reference["n_params"], "pattern": reference["pattern"],
+                                         "val_loss": reference["metrics"]["val_loss"]})
     if summary.best:
         outcome.best = summary.best[0]
         best_row = next(r for r in rows if r.number == outcome.best["number"])
@@ -201,8 +254,6 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
 def _final(config: CompressionFile, parent: Parent, importance: Importance, spec: ModelSpec, study,
            out: Path) -> dict[str, Any]:
     """The best child distilled for the `final` recipe (the short recipe with `final`'s fields over it)."""
-    from ..studies.evaluate import resolve_training
-
     lengths = ("steps", "tokens", "flops")
     recipe = dict(study.file.recipe)
     if any(k in config.final for k in lengths):  # the final length replaces the short one, however it is given
