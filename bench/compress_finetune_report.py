@@ -151,6 +151,12 @@ def ablation_report(folder: Path) -> dict[str, Any]:
 
     db = folder / "ablate.db"
     out: dict[str, Any] = {"seconds": _secs(phases(folder), "3-ablate")}
+    probe = read_json(folder / "3-finetune-probe.out")
+    if probe is not None:
+        metrics = probe.get("metrics") or {}
+        out["probe"] = {"status": probe.get("status"), "steps": probe.get("steps"), "wall_s": probe.get("wall_time_s"),
+                        "chrf_pp": metrics.get("chrf_pp"), "exact_match": metrics.get("exact_match"),
+                        "init_from": (probe.get("recipe") or {}).get("init_from")}
     if not db.is_file():
         out["missing"] = "ablate.db (the ablation did not finish)"
         partial = partial_ablation(folder / "3-ablate.out")
@@ -291,6 +297,11 @@ def markdown(comp: dict[str, Any], abl: dict[str, Any]) -> str:
         lines += [f"| {name} | {r.get('rc')} | {_num(r.get('seconds'), 4)} |" for name, r in step_rows.items()]
     lines += ["", "**Issue 20: finetuning the parent on gettext pairs (into English), reformulations vs baseline**",
               ""]
+    probe = abl.get("probe")
+    if probe:
+        lines += [f"`train --init-from` probe ({probe.get('status')}): {_num(probe.get('steps'))} steps, chrF++ "
+                  f"{_num(probe.get('chrf_pp'), 3)}, exact match {_num(probe.get('exact_match'), 3)}, "
+                  f"{_num(probe.get('wall_s'), 3)} s (Triton autotuning at the seq2seq shapes included).", ""]
     if "missing" in abl:
         lines.append(f"missing: {abl['missing']}")
         if abl.get("partial"):

@@ -9,7 +9,7 @@
 # 2 compress  `archsearch compress` with studies/compression/hybrid-100m.yaml: 16 candidates screened by a 60M
 #             parameter bound, the rest ranked by a 12-step distillation, the best distilled 50 steps (8.9% of
 #             the parent's tokens)
-# 3 ablate    the parent finetuned on gettext pairs (bench/data/gettext-pairs-4lang.jsonl, into English): the
+# 3 ablate    (after a 5-step `train --init-from` probe) the parent finetuned on gettext pairs (bench/data/gettext-pairs-4lang.jsonl, into English): the
 #             baseline and 3 reformulations x 3 seeds, chrF++ and exact match by greedy decoding of the test pairs
 # 4 scratch-a the best child's architecture from random weights on its distillation tokens
 # 5 scratch-b the same on 10x those tokens, stopped once it matches the distilled child (or at the deadline)
@@ -107,12 +107,22 @@ phase 2-compress 210 $PY -m archsearch.cli compress "$WORK/parent" --study "$STU
 cp "$WORK/compress/compression.json" "$OUT/" 2>/dev/null; cp "$WORK/compress.db" "$OUT/" 2>/dev/null
 for r in "$WORK"/compress/best-t*/result.json; do [ -f "$r" ] && cp "$r" "$OUT/best-child-result.json"; done
 
-# the baseline is the base cell (transforms unset): listing it among the values would train it twice
-phase 3-ablate 240 $PY -m archsearch.cli ablate "$WORK/parent/spec.yaml" --task seq2seq -t source=jsonl \
-    -t "path=$PAIRS" -t direction=into_english -t eval_split=test "${FT_TASK[@]}" \
-    --vary "task.transforms=$REFORMULATIONS" --seeds "$SEEDS" --metric chrf_pp \
-    --recipe "{init_from: $WORK/parent, ${FT_RECIPE#\{}" --storage "sqlite:///$WORK/ablate.db"
-cp "$WORK/ablate.db" "$OUT/" 2>/dev/null
+# a 5-step finetune first (`train --init-from`): fails fast if finetuning or greedy decoding breaks on this machine,
+# and its Triton autotuning at the seq2seq shapes is cached before the ablation's runs are timed
+S2S=(--task seq2seq -t source=jsonl -t "path=$PAIRS" -t direction=into_english -t eval_split=test)
+phase 3-finetune-probe 90 $PY -m archsearch.cli train --init-from "$WORK/parent" "${S2S[@]}" -t generate_examples=32 \
+    -t generate_batch=32 --steps 5 --batch-size 32 --seq-len 128 --lr 5e-4 --eval-every 5 "${PREC[@]}" \
+    "${DEVICE[@]}" --json
+if ! grep -q '"chrf_pp"' "$OUT/3-finetune-probe.out"; then
+  echo "the finetune probe gave no chrF++: the ablation is skipped (see 3-finetune-probe.log)"
+  echo '{"phase": "3-ablate", "rc": null, "skipped": "the finetune probe failed"}' >>"$OUT/phases.jsonl"
+else
+  # the baseline is the base cell (transforms unset): listing it among the values would train it twice
+  phase 3-ablate 240 $PY -m archsearch.cli ablate "$WORK/parent/spec.yaml" "${S2S[@]}" "${FT_TASK[@]}" \
+      --vary "task.transforms=$REFORMULATIONS" --seeds "$SEEDS" --metric chrf_pp \
+      --recipe "{init_from: $WORK/parent, ${FT_RECIPE#\{}" --storage "sqlite:///$WORK/ablate.db"
+  cp "$WORK/ablate.db" "$OUT/" 2>/dev/null
+fi
 
 if [ -f "$WORK/compress/compression.json" ]; then
   phase 4-scratch-a 60 $STEPS scratch "$WORK/compress" --data "$DATA" --multiple 1 \
