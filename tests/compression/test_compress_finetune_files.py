@@ -99,3 +99,45 @@ def test_the_pair_file_is_small_leak_free_and_reads_as_a_seq2seq_task():
     assert all(e.tgt_lang == "en" for e in task.val_examples)
     batch = task.train_batch(0, 4)
     assert batch.input_ids_BT.shape == (4, 128) and int(batch.input_ids_BT.max()) <= 257
+
+
+def load_report():
+    import importlib.util
+
+    path = REPO / "bench" / "compress_finetune_report.py"
+    spec = importlib.util.spec_from_file_location("compress_finetune_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_report_finds_where_training_from_scratch_matches_the_distilled_child(tmp_path):
+    import json
+
+    report = load_report()
+    curve = [{"step": 10, "tokens": 1000, "loss": 3.0}, {"step": 10, "tokens": 1000, "val_loss": 3.0},
+             {"step": 20, "tokens": 2000, "val_loss": 2.0}]
+    assert report.crossing(curve, 2.5) == pytest.approx(1500.0)  # linear between the evaluations
+    assert report.crossing(curve, 3.5) == 1000.0 and report.crossing(curve, 1.0) is None
+    recipe = {"eval_batches": 4, "batch_size": 16, "seq_len": 2048}
+    run = {"n_params": 100, "steps": 20, "tokens": 2000, "metrics": {"val_loss": 1.9}, "recipe": recipe}
+    (tmp_path / "parent-result.json").write_text(json.dumps(run))
+    (tmp_path / "best-child-result.json").write_text(json.dumps({**run, "tokens": 100}))
+    (tmp_path / "compression.json").write_text(json.dumps({
+        "counts": {"completed": 3, "infeasible": 2}, "kendall_tau": 0.5,
+        "ranked": [{"number": n, "val_loss": 2.5, "zero_shot_loss": 3.0} for n in range(3)],
+        "final": {"n_params": 60, "tokens": 100, "steps": 1, "status": "completed",
+                  "metrics": {"val_loss": 2.5, "zero_shot_loss": 3.2}}}))
+    (tmp_path / "5-scratch-b.out").write_text(json.dumps({**run, "curve": curve, "status": "stopped"}))
+    (tmp_path / "3-ablate.out").write_text("  task.transforms=None seed 0: chrf_pp=10 (1.0 s)\n"
+                                          "  task.transforms=None seed 1: chrf_pp=12 (1.0 s)\n"
+                                          "  task.transforms=hint seed 0: chrf_pp=11 (1.0 s)\n"
+                                          "  task.transforms=hint seed 1: chrf_pp=14 (1.0 s)\n")
+    comp, abl = report.compression_report(tmp_path), report.ablation_report(tmp_path)
+    assert comp["search"]["screened"] == 5 and comp["search"]["over_the_bound"] == 2
+    assert comp["saving"]["scratch_tokens_to_match"] == pytest.approx(1500.0)
+    assert comp["saving"]["x_fewer_tokens"] == pytest.approx(15.0)
+    assert [r["recipe"] for r in abl["partial"]] == ["baseline (no transform)", "hint"]  # the killed ablation's runs
+    assert abl["partial"][1]["diff"]["mean"] == pytest.approx(1.5)
+    text = report.markdown(comp, abl)
+    assert "15x the distillation's" in text and "| hint | 2 |" in text
