@@ -239,8 +239,10 @@ def candidates(study: dict[str, Any], statuses=("completed",)) -> dict[str, dict
 def time_of(study: dict[str, Any]) -> dict[str, Any]:
     """GPU time a study spent: the sum of its trials' time inside train() and of their whole wall time."""
     trained = [r for r in study["trials"] if r["status"] != "duplicate"]
+    train_time = sum(r["train_time_s"] or 0.0 for r in trained)
     return {"trials": len(study["trials"]), "trained_trials": len(trained),
-            "train_time_s": sum(r["train_time_s"] or 0.0 for r in trained),
+            "mean_train_time_s": train_time / len(trained) if trained else None,
+            "train_time_s": train_time,
             "trial_wall_s": sum(r["wall_time_s"] or 0.0 for r in trained),
             "statuses": {s: sum(r["status"] == s for r in study["trials"]) for s in
                          sorted({r["status"] for r in study["trials"]})}}

@@ -54,10 +54,17 @@ phase() {
   timeout -s INT -k 30 "$limit" "$@" >"$OUT/$name.log" 2>&1
   rc=$?
   wall=$(record "$name" "$t0" "$rc")
-  for db in full.db halving.db; do [[ -f "$WORK/$db" ]] && cp "$WORK/$db" "$OUT/"; done
+  for db in full.db halving.db; do [[ -f "$WORK/$db" ]] && copy_db "$WORK/$db" "$OUT/$db"; done
   cp "$WORK/phases.json" "$OUT/"
   tail -n 3 "$OUT/$name.log" | sed "s/^/[$name] /"
   echo "[$name] done in $wall s, exit $rc; $(left) s left"
+}
+
+# copy_db FROM TO: SQLite's backup, so a database still in WAL mode (a phase cut short) comes back whole.
+copy_db() {
+  "$PY" -c 'import sqlite3, sys
+src, dst = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+src.backup(dst); dst.close(); src.close()' "$1" "$2.tmp" && mv "$2.tmp" "$2"
 }
 
 # record NAME START_EPOCH RC: phases.json gets the phase's wall time (printed) and exit code.
@@ -87,6 +94,8 @@ phase full "$hard" "$PY" "${study[@]}" run "$WORK/full.yaml" --no-progress --tim
 # b) successive halving on the same grid (same sampler seed: the same candidates in the same order)
 hard=$(( $(left) - reserve ))
 phase halving "$hard" "$PY" "${study[@]}" run "$WORK/halving.yaml" --no-progress --timeout $((hard > 30 ? hard - 15 : 15))
+du -sh "$WORK/halving.runs" 2>/dev/null | sed 's/^/[halving] rung checkpoints: /'
+rm -rf "$WORK/halving.runs"  # ~12 bytes a parameter per trial (weights + AdamW state): GBs on the GPU machine
 # c) proxy fidelity of the full-budget study: front + random up to 8 candidates at 4x, and a second seed
 choice=$("$PY" bench/hybrid_study_report.py fidelity-args "$WORK/full.yaml" 2>>"$OUT/fidelity.log") \
   || choice="--no-front --random 8"
