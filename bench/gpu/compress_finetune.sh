@@ -9,8 +9,9 @@
 # 2 compress  `archsearch compress` with studies/compression/hybrid-100m.yaml: 16 candidates screened by a 60M
 #             parameter bound, the rest ranked by a 12-step distillation, the best distilled 50 steps (8.9% of
 #             the parent's tokens)
-# 3 ablate    (after a 5-step `train --init-from` probe) the parent finetuned on gettext pairs (bench/data/gettext-pairs-4lang.jsonl, into English): the
-#             baseline and 3 reformulations x 3 seeds, chrF++ and exact match by greedy decoding of the test pairs
+# 3 ablate    (after a 5-step `train --init-from` probe) the parent finetuned on gettext pairs
+#             (bench/data/gettext-pairs-4lang.jsonl, into English): the baseline and 3 reformulations x 3 seeds,
+#             chrF++ and exact match by greedy decoding of 128 test pairs
 # 4 scratch-a the best child's architecture from random weights on its distillation tokens
 # 5 scratch-b the same on 10x those tokens, stopped once it matches the distilled child (or at the deadline)
 # Every phase runs under `timeout` and a share of the call's budget; its log and JSON go to $OUT as it ends, the
@@ -54,7 +55,8 @@ sampler: {type: grid}
 n_trials: 16
 device: cpu
 YAML
-  FT_RECIPE='{steps: 6, batch_size: 8, seq_len: 96, lr: 1.0e-3, min_lr: 1.0e-4, warmup: 1, eval_every: 6, eval_batches: 1}'
+  FT_RECIPE='{steps: 6, batch_size: 8, seq_len: 96, lr: 1.0e-3, min_lr: 1.0e-4, warmup: 1, eval_every: 6, '
+  FT_RECIPE+='eval_batches: 1}'
   FT_TASK=(-t generate_examples=16 -t generate_batch=16)
 else
   SPEC=bench/specs/trial-d768.yaml; TEXT_MB=${TEXT_MB:-24}; DEVICE=(); PREC=(--precision bf16)
@@ -62,13 +64,15 @@ else
   STUDY=studies/compression/hybrid-100m.yaml
   # 120 steps of 32 pairs (~0.7 epoch of the 5,328 training pairs); seq_len 128 keeps a 25-character instruction
   # and a 40-byte source whole (the source may take half the sequence) and bounds decoding at ~88 new bytes
-  FT_RECIPE="{steps: ${FT_STEPS:-120}, batch_size: 32, seq_len: 128, lr: 5.0e-4, min_lr: 5.0e-5, warmup: 10, eval_every: ${FT_STEPS:-120}, eval_batches: 4, precision: bf16}"
+  FT_RECIPE="{steps: ${FT_STEPS:-120}, batch_size: 32, seq_len: 128, lr: 5.0e-4, min_lr: 5.0e-5, warmup: 10, "
+  FT_RECIPE+="eval_every: ${FT_STEPS:-120}, eval_batches: 4, precision: bf16}"
   FT_TASK=(-t generate_examples=128 -t generate_batch=128)
 fi
 
 left() { echo $(( BUDGET_S - ($(date +%s) - T0) )); }
 # phase NAME CAP_S CMD...: runs CMD under timeout min(CAP_S, what is left), stdout -> $OUT/NAME.out (one JSON
-# object, except ablate's per-run lines and table), stderr -> $OUT/NAME.log, one line of phases.jsonl (rc 124: timed out)
+# object, except ablate's per-run lines and table), stderr -> $OUT/NAME.log, one line of phases.jsonl
+# (rc 124: timed out)
 phase() {
   local name=$1 cap=$2; shift 2
   local limit; limit=$(left); [ "$limit" -gt "$cap" ] && limit=$cap
