@@ -69,12 +69,18 @@ def set_identity(db: Database, study_id: int, identity: dict) -> None:
             record.identity = identity
 
 
-def first_completed_with_key(db: Database, study_id: int, candidate_key: str) -> TrialRecord | None:
-    """The earliest completed trial of the study whose candidate key is `candidate_key` (its result is reused)."""
+# A trial in one of these ended with a decision about its candidate that a repeat of it would only reach again:
+# trained to the end, or stopped early (successive halving's rung, the dominance stop, a pruner).
+DECIDED_STATUSES = ("completed", "stopped", "pruned")
+
+
+def first_decided_with_key(db: Database, study_id: int, candidate_key: str) -> TrialRecord | None:
+    """The earliest trial of the study whose candidate key is `candidate_key` and whose candidate was decided
+    (DECIDED_STATUSES): a repeat reuses its outcome instead of training again."""
     with db.session() as session:
         return session.scalar(sa.select(TrialRecord).where(
             TrialRecord.study_id == study_id, TrialRecord.candidate_key == candidate_key,
-            TrialRecord.status == "completed").order_by(TrialRecord.number).limit(1))
+            TrialRecord.status.in_(DECIDED_STATUSES)).order_by(TrialRecord.number).limit(1))
 
 
 def duplicates_by_original(db: Database, study_id: int) -> dict[int, list[int]]:

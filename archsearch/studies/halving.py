@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from ..storage.pareto import dominates
 from ..storage.urls import safe_folder_name, sqlite_sibling
 from ..training.result import TrainingStopped  # torch-free
@@ -40,7 +40,11 @@ class HalvingConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     rungs: Annotated[list[float], Field(min_length=2, max_length=16)]
-    keep: float = 1 / 3
+    # A number, or a fraction written as text ("1/3"): the schema says both, as the validator below reads both.
+    keep: Annotated[float, WithJsonSchema({"description": "the share of each rung's results promoted to the next: "
+                                                          "a number in (0, 1) or a fraction such as 1/3", "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        {"type": "string", "pattern": r"^\s*\d+\s*/\s*\d+\s*$"}]})] = 1 / 3
     min_results: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
     @field_validator("keep", mode="before")

@@ -327,7 +327,7 @@ class StudyRunner:
         set_candidate(trial, spec_fields, verdict.analytic)  # pattern and sizes for plain Optuna tools
         if not verdict.fits:
             return self._untrained(trial, row, "infeasible", verdict, spec_fields, started)
-        original = records.first_completed_with_key(self.db, self.record.id, spec_fields["candidate_key"])
+        original = records.first_decided_with_key(self.db, self.record.id, spec_fields["candidate_key"])
         if original is not None:
             return self._duplicate(trial, row, original, spec_fields, started)
         records.update_trial(self.db, row, finished=False, **spec_fields)
@@ -408,8 +408,15 @@ class StudyRunner:
                              patience=config.patience, margin=config.margin, axis=plan.axis, per_step=plan.per_step)
 
     def _duplicate(self, trial, row: int, original, spec_fields: dict, started: float) -> list[float]:
-        """The same candidate was trained before (archsearch.studies.dedup): its stored result, no training."""
+        """The same candidate was trained before (archsearch.studies.dedup): its stored outcome, no training. A
+        repeat of a candidate stopped early (halving rung, dominance, pruner) is stopped the same way for Optuna."""
         trial.set_user_attr("duplicate_of", original.number)
+        if original.status != "completed":
+            rung = f" at rung {original.rung}" if original.rung is not None else ""
+            reason = f"duplicate of trial {original.number} ({original.status}{rung})"
+            self._finish(trial, row, "duplicate", started, None, duplicate_of=original.number, rung=original.rung,
+                         metrics=original.metrics, curve=original.curve, error=reason, **spec_fields)
+            raise optuna.TrialPruned(reason)
         values = list(original.objectives)
         self._finish(trial, row, "duplicate", started, None, values=values, duplicate_of=original.number,
                      metrics=original.metrics, error=f"duplicate of trial {original.number}", **spec_fields)

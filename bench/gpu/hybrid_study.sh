@@ -5,8 +5,8 @@
 #   c) `study fidelity` of the full-budget study: 8 candidates (front + random) at 4x, and a second seed,
 #   then bench/hybrid_study_report.py: hybrid_study.{json,md} (fronts, GPU time, hypervolume, fidelity, findings).
 # Both studies are written by `hybrid_study_report.py derive` from the shipped file, its generator grid listed as its
-# 24 distinct patterns (archsearch reuses only a completed trial's result for a repeated candidate, so under
-# halving a repeat of a stopped candidate would train again); the text is gathered to the path the study names.
+# 24 distinct patterns, one trial each (the generator grid's 48 points repeat candidates: duplicates cost no
+# training, but listing them keeps both studies at exactly 24 trials); the text is gathered to the path the study names.
 # Each phase is bounded (the study's --timeout stops starting trials; `timeout -s INT` stops a phase that is still
 # running at its limit, the running trial recorded as interrupted), and its log, database and the phase times
 # (phases.json) are copied to $OUT as it ends, so a call cut short still brings back what finished.
