@@ -134,12 +134,16 @@ class TrainEvaluator:
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None,
                  resume: bool = False) -> dict[str, Any]:
         """`resume=True` continues the checkpoint in `out_dir` (successive halving's promoted trials). With
-        `recall`, the trained (or stopped) model's recall joins its metrics; it is read back from the run folder (a
-        temporary one when `out_dir` is None)."""
+        `recall`, the trained (or stopped) model's recall joins its metrics: scored in memory at the run's end, or,
+        data-parallel (the model is in other processes), read back from the run folder (a temporary one when
+        `out_dir` is None)."""
         import tempfile
 
         from ..training import TrainingStopped, train
 
+        if self.recall and self.nproc is None:  # no checkpoint written and read back just to score it
+            return train(spec, self.task, self.recipe, out_dir=out_dir, callback=callback, progress=False,
+                         device=self.device, resume=resume, final_metrics=self._recall_metrics).to_dict()
         if self.recall and out_dir is None:
             with tempfile.TemporaryDirectory(prefix="archsearch-recall-") as scratch:
                 return self(spec, callback, out_dir=Path(scratch) / "run", resume=resume)
@@ -154,12 +158,24 @@ class TrainEvaluator:
             result.metrics["recall"] = self.recall_of(out_dir)
         return result.to_dict()
 
-    def recall_of(self, out_dir: Path) -> float:
-        """The recall probe's score of the model saved in `out_dir`, on the task's vocabulary and length."""
-        from ..training.recall import RecallProbe, recall_of_run
+    def _recall_metrics(self, model) -> dict[str, float]:
+        """train()'s final_metrics: the recall probe on the model in memory (its device, float32 as trained)."""
+        from ..training.recall import recall_score
+
+        return {"recall": recall_score(model, self.probe(), next(model.parameters()).device)}
+
+    def probe(self):
+        """The study's recall probe, made once: the same queries for every candidate."""
+        from ..training.recall import RecallProbe
         from ..training.tasks import TaskSpec, make_task
 
         if self._probe is None:
             task = make_task(TaskSpec.coerce(self.task), self.recipe.seq_len, self.recipe.seed)
             self._probe = RecallProbe.fitting(task.vocab_size, task.seq_len)
-        return recall_of_run(Path(out_dir), self._probe, self.device)
+        return self._probe
+
+    def recall_of(self, out_dir: Path) -> float:
+        """The recall probe's score of the model saved in `out_dir`, on the task's vocabulary and length."""
+        from ..training.recall import recall_of_run
+
+        return recall_of_run(Path(out_dir), self.probe(), self.device)

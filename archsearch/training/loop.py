@@ -25,6 +25,9 @@ from .schedule import lr_at, schedule_note
 from .tasks import Batch, TaskSpec
 
 Callback = Callable[[int, dict[str, float]], None]
+# Scores the trained model in memory at the end of a run (or where a callback stopped it): e.g. a study's recall
+# probe, which would otherwise need the run saved to disk and rebuilt from there.
+FinalMetrics = Callable[[torch.nn.Module], dict[str, float]]
 
 
 class Diverged(Exception):
@@ -32,9 +35,11 @@ class Diverged(Exception):
 
 
 class Trainer:
-    def __init__(self, run: Prepared, callback: Callback | None, progress: bool):
+    def __init__(self, run: Prepared, callback: Callback | None, progress: bool,
+                 final_metrics: FinalMetrics | None = None):
         self.run = run
         self.callback = callback
+        self.final_metrics = final_metrics
         self.backends: Mapping[str, str] | None = None  # train()'s kernels.recording(); None: process-wide record
         self.recipe = run.recipe
         self.step = int(run.state.get("step", 0))
@@ -163,6 +168,7 @@ class Trainer:
             stopped = self.stopped_by_callback or isinstance(err, TrainingStopped)
             if stopped:  # between steps: weights and optimizer are consistent, so the run can resume
                 self.save()
+                self.score_final()
             result = self.finish("stopped" if stopped else "failed", f"{type(err).__name__}: {err}")
             if isinstance(err, TrainingStopped):  # its declared field; other exceptions are not ours to change
                 err.with_result(result)
@@ -170,7 +176,20 @@ class Trainer:
         finally:
             self.bar.close()
         self.save()
+        self.score_final()
         return self.finish("completed", None)
+
+    @torch.no_grad()
+    def score_final(self) -> None:
+        """`final_metrics` of the model as it stands join the run's metrics (the model is left as it was)."""
+        if self.final_metrics is None:
+            return
+        model = self.run.model
+        was_training = model.training
+        try:
+            self.metrics = {**self.metrics, **self.final_metrics(model)}
+        finally:
+            model.train(was_training)
 
     def evaluate_and_report(self) -> None:
         began = time.perf_counter()
@@ -249,7 +268,9 @@ class Trainer:
 
 def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None = None,
           callback: Callback | None = None, progress: bool = True, device: str | None = None,
-          resume: bool = False, nproc: int | None = None, parallel: Parallel = SINGLE) -> TrainResult:
+          resume: bool = False, nproc: int | None = None, parallel: Parallel = SINGLE,
+          final_metrics: FinalMetrics | None = None, teacher: torch.nn.Module | None = None,
+          init_weights: Mapping[str, torch.Tensor] | None = None) -> TrainResult:
     """Train `spec` on `task` with `recipe`; returns the run's record (also result.json in `out_dir`).
 
     `callback(step, metrics)` runs after each evaluation; anything it raises stops the run: the run is recorded
@@ -258,8 +279,18 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
     status "diverged". `resume=True` continues the checkpoint in `out_dir` (spec/task/recipe may then be None:
     the saved ones are used). `nproc=N` runs the same training data-parallel in N processes under torchrun
     (archsearch.training.launch; `recipe.batch_size` stays the global batch); `parallel` is set by those processes.
+    `final_metrics(model)` scores the trained model in memory at the end (and at a callback's stop); its values join
+    the record's metrics. Not with `nproc` (the model lives in other processes).
+    `teacher`: the model of `recipe.distill.teacher` already in memory on the training device (a compression search
+    holds its parent), used frozen instead of reading that run folder again; the record still names the folder.
+    `init_weights`: a state dict of the spec's model to start from instead of the seeded initialisation (a pruned
+    child's sliced weights). Neither with `nproc`.
     """
     if nproc is not None:
+        if final_metrics is not None:
+            raise ValueError("final_metrics needs the model in this process: not with nproc")
+        if teacher is not None or init_weights is not None:
+            raise ValueError("teacher and init_weights are models in this process: not with nproc")
         from .launch import train_parallel
 
         return train_parallel(spec, task, recipe, nproc=nproc, out_dir=out_dir, callback=callback, progress=progress,
@@ -267,7 +298,8 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
     from archsearch.kernels import recording
 
     with recording() as used:  # this run's kernel backends only, not an earlier run's in the same process
-        run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume, parallel=parallel)
-        trainer = Trainer(run, callback, progress)
+        run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume, parallel=parallel,
+                      teacher_model=teacher, init_weights=init_weights)
+        trainer = Trainer(run, callback, progress, final_metrics)
         trainer.backends = used
         return trainer.run_to_end()
