@@ -30,6 +30,8 @@ from torch import nn
 
 from archsearch.errors import UserError
 
+from .parent import Parent
+
 FILE = "importance.safetensors"
 
 
@@ -177,16 +179,25 @@ def calibration_batches(task, n_batches: int, batch_size: int, device: torch.dev
 
 def score_run(run: Path, *, batches: int = 8, batch_size: int = 8, device: str = "cpu") -> Importance:
     """Score the parent run folder `run` on calibration batches of its own task, and store the scores there."""
-    from archsearch.training.tasks import TaskSpec, make_task
-
     from .parent import load_parent
 
-    if batches < 1 or batch_size < 1:
-        raise UserError(f"importance: batches ({batches}) and batch_size ({batch_size}) must be >= 1")
-    parent = load_parent(run, device)
+    _check_calibration(batches, batch_size)
+    return score_parent(load_parent(run, device), batches=batches, batch_size=batch_size)
+
+
+def score_parent(parent: Parent, *, batches: int = 8, batch_size: int = 8) -> Importance:
+    """`score_run` for a parent already loaded: scored where it is, the scores stored in its run folder."""
+    from archsearch.training.tasks import TaskSpec, make_task
+
+    _check_calibration(batches, batch_size)
     task = make_task(TaskSpec.model_validate(parent.task), parent.recipe.get("seq_len", 256), parent.seed)
     importance = score_model(parent.model, calibration_batches(task, batches, batch_size, parent.model_device))
     importance.calibration = {"task": parent.task, "batches": batches, "batch_size": batch_size,
                               "seq_len": task.seq_len}
-    importance.save(Path(run))
+    importance.save(Path(parent.folder))
     return importance
+
+
+def _check_calibration(batches: int, batch_size: int) -> None:
+    if batches < 1 or batch_size < 1:
+        raise UserError(f"importance: batches ({batches}) and batch_size ({batch_size}) must be >= 1")

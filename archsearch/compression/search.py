@@ -7,8 +7,10 @@ is compared with the zero-shot one (Kendall's tau), and the best child is distil
 parent is the study's `reference:` (its name, size, pattern and val_loss measured as a child's is), so the
 dashboard shows it beside the best child.
 
-Each candidate trains from its sliced weights: the child is written as a run folder at step 0 (definition, weights,
-a fresh optimizer) and resumed, so `train()` runs unchanged.
+Each candidate is sliced on the parent's device and trains from its sliced weights handed to `train()` in memory
+(`init_weights`), with the parent the search holds as its teacher (`teacher`): per candidate nothing of the parent
+is read from disk again and no starting checkpoint is written only to be read back. The trial's run folder is what
+any distillation run leaves (definition, final checkpoint, result.json naming the parent folder as teacher).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..studies.evaluate import TrainEvaluator, resolve_training
 from ..studies.fidelity_stats import kendall_tau
 from .file import CompressionFile
 from .importance import FILE as IMPORTANCE_FILE
-from .importance import Importance, score_run
+from .importance import Importance, score_parent
 from .parent import Parent, load_parent
 from .prune import child_pattern, resolved_spec, slice_weights, width_fields
 from .space import compression_space
@@ -94,36 +96,23 @@ def parent_reference(parent: Parent, recipe) -> dict[str, Any]:
             "metrics": {"val_loss": val_loss}}
 
 
-def write_start(out: Path, model: torch.nn.Module, spec: ModelSpec, recipe, task: dict) -> None:
-    """A run folder at step 0 holding `model`'s weights: `train(..., resume=True)` continues from them."""
-    from ..training import checkpoint
-    from ..training.prepare import parameter_groups
-
-    if checkpoint.has_checkpoint(out):
-        raise UserError(f"{str(out)!r} already holds a run; choose another output folder")
-    checkpoint.write_definition(out, spec, recipe.to_dict(), task)
-    optimizer = torch.optim.AdamW(parameter_groups(model, recipe.weight_decay), lr=recipe.lr, betas=recipe.betas,
-                                  eps=recipe.eps)
-    checkpoint.save_checkpoint(out, model, optimizer, {"step": 0, "tokens": 0, "flops": 0, "curve": [],
-                                                       "metrics": {}})
-
-
 def distil_child(parent: Parent, importance: Importance, spec: ModelSpec, recipe, out: Path, *,
                  device: str | None, callback=None) -> dict[str, Any]:
     """Slice `spec` from the parent, score it zero-shot, distil it from the parent for `recipe` in run folder
     `out`; the training's record with `metrics.zero_shot_loss` added."""
-    from ..training import train
-
-    child = slice_weights(parent.model, importance, spec)
-    child_device = next(child.parameters()).device
-    zero_shot = validation_loss(child, eval_task(parent.task, recipe), recipe.eval_batches, recipe.batch_size,
-                                evaluation_autocast(recipe, child_device, spec))
-    write_start(out, child, spec, recipe, parent.task)
-    del child
-    result = train(None, None, None, out_dir=out, callback=callback, progress=False, device=device,
-                   resume=True).to_dict()
+    from ..training import TaskSpec, train
     from ..training.checkpoint import write_json
 
+    # on the parent's device: the zero-shot loss is measured where (and under the autocast with which) train()
+    # evaluates, and the weights never leave the device
+    child = slice_weights(parent.model, importance, spec, device=parent.model_device)
+    zero_shot = validation_loss(child, eval_task(parent.task, recipe), recipe.eval_batches, recipe.batch_size,
+                                evaluation_autocast(recipe, parent.model_device, spec))
+    weights = child.state_dict()
+    del child  # train() builds its own model and copies these in
+    result = train(spec, TaskSpec.model_validate(parent.task), recipe, out_dir=out, callback=callback,
+                   progress=False, device=device, teacher=parent.model, init_weights=weights).to_dict()
+    del weights
     if isinstance(result.get("metrics"), dict):
         result["metrics"][ZERO_SHOT] = zero_shot
         if (out / "result.json").is_file():  # the run folder records its starting point too
@@ -208,9 +197,9 @@ def compress(run: Path, config: CompressionFile, out: Path, *, storage: str | No
 
     run = Path(run).expanduser()
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    parent = load_parent(run, device)  # once: it is scored, sliced and every candidate's teacher
     if rescore or not (run / IMPORTANCE_FILE).is_file():
-        score_run(run, batches=config.calibration.batches, batch_size=config.calibration.batch_size, device=device)
-    parent = load_parent(run, device)
+        score_parent(parent, batches=config.calibration.batches, batch_size=config.calibration.batch_size)
     importance = Importance.load(run)
     if importance.layers.numel() != parent.spec.n_layers or importance.d_model.numel() != parent.spec.d_model:
         raise UserError(f"{str(run / IMPORTANCE_FILE)!r} scores another model than the run's; pass rescore=True")

@@ -1,5 +1,7 @@
 """The distillation teacher: a finished run folder (spec.yaml + model.safetensors [+ task.json]), rebuilt frozen on
-the student's device. Vocabularies and tokenizers must match, or its logits would name different tokens."""
+the student's device, or that folder's model already in the caller's memory (`held_teacher`: a compression search
+distils every candidate from the parent it holds). Vocabularies and tokenizers must match, or its logits would
+name different tokens."""
 
 from __future__ import annotations
 
@@ -54,5 +56,27 @@ def load_teacher(config: Distillation, spec: ModelSpec, device: torch.device) ->
 
     model = build(spec, device, torch.float32, seed=0)
     load_weights(Path(config.teacher).expanduser(), model, device)
+    model.eval().requires_grad_(False)
+    return Teacher(model, spec, config.temperature, config.alpha, str(config.teacher))
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """torch.device("cuda") names the current CUDA device, so it equals "cuda:N" for that N."""
+    def index(d: torch.device) -> int:
+        return d.index if d.index is not None else (torch.cuda.current_device() if d.type == "cuda" else 0)
+    return a.type == b.type and index(a) == index(b)
+
+
+def held_teacher(config: Distillation, spec: ModelSpec, model: nn.Module, device: torch.device) -> Teacher:
+    """The teacher `config.teacher` names, from `model`: that run folder's model as the caller loaded it (the same
+    spec, its weights; not read again here). It is used where it is, frozen in place (eval mode, no gradients)."""
+    held = getattr(model, "spec", None)
+    if not isinstance(held, ModelSpec) or held.to_dict() != spec.to_dict():
+        raise UserError(f"distill.teacher: the teacher model given is not the model of {config.teacher!r} (another "
+                        "spec)")
+    where = next(model.parameters()).device
+    if not _same_device(where, device):
+        raise UserError(f"distill.teacher: the teacher model given is on {where}, the run trains on {device}; load "
+                        "it on the training device")
     model.eval().requires_grad_(False)
     return Teacher(model, spec, config.temperature, config.alpha, str(config.teacher))

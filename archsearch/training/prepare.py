@@ -7,6 +7,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ContextManager
 
 import torch
@@ -20,7 +21,7 @@ from archsearch.spec import ModelSpec
 from . import checkpoint
 from .budget import Budget, resolve_budget
 from .compile_session import compile_model, program_of, signature
-from .distill import Teacher, check_teacher, load_teacher
+from .distill import Teacher, check_teacher, held_teacher, load_teacher
 from .distributed import SINGLE, Parallel
 from .fp8 import Fp8Converter, convert_model
 from .precision import PrecisionPlan, plan_precision
@@ -115,9 +116,22 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
+def load_start_weights(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    """`train(init_weights=...)`: every tensor of the model, by name and shape, or a UserError naming the misfits."""
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:  # missing, unexpected or misshapen tensors: torch lists them all
+        raise UserError(f"init_weights do not fit the spec's model: {str(err)[:400]}") from None
+
+
 def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None,
-            device: str | None, resume: bool, parallel: Parallel = SINGLE) -> Prepared:
+            device: str | None, resume: bool, parallel: Parallel = SINGLE, teacher_model: nn.Module | None = None,
+            init_weights: Mapping[str, torch.Tensor] | None = None) -> Prepared:
+    """Everything before the first step. `teacher_model`: the model of `recipe.distill.teacher` already in memory
+    (train()'s `teacher`); `init_weights`: a state dict the model starts from (train()'s `init_weights`)."""
     started = time.perf_counter()
+    if init_weights is not None and resume:
+        raise UserError("init_weights start a new run; a resumed run continues its own checkpoint")
     out = Path(out_dir).expanduser() if out_dir is not None else None
     task_spec = TaskSpec.coerce(task) if task is not None else None
     if resume:
@@ -141,6 +155,10 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     budget = resolve_budget(recipe, spec, task_obj.seq_len)  # a length that buys no step fails before the build
     # the rows of one forward's GEMMs: one micro-batch of this rank (what precision auto's table is measured at)
     plan = plan_precision(recipe, torch_device, spec, recipe.batch_size // parallel.world_size * task_obj.seq_len)
+    if init_weights is not None and recipe.init_from is not None:
+        raise UserError("init_weights and recipe.init_from both give starting weights; pass one")
+    if teacher_model is not None and recipe.distill is None:
+        raise UserError("a teacher model was given but the recipe has no distill: section naming it")
     teacher_spec = check_teacher(recipe.distill, spec, task_obj) if recipe.distill is not None else None
 
     from archsearch.builder import build
@@ -149,6 +167,8 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
     model = build(spec, torch_device, torch.float32, seed=recipe.seed)  # fp32 master weights
     if recipe.init_from is not None and not resume:  # a resumed finetuning continues its own checkpoint
         checkpoint.load_initial_weights(Path(recipe.init_from).expanduser(), model, torch_device)
+    if init_weights is not None:
+        load_start_weights(model, init_weights)
     converter, fp8_layers = None, []
     if plan.fp8_backend is not None:
         converter, fp8_layers = convert_model(model, plan.fp8_backend, recipe)
@@ -161,7 +181,11 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
             checkpoint.write_json(out / "recipe.json", recipe.to_dict())  # steps etc. may have changed
     elif out is not None and parallel.writer:
         checkpoint.write_definition(out, spec, recipe.to_dict(), task_spec.to_dict())
-    teacher = load_teacher(recipe.distill, teacher_spec, torch_device) if teacher_spec is not None else None
+    teacher = None
+    if teacher_model is not None:
+        teacher = held_teacher(recipe.distill, teacher_spec, teacher_model, torch_device)
+    elif teacher_spec is not None:
+        teacher = load_teacher(recipe.distill, teacher_spec, torch_device)
     forward = parallel.wrap(model, torch_device)
     compile_info = None
     if recipe.compile:
