@@ -108,11 +108,9 @@ def distil_child(parent: Parent, importance: Importance, spec: ModelSpec, recipe
     child = slice_weights(parent.model, importance, spec, device=parent.model_device)
     zero_shot = validation_loss(child, eval_task(parent.task, recipe), recipe.eval_batches, recipe.batch_size,
                                 evaluation_autocast(recipe, parent.model_device, spec))
-    weights = child.state_dict()
-    del child  # train() builds its own model and copies these in
+    # train() builds the child's model and copies these weights in (the AdamW it builds starts empty, as a fresh one)
     result = train(spec, TaskSpec.model_validate(parent.task), recipe, out_dir=out, callback=callback,
-                   progress=False, device=device, teacher=parent.model, init_weights=weights).to_dict()
-    del weights
+                   progress=False, device=device, teacher=parent.model, init_weights=child.state_dict()).to_dict()
     if isinstance(result.get("metrics"), dict):
         result["metrics"][ZERO_SHOT] = zero_shot
         if (out / "result.json").is_file():  # the run folder records its starting point too
