@@ -105,19 +105,32 @@ def fidelity(file: str = typer.Argument(..., help="study file (YAML) of a stored
              random_k: int = typer.Option(0, "--random", help="also retrain K random other completed candidates"),
              seeds: int = typer.Option(2, help="2: one candidate again at the study's length with a second seed "
                                        "(the noise floor); 1: none"),
+             timeout: Optional[float] = typer.Option(None, help=f"start no retraining that would not end within "
+                                                     f"this many seconds of the start (judged by the longest stored "
+                                                     f"one), > 0 and <= {MAX_TIMEOUT_S:,}; the statistics then "
+                                                     "cover the candidates finished, marked partial"),
              as_json: bool = typer.Option(False, "--json")) -> None:
     """How far the study's short trials can be trusted: chosen candidates retrained at FACTOR x the budget,
     Kendall tau and pairwise decision accuracy (bootstrap 95% intervals) per trained objective; stored beside the
-    study."""
+    study.
+
+    Each retraining is stored as it finishes: Ctrl-C keeps the finished ones (exit 130), and the same command
+    reuses them and trains only the rest. With --timeout, a measurement cut short is stored as partial (n of m
+    candidates); with fewer than 2 candidates retrained it stores the runs only (exit 0, rerun to continue).
+    """
     from ..studies.fidelity import measure_fidelity
 
-    report = measure_fidelity(_load(file), storage=storage, factor=factor, front=front, random_k=random_k,
-                              seeds=seeds, note=lambda text: print(text, file=sys.stderr))
+    report = _quiet_interrupt(lambda: measure_fidelity(_load(file), storage=storage, factor=factor, front=front,
+                                                       random_k=random_k, seeds=seeds, timeout_s=timeout,
+                                                       note=lambda text: print(text, file=sys.stderr)))
     if as_json:
-        print(json.dumps({"study": report.study, "factor": report.factor, "stats": report.stats,
-                          "noise": report.noise, "candidates": report.candidates}, indent=1))
-        return
-    print("\n".join(report.lines()))
+        print(json.dumps(report.to_dict(), indent=1))
+    if report.interrupted or not report.measured or (as_json and report.partial):
+        print("\n".join(report.lines()[:1]), file=sys.stderr)  # what happened, and that a rerun continues
+    elif not as_json:
+        print("\n".join(report.lines()))
+    if report.interrupted:
+        raise SystemExit(130)
 
 
 def _print_summary(summary, objectives: list[str], url: str) -> None:

@@ -41,6 +41,8 @@ class Fidelity:
     candidates: list[dict[str, Any]]
     noise: dict[str, Any] | None
     stats: dict[str, dict[str, Any]]
+    partial: bool = False  # a time limit ended it early: the statistics cover `candidates` of `n_chosen`
+    n_chosen: int | None = None
 
 
 def halving_fractions(session: Session, study_id: int) -> list[float] | None:
@@ -99,5 +101,6 @@ def fidelity_measurements(session: Session, study_id: int) -> list[Fidelity]:
     stmt = sa.select(FidelityRecord).where(FidelityRecord.study_id == study_id).order_by(FidelityRecord.id.desc())
     return [Fidelity(r.id, r.factor, [c for c in (r.candidates or []) if isinstance(c, dict)],
                      r.noise if isinstance(r.noise, dict) else None,
-                     {m: s for m, s in (r.stats or {}).items() if isinstance(s, dict)})
+                     {m: s for m, s in (r.stats or {}).items() if isinstance(s, dict)}, bool(r.partial),
+                     r.n_chosen)
             for r in session.scalars(stmt)]

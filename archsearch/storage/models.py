@@ -197,3 +197,33 @@ class FidelityRecord(Base):
     stats: Mapped[dict[str, Any]] = mapped_column(comment="per objective: n, tau, tau_ci95, pairwise_accuracy, "
                                                   "pairwise_accuracy_ci95")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    partial: Mapped[bool] = mapped_column(default=False, server_default=sa.false(),
+                                          comment="a time limit ended it before every chosen candidate (or the "
+                                                  "noise floor) was retrained; the statistics cover `candidates`")
+    n_chosen: Mapped[int | None] = mapped_column(comment="candidates chosen (len(candidates) when not partial; null "
+                                                 "before revision 0004)")
+
+
+class FidelityRunRecord(Base):
+    """One retraining of a fidelity measurement (a candidate at `factor` x the budget, or the noise floor's second
+    seed at 1x), stored as soon as it finishes so that a stopped `study fidelity` keeps it and its rerun reuses it.
+    The unique key (study, run_key) makes it once: run_key hashes what was trained (the proxy spec, task, recipe
+    and seed), so the same candidate at the same length and seed is the same run whichever measurement asked."""
+
+    __tablename__ = "archsearch_fidelity_runs"
+    __table_args__ = (sa.UniqueConstraint("study_id", "run_key", name="uq_archsearch_fidelity_runs_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("archsearch_studies.id", ondelete="CASCADE"))
+    run_key: Mapped[str] = mapped_column(sa.String(64), comment="hash of the proxy spec, task, recipe and seed "
+                                         "trained (archsearch.studies.dedup.candidate_key)")
+    trial_number: Mapped[int] = mapped_column(comment="the study trial whose candidate was retrained")
+    factor: Mapped[float] = mapped_column(sa.Float, comment="length over the study recipe's (1: the noise floor run)")
+    seed: Mapped[int]
+    recipe: Mapped[dict[str, Any]] = mapped_column(comment="the recipe trained (the study's, scaled by factor)")
+    status: Mapped[str] = mapped_column(sa.String(16), comment="completed, diverged or stopped (the training's)")
+    objectives: Mapped[list[Any]] = mapped_column(comment="objective values, study order (analytic ones as stored "
+                                                  "for the trial; trained ones null unless completed)")
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, comment="the training result's metrics")
+    wall_time_s: Mapped[float] = mapped_column(sa.Float, comment="seconds the training took (time limits use it)")
+    finished_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,5 +1,5 @@
-"""Reads and writes of successive-halving rungs and proxy-fidelity measurements (archsearch.studies.halving,
-archsearch.studies.fidelity)."""
+"""Reads and writes of successive-halving rungs, proxy-fidelity measurements and their retrainings
+(archsearch.studies.halving, archsearch.studies.fidelity)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from .database import Database
-from .models import FidelityRecord, RungRecord, TrialRecord
+from .models import FidelityRecord, FidelityRunRecord, RungRecord, TrialRecord
 
 DECISIONS = ("promoted", "stopped", "final")
 
@@ -51,10 +51,15 @@ def set_trial_rung(db: Database, trial_row_id: int, rung: int) -> None:
         session.execute(sa.update(TrialRecord).where(TrialRecord.id == trial_row_id).values(rung=rung))
 
 
+FIDELITY_RUN_STATUSES = ("completed", "diverged", "stopped")  # archsearch.training.result.TrainResult.status
+
+
 def add_fidelity(db: Database, study_id: int, *, factor: float, candidates: list[dict[str, Any]],
-                 noise: dict[str, Any] | None, stats: dict[str, Any]) -> int:
+                 noise: dict[str, Any] | None, stats: dict[str, Any], partial: bool = False,
+                 n_chosen: int | None = None) -> int:
     with db.session() as session:
-        record = FidelityRecord(study_id=study_id, factor=factor, candidates=candidates, noise=noise, stats=stats)
+        record = FidelityRecord(study_id=study_id, factor=factor, candidates=candidates, noise=noise, stats=stats,
+                                partial=partial, n_chosen=n_chosen if n_chosen is not None else len(candidates))
         session.add(record)
         session.flush()
         return record.id
@@ -65,3 +70,31 @@ def fidelity_of(db: Database, study_id: int) -> list[FidelityRecord]:
     with db.session() as session:
         return list(session.scalars(sa.select(FidelityRecord).where(FidelityRecord.study_id == study_id)
                                     .order_by(FidelityRecord.id)))
+
+
+def store_fidelity_run(db: Database, study_id: int, *, run_key: str, trial_number: int, factor: float, seed: int,
+                       recipe: dict[str, Any], status: str, objectives: list[Any], metrics: dict[str, Any] | None,
+                       wall_time_s: float) -> FidelityRunRecord:
+    """Store one finished retraining, unless the same run (study, run_key) is stored already (another process
+    measuring at once): the stored one wins, and is returned, so every reader ranks the same values."""
+    if status not in FIDELITY_RUN_STATUSES:
+        raise ValueError(f"fidelity run status {status!r}; allowed: {', '.join(FIDELITY_RUN_STATUSES)}")
+    try:
+        with db.session() as session:
+            record = FidelityRunRecord(study_id=study_id, run_key=run_key, trial_number=trial_number,
+                                       factor=float(factor), seed=seed, recipe=dict(recipe), status=status,
+                                       objectives=list(objectives), metrics=metrics, wall_time_s=float(wall_time_s))
+            session.add(record)
+        return record
+    except IntegrityError:
+        (stored,) = fidelity_runs(db, study_id, [run_key]).values()
+        return stored
+
+
+def fidelity_runs(db: Database, study_id: int, run_keys: list[str] | None = None) -> dict[str, FidelityRunRecord]:
+    """run_key -> stored retraining of the study (only those of `run_keys` when given)."""
+    with db.session() as session:
+        stmt = sa.select(FidelityRunRecord).where(FidelityRunRecord.study_id == study_id)
+        if run_keys is not None:
+            stmt = stmt.where(FidelityRunRecord.run_key.in_(list(run_keys)))
+        return {r.run_key: r for r in session.scalars(stmt.order_by(FidelityRunRecord.id))}
