@@ -100,7 +100,11 @@ rm -rf "$WORK/halving.runs"  # ~12 bytes a parameter per trial (weights + AdamW 
 choice=$("$PY" bench/hybrid_study_report.py fidelity-args "$WORK/full.yaml" 2>>"$OUT/fidelity.log") \
   || choice="--no-front --random 8"
 echo "[fidelity] candidates: $choice"
-phase fidelity $(( $(left) - 15 )) "$PY" "${study[@]}" fidelity "$WORK/full.yaml" --factor 4 --seeds 2 $choice --json
+# --timeout: stop starting long runs in time to measure over those finished (stored as partial); each long run is
+# stored as it ends, so a rerun of this phase (another call, with the databases carried) trains only the rest
+fid_limit=$(( $(left) - 15 ))
+phase fidelity "$fid_limit" "$PY" "${study[@]}" fidelity "$WORK/full.yaml" --factor 4 --seeds 2 $choice --json \
+  --timeout $(( fid_limit > 60 ? fid_limit - 30 : 30 ))
 "$PY" bench/hybrid_study_report.py report "$WORK" --out "$OUT" >"$OUT/report.log" 2>&1 \
   && cat "$OUT/hybrid_study.md" || { echo "report failed:"; tail -n 20 "$OUT/report.log"; }
 echo "total $(( $(date +%s) - start )) s after setup"

@@ -19,13 +19,8 @@ from archsearch.spec import parse_spec
 from archsearch.studies.evaluate import resolve_training
 from archsearch.training import Recipe, TaskSpec, train
 
-PARENT = {"name": "parent", "vocab_size": 32, "d_model": 32, "max_context": 64, "pattern": "M-*-M-",
-          "tie_embeddings": False,
-          "blocks": {"M": {"kind": "mamba2", "n_heads": 4, "head_dim": 8, "d_state": 8, "n_groups": 2,
-                           "chunk_size": 16},
-                     "*": {"kind": "attention", "n_heads": 4, "n_kv_heads": 2, "head_dim": 8},
-                     "-": {"kind": "mlp", "ffn_ratio": 2}}}
-TASK = {"name": "mqar", "options": {"vocab": 32, "n_pairs": 2}}
+from compression_helpers import PARENT, TASK, train_parent
+
 RUN_FILES = {"spec.yaml", "recipe.json", "task.json", "model.safetensors", "optimizer.pt", "rng.pt", "state.json",
              "result.json"}
 
@@ -33,9 +28,7 @@ RUN_FILES = {"spec.yaml", "recipe.json", "task.json", "model.safetensors", "opti
 @pytest.fixture(scope="module")
 def parent_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("in-memory") / "parent"
-    train(parse_spec(PARENT), TaskSpec.model_validate(TASK), Recipe(steps=3, batch_size=4, seq_len=16, warmup=0,
-                                                                    eval_batches=1), out_dir=out, progress=False,
-          device="cpu")
+    train_parent(out, eval_batches=1)
     score_parent(load_parent(out), batches=2, batch_size=4)
     return out
 

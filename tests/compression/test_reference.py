@@ -12,21 +12,14 @@ from archsearch.studies.evaluate import resolve_training
 from archsearch.studies.study_file import Reference
 from archsearch.training import Recipe, TaskSpec, train
 
-PARENT = {"name": "parent", "vocab_size": 32, "d_model": 32, "max_context": 64, "pattern": "M-*-M-",
-          "tie_embeddings": False,
-          "blocks": {"M": {"kind": "mamba2", "n_heads": 4, "head_dim": 8, "d_state": 8, "n_groups": 2,
-                           "chunk_size": 16},
-                     "*": {"kind": "attention", "n_heads": 4, "n_kv_heads": 2, "head_dim": 8},
-                     "-": {"kind": "mlp", "ffn_ratio": 2}}}
-TASK = {"name": "mqar", "options": {"vocab": 32, "n_pairs": 2}}
+from compression_helpers import PARENT, TASK, train_parent
+
 
 
 @pytest.fixture(scope="module")
 def parent_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "parent"
-    train(parse_spec(PARENT), TaskSpec.model_validate(TASK), Recipe(steps=3, batch_size=4, seq_len=16, warmup=0,
-                                                                    eval_batches=2), out_dir=out, progress=False,
-          device="cpu")
+    train_parent(out, eval_batches=2)
     return out
 
 

@@ -21,12 +21,8 @@ from archsearch.storage import Database, records
 from archsearch.studies.params import PointSource
 from archsearch.training import Recipe, TaskSpec, train
 
-PARENT = {"name": "parent", "vocab_size": 32, "d_model": 32, "max_context": 64, "pattern": "M-*-M-",
-          "tie_embeddings": False,
-          "blocks": {"M": {"kind": "mamba2", "n_heads": 4, "head_dim": 8, "d_state": 8, "n_groups": 2,
-                           "chunk_size": 16},
-                     "*": {"kind": "attention", "n_heads": 4, "n_kv_heads": 2, "head_dim": 8},
-                     "-": {"kind": "mlp", "ffn_ratio": 2}}}
+from compression_helpers import PARENT, TASK, train_parent
+
 MAX_PARAMS = 17_000  # between the grid's smallest and largest children (13k .. 21k): some pass, some do not
 
 STUDY = f"""\
@@ -81,9 +77,7 @@ def test_the_space_checks_every_choice_against_the_parent():
 @pytest.fixture(scope="module")
 def parent_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("compress") / "parent"
-    train(parse_spec(PARENT), TaskSpec(name="mqar", options={"vocab": 32, "n_pairs": 2}),
-          Recipe(steps=3, batch_size=4, seq_len=16, warmup=0, eval_batches=1), out_dir=out, progress=False,
-          device="cpu")
+    train_parent(out, eval_batches=1)
     return out
 
 
