@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Issues 19 (point 4) and 20 (point 5) on one GPU call, after `source bench/gpu/setup.sh`:
-#   source bench/gpu/setup.sh >$OUT/setup.log 2>&1; bash bench/gpu/compress_finetune.sh
+#   source bench/gpu/setup.sh >$OUT/setup.log 2>&1; R=$OUT; OUT=/tmp/cf-out bash bench/gpu/compress_finetune.sh;
+#   tar czf $R/cf.tgz -C /tmp cf-out          # a device call returns at most 8 files: bring one archive back
+# ABLATE=0 skips phase 3 (issue 20's ablation, measured 2026-12-06) to give the compression phases its time.
 # then here: .venv/bin/python bench/compress_finetune_report.py FILES_AT   (tables for bench/RESULTS.md)
 #
 # 0 text      this machine's Python sources (stdlib + site-packages) as the `text` task's corpus
@@ -111,21 +113,23 @@ phase 2-compress 210 $PY -m archsearch.cli compress "$WORK/parent" --study "$STU
 cp "$WORK/compress/compression.json" "$OUT/" 2>/dev/null; cp "$WORK/compress.db" "$OUT/" 2>/dev/null
 for r in "$WORK"/compress/best-t*/result.json; do [ -f "$r" ] && cp "$r" "$OUT/best-child-result.json"; done
 
-# a 5-step finetune first (`train --init-from`): fails fast if finetuning or greedy decoding breaks on this machine,
-# and its Triton autotuning at the seq2seq shapes is cached before the ablation's runs are timed
-S2S=(--task seq2seq -t source=jsonl -t "path=$PAIRS" -t direction=into_english -t eval_split=test)
-phase 3-finetune-probe 90 $PY -m archsearch.cli train --init-from "$WORK/parent" "${S2S[@]}" -t generate_examples=32 \
-    -t generate_batch=32 --steps 5 --batch-size 32 --seq-len 128 --lr 5e-4 --eval-every 5 "${PREC[@]}" \
-    "${DEVICE[@]}" --json
-if ! grep -q '"chrf_pp"' "$OUT/3-finetune-probe.out"; then
-  echo "the finetune probe gave no chrF++: the ablation is skipped (see 3-finetune-probe.log)"
-  echo '{"phase": "3-ablate", "rc": null, "skipped": "the finetune probe failed"}' >>"$OUT/phases.jsonl"
-else
-  # the baseline is the base cell (transforms unset): listing it among the values would train it twice
-  phase 3-ablate 240 $PY -m archsearch.cli ablate "$WORK/parent/spec.yaml" "${S2S[@]}" "${FT_TASK[@]}" \
-      --vary "task.transforms=$REFORMULATIONS" --seeds "$SEEDS" --metric chrf_pp \
-      --recipe "{init_from: $WORK/parent, ${FT_RECIPE#\{}" --storage "sqlite:///$WORK/ablate.db"
-  cp "$WORK/ablate.db" "$OUT/" 2>/dev/null
+if [ "${ABLATE:-1}" = 1 ]; then
+  # a 5-step finetune first (`train --init-from`): fails fast if finetuning or greedy decoding breaks on this machine,
+  # and its Triton autotuning at the seq2seq shapes is cached before the ablation's runs are timed
+  S2S=(--task seq2seq -t source=jsonl -t "path=$PAIRS" -t direction=into_english -t eval_split=test)
+  phase 3-finetune-probe 90 $PY -m archsearch.cli train --init-from "$WORK/parent" "${S2S[@]}" -t generate_examples=32 \
+      -t generate_batch=32 --steps 5 --batch-size 32 --seq-len 128 --lr 5e-4 --eval-every 5 "${PREC[@]}" \
+      "${DEVICE[@]}" --json
+  if ! grep -q '"chrf_pp"' "$OUT/3-finetune-probe.out"; then
+    echo "the finetune probe gave no chrF++: the ablation is skipped (see 3-finetune-probe.log)"
+    echo '{"phase": "3-ablate", "rc": null, "skipped": "the finetune probe failed"}' >>"$OUT/phases.jsonl"
+  else
+    # the baseline is the base cell (transforms unset): listing it among the values would train it twice
+    phase 3-ablate 240 $PY -m archsearch.cli ablate "$WORK/parent/spec.yaml" "${S2S[@]}" "${FT_TASK[@]}" \
+        --vary "task.transforms=$REFORMULATIONS" --seeds "$SEEDS" --metric chrf_pp \
+        --recipe "{init_from: $WORK/parent, ${FT_RECIPE#\{}" --storage "sqlite:///$WORK/ablate.db"
+    cp "$WORK/ablate.db" "$OUT/" 2>/dev/null
+  fi
 fi
 
 if [ -f "$WORK/compress/compression.json" ]; then

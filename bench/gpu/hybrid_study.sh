@@ -11,7 +11,8 @@
 # running at its limit, the running trial recorded as interrupted), and its log, database and the phase times
 # (phases.json) are copied to $OUT as it ends, so a call cut short still brings back what finished.
 #
-#   source bench/gpu/setup.sh >$OUT/setup.log 2>&1; bash bench/gpu/hybrid_study.sh
+#   source bench/gpu/setup.sh >$OUT/setup.log 2>&1; R=$OUT; OUT=/tmp/hs bash bench/gpu/hybrid_study.sh;
+#   tar czf $R/hs.tgz -C /tmp hs     # a device call returns at most 8 files: bring one archive back
 #   bash bench/gpu/hybrid_study.sh --smoke     # on a CPU: tiny proxy, tiny budget, every phase and the report
 #
 # Environment: HYBRID_TOTAL_S (seconds for everything after setup; 495 on a GPU, 570 with --smoke),
