@@ -69,18 +69,17 @@ def set_identity(db: Database, study_id: int, identity: dict) -> None:
             record.identity = identity
 
 
-# A trial in one of these ended with a decision about its candidate that a repeat of it would only reach again:
-# trained to the end, or stopped early (successive halving's rung, the dominance stop, a pruner).
-DECIDED_STATUSES = ("completed", "stopped", "pruned")
-
-
 def first_decided_with_key(db: Database, study_id: int, candidate_key: str) -> TrialRecord | None:
-    """The earliest trial of the study whose candidate key is `candidate_key` and whose candidate was decided
-    (DECIDED_STATUSES): a repeat reuses its outcome instead of training again."""
+    """The trial whose outcome a repeat of candidate `candidate_key` reuses instead of training: the earliest
+    completed one, else the earliest stopped by the dominance stop (dominated by completed trials, which only grow
+    in number, so a repeat would be stopped again). A stop by a successive-halving rung (`rung` set) or a pruner is
+    not reused: it ranked the trial against the results of its time, and a repeat may rank otherwise."""
+    reusable = sa.or_(TrialRecord.status == "completed",
+                      sa.and_(TrialRecord.status == "stopped", TrialRecord.rung.is_(None)))
     with db.session() as session:
         return session.scalar(sa.select(TrialRecord).where(
-            TrialRecord.study_id == study_id, TrialRecord.candidate_key == candidate_key,
-            TrialRecord.status.in_(DECIDED_STATUSES)).order_by(TrialRecord.number).limit(1))
+            TrialRecord.study_id == study_id, TrialRecord.candidate_key == candidate_key, reusable)
+            .order_by((TrialRecord.status != "completed"), TrialRecord.number).limit(1))
 
 
 def duplicates_by_original(db: Database, study_id: int) -> dict[int, list[int]]:

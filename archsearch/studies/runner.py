@@ -409,7 +409,8 @@ class StudyRunner:
 
     def _duplicate(self, trial, row: int, original, spec_fields: dict, started: float) -> list[float]:
         """The same candidate was trained before (archsearch.studies.dedup): its stored outcome, no training. A
-        repeat of a candidate stopped early (halving rung, dominance, pruner) is stopped the same way for Optuna."""
+        repeat of a candidate the dominance stop stopped is stopped the same way for Optuna
+        (records.first_decided_with_key says which earlier trials are reused)."""
         trial.set_user_attr("duplicate_of", original.number)
         if original.status != "completed":
             rung = f" at rung {original.rung}" if original.rung is not None else ""
