@@ -259,6 +259,9 @@ class _Retrainer:
     def plan(self, row, factor: float, seed: int) -> _Run:
         recipe = scaled_recipe(self.file.recipe, factor) if factor != 1.0 else dict(self.file.recipe)
         training = {"task": canonical_task(self.file.task), "recipe": recipe, "seed": seed}
+        # the trial's own candidate key carries its target: analytic objectives judge the target, so two trials
+        # with one proxy and different targets are different runs
+        training["candidate"] = row.candidate_key
         return _Run(row, factor, seed, recipe, candidate_key(parse_spec(row.spec), None, training))
 
     def fits(self, run: _Run, timeout_s: float | None, elapsed_s: float) -> bool:
