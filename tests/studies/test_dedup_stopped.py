@@ -41,6 +41,16 @@ def test_a_repeat_of_a_dominated_candidate_is_a_stopped_duplicate(write_study, s
         assert original.number < row.number and original.candidate_key == row.candidate_key
         assert trials[row.number].state == optuna.trial.TrialState.PRUNED
         assert f"duplicate of trial {original.number} (stopped)" == row.error
+    # the dashboard serves the study with such a row (no objectives, a duplicate of an untrained-to-the-end trial)
+    from starlette.testclient import TestClient
+
+    from archsearch.dashboard import create_app
+
+    client = TestClient(create_app(sqlite_url))
+    study_id = rows[0].study_id
+    assert client.get(f"/study/{study_id}").status_code == 200
+    served = client.get(f"/api/study/{study_id}/trials").json()
+    assert "duplicate" in str(served)
 
 
 def test_a_repeat_of_a_candidate_halving_stopped_is_judged_again(write_study, sqlite_url):
