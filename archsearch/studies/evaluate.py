@@ -143,8 +143,7 @@ class TrainEvaluator:
 
         if self.recall and self.nproc is None:  # no checkpoint written and read back just to score it
             return train(spec, self.task, self.recipe, out_dir=out_dir, callback=callback, progress=False,
-                         device=self.device, resume=resume,
-                         final_metrics=lambda model: self._recall_metrics(spec, model)).to_dict()
+                         device=self.device, resume=resume, final_metrics=self._recall_metrics).to_dict()
         if self.recall and out_dir is None:
             with tempfile.TemporaryDirectory(prefix="archsearch-recall-") as scratch:
                 return self(spec, callback, out_dir=Path(scratch) / "run", resume=resume)
@@ -159,18 +158,11 @@ class TrainEvaluator:
             result.metrics["recall"] = self.recall_of(out_dir)
         return result.to_dict()
 
-    def _recall_metrics(self, spec: ModelSpec, model) -> dict[str, float]:
-        """train()'s final_metrics: the recall probe on a float32 copy of the trained weights, built in memory (the
-        trained model may hold fp8 layers; the copy scores as the saved run rebuilt would, without the disk)."""
-        import torch
-
-        from ..builder import build
+    def _recall_metrics(self, model) -> dict[str, float]:
+        """train()'s final_metrics: the recall probe on the trained weights, in memory (float32, as trained)."""
         from ..training.recall import recall_score
 
-        device = next(model.parameters()).device
-        scored = build(spec, device, torch.float32)
-        scored.load_state_dict(model.state_dict())
-        return {"recall": recall_score(scored, self.probe(), device)}
+        return {"recall": recall_score(model, self.probe(), next(model.parameters()).device)}
 
     def probe(self):
         """The study's recall probe, made once: the same queries for every candidate."""

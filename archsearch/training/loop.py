@@ -181,10 +181,16 @@ class Trainer:
 
     @torch.no_grad()
     def score_final(self) -> None:
-        """`final_metrics` of the model as it stands join the run's metrics (the model is left as it was)."""
+        """`final_metrics` of the trained weights join the run's metrics: the model itself (left as it was), or, when
+        Linear layers were converted to fp8, a float32 copy built as a reader of the saved run would build it."""
         if self.final_metrics is None:
             return
         model = self.run.model
+        if self.run.fp8_layers:
+            from archsearch.builder import build
+
+            model = build(self.run.spec, self.run.device, torch.float32)
+            model.load_state_dict(self.run.model.state_dict())
         was_training = model.training
         try:
             self.metrics = {**self.metrics, **self.final_metrics(model)}
