@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,18 @@ def checked_sqlite_file(parsed: URL, label: str = "storage", *, must_exist: bool
     """The file of a SQLite URL (None for other backends), refused when the path is something other than a file,
     or, with `must_exist`, when it is missing: a reader never creates a database, and SQLite would."""
     path = sqlite_file(parsed)
-    if path is None or path.is_file():
+    if path is None:
+        return None
+    # One stat, not is_file() then exists(): another process may create the file between two checks.
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        if must_exist:
+            raise StorageError(f"{label} {redact(parsed)!r}: no such SQLite file {str(path)!r} (nothing to read; it "
+                               "is not created)") from None
         return path
-    if path.exists():
+    if not stat.S_ISREG(mode):
         raise StorageError(f"{label} {redact(parsed)!r}: {str(path)!r} is not a file")
-    if must_exist:
-        raise StorageError(f"{label} {redact(parsed)!r}: no such SQLite file {str(path)!r} (nothing to read; it is "
-                           "not created)")
     return path
 
 
