@@ -9,6 +9,8 @@ against the estimate's weights and state components.
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from ..spec.dtypes import WEIGHT_DTYPES
@@ -142,15 +144,45 @@ def _warm_up(model, spec: ModelSpec, context: int, settings: CheckSettings, devi
     del cache, ids_BT, last_B1V
 
 
+class MeasurementDisturbed(RuntimeError):
+    """The allocator peak fell below the built model's own weights and caches: memory that was alive at the
+    baseline was freed during the run, so peak - baseline no longer measures this model."""
+
+
+def checked_peak(peak_above_base: int, weight_bytes: int, cache_bytes: int) -> int:
+    """The peak above the baseline, refused when it is below the floor every run must reach (its weights and
+    caches are all alive at the end of prefill): a number below it is another process's or test's memory being
+    freed, not an estimate error."""
+    floor = weight_bytes + cache_bytes
+    if peak_above_base < floor:
+        raise MeasurementDisturbed(
+            f"measured peak {peak_above_base:,} bytes is below the model's weights + caches ({floor:,} bytes): "
+            "memory alive at the baseline was freed during the measurement; measure in a fresh process")
+    return peak_above_base
+
+
+@contextmanager
+def _no_garbage_collection(enabled: bool):
+    """Collect unreachable objects (tensors held in reference cycles, e.g. by a caught exception's traceback)
+    before the baseline, and none during the run: a collection mid-run frees baseline memory and the peak reads
+    low (gemma2-tiny read 95% under its estimate after ~75 other GPU tests in one process, H100 2026-12-06)."""
+    if not enabled:
+        yield
+        return
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSettings | None = None, *,
                    decode_steps: int = 8, device=None, seed: int = 0, per_layer: bool = False) -> MemoryMeasurement:
     """Prefill context - decode_steps tokens in chunks, then decode decode_steps tokens (the cache ends full).
     per_layer=True (CUDA) also records each block symbol's transient peak, to locate an estimate's error."""
-    import torch
-
-    from ..builder import build
-    from ..kernels import recording
-
     settings = settings or CheckSettings()
     if settings.kv_dtype != settings.act_dtype:
         from ..errors import UserError
@@ -159,6 +191,18 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
                         f"measure with --kv-dtype {settings.act_dtype}")
     decode_steps = max(0, min(decode_steps, context - 1))
     torch_device = _device(device)
+    cuda = torch_device.type == "cuda"
+    with _no_garbage_collection(cuda):
+        return _measure(spec, context, batch, settings, decode_steps, torch_device, seed, per_layer)
+
+
+def _measure(spec: ModelSpec, context: int, batch: int, settings: CheckSettings, decode_steps: int, torch_device,
+             seed: int, per_layer: bool) -> MemoryMeasurement:
+    import torch
+
+    from ..builder import build
+    from ..kernels import recording
+
     cuda = torch_device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(torch_device)
@@ -190,6 +234,7 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
         if cuda:
             torch.cuda.synchronize(torch_device)
             peak = (probe.peak() if probe else torch.cuda.max_memory_allocated(torch_device)) - base
+            peak = checked_peak(peak, weight_bytes, cache.nbytes())
     backends = dict(used)
     matched = settings.with_(kernels=kernels_profile(backends, cuda))  # the workspace of the kernels that ran
     memory_model = MemoryModel(spec, matched)

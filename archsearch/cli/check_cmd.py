@@ -74,9 +74,12 @@ def check(
                          normalize_dtype(compute_dtype, "--compute-dtype"))
     measured = None
     if measure:
-        from ..checks.measure import measure_memory
+        from ..checks.measure import MeasurementDisturbed, measure_memory
 
-        measured = measure_memory(model_spec, n_context, batch, settings, decode_steps=decode_steps)
+        try:
+            measured = measure_memory(model_spec, n_context, batch, settings, decode_steps=decode_steps)
+        except MeasurementDisturbed as err:
+            raise UserError(f"--measure: {err}") from None
     if as_json:
         out = report.to_dict()
         out["device_name"] = device_entry.name  # the catalog key's GPU, spelled out (a10 and a10g are two GPUs)

@@ -54,3 +54,39 @@ def test_gpu_layer_probe_keeps_the_overall_peak_and_sees_every_symbol():
     assert probed.peak_bytes == plain.peak_bytes
     assert set(probed.layer_peaks) == {layer.symbol for layer in spec.layers} | {"lm_head"}
     assert all(p["measured"] > 0 and p["estimated"] > 0 for p in probed.layer_peaks.values())
+
+
+def test_a_peak_below_the_weights_and_caches_is_refused_not_reported():
+    from archsearch.checks.measure import MeasurementDisturbed, checked_peak
+
+    assert checked_peak(1_000, weight_bytes=600, cache_bytes=400) == 1_000
+    with pytest.raises(MeasurementDisturbed, match="below the model's weights"):
+        checked_peak(999, weight_bytes=600, cache_bytes=400)
+
+
+def test_garbage_is_collected_before_the_baseline_and_not_during_the_run():
+    import gc
+    import weakref
+
+    from archsearch.checks.measure import _no_garbage_collection
+
+    class Node:
+        pass
+
+    gc.disable()  # so that only the context manager can collect the cycle
+    try:
+        cycle = Node()
+        cycle.self = cycle
+        alive = weakref.ref(cycle)
+        del cycle
+        assert alive() is not None
+        with _no_garbage_collection(True):
+            assert alive() is None  # the cycle made before the baseline is gone
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+    with _no_garbage_collection(True):
+        assert not gc.isenabled()  # no collection during the run
+    assert gc.isenabled()
+    with _no_garbage_collection(False):  # CPU: nothing to protect
+        assert gc.isenabled()
