@@ -138,8 +138,23 @@ def choose(rows, objectives, *, front: bool, random_k: int, seed: int) -> list[t
     taken = {r.number for r, _ in chosen}
     rest = [r for r in distinct if r.number not in taken]
     picks = random.Random(seed).sample(rest, min(random_k, len(rest)))
-    chosen += [(r, "random") for r in sorted(picks, key=lambda r: r.number)]
-    return chosen
+    return _alternate(chosen, [(r, "random") for r in sorted(picks, key=lambda r: r.number)])
+
+
+def _alternate(first: list, second: list) -> list:
+    """first[0], second[0], first[1], ... then the longer list's rest: runs go in this order, so a time limit that
+    stops them early leaves a sample of both kinds, not the front alone (whose short ranking is the easy part)."""
+    out = []
+    for i in range(max(len(first), len(second))):
+        out += first[i:i + 1] + second[i:i + 1]
+    return out
+
+
+def trial_seed(file) -> int:
+    """The seed the study's trials trained with: the recipe's own `seed` where it sets one (it wins over the
+    study's, as in archsearch.studies.evaluate.resolve_training), else the study's."""
+    recipe_seed = file.recipe.get("seed") if isinstance(file.recipe, dict) else None
+    return int(recipe_seed) if recipe_seed is not None else file.seed
 
 
 def measure_fidelity(study: Study, *, storage: str | None = None, factor: float = 4.0, front: bool = True,
@@ -180,8 +195,9 @@ def measure_fidelity(study: Study, *, storage: str | None = None, factor: float 
                             ">= 2: add --random K or run more trials")
         full = {r.number: r for r in records.trials_of(db, record.id, ("completed",))}
         retrain = _Retrainer(db, record.id, file, objectives, evaluator_for)
-        long_runs = [retrain.plan(full[row.number], factor, file.seed) for row, _ in chosen]
-        noise_run = retrain.plan(full[chosen[0][0].number], 1.0, file.seed + 1) if seeds == 2 else None
+        seed = trial_seed(file)
+        long_runs = [retrain.plan(full[row.number], factor, seed) for row, _ in chosen]
+        noise_run = retrain.plan(full[chosen[0][0].number], 1.0, seed + 1) if seeds == 2 else None
         runs = long_runs + ([noise_run] if noise_run else [])
         reused = sum(run.key in retrain.stored for run in runs)
         if reused:
@@ -208,7 +224,7 @@ def measure_fidelity(study: Study, *, storage: str | None = None, factor: float 
                     note(f"noise floor: trial #{noise_run.row.number} again with seed {noise_run.seed}")
                     retrain.train(noise_run)
                 first, again = noise_run.row.objectives, retrain.values(noise_run)
-                report.noise = {"number": noise_run.row.number, "seeds": [file.seed, noise_run.seed],
+                report.noise = {"number": noise_run.row.number, "seeds": [seed, noise_run.seed],
                                 "values": [first, again],
                                 "abs_diff": {m: abs(a - b) for m, a, b in zip(metrics, first, again)
                                              if m in trained and a is not None and b is not None}}
@@ -258,6 +274,8 @@ class _Retrainer:
 
     def plan(self, row, factor: float, seed: int) -> _Run:
         recipe = scaled_recipe(self.file.recipe, factor) if factor != 1.0 else dict(self.file.recipe)
+        if "seed" in recipe:  # a recipe's own seed wins over the evaluator's: the run's seed must be the recipe's
+            recipe["seed"] = seed
         training = {"task": canonical_task(self.file.task), "recipe": recipe, "seed": seed}
         # the trial's own candidate key carries its target: analytic objectives judge the target, so two trials
         # with one proxy and different targets are different runs

@@ -91,3 +91,30 @@ def test_a_study_never_run_is_a_clear_error(write_study, sqlite_url, capsys):
     path = write_study(objectives=["val_loss"])
     assert main(["study", "fidelity", str(path), "--storage", sqlite_url]) == 2
     assert "no stored study 'toy'" in capsys.readouterr().err
+
+
+def test_a_recipe_seed_is_the_trials_seed_and_the_noise_floor_run_gets_another(write_study, sqlite_url):
+    """A recipe's own `seed` wins over the study's in every trial: the long runs must keep it, and the noise-floor
+    run must truly change it (before, that run repeated the first seed and its floor read zero)."""
+    path = write_study(n_trials=3, sampler={"type": "grid"}, space=SPACE, constraints={},
+                       objectives=["val_loss"], recipe={"steps": 6, "warmup": 2, "eval_every": 2, "seed": 7})
+    run_study(path, sqlite_url)
+    calls, recipes = [], []
+
+    def evaluator_for(recipe, seed):
+        recipes.append(recipe)
+        return Scaled(recipe, seed, 1, calls)
+
+    report = measure_fidelity(load_study(path), storage=sqlite_url, factor=2, front=True, random_k=2, seeds=2,
+                              evaluator_for=evaluator_for, resamples=50)
+    assert [c[2] for c in calls] == [7, 7, 7, 8]
+    assert [r["seed"] for r in recipes] == [7, 8]  # one evaluator per (recipe, seed): the long one, the noise one
+    assert report.noise["seeds"] == [7, 8]
+
+
+def test_front_and_random_picks_alternate_so_a_time_limit_leaves_both():
+    from archsearch.studies.fidelity import _alternate
+
+    assert _alternate(["f1", "f2"], ["r1", "r2", "r3"]) == ["f1", "r1", "f2", "r2", "r3"]
+    assert _alternate(["f1", "f2", "f3"], ["r1"]) == ["f1", "r1", "f2", "f3"]
+    assert _alternate([], ["r1"]) == ["r1"]
