@@ -131,19 +131,29 @@ class TrainEvaluator:
         budget = self.budget(spec)
         return TrialPlan(budget.steps, budget.axis, budget.per_step())
 
+    @property
+    def pauses_in_memory(self) -> bool:
+        """Whether a call takes `pauses` (archsearch.training.loop.Pauses): successive halving then decides each
+        rung inside the run instead of stopping, saving and resuming it. Not data-parallel: the model is
+        elsewhere."""
+        return self.nproc is None
+
     def __call__(self, spec: ModelSpec, callback: StepCallback, *, out_dir: Path | None = None,
-                 resume: bool = False) -> dict[str, Any]:
+                 resume: bool = False, pauses=None) -> dict[str, Any]:
         """`resume=True` continues the checkpoint in `out_dir` (successive halving's promoted trials). With
         `recall`, the trained (or stopped) model's recall joins its metrics: scored in memory at the run's end, or,
         data-parallel (the model is in other processes), read back from the run folder (a temporary one when
-        `out_dir` is None)."""
+        `out_dir` is None). `pauses`: see `pauses_in_memory`."""
         import tempfile
 
         from ..training import TrainingStopped, train
 
-        if self.recall and self.nproc is None:  # no checkpoint written and read back just to score it
+        if self.nproc is None:  # in this process: recall in memory, no checkpoint written and read back to score it
+            final_metrics = self._recall_metrics if self.recall else None
             return train(spec, self.task, self.recipe, out_dir=out_dir, callback=callback, progress=False,
-                         device=self.device, resume=resume, final_metrics=self._recall_metrics).to_dict()
+                         device=self.device, resume=resume, final_metrics=final_metrics, pauses=pauses).to_dict()
+        if pauses is not None:
+            raise ValueError("pauses need the model in this process: not with nproc")
         if self.recall and out_dir is None:
             with tempfile.TemporaryDirectory(prefix="archsearch-recall-") as scratch:
                 return self(spec, callback, out_dir=Path(scratch) / "run", resume=resume)

@@ -5,15 +5,16 @@ recipe's length for that candidate (steps, or the steps its tokens / FLOPs budge
 compute under a tokens or FLOPs budget). The learning-rate schedule is always the full length's: a rung is a pause
 of the one full run, never a shorter run of its own.
 
-At a rung (the first evaluation at or past its step) the run stops and saves its checkpoint in the trial's run
-folder. Its objective values join the rung's results (table archsearch_rungs). The trial is promoted when it is
+At a rung (the first evaluation at or past its step) the run pauses. Its objective values join the rung's results
+(table archsearch_rungs). The trial is promoted when it is
 among the best `keep` share of every result at that rung so far, ranked by non-dominated sorting over the
 study's objectives (constraint-violating results after all feasible ones), ties within a front broken by
 crowding distance (the more isolated first, as NSGA-II), then by the earlier trial. While fewer than
 `min_results` results exist at a rung (default ceil(1 / keep)) there is nothing to judge against: the trial is
-promoted. A promoted trial resumes from its checkpoint (same weights, optimizer, RNG, data position and schedule)
-to the next rung; the others stop with status `stopped` and their rung recorded (column `rung`, user attribute
-"rung"). The decision is one row per (study, trial, rung) under a unique key: a retried trial, or any other
+promoted. A promoted trial saves its checkpoint in the trial's run folder and trains on to the next rung (same
+weights, optimizer, RNG, data position and schedule: in memory, or resumed from that checkpoint where the run
+cannot pause in this process, see archsearch.studies.promotion); the others stop with status `stopped` and their
+rung recorded (column `rung`, user attribute "rung"). The decision is one row per (study, trial, rung) under a unique key: a retried trial, or any other
 worker, reads the decision once made instead of making another.
 """
 

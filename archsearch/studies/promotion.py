@@ -2,8 +2,11 @@
 
 The trial's run lives in its run folder beside the storage, named by the trial it re-runs when it is a retry, so a
 retried trial resumes from its last rung's checkpoint instead of starting again. At each rung but the last the
-run stops (its checkpoint saved), the rung's values are ranked against every result at that rung, and the
-decision is stored once (archsearch.storage.rungs); a promoted trial resumes from the checkpoint.
+rung's values are ranked against every result at that rung and the decision is stored once
+(archsearch.storage.rungs). An evaluator that trains in this process decides inside the run (training.Pauses): a
+stopped trial ends there with no checkpoint written, a promoted one saves its checkpoint and trains on with the
+model still in memory. Otherwise (a data-parallel trial, a toy evaluator) the run stops with its checkpoint saved
+at each rung and a promoted trial resumes from it.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ RETRY_KEY = "failed_trial"  # Optuna's RetryHeartbeatStaleTrialCallback attribut
 
 
 class RungStopped(TrainingStopped):
-    """A trial not promoted at a rung: the runner records it as `stopped` (its `kind`)."""
+    """A trial not promoted at a rung: the runner records it as `stopped` (its `kind`). Final: nothing resumes it,
+    so the run writes no checkpoint for it."""
 
     kind = "stopped"
+    resumable = False
 
 
 def trial_folder(url: str, study_name: str, origin: int) -> Path:
@@ -62,6 +67,14 @@ def train_in_rungs(runner, trial, spec, callback, verdict, stops: list) -> dict[
     at = _checkpoint_step(out) if resume else 0
     directions = [o.direction for o in runner.objectives]
     fractions = [config.rungs[min(i, len(config.rungs) - 1)] for i in range(len(targets))]
+    rungs = _Rungs(runner, trial, origin, targets, fractions, verdict, directions, config, stops)
+    if getattr(runner.evaluator, "pauses_in_memory", False):
+        from ..training.loop import Pauses
+
+        result = runner.evaluator(spec, callback, out_dir=out, resume=resume,
+                                  pauses=Pauses(tuple(t for t in targets[:-1] if t > at), rungs.judge))
+        rungs.finish(result)
+        return result
     while True:
         upcoming = [i for i, t in enumerate(targets) if t > at] or [len(targets) - 1]
         rung = upcoming[0]
@@ -76,29 +89,52 @@ def train_in_rungs(runner, trial, spec, callback, verdict, stops: list) -> dict[
             result = runner.evaluator(spec, rung_callback, out_dir=out, resume=resume)
         except RungReached as reached:
             partial = reached.result.to_dict() if reached.result is not None else {"metrics": reached.metrics}
-            # the highest rung this evaluation reached (an evaluation may pass more than one rung's step)
-            rung = max(i for i, t in enumerate(targets[:-1]) if t <= reached.step)
-            decision = _decide(runner, origin, rung, fractions[rung], reached.step, partial, verdict, directions,
-                               config)
-            _record(runner, trial, rung, fractions[rung], reached.step, decision)
-            if decision == "stopped":
-                n = len(rung_rows.rung_results(runner.db, runner.record.id, rung))
-                # rungs are stored from 0; people (and the dashboard) count them from 1
-                stop = RungStopped(f"stopped at rung {rung + 1} of {len(fractions)} (step {reached.step}, "
-                                   f"{fractions[rung]:g} of the budget): "
-                                   f"not among the best {config.keep:.3g} of {n} results there")
-                stops.append(stop)
+            try:
+                rungs.judge(partial, step=reached.step)
+            except RungStopped as stop:
                 raise stop.with_result(reached.result) from None
             resume, at = True, reached.step
             continue
-        final = len(targets) - 1
-        values = _values(runner, result, verdict)
-        if values is not None:
-            rung_rows.decide_rung(runner.db, study_id=runner.record.id, trial_number=origin, rung=final,
-                                  fraction=1.0, step=int(result.get("steps") or targets[-1]), objectives=values,
-                                  feasible=verdict.fits, decision="final", worker=runner.worker)
-        _record(runner, trial, final, 1.0, int(result.get("steps") or targets[-1]), "final")
+        rungs.finish(result)
         return result
+
+
+class _Rungs:
+    """One trial's rung decisions: judged at each rung, the last recorded as final."""
+
+    def __init__(self, runner, trial, origin: int, targets: list[int], fractions: list[float], verdict, directions,
+                 config: HalvingConfig, stops: list) -> None:
+        self.runner, self.trial, self.origin, self.targets, self.fractions = runner, trial, origin, targets, fractions
+        self.verdict, self.directions, self.config, self.stops = verdict, directions, config, stops
+
+    def judge(self, partial: dict[str, Any], step: int | None = None) -> None:
+        """Decide the rung the run has reached (the highest whose step it passed: one evaluation may pass more
+        than one) from its record so far; raises RungStopped (also kept in `stops`) when it is not promoted."""
+        runner, fractions = self.runner, self.fractions
+        step = int(partial["steps"]) if step is None else step
+        rung = max(i for i, t in enumerate(self.targets[:-1]) if t <= step)
+        decision = _decide(runner, self.origin, rung, fractions[rung], step, partial, self.verdict, self.directions,
+                           self.config)
+        _record(runner, self.trial, rung, fractions[rung], step, decision)
+        if decision == "stopped":
+            n = len(rung_rows.rung_results(runner.db, runner.record.id, rung))
+            # rungs are stored from 0; people (and the dashboard) count them from 1
+            stop = RungStopped(f"stopped at rung {rung + 1} of {len(fractions)} (step {step}, "
+                               f"{fractions[rung]:g} of the budget): "
+                               f"not among the best {self.config.keep:.3g} of {n} results there")
+            self.stops.append(stop)
+            raise stop
+
+    def finish(self, result: dict[str, Any]) -> None:
+        """The full run's values join the last rung, as `final`."""
+        runner, final = self.runner, len(self.targets) - 1
+        step = int(result.get("steps") or self.targets[-1])
+        values = _values(runner, result, self.verdict)
+        if values is not None:
+            rung_rows.decide_rung(runner.db, study_id=runner.record.id, trial_number=self.origin, rung=final,
+                                  fraction=1.0, step=step, objectives=values, feasible=self.verdict.fits,
+                                  decision="final", worker=runner.worker)
+        _record(runner, self.trial, final, 1.0, step, "final")
 
 
 def _values(runner, result: dict[str, Any], verdict) -> list[float] | None:

@@ -6,7 +6,9 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,16 +32,31 @@ Callback = Callable[[int, dict[str, float]], None]
 FinalMetrics = Callable[[torch.nn.Module], dict[str, float]]
 
 
+@dataclass(frozen=True)
+class Pauses:
+    """Points where a run stops for a decision without leaving memory (successive halving's rungs). At the first
+    evaluation at or past each of `steps`, `final_metrics` are scored too and, after the callback, `decide(record)`
+    sees the run's record so far (a TrainResult dict, status "paused"). To end the run there it raises a
+    TrainingStopped (a final one, `resumable = False`, writes no checkpoint); returning lets the run go on, its
+    checkpoint saved first so that a crash resumes from this point. Before, a rung meant stop, save, decide, rebuild
+    and load: two disk round trips and a second warm-up for every trial at every rung."""
+    steps: tuple[int, ...]
+    decide: Callable[[dict[str, Any]], None]
+
+
 class Diverged(Exception):
     """A non-finite loss or gradient: the run stops and records why."""
 
 
 class Trainer:
     def __init__(self, run: Prepared, callback: Callback | None, progress: bool,
-                 final_metrics: FinalMetrics | None = None):
+                 final_metrics: FinalMetrics | None = None, pauses: Pauses | None = None):
         self.run = run
         self.callback = callback
         self.final_metrics = final_metrics
+        self.decide = pauses.decide if pauses is not None else None
+        self.pause_steps = sorted(s for s in pauses.steps if s > run.state.get("step", 0)) if pauses else []
+        self.scored_step: int | None = None  # the step final_metrics last scored: a stop there does not score again
         self.backends: Mapping[str, str] | None = None  # train()'s kernels.recording(); None: process-wide record
         self.recipe = run.recipe
         self.step = int(run.state.get("step", 0))
@@ -62,7 +79,7 @@ class Trainer:
         self.started = time.perf_counter()
         self.first_step_s: float | None = None  # this run's first step: compile, autotune and one step
         self.to_first_step_s: float | None = None  # from prepare()'s start to the end of the first step
-        self.eval_s = self.save_s = 0.0
+        self.eval_s = self.save_s = self.score_s = 0.0
         self.bar = ProgressBar(progress, self.total_steps, self.step, f"{run.spec.name} on {run.task.name}")
         if run.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(run.device)
@@ -167,7 +184,8 @@ class Trainer:
         except Exception as err:  # a callback stopped the run (or something broke): record, then re-raise
             stopped = self.stopped_by_callback or isinstance(err, TrainingStopped)
             if stopped:  # between steps: weights and optimizer are consistent, so the run can resume
-                self.save()
+                if getattr(err, "resumable", True):
+                    self.save()
                 self.score_final()
             result = self.finish("stopped" if stopped else "failed", f"{type(err).__name__}: {err}")
             if isinstance(err, TrainingStopped):  # its declared field; other exceptions are not ours to change
@@ -183,8 +201,9 @@ class Trainer:
     def score_final(self) -> None:
         """`final_metrics` of the trained weights join the run's metrics: the model itself (left as it was), or, when
         Linear layers were converted to fp8, a float32 copy built as a reader of the saved run would build it."""
-        if self.final_metrics is None:
+        if self.final_metrics is None or self.scored_step == self.step:
             return
+        began = time.perf_counter()
         model = self.run.model
         if self.run.fp8_layers:
             from archsearch.builder import build
@@ -196,18 +215,28 @@ class Trainer:
             self.metrics = {**self.metrics, **self.final_metrics(model)}
         finally:
             model.train(was_training)
+        self.scored_step = self.step
+        self.score_s += time.perf_counter() - began
 
     def evaluate_and_report(self) -> None:
         began = time.perf_counter()
         self.metrics = self.evaluate()
         self.eval_s += time.perf_counter() - began
+        pause = bool(self.pause_steps) and self.step >= self.pause_steps[0]
+        if pause:
+            self.score_final()  # the decision sees every metric the run's end would have
         self.curve.append({**self.seen(), **self.metrics})
-        if self.callback is not None:
-            try:
+        try:
+            if self.callback is not None:
                 self.callback(self.step, dict(self.metrics))
-            except Exception:
-                self.stopped_by_callback = True
-                raise
+            if pause:
+                self.pause_steps = [s for s in self.pause_steps if s > self.step]
+                self.decide(self.record("paused", None).to_dict())
+        except Exception:
+            self.stopped_by_callback = True
+            raise
+        if pause:
+            self.save()  # going on: a crash from here resumes at this point
 
     def seen(self) -> dict[str, float]:
         """Where the run is: steps, tokens and training FLOPs so far (curves carry them, so trials of different
@@ -232,9 +261,16 @@ class Trainer:
         autotune included; to_first_step_s: from prepare()'s start (build, conversion) to the first step's end."""
         return {"setup_s": self.run.setup_s, "first_step_s": self.first_step_s, "to_first_step_s": self.to_first_step_s,
                 "steps_s": self.train_time, "timed_steps": self.timed_steps, "eval_s": self.eval_s,
-                "checkpoint_s": self.save_s, "wall_s": self.run.setup_s + wall}
+                "checkpoint_s": self.save_s, "score_s": self.score_s, "wall_s": self.run.setup_s + wall}
 
     def finish(self, status: str, reason: str | None) -> TrainResult:
+        """The run's record, also written to result.json in its folder."""
+        result = self.record(status, reason)
+        if self.run.out_dir is not None and self.run.parallel.writer:
+            checkpoint.write_json(self.run.out_dir / "result.json", result.to_dict())
+        return result
+
+    def record(self, status: str, reason: str | None) -> TrainResult:
         from archsearch.kernels import backends_used
 
         run = self.run
@@ -267,8 +303,6 @@ class Trainer:
                    "precision_auto": run.precision.auto,
                    **({"cpu_threads": torch.get_num_threads()} if run.device.type == "cpu" else {}),
                    **({"world_size": run.parallel.world_size, "ranks": ranks} if ranks else {})})
-        if run.out_dir is not None and run.parallel.writer:
-            checkpoint.write_json(run.out_dir / "result.json", result.to_dict())
         return result
 
 
@@ -276,7 +310,7 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
           callback: Callback | None = None, progress: bool = True, device: str | None = None,
           resume: bool = False, nproc: int | None = None, parallel: Parallel = SINGLE,
           final_metrics: FinalMetrics | None = None, teacher: torch.nn.Module | None = None,
-          init_weights: Mapping[str, torch.Tensor] | None = None) -> TrainResult:
+          init_weights: Mapping[str, torch.Tensor] | None = None, pauses: Pauses | None = None) -> TrainResult:
     """Train `spec` on `task` with `recipe`; returns the run's record (also result.json in `out_dir`).
 
     `callback(step, metrics)` runs after each evaluation; anything it raises stops the run: the run is recorded
@@ -291,10 +325,11 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
     holds its parent), used frozen instead of reading that run folder again; the record still names the folder.
     `init_weights`: a state dict of the spec's model to start from instead of the seeded initialisation (a pruned
     child's sliced weights). Neither with `nproc`.
+    `pauses`: decisions taken in memory at given steps (class Pauses); not with `nproc`.
     """
     if nproc is not None:
-        if final_metrics is not None:
-            raise ValueError("final_metrics needs the model in this process: not with nproc")
+        if final_metrics is not None or pauses is not None:
+            raise ValueError("final_metrics and pauses need the model in this process: not with nproc")
         if teacher is not None or init_weights is not None:
             raise ValueError("teacher and init_weights are models in this process: not with nproc")
         from .launch import train_parallel
@@ -306,6 +341,6 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
     with recording() as used:  # this run's kernel backends only, not an earlier run's in the same process
         run = prepare(spec, task, recipe, out_dir=out_dir, device=device, resume=resume, parallel=parallel,
                       teacher_model=teacher, init_weights=init_weights)
-        trainer = Trainer(run, callback, progress, final_metrics)
+        trainer = Trainer(run, callback, progress, final_metrics, pauses)
         trainer.backends = used
         return trainer.run_to_end()

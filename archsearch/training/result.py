@@ -52,6 +52,10 @@ class TrainingStopped(Exception):
     exception that carries a record. Anything else a callback raises also stops the run, but propagates as it was
     raised, the record only in the run folder's result.json."""
 
+    # False for a stop that is final (successive halving's rung verdict): no checkpoint is written, since nothing
+    # will resume from it
+    resumable = True
+
     def __init__(self, message: str = "stopped by callback", result: TrainResult | None = None):
         super().__init__(message)
         self.result = result

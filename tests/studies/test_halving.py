@@ -1,6 +1,7 @@
 """Successive halving: the ranking and promotion rule, rung steps, resumption from a rung's checkpoint (equal to
 an uninterrupted run), and a real CPU study whose trials stop or continue rung by rung."""
 
+import json
 import math
 
 import optuna
@@ -123,9 +124,14 @@ def test_a_study_in_rungs_promotes_the_best_share_and_stops_the_rest(write_study
         else:
             assert row.rung == 2 and attr["decision"] == "final"
             steps = [p["step"] for p in row.curve if "val_loss" in p]
-            assert steps == [2, 4, 6, 8]  # continued from each rung's checkpoint, never restarted
+            assert steps == [2, 4, 6, 8]  # trained on through every rung, never restarted
             assert trials[number].user_attrs["trained"]["steps"] == 8
-        assert (trial_folder(sqlite_url, "toy", number) / "state.json").is_file()  # the rung checkpoints stay
+        # a promoted trial saved its checkpoint at each rung it passed (a crash resumes there); a stop is final and
+        # writes none, so a trial stopped at rung 1 has no checkpoint and one stopped at rung 2 keeps rung 1's
+        state = trial_folder(sqlite_url, "toy", number) / "state.json"
+        saved_at = {"completed": 8, "stopped": [None, 2][row.rung] if row.rung < 2 else None}[row.status]
+        assert (json.loads(state.read_text())["step"] if state.is_file() else None) == saved_at, (number, row.rung)
+        assert (trial_folder(sqlite_url, "toy", number) / "result.json").is_file()
     # every rung's decisions follow the rule on the results recorded before each (in trial order: one worker)
     for k in (0, 1):
         results = by_rung[k]

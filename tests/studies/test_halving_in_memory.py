@@ -1,0 +1,108 @@
+"""Successive halving decided inside the run (training.Pauses): one training call per trial, the same decisions
+and values as stopping, saving and resuming at every rung, no checkpoint for a final stop, and a crash after a
+promotion resumes from that rung's checkpoint."""
+
+import json
+
+import pytest
+
+from archsearch.storage import Database
+from archsearch.storage import records
+from archsearch.storage import rungs as rung_rows
+from archsearch.studies.evaluate import TrainEvaluator
+from archsearch.studies.promotion import trial_folder
+
+from studies_helpers import run_study
+
+TASK = {"name": "mqar", "options": {"vocab": 16, "n_pairs": 2}}
+RECIPE = {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 2, "warmup": 2}
+SPACE = {"parameters": {"d_model": {"type": "categorical", "choices": [32, 64]},
+                        "blocks.M.d_state": {"type": "categorical", "choices": [8, 16, 32]}}}
+HALVING = {"rungs": [0.25, 0.5, 1.0], "keep": 0.5, "min_results": 2}
+
+
+class Counting:
+    """A TrainEvaluator that counts its calls (each a training run: a build, and a load when resuming); with
+    `in_memory=False` it hides its pauses, so the study stops, saves and resumes at every rung instead."""
+
+    def __init__(self, in_memory: bool, recall: bool = False, cut_at: int | None = None):
+        self.inner = TrainEvaluator(TASK, RECIPE, seed=0, device="cpu", recall=recall)
+        self.pauses_in_memory = in_memory
+        self.calls: list[bool] = []  # resume flag of each call
+        self.cut_at, self.cut = cut_at, False
+        self.saved_step: dict[int, int | None] = {}  # at each evaluation: the step of the checkpoint on disk
+
+    def plan(self, spec):
+        return self.inner.plan(spec)
+
+    @property
+    def final_step(self):
+        return self.inner.final_step
+
+    def __call__(self, spec, callback, *, out_dir=None, resume=False, **pauses):
+        self.calls.append(resume)
+
+        def maybe_cut(step, metrics):  # Ctrl-C once, past the cut step
+            state = out_dir / "state.json" if out_dir is not None else None
+            self.saved_step[step] = json.loads(state.read_text())["step"] if state and state.is_file() else None
+            callback(step, metrics)
+            if self.cut_at is not None and not self.cut and step >= self.cut_at:
+                self.cut = True
+                raise KeyboardInterrupt
+
+        return self.inner(spec, maybe_cut, out_dir=out_dir, resume=resume, **pauses)
+
+
+def _stored(url):
+    with Database(url) as db:
+        study_id = records.study_by_name(db, "toy").id
+        rows = sorted(records.trials_of(db, study_id), key=lambda r: r.number)
+        rungs = [(r.trial_number, r.rung, r.decision, r.step, r.objectives)
+                 for k in range(3) for r in rung_rows.rung_results(db, study_id, k)]
+    return rows, rungs
+
+
+@pytest.mark.parametrize("recall", [False, True])
+def test_deciding_in_memory_gives_the_decisions_and_values_of_stop_save_resume(write_study, tmp_path, recall):
+    objectives = ["val_loss", "recall"] if recall else ["val_loss", "n_params"]
+    path = write_study(n_trials=6, sampler={"type": "grid"}, space=SPACE, constraints={}, task=TASK, recipe=RECIPE,
+                       objectives=objectives, halving=HALVING)
+    urls = {mode: f"sqlite:///{tmp_path / (mode + '.db')}" for mode in ("resume", "memory")}
+    evaluators = {"resume": Counting(False, recall), "memory": Counting(True, recall)}
+    for mode in urls:
+        run_study(path, urls[mode], evaluators[mode])
+    (rows_a, rungs_a), (rows_b, rungs_b) = _stored(urls["resume"]), _stored(urls["memory"])
+    assert [(t, k, d, s) for t, k, d, s, _ in rungs_a] == [(t, k, d, s) for t, k, d, s, _ in rungs_b]
+    for (*_, values_a), (*_, values_b) in zip(rungs_a, rungs_b):
+        assert values_b == pytest.approx(values_a, rel=1e-5)
+    assert {r.status for r in rows_b} == {"completed", "stopped"}
+    for a, b in zip(rows_a, rows_b):
+        assert (a.status, a.rung) == (b.status, b.rung)
+        assert b.metrics["val_loss"] == pytest.approx(a.metrics["val_loss"], rel=1e-5)
+        if recall:
+            assert b.metrics["recall"] == pytest.approx(a.metrics["recall"], abs=1e-6)
+    # stop-save-resume trains a promoted trial once per rung it reaches; in memory every trial is one call
+    assert len(evaluators["memory"].calls) == 6 and not any(evaluators["memory"].calls)
+    assert len(evaluators["resume"].calls) == 6 + sum(r.rung for r in rows_a)
+
+
+def test_a_crash_after_a_promotion_resumes_from_that_rungs_checkpoint(write_study, tmp_path):
+    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=RECIPE,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
+                       objectives=["val_loss", "n_params"], halving=HALVING)
+    whole_url, cut_url = f"sqlite:///{tmp_path / 'whole.db'}", f"sqlite:///{tmp_path / 'cut.db'}"
+    run_study(path, whole_url, Counting(True))
+    cut = Counting(True, cut_at=6)  # rungs at steps 2 and 4 pass (promoted: min_results 2), then Ctrl-C at 6
+    assert run_study(path, cut_url, cut).interrupted and cut.calls == [False]
+    # each promotion saved its checkpoint before training on: a crash (no chance to save) loses at most a rung
+    assert cut.saved_step == {2: None, 4: 2, 6: 4}
+    folder = trial_folder(cut_url, "toy", 0)
+    assert json.loads((folder / "state.json").read_text())["step"] == 4  # Ctrl-C mid-segment, like a crash
+    run_study(path, cut_url, cut)
+    assert cut.calls == [False, True]  # the retry resumed in one call from rung 2's checkpoint (step 4)
+    (whole, *_), _ = _stored(whole_url)
+    rows, rungs = _stored(cut_url)
+    retried = next(r for r in rows if r.status == "completed")
+    assert retried.retry_of == 0 and [p["step"] for p in retried.curve if "val_loss" in p] == [2, 4, 6, 8]
+    assert retried.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
+    assert [(t, k, d) for t, k, d, *_ in rungs] == [(0, 0, "promoted"), (0, 1, "promoted"), (0, 2, "final")]
