@@ -68,6 +68,31 @@ def train_in_rungs(runner, trial, spec, callback, verdict, stops: list) -> dict[
     directions = [o.direction for o in runner.objectives]
     fractions = [config.rungs[min(i, len(config.rungs) - 1)] for i in range(len(targets))]
     rungs = _Rungs(runner, trial, origin, targets, fractions, verdict, directions, config, stops)
+    try:
+        result = _train(runner, spec, callback, out, resume, at, targets, rungs)
+    except RungStopped as stop:
+        _drop_unkept(runner, out, stop.result)
+        raise
+    _drop_unkept(runner, out, result)
+    return result
+
+
+def _drop_unkept(runner, out: Path, result) -> None:
+    """With `keep_checkpoints: none` a finished trial's folder served only to resume it between rungs: it goes (a
+    100M proxy's weights and AdamW state are ~1.2 GB a checkpoint; a long study would fill the disk), and the
+    record no longer names it."""
+    if runner.study.file.keep_checkpoints != "none":
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    if isinstance(result, dict):
+        result["out_dir"] = None
+    elif result is not None:
+        result.out_dir = None
+
+
+def _train(runner, spec, callback, out: Path, resume: bool, at: int, targets: list[int], rungs: "_Rungs"):
+    """The trial's run through its rungs: judged inside one run where the evaluator can pause in memory, else
+    stopped, saved and resumed at each rung."""
     if getattr(runner.evaluator, "pauses_in_memory", False):
         from ..training.loop import Pauses
 

@@ -97,13 +97,14 @@ def test_a_run_resumed_from_a_rung_checkpoint_equals_an_uninterrupted_one(tmp_pa
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
 
 
-def test_a_study_in_rungs_promotes_the_best_share_and_stops_the_rest(write_study, sqlite_url):
+@pytest.mark.parametrize("keep", ["all", "none"])
+def test_a_study_in_rungs_promotes_the_best_share_and_stops_the_rest(write_study, sqlite_url, keep):
     space = {"parameters": {"d_model": {"type": "categorical", "choices": [64, 128]},
                             "blocks.M.d_state": {"type": "categorical", "choices": [8, 16, 32]}}}
     recipe = {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 2, "warmup": 2}
     halving = {"rungs": [0.25, 0.5, 1.0], "keep": 0.5, "min_results": 2}
     path = write_study(n_trials=6, sampler={"type": "grid"}, space=space, constraints={}, task=TASK, recipe=recipe,
-                       objectives=["val_loss", "n_params"], halving=halving)
+                       objectives=["val_loss", "n_params"], halving=halving, keep_checkpoints=keep)
     from archsearch.studies.evaluate import TrainEvaluator
 
     run_study(path, sqlite_url, TrainEvaluator(TASK, recipe, seed=0, device="cpu"))
@@ -126,12 +127,16 @@ def test_a_study_in_rungs_promotes_the_best_share_and_stops_the_rest(write_study
             steps = [p["step"] for p in row.curve if "val_loss" in p]
             assert steps == [2, 4, 6, 8]  # trained on through every rung, never restarted
             assert trials[number].user_attrs["trained"]["steps"] == 8
+        folder = trial_folder(sqlite_url, "toy", number)
+        if keep == "none":  # the folder served only to resume between rungs: a finished trial's goes
+            assert not folder.exists() and row.out_dir is None
+            continue
         # a promoted trial saved its checkpoint at each rung it passed (a crash resumes there); a stop is final and
         # writes none, so a trial stopped at rung 1 has no checkpoint and one stopped at rung 2 keeps rung 1's
-        state = trial_folder(sqlite_url, "toy", number) / "state.json"
+        state = folder / "state.json"
         saved_at = {"completed": 8, "stopped": [None, 2][row.rung] if row.rung < 2 else None}[row.status]
         assert (json.loads(state.read_text())["step"] if state.is_file() else None) == saved_at, (number, row.rung)
-        assert (trial_folder(sqlite_url, "toy", number) / "result.json").is_file()
+        assert (folder / "result.json").is_file() and row.out_dir == str(folder)
     # every rung's decisions follow the rule on the results recorded before each (in trial order: one worker)
     for k in (0, 1):
         results = by_rung[k]
