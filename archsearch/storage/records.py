@@ -41,6 +41,11 @@ def ensure_study(db: Database, *, name: str, space_hash: str, study_file: dict, 
             check_study_matches(existing, space_hash, objectives)
             if n_trials_target is not None:
                 existing.n_trials_target = n_trials_target
+            stored = existing.study_file or {}
+            if stored.get("reference") != study_file.get("reference"):
+                # outside the identity: the reference the latest run measured (a parent measured again) replaces
+                # the first one; a new dict, so that the JSON column is seen to change
+                existing.study_file = {**stored, "reference": study_file.get("reference")}
             return existing
     try:
         with db.session() as session:

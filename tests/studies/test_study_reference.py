@@ -67,3 +67,18 @@ def test_the_study_schema_describes_the_reference():
     assert definition["additionalProperties"] is False and definition["required"] == ["name"]
     assert set(definition["properties"]) == set(Reference.model_fields)
     assert all(p.get("description") for p in definition["properties"].values())
+
+
+def test_a_rerun_stores_the_reference_it_measured(write_study, sqlite_url):
+    """The stored study keeps its first file but shows the reference of the latest run (a parent measured again)."""
+    from archsearch.storage import Database, records
+
+    from studies_helpers import run_study
+
+    run_study(write_study(name="a.yaml", reference=PARENT, n_trials=1), sqlite_url)
+    remeasured = {**PARENT, "metrics": {"val_loss": 0.8}}
+    run_study(write_study(name="b.yaml", reference=remeasured, n_trials=2), sqlite_url)
+    with Database(sqlite_url) as db:
+        stored = records.study_by_name(db, "toy")
+        assert stored.study_file["reference"]["metrics"] == {"val_loss": 0.8}
+        assert len(records.trials_of(db, stored.id)) == 2  # the same study, joined
