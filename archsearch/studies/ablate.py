@@ -29,7 +29,8 @@ def ablate(base: ModelSpec, vary: list[str], *, seeds: int, task: dict[str, Any]
         raise UserError(f"--vary x --seeds: {cells:,} cells x {seeds} seeds is more runs than allowed: at most "
                         f"{MAX_ABLATION_RUNS:,}")
     resolve_training(task, recipe)  # a bad task or recipe fails before any training
-    for cell in build_cells(base, axes, task):  # and so does a bad value of a task axis, naming its cell
+    as_run = with_option_defaults(task)  # the base cell of a task axis is the value its runs really use
+    for cell in build_cells(base, axes, as_run):  # and so does a bad value of a task axis, naming its cell
         if cell.task_options:
             try:
                 resolve_training(cell_task(task, cell.task_options), recipe)
@@ -47,11 +48,23 @@ def ablate(base: ModelSpec, vary: list[str], *, seeds: int, task: dict[str, Any]
         task_obj, recipe_obj = resolve_training(cell_task(task, task_options or {}), recipe, seed)
         return train(cell_spec, task_obj, recipe_obj, progress=False).to_dict()
 
-    ablation = run_ablation(base, axes, list(range(seeds)), run, metric, on_run=on_run, task=task)
+    ablation = run_ablation(base, axes, list(range(seeds)), run, metric, on_run=on_run, task=as_run)
     if db is None:
         return ablation, None
     with db:
         return ablation, store_ablation(db, ablation, task, recipe)
+
+
+def with_option_defaults(task: dict[str, Any] | str) -> dict[str, Any]:
+    """The task ({name, options}) with each option it leaves unset written at its default, so that a task axis
+    compares against what the base really runs: `--vary task.transforms=[],hint` then knows `[]` is the base (an
+    unset transforms) instead of training the baseline twice."""
+    from ..training.tasks import TaskSpec, task_class
+
+    spec = TaskSpec.model_validate(task) if isinstance(task, dict) else TaskSpec.coerce(task)
+    fields = task_class(spec.name).Options.model_fields
+    defaults = {name: f.get_default(call_default_factory=True) for name, f in fields.items() if not f.is_required()}
+    return {**spec.to_dict(), "options": {**defaults, **spec.options}}
 
 
 def cell_task(task: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

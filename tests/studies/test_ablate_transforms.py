@@ -36,12 +36,23 @@ def test_task_axes_make_cells_with_task_options_and_the_base():
         parse_vary(["task.transforms=lang_tag"], base)
 
 
+def test_an_explicit_default_is_the_base_cell_not_a_second_baseline():
+    from archsearch.studies.ablate import with_option_defaults
+
+    base = loads_spec(SPEC)
+    task = with_option_defaults(TASK)
+    assert task["options"]["transforms"] == [] and task["options"]["source"] == "copy"
+    cells = build_cells(base, parse_vary(["task.transforms=[],lang_tag"], base, task), task)
+    assert [(c.label, c.is_base) for c in cells] == [("task.transforms=[]", True),
+                                                     ("task.transforms=lang_tag", False)]
+
+
 def test_ablate_varies_transforms_over_seeds(tmp_path):
     db = f"sqlite:///{tmp_path / 'a.db'}"
     ablation, stored = ablate(loads_spec(SPEC), ["task.transforms=lang_tag,reverse:probability=1"], seeds=2,
                               task=TASK, recipe=RECIPE, metric="chrf_pp", storage=db)
     rows = ablation.summary()
-    assert [r["cell"] for r in rows] == ["task.transforms=None", "task.transforms=lang_tag",
+    assert [r["cell"] for r in rows] == ["task.transforms=[]", "task.transforms=lang_tag",
                                          "task.transforms=reverse:probability=1"]
     assert all(r["n"] == 2 and r["failed"] == 0 for r in rows)
     assert all(r["diff"]["n"] == 2 and r["diff"]["ci95"] is not None for r in rows[1:])  # paired over the seeds
