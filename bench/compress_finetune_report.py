@@ -228,7 +228,7 @@ def partial_ablation(log: Path) -> list[dict[str, Any]]:
 
 def _recipe_name(cell: str) -> str:
     value = cell.split("=", 1)[1] if cell.startswith("task.transforms=") else cell
-    return "baseline (no transform)" if value in ("None", "none", "") else value
+    return "baseline (no transform)" if value in ("None", "none", "", "[]") else value
 
 
 def _ci(stats: dict | None) -> dict | None:

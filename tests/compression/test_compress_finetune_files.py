@@ -129,8 +129,8 @@ def test_the_report_finds_where_training_from_scratch_matches_the_distilled_chil
         "final": {"n_params": 60, "tokens": 100, "steps": 1, "status": "completed",
                   "metrics": {"val_loss": 2.5, "zero_shot_loss": 3.2}}}))
     (tmp_path / "5-scratch-b.out").write_text(json.dumps({**run, "curve": curve, "status": "stopped"}))
-    (tmp_path / "3-ablate.out").write_text("  task.transforms=None seed 0: chrf_pp=10 (1.0 s)\n"
-                                          "  task.transforms=None seed 1: chrf_pp=12 (1.0 s)\n"
+    (tmp_path / "3-ablate.out").write_text("  task.transforms=[] seed 0: chrf_pp=10 (1.0 s)\n"
+                                          "  task.transforms=[] seed 1: chrf_pp=12 (1.0 s)\n"
                                           "  task.transforms=hint seed 0: chrf_pp=11 (1.0 s)\n"
                                           "  task.transforms=hint seed 1: chrf_pp=14 (1.0 s)\n")
     comp, abl = report.compression_report(tmp_path), report.ablation_report(tmp_path)
