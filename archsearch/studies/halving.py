@@ -5,7 +5,8 @@ recipe's length for that candidate (steps, or the steps its tokens / FLOPs budge
 compute under a tokens or FLOPs budget). The learning-rate schedule is always the full length's: a rung is a pause
 of the one full run, never a shorter run of its own.
 
-At a rung (the first evaluation at or past its step) the run pauses. Its objective values join the rung's results
+At a rung (an evaluation at its step; where the run cannot pause in this process, the first evaluation at or past
+it) the run pauses. Its objective values join the rung's results
 (table archsearch_rungs). The trial is promoted when it is
 among the best `keep` share of every result at that rung so far, ranked by non-dominated sorting over the
 study's objectives (constraint-violating results after all feasible ones), ties within a front broken by

@@ -34,12 +34,12 @@ FinalMetrics = Callable[[torch.nn.Module], dict[str, float]]
 
 @dataclass(frozen=True)
 class Pauses:
-    """Points where a run stops for a decision without leaving memory (successive halving's rungs). At the first
-    evaluation at or past each of `steps`, `final_metrics` are scored too and, after the callback, `decide(record)`
-    sees the run's record so far (a TrainResult dict, status "paused"). To end the run there it raises a
-    TrainingStopped (a final one, `resumable = False`, writes no checkpoint); returning lets the run go on, its
-    checkpoint saved first so that a crash resumes from this point. Before, a rung meant stop, save, decide, rebuild
-    and load: two disk round trips and a second warm-up for every trial at every rung."""
+    """Points where a run stops for a decision without leaving memory (successive halving's rungs). At each of
+    `steps` the run evaluates (whatever its eval_every), `final_metrics` are scored too and, after the callback,
+    `decide(record)` sees the run's record so far (a TrainResult dict, status "paused"). To end the run there it
+    raises a TrainingStopped (a final one, `resumable = False`, writes no checkpoint); returning lets the run go on,
+    its checkpoint saved first so that a crash resumes from this point. Before, a rung meant stop, save, decide,
+    rebuild and load: two disk round trips and a second warm-up for every trial at every rung."""
     steps: tuple[int, ...]
     decide: Callable[[dict[str, Any]], None]
 
@@ -173,7 +173,7 @@ class Trainer:
                 self.bar.update(self.step, point["loss"], self.tokens_per_s())
                 if self.step % recipe.log_every == 0 or self.step in (1, total):
                     self.curve.append({**self.seen(), **point})
-                if self.step % self.budget.eval_every == 0 or self.step == total:
+                if self.step % self.budget.eval_every == 0 or self.step == total or self.pause_due():
                     self.evaluate_and_report()
                 if recipe.checkpoint_every and self.step % recipe.checkpoint_every == 0:
                     self.save()
@@ -218,11 +218,14 @@ class Trainer:
         self.scored_step = self.step
         self.score_s += time.perf_counter() - began
 
+    def pause_due(self) -> bool:
+        return bool(self.pause_steps) and self.step >= self.pause_steps[0]
+
     def evaluate_and_report(self) -> None:
         began = time.perf_counter()
         self.metrics = self.evaluate()
         self.eval_s += time.perf_counter() - began
-        pause = bool(self.pause_steps) and self.step >= self.pause_steps[0]
+        pause = self.pause_due()
         if pause:
             self.score_final()  # the decision sees every metric the run's end would have
         self.curve.append({**self.seen(), **self.metrics})

@@ -106,3 +106,20 @@ def test_a_crash_after_a_promotion_resumes_from_that_rungs_checkpoint(write_stud
     assert retried.retry_of == 0 and [p["step"] for p in retried.curve if "val_loss" in p] == [2, 4, 6, 8]
     assert retried.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
     assert [(t, k, d) for t, k, d, *_ in rungs] == [(0, 0, "promoted"), (0, 1, "promoted"), (0, 2, "final")]
+
+
+def test_a_rung_is_scored_at_its_own_step_whatever_eval_every(write_study, sqlite_url):
+    """eval_every 8 of 8 steps evaluates only at the end; the rungs at steps 2 and 4 are still judged there, not at
+    the next evaluation (the end, where every rung would have been passed at once)."""
+    path = write_study(n_trials=4, sampler={"type": "grid"}, space={"parameters": {"d_model": {
+        "type": "categorical", "choices": [32, 48, 64, 80]}}}, constraints={}, task=TASK,
+        recipe={**RECIPE, "eval_every": 8}, objectives=["val_loss", "n_params"], halving=HALVING)
+    evaluator = Counting(True)
+    evaluator.inner = TrainEvaluator(TASK, {**RECIPE, "eval_every": 8}, seed=0, device="cpu")
+    run_study(path, sqlite_url, evaluator)
+    rows, rungs = _stored(sqlite_url)
+    assert {(k, s) for _, k, _, s, _ in rungs} <= {(0, 2), (1, 4), (2, 8)}
+    assert {k for _, k, _, _, _ in rungs} == {0, 1, 2}
+    for row in rows:
+        evaluated = [p["step"] for p in row.curve if "val_loss" in p]
+        assert evaluated == {"completed": [2, 4, 8], "stopped": [2, 4][:row.rung + 1]}[row.status]
