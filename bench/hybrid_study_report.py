@@ -75,7 +75,8 @@ def distinct_patterns(source: Path) -> list[str]:
 
 
 def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None = None,
-           data: str | None = None, expand: bool = True) -> tuple[Path, Path]:
+           data: str | None = None, expand: bool = True, rungs: str | None = None,
+           eval_every: float | None = None) -> tuple[Path, Path]:
     """Write WORK/halving.yaml and WORK/full.yaml from the shipped study file; returns their paths."""
     study = yaml.safe_load(source.read_text(encoding="utf-8"))
     work.mkdir(parents=True, exist_ok=True)
@@ -91,8 +92,12 @@ def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None
         study["recipe"] = {**study["recipe"], "flops": float(flops)}
     if data is not None:
         study["task"] = {**study["task"], "options": {**study["task"].get("options", {}), "data_files": data}}
+    if eval_every is not None:
+        study["recipe"] = {**study["recipe"], "eval_every": eval_every}
     if "halving" not in study:
         raise SystemExit(f"{source}: no `halving:` section; this comparison needs one")
+    if rungs is not None:  # fractions as the study file writes them ("1/9"), checked when the study loads
+        study["halving"] = {**study["halving"], "rungs": [yaml.safe_load(r) for r in rungs.split(",")]}
     halving = {**study, "storage": f"sqlite:///{(work / 'halving.db').resolve()}"}
     full = {k: v for k, v in study.items() if k != "halving"}
     full.update(name=study["name"] + FULL_NAME_SUFFIX, storage=f"sqlite:///{(work / 'full.db').resolve()}",
@@ -445,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--smoke", action="store_true", help="tiny CPU proxy instead of the 100M one")
     d.add_argument("--flops", type=float, help="override recipe.flops (the full budget of every candidate)")
     d.add_argument("--data", help="override the text task's data_files")
+    d.add_argument("--rungs", help="override halving.rungs, e.g. 1/9,1/3,1 (ASHA's geometric ladder, eta 3)")
+    d.add_argument("--eval-every", type=float, help="override recipe.eval_every (rungs evaluate at their own step)")
     d.add_argument("--no-expand", dest="expand", action="store_false",
                    help="keep the pattern generator (repeats of stopped candidates then train again)")
     f = sub.add_parser("fidelity-args", help="print the candidate options for `study fidelity`")
@@ -455,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "derive":
         for path in derive(args.source, args.work, smoke=args.smoke, flops=args.flops, data=args.data,
-                           expand=args.expand):
+                           expand=args.expand, rungs=args.rungs, eval_every=args.eval_every):
             print(path)
     elif args.command == "fidelity-args":
         print(" ".join(fidelity_args(args.study)))

@@ -36,30 +36,48 @@ from ..training.result import TrainingStopped  # torch-free
 RUNS_ROOT = Path("~/.cache/archsearch/runs")
 
 
+_FRACTION = r"^\s*\d+\s*/\s*\d+\s*$"
+
+
+def _number(field: str, value: Any, allowed: str) -> Any:
+    """A number as given, or a fraction written as text ("1/3") as its value."""
+    if isinstance(value, str) and re.fullmatch(_FRACTION, value):
+        numerator, denominator = (int(p) for p in value.split("/"))
+        if denominator == 0:
+            raise ValueError(f"{field} {value!r} divides by zero; allowed: {allowed}")
+        return numerator / denominator
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{field} {value!r} is not a number; allowed: {allowed}")
+    return value
+
+
 class HalvingConfig(BaseModel):
     """The study file's `halving:` section."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    rungs: Annotated[list[float], Field(min_length=2, max_length=16)]
-    # A number, or a fraction written as text ("1/3"): the schema says both, as the validator below reads both.
+    # Numbers, or fractions written as text ("1/3"): the schema says both, as the validators below read both.
+    rungs: Annotated[list[float], Field(min_length=2, max_length=16), WithJsonSchema({
+        "description": "fractions of the recipe's length, rising, the last 1: numbers or fractions such as 1/9",
+        "type": "array", "minItems": 2, "maxItems": 16, "items": {"anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "string", "pattern": _FRACTION}]}})]
     keep: Annotated[float, WithJsonSchema({"description": "the share of each rung's results promoted to the next: "
                                                           "a number in (0, 1) or a fraction such as 1/3", "anyOf": [
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        {"type": "string", "pattern": r"^\s*\d+\s*/\s*\d+\s*$"}]})] = 1 / 3
+        {"type": "string", "pattern": _FRACTION}]})] = 1 / 3
     min_results: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
     @field_validator("keep", mode="before")
     @classmethod
     def _fraction(cls, value: Any) -> Any:
-        if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*/\s*\d+\s*", value):
-            numerator, denominator = (int(p) for p in value.split("/"))
-            if denominator == 0:
-                raise ValueError(f"keep {value!r} divides by zero; allowed: a fraction in (0, 1), e.g. 1/3 or 0.5")
-            return numerator / denominator
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"keep {value!r} is not a number; allowed: a fraction in (0, 1), e.g. 1/3 or 0.5")
-        return value
+        return _number("keep", value, "a fraction in (0, 1), e.g. 1/3 or 0.5")
+
+    @field_validator("rungs", mode="before")
+    @classmethod
+    def _fractions(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            return value  # the list type's own error names it
+        return [_number(f"rungs[{i}]", v, "a fraction in (0, 1], e.g. 1/9 or 0.25") for i, v in enumerate(value)]
 
     @model_validator(mode="after")
     def _check(self) -> "HalvingConfig":

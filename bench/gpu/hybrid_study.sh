@@ -17,6 +17,8 @@
 #
 # Environment: HYBRID_TOTAL_S (seconds for everything after setup; 495 on a GPU, 570 with --smoke),
 # HYBRID_FIDELITY_S (kept for phase c; 125 / 200), HYBRID_FLOPS (override the full budget of every candidate),
+# HYBRID_RUNGS (override halving.rungs, e.g. 1/9,1/3,1), HYBRID_EVAL_EVERY (override recipe.eval_every, e.g. 1.0:
+# an evaluation only at the end and at each rung),
 # HYBRID_TEXT_MB (text gathered; 8 / 1), HYBRID_WORK (scratch folder; /tmp/hybrid-study), PYTHON (python3).
 set -u
 cd "$(dirname "$0")/../.."
@@ -34,6 +36,8 @@ else
   data_dir=/tmp/archsearch-pytext; derive_opts=()  # the path studies/hybrid-a10g.yaml names
 fi
 [[ -n "${HYBRID_FLOPS:-}" ]] && derive_opts+=(--flops "$HYBRID_FLOPS")
+[[ -n "${HYBRID_RUNGS:-}" ]] && derive_opts+=(--rungs "$HYBRID_RUNGS")
+[[ -n "${HYBRID_EVAL_EVERY:-}" ]] && derive_opts+=(--eval-every "$HYBRID_EVAL_EVERY")
 deadline=$((start + total))
 rm -rf "$WORK/full.db" "$WORK/halving.db" "$WORK/full.runs" "$WORK/halving.runs" "$WORK/phases.json"
 mkdir -p "$WORK" "$OUT"

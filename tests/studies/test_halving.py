@@ -257,3 +257,12 @@ def test_under_a_flops_budget_each_trial_meets_its_rungs_at_the_same_share_of_co
             per_step = flops[step] / step
             assert abs(flops[step] - fraction * budget) <= per_step  # within one step of the same compute share
     assert len(finals) == 2  # the two widths trained different step counts: equal compute, not equal steps
+
+
+def test_rungs_may_be_written_as_fractions_like_keep():
+    config = HalvingConfig(rungs=["1/9", "1/3", 1], keep="1/3")
+    assert config.rungs == pytest.approx([1 / 9, 1 / 3, 1.0]) and config.keep == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match=r"rungs\[0\] '1/0' divides by zero"):
+        HalvingConfig(rungs=["1/0", 1])
+    with pytest.raises(ValueError, match=r"rungs\[1\] 'half' is not a number; allowed: a fraction in \(0, 1\]"):
+        HalvingConfig(rungs=[0.25, "half", 1])
