@@ -15,8 +15,8 @@ crowding distance (the more isolated first, as NSGA-II), then by the earlier tri
 promoted. A promoted trial saves its checkpoint in the trial's run folder and trains on to the next rung (same
 weights, optimizer, RNG, data position and schedule: in memory, or resumed from that checkpoint where the run
 cannot pause in this process, see archsearch.studies.promotion); the others stop with status `stopped` and their
-rung recorded (column `rung`, user attribute "rung"). The decision is one row per (study, trial, rung) under a unique key: a retried trial, or any other
-worker, reads the decision once made instead of making another.
+rung recorded (column `rung`, user attribute "rung"). The decision is one row per (study, trial, rung) under a
+unique key: a retried trial, or any other worker, reads the decision once made instead of making another.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Trial run folders kept after a study (study file `keep_checkpoints:`): `none` (the default) trains each trial
-without a run folder; `all` trains each into `trial-<number>/` of the study's runs folder beside the storage
+without a run folder (under successive halving a trial has one while it runs, to resume between rungs, removed when
+it finishes); `all` trains each into `trial-<number>/` of the study's runs folder beside the storage
 (archsearch.studies.halving.runs_folder: `x.runs/<study>/` beside `sqlite:///x.db`); `best` does the same and, after
 each trial, deletes the folders of finished trials that are not among the study's best (the best trial, or the
 Pareto front of several objectives), so the kept checkpoints are always the current best ones.

@@ -25,10 +25,9 @@ RETRY_KEY = "failed_trial"  # Optuna's RetryHeartbeatStaleTrialCallback attribut
 
 class RungStopped(TrainingStopped):
     """A trial not promoted at a rung: the runner records it as `stopped` (its `kind`). Final: nothing resumes it,
-    so the run writes no checkpoint for it."""
+    so the run saves its checkpoint only where the study keeps run folders (`save_checkpoint`, set per study)."""
 
     kind = "stopped"
-    resumable = False
 
 
 def trial_folder(url: str, study_name: str, origin: int) -> Path:
@@ -73,6 +72,9 @@ def train_in_rungs(runner, trial, spec, callback, verdict, stops: list) -> dict[
     except RungStopped as stop:
         _drop_unkept(runner, out, stop.result)
         raise
+    except Exception:  # failed (out of memory, a bug): recorded as failed and never retried, so nothing resumes it
+        _drop_unkept(runner, out, None)
+        raise
     _drop_unkept(runner, out, result)
     return result
 
@@ -83,6 +85,8 @@ def _drop_unkept(runner, out: Path, result) -> None:
     record no longer names it."""
     if runner.study.file.keep_checkpoints != "none":
         return
+    # state.json first: it marks a complete checkpoint, so a removal cut short leaves nothing a retry would resume
+    (out / "state.json").unlink(missing_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     if isinstance(result, dict):
         result["out_dir"] = None
@@ -147,6 +151,8 @@ class _Rungs:
             stop = RungStopped(f"stopped at rung {rung + 1} of {len(fractions)} (step {step}, "
                                f"{fractions[rung]:g} of the budget): "
                                f"not among the best {self.config.keep:.3g} of {n} results there")
+            # a kept folder holds the run as its record says it ended; an unkept one is removed: no save for it
+            stop.save_checkpoint = runner.study.file.keep_checkpoints != "none"
             self.stops.append(stop)
             raise stop
 

@@ -37,7 +37,7 @@ class Pauses:
     """Points where a run stops for a decision without leaving memory (successive halving's rungs). At each of
     `steps` the run evaluates (whatever its eval_every), `final_metrics` are scored too and, after the callback,
     `decide(record)` sees the run's record so far (a TrainResult dict, status "paused"). To end the run there it
-    raises a TrainingStopped (a final one, `resumable = False`, writes no checkpoint); returning lets the run go on,
+    raises a TrainingStopped (with `save_checkpoint = False` none is written); returning lets the run go on,
     its checkpoint saved first so that a crash resumes from this point. Before, a rung meant stop, save, decide,
     rebuild and load: two disk round trips and a second warm-up for every trial at every rung."""
     steps: tuple[int, ...]
@@ -184,7 +184,7 @@ class Trainer:
         except Exception as err:  # a callback stopped the run (or something broke): record, then re-raise
             stopped = self.stopped_by_callback or isinstance(err, TrainingStopped)
             if stopped:  # between steps: weights and optimizer are consistent, so the run can resume
-                if getattr(err, "resumable", True):
+                if getattr(err, "save_checkpoint", True):
                     self.save()
                 self.score_final()
             result = self.finish("stopped" if stopped else "failed", f"{type(err).__name__}: {err}")
@@ -317,8 +317,9 @@ def train(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | 
     """Train `spec` on `task` with `recipe`; returns the run's record (also result.json in `out_dir`).
 
     `callback(step, metrics)` runs after each evaluation; anything it raises stops the run: the run is recorded
-    (result.json in `out_dir`) and checkpointed (resumable), and the exception propagates; a `TrainingStopped`
-    carries the record as `.result`. A non-finite loss returns
+    (result.json in `out_dir`) and checkpointed (resumable; not for a TrainingStopped whose `save_checkpoint` is
+    False), and the exception propagates; a `TrainingStopped` carries the record as `.result`. A non-finite loss
+    returns
     status "diverged". `resume=True` continues the checkpoint in `out_dir` (spec/task/recipe may then be None:
     the saved ones are used). `nproc=N` runs the same training data-parallel in N processes under torchrun
     (archsearch.training.launch; `recipe.batch_size` stays the global batch); `parallel` is set by those processes.

@@ -25,11 +25,12 @@ class Counting:
     """A TrainEvaluator that counts its calls (each a training run: a build, and a load when resuming); with
     `in_memory=False` it hides its pauses, so the study stops, saves and resumes at every rung instead."""
 
-    def __init__(self, in_memory: bool, recall: bool = False, cut_at: int | None = None):
+    def __init__(self, in_memory: bool, recall: bool = False, cut_at: int | None = None,
+                 cut_with: type[BaseException] = KeyboardInterrupt):
         self.inner = TrainEvaluator(TASK, RECIPE, seed=0, device="cpu", recall=recall)
         self.pauses_in_memory = in_memory
         self.calls: list[bool] = []  # resume flag of each call
-        self.cut_at, self.cut = cut_at, False
+        self.cut_at, self.cut, self.cut_with = cut_at, False, cut_with
         self.saved_step: dict[int, int | None] = {}  # at each evaluation: the step of the checkpoint on disk
 
     def plan(self, spec):
@@ -48,7 +49,7 @@ class Counting:
             callback(step, metrics)
             if self.cut_at is not None and not self.cut and step >= self.cut_at:
                 self.cut = True
-                raise KeyboardInterrupt
+                raise self.cut_with("CUDA out of memory. Tried to allocate 2.00 GiB")
 
         return self.inner(spec, maybe_cut, out_dir=out_dir, resume=resume, **pauses)
 
@@ -123,3 +124,33 @@ def test_a_rung_is_scored_at_its_own_step_whatever_eval_every(write_study, sqlit
     for row in rows:
         evaluated = [p["step"] for p in row.curve if "val_loss" in p]
         assert evaluated == {"completed": [2, 4, 8], "stopped": [2, 4][:row.rung + 1]}[row.status]
+
+
+def test_a_resumed_run_still_pauses_at_the_rungs_ahead_of_it(write_study, tmp_path):
+    """Ctrl-C at rung 2's evaluation, before its decision: the retry resumes from rung 1's checkpoint (step 2) and
+    still pauses at rung 2 (step 4), deciding it once."""
+    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=RECIPE,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
+                       objectives=["val_loss", "n_params"], halving=HALVING)
+    url = f"sqlite:///{tmp_path / 'cut.db'}"
+    cut = Counting(True, cut_at=4)
+    assert run_study(path, url, cut).interrupted
+    assert cut.saved_step == {2: None, 4: 2}
+    run_study(path, url, cut)
+    assert cut.calls == [False, True] and cut.saved_step[6] == 4  # rung 2 decided, saved, trained on
+    rows, rungs = _stored(url)
+    assert [(t, k, d, s) for t, k, d, s, _ in rungs] == [(0, 0, "promoted", 2), (0, 1, "promoted", 4),
+                                                          (0, 2, "final", 8)]
+    assert [r.status for r in rows if r.status != "interrupted"] == ["completed"]
+
+
+def test_a_trial_failing_after_a_promotion_leaves_no_checkpoint_behind(write_study, sqlite_url):
+    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=RECIPE,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
+                       objectives=["val_loss", "n_params"], halving=HALVING)
+    failing = Counting(True, cut_at=6, cut_with=RuntimeError)
+    run_study(path, sqlite_url, failing)
+    assert failing.saved_step[6] == 4  # rung 2's checkpoint was there when it failed
+    rows, _ = _stored(sqlite_url)
+    assert [(r.status, r.error) for r in rows] == [("failed", "out of memory")]
+    assert not trial_folder(sqlite_url, "toy", 0).exists()  # keep_checkpoints: none, and a failure is not retried
