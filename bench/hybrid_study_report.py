@@ -76,7 +76,7 @@ def distinct_patterns(source: Path) -> list[str]:
 
 def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None = None,
            data: str | None = None, expand: bool = True, rungs: str | None = None,
-           eval_every: float | None = None) -> tuple[Path, Path]:
+           eval_every: int | float | None = None) -> tuple[Path, Path]:
     """Write WORK/halving.yaml and WORK/full.yaml from the shipped study file; returns their paths."""
     study = yaml.safe_load(source.read_text(encoding="utf-8"))
     work.mkdir(parents=True, exist_ok=True)
@@ -451,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--flops", type=float, help="override recipe.flops (the full budget of every candidate)")
     d.add_argument("--data", help="override the text task's data_files")
     d.add_argument("--rungs", help="override halving.rungs, e.g. 1/9,1/3,1 (ASHA's geometric ladder, eta 3)")
-    d.add_argument("--eval-every", type=float, help="override recipe.eval_every (rungs evaluate at their own step)")
+    d.add_argument("--eval-every", type=yaml.safe_load,
+                   help="override recipe.eval_every: steps (an integer) or a fraction < 1; rungs evaluate at their "
+                        "own step anyway, so a large integer (100000) evaluates only at the end and the rungs")
     d.add_argument("--no-expand", dest="expand", action="store_false",
                    help="keep the pattern generator (repeats of stopped candidates then train again)")
     f = sub.add_parser("fidelity-args", help="print the candidate options for `study fidelity`")

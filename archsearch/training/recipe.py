@@ -92,6 +92,15 @@ class Recipe(BaseModel):
         except UserError as err:
             raise ValueError(str(err)) from None
 
+    @field_validator("warmup", "eval_every", mode="before")
+    @classmethod
+    def _steps_or_fraction(cls, value, info: ValidationInfo):
+        # 1.0 would otherwise pass as the integer 1: "the whole run" read as "every step"
+        if isinstance(value, float) and value >= 1:
+            raise ValueError(f"{info.field_name} {value!r} is neither: a fraction of the run is below 1 (e.g. 0.25), "
+                             f"steps are an integer (e.g. {int(value)})")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "Recipe":
         given = [k for k in ("steps", "tokens", "flops") if getattr(self, k) is not None]

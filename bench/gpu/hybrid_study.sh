@@ -17,8 +17,8 @@
 #
 # Environment: HYBRID_TOTAL_S (seconds for everything after setup; 495 on a GPU, 570 with --smoke),
 # HYBRID_FIDELITY_S (kept for phase c; 125 / 200), HYBRID_FLOPS (override the full budget of every candidate),
-# HYBRID_RUNGS (override halving.rungs, e.g. 1/9,1/3,1), HYBRID_EVAL_EVERY (override recipe.eval_every, e.g. 1.0:
-# an evaluation only at the end and at each rung),
+# HYBRID_RUNGS (override halving.rungs, e.g. 1/9,1/3,1), HYBRID_EVAL_EVERY (override recipe.eval_every, e.g.
+# 100000 steps: an evaluation only at the end and at each rung),
 # HYBRID_TEXT_MB (text gathered; 8 / 1), HYBRID_WORK (scratch folder; /tmp/hybrid-study), PYTHON (python3).
 set -u
 cd "$(dirname "$0")/../.."

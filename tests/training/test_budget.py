@@ -121,6 +121,9 @@ def test_flop_counts(text, flops):
     ({"flops": "inf"}, "flops"),
     ({"warmup": 1.5}, "warmup"),
     ({"eval_every": 0}, "eval_every"),
+    # 1.0 used to pass as the integer 1: "the whole run" silently became "every step"
+    ({"eval_every": 1.0}, r"eval_every 1.0 is neither: a fraction of the run is below 1 .* steps are an integer"),
+    ({"warmup": 20.0}, r"warmup 20.0 is neither"),
 ])
 def test_bad_lengths_name_the_field(fields, message):
     with pytest.raises(ValidationError, match=message):
