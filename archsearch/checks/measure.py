@@ -10,7 +10,6 @@ against the estimate's weights and state components.
 from __future__ import annotations
 
 import gc
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from ..spec.dtypes import WEIGHT_DTYPES
@@ -161,22 +160,11 @@ def checked_peak(peak_above_base: int, weight_bytes: int, cache_bytes: int) -> i
     return peak_above_base
 
 
-@contextmanager
-def _no_garbage_collection(enabled: bool):
-    """Collect unreachable objects (tensors held in reference cycles, e.g. by a caught exception's traceback)
-    before the baseline, and none during the run: a collection mid-run frees baseline memory and the peak reads
-    low (gemma2-tiny read 95% under its estimate after ~75 other GPU tests in one process, H100 2026-12-06)."""
-    if not enabled:
-        yield
-        return
-    was_enabled = gc.isenabled()
+def _collect_garbage() -> None:
+    """Free unreachable objects (tensors held in reference cycles, e.g. by a caught exception's traceback) before
+    the baseline: collected mid-run they would lower the peak measured above it (gemma2-tiny read 95% under its
+    estimate after ~75 other GPU tests in one process, H100 2026-12-06). Garbage the run itself makes is the run's."""
     gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSettings | None = None, *,
@@ -192,8 +180,9 @@ def measure_memory(spec: ModelSpec, context: int, batch: int, settings: CheckSet
     decode_steps = max(0, min(decode_steps, context - 1))
     torch_device = _device(device)
     cuda = torch_device.type == "cuda"
-    with _no_garbage_collection(cuda):
-        return _measure(spec, context, batch, settings, decode_steps, torch_device, seed, per_layer)
+    if cuda:
+        _collect_garbage()
+    return _measure(spec, context, batch, settings, decode_steps, torch_device, seed, per_layer)
 
 
 def _measure(spec: ModelSpec, context: int, batch: int, settings: CheckSettings, decode_steps: int, torch_device,
