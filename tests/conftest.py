@@ -1,9 +1,17 @@
 """Shared test settings: GPU tests skip themselves on machines without CUDA; storage URLs for the suites that
 run against both SQLite and PostgreSQL (a fresh database per test on 127.0.0.1:5432, dropped afterwards)."""
 
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
+
+# `python -m pytest` puts the working directory first on sys.path; from the repository root that makes its
+# kernels/ folder importable as a bare `kernels`, shadowing the PyPI package of that name that transformers imports
+# (archsearch's own code reaches the folder as archsearch.kernels through the install, never by this path).
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT]
 
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
