@@ -175,13 +175,13 @@ class TrainEvaluator:
         return {"recall": recall_score(model, self.probe(), next(model.parameters()).device)}
 
     def probe(self):
-        """The study's recall probe, made once: the same queries for every candidate."""
+        """The study's recall probe, made once: the same queries for every candidate, of ids the task shows."""
         from ..training.recall import RecallProbe
         from ..training.tasks import TaskSpec, make_task
 
         if self._probe is None:
             task = make_task(TaskSpec.coerce(self.task), self.recipe.seq_len, self.recipe.seed)
-            self._probe = RecallProbe.fitting(task.vocab_size, task.seq_len)
+            self._probe = RecallProbe.fitting(task.vocab_size, task.seq_len, ids=task.probe_vocabulary())
         return self._probe
 
     def recall_of(self, out_dir: Path) -> float:

@@ -4,11 +4,12 @@ A loss-only proxy cannot see what attention layers buy (arXiv 2507.06457: loss i
 attention ratios while recall collapses), so a study can score each candidate on `recall` as well.
 
 A probe sequence is n key/value pairs, `k1 v1 ... kn vn`, then each key again (shuffled) at every other position,
-0 between them; at a repeated key the model must predict that key's value. Keys come from ids 1 .. V/2 - 1 and
-values from V/2 .. V - 1 of the task's vocabulary V, so a model trained on the mqar task sees exactly its task, and
-a text-trained model sees an induction-style copy probe of random tokens. `recall` is the share of queries whose
-value is the model's top prediction (chance: about 2 / V). The probes are fixed by `seed`, so every candidate of a
-study answers the same ones.
+a filler id between them; at a repeated key the model must predict that key's value. By default keys come from ids
+1 .. V/2 - 1 and values from V/2 .. V - 1 of the task's vocabulary V, filler 0: a model trained on the mqar task
+sees exactly its task. A task whose data would never show those ids gives its own (Task.probe_vocabulary: a text
+corpus's frequent ids), so a text-trained model sees an induction-style copy probe of tokens it knows. `recall` is
+the share of queries whose value is the model's top prediction (chance: about 1 / the number of values). The
+probes are fixed by `seed`, so every candidate of a study answers the same ones.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 
 from archsearch.errors import UserError
 
-from .tasks.base import IGNORE, generator
+from .tasks.base import IGNORE, ProbeVocabulary, generator
 
 
 @dataclass(frozen=True)
@@ -32,30 +33,58 @@ class RecallProbe:
     batches: int = 4
     batch_size: int = 16
     seed: int = 1234
+    ids: ProbeVocabulary | None = None  # the ids to draw from; None: the default layout over `vocab`
 
     def __post_init__(self) -> None:
-        if self.vocab < 6:
+        if self.ids is not None:
+            self._check_ids(self.ids)
+        elif self.vocab < 6:
             raise UserError(f"recall probe: vocab {self.vocab} is too small; allowed: >= 6 (keys and values)")
-        if self.n_pairs > self.vocab // 2 - 1:
+        if self.n_pairs > len(self.key_pool()):
             raise UserError(f"recall probe: n_pairs {self.n_pairs} needs distinct keys; allowed: <= "
-                            f"{self.vocab // 2 - 1} for vocab {self.vocab}")
+                            f"{len(self.key_pool())} for {self._keys_described()}")
         if 4 * self.n_pairs > self.seq_len:
             raise UserError(f"recall probe: seq_len {self.seq_len} is too short for {self.n_pairs} pairs and "
                             f"queries; allowed: n_pairs <= seq_len / 4 = {self.seq_len // 4}")
 
+    def _check_ids(self, ids: ProbeVocabulary) -> None:
+        used = (*ids.keys, *ids.values, ids.filler)
+        if not ids.keys or not ids.values:
+            raise UserError("recall probe: the probe vocabulary needs at least one key and one value")
+        if len(set(used)) != len(used):
+            raise UserError("recall probe: keys, values and filler must be distinct ids")
+        if min(used) < 0 or max(used) >= self.vocab:
+            raise UserError(f"recall probe: ids must lie in 0 .. {self.vocab - 1} (the vocabulary)")
+
+    def key_pool(self) -> torch.Tensor:
+        if self.ids is not None:
+            return torch.tensor(self.ids.keys, dtype=torch.long)
+        return torch.arange(1, self.vocab // 2)
+
+    def value_pool(self) -> torch.Tensor:
+        if self.ids is not None:
+            return torch.tensor(self.ids.values, dtype=torch.long)
+        return torch.arange(self.vocab // 2, self.vocab)
+
+    def _keys_described(self) -> str:
+        return f"{len(self.ids.keys)} key ids" if self.ids is not None else f"vocab {self.vocab}"
+
     @classmethod
-    def fitting(cls, vocab: int, seq_len: int, **options) -> "RecallProbe":
-        """A probe with as many pairs as the vocabulary and sequence allow, up to `n_pairs` (default 8)."""
-        n_pairs = max(1, min(options.pop("n_pairs", 8), vocab // 2 - 1, seq_len // 4))
-        return cls(vocab, seq_len, n_pairs, **options)
+    def fitting(cls, vocab: int, seq_len: int, ids: ProbeVocabulary | None = None, **options) -> "RecallProbe":
+        """A probe with as many pairs as the keys and sequence allow, up to `n_pairs` (default 8)."""
+        keys = len(ids.keys) if ids is not None else vocab // 2 - 1
+        n_pairs = max(1, min(options.pop("n_pairs", 8), keys, seq_len // 4))
+        return cls(vocab, seq_len, n_pairs, ids=ids, **options)
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Probe batch `index`: (input ids, targets with IGNORE except at the queries)."""
         gen = generator(self.seed, "recall", index)
-        n, half, b = self.n_pairs, self.vocab // 2, self.batch_size
-        keys_BN = torch.argsort(torch.rand(b, half - 1, generator=gen), dim=1)[:, :n] + 1
-        values_BN = torch.randint(half, self.vocab, (b, n), generator=gen)
-        ids_BT = torch.zeros(b, self.seq_len, dtype=torch.long)
+        n, b = self.n_pairs, self.batch_size
+        key_pool, value_pool = self.key_pool(), self.value_pool()
+        keys_BN = key_pool[torch.argsort(torch.rand(b, len(key_pool), generator=gen), dim=1)[:, :n]]
+        values_BN = value_pool[torch.randint(0, len(value_pool), (b, n), generator=gen)]
+        filler = self.ids.filler if self.ids is not None else 0
+        ids_BT = torch.full((b, self.seq_len), filler, dtype=torch.long)
         ids_BT[:, 0:2 * n:2], ids_BT[:, 1:2 * n:2] = keys_BN, values_BN
         order_BN = torch.argsort(torch.rand(b, n, generator=gen), dim=1)
         query_pos = 2 * n + 2 * torch.arange(n)

@@ -71,3 +71,46 @@ def test_attention_recalls_more_than_an_mlp_stack_after_the_same_training():
     # values are 8 of 16 ids: an MLP stack (no token mixing) can only guess, about 1/8
     assert recall["--"] < 0.25
     assert recall["*-"] > recall["--"] + 0.15, recall
+
+
+def test_a_text_task_probes_with_ids_its_corpus_shows(tmp_path):
+    """Bytes of English or Python text: the default layout's values (ids 128-256) never occur in the corpus, so no
+    model could recall them; a text task draws keys and values from its frequent ids instead."""
+    import json
+
+    from archsearch.studies.evaluate import TrainEvaluator
+    from archsearch.training.tasks import TaskSpec, make_task
+
+    corpus = tmp_path / "train.jsonl"
+    words = "the quick brown fox jumps over the lazy dog while a cat naps and birds sing loudly " * 20
+    corpus.write_text("".join(json.dumps({"text": words[i:] + words[:i]}) + "\n" for i in range(0, 400, 7)))
+    task = {"name": "text", "options": {"data_files": str(corpus), "tokenizer": "bytes", "eos": True}}
+    made = make_task(TaskSpec.model_validate(task), 64, 0)
+    ids = made.probe_vocabulary()
+    counts = torch.bincount(made.train_ids.long(), minlength=made.vocab_size)
+    assert ids.filler == ord(" ")  # the most frequent byte
+    assert 256 not in (*ids.keys, *ids.values)  # never the end-of-document id
+    assert all(counts[i] > 0 and i < 128 for i in (*ids.keys, *ids.values))  # ids the corpus shows
+    assert not set(ids.keys) & set(ids.values)
+    assert min(counts[list(ids.keys)]) >= max(counts[[i for i in range(256) if i not in (*ids.keys, *ids.values,
+                                                                                         ids.filler)]])
+    probe = TrainEvaluator(task, {"seq_len": 64}, seed=0, device="cpu", recall=True).probe()
+    assert probe.ids == ids and probe.n_pairs == 8
+    ids_BT, targets_BT = probe.batch(0)
+    scored = targets_BT != IGNORE
+    assert set(targets_BT[scored].tolist()) <= set(ids.values)
+    assert set(ids_BT[:, 0:16:2].flatten().tolist()) <= set(ids.keys)
+    assert bool((ids_BT[:, 17:32:2] == ids.filler).all())  # between the queries
+    assert bool((ids_BT[:, 32:] == ids.filler).all())  # and after the last one
+
+
+def test_a_probe_vocabulary_is_checked():
+    from archsearch.training.tasks.base import ProbeVocabulary
+
+    with pytest.raises(UserError, match="distinct ids"):
+        RecallProbe(vocab=32, seq_len=40, n_pairs=1, ids=ProbeVocabulary((3, 4), (4, 5), 6))
+    with pytest.raises(UserError, match=r"ids must lie in 0 \.\. 31"):
+        RecallProbe(vocab=32, seq_len=40, n_pairs=1, ids=ProbeVocabulary((3,), (40,), 6))
+    with pytest.raises(UserError, match="n_pairs 3 needs distinct keys; allowed: <= 2 for 2 key ids"):
+        RecallProbe(vocab=32, seq_len=40, n_pairs=3, ids=ProbeVocabulary((3, 4), (5,), 6))
+    assert RecallProbe.fitting(32, 40, ids=ProbeVocabulary((3, 4), (5,), 6)).n_pairs == 2

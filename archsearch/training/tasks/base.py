@@ -57,6 +57,15 @@ def generator(seed: int, *parts: Any) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
+@dataclass(frozen=True)
+class ProbeVocabulary:
+    """The ids an in-context recall probe (archsearch.training.recall) draws from: keys, values, and the id between
+    its queries. Disjoint, and all ids the task's own data shows a model."""
+    keys: tuple[int, ...]
+    values: tuple[int, ...]
+    filler: int
+
+
 class Task:
     """Base of all tasks. Subclasses set `name`, `Options`, `metric_names`, and implement `vocab_size`,
     `train_batch` and `val_batch`; they may override `summarize`."""
@@ -102,6 +111,12 @@ class Task:
     def vocab_advice(self, vocab_size: int) -> str:
         """How to make this task fit a model of `vocab_size` ids, for the error when it does not."""
         return "or shrink the task's vocab"
+
+    def probe_vocabulary(self) -> ProbeVocabulary | None:
+        """The ids a recall probe should use, where its default layout (keys from the lower half of the vocabulary,
+        values from the upper half, 0 between queries: the mqar task's own) would show ids this task never does;
+        None keeps the layout."""
+        return None
 
     def compatible_with_teacher(self, teacher_task: dict[str, Any]) -> str | None:
         """Why a teacher trained on `teacher_task` (its task.json) cannot supervise this task, or None."""

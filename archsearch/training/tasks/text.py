@@ -18,9 +18,10 @@ from pydantic import Field
 
 from archsearch.errors import UserError
 
-from .base import Batch, Task, TaskOptions, generator, need
+from .base import Batch, ProbeVocabulary, Task, TaskOptions, generator, need
 from .tokenizers import make_tokenizer
 
+PROBE_POOL = 32  # keys and values of a recall probe each come from this many of the corpus's most frequent ids
 BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}  # anything else: "text"
 
 
@@ -179,6 +180,22 @@ class Text(Task):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "train_tokens": len(self.train_ids), "val_tokens": len(self.val_ids),
                 "bytes_per_token": self.bytes_per_token}
+
+    def probe_vocabulary(self) -> ProbeVocabulary:
+        """Keys and values alternate down the training text's most frequent ids (so both are common, of like
+        frequency), the most frequent one fills between queries, the end-of-document id is never used. The default
+        layout drew values from the upper half of the vocabulary: for bytes, 128-256, which Python or English text
+        almost never shows, so no model of any architecture could recall them (every candidate of the 2026-12-06
+        GPU study scored at or under chance)."""
+        counts = torch.bincount(self.train_ids.long(), minlength=self.vocab_size)
+        if self.tokenizer.eos_id is not None:
+            counts[self.tokenizer.eos_id] = 0
+        order = torch.argsort(counts, descending=True, stable=True)
+        seen = order[counts[order] > 0].tolist()
+        need(self.name, len(seen) >= 3, f"the corpus shows {len(seen)} distinct ids; a recall probe needs >= 3 (a "
+                                        "key, a value and a filler)")
+        pool = seen[1:1 + 2 * PROBE_POOL]
+        return ProbeVocabulary(keys=tuple(pool[0::2]), values=tuple(pool[1::2]), filler=seen[0])
 
     def vocab_advice(self, vocab_size: int) -> str:
         if self.options.tokenizer == "bytes" and self.options.eos and vocab_size >= 256:
