@@ -94,6 +94,37 @@ class RecallProbe:
         return ids_BT, targets_BT
 
 
+DRILL_PAIRS = 8  # pairs per drill segment: the evaluation probe's default
+
+
+def drill_rows(ids: ProbeVocabulary, rows: int, seq_len: int, separator: int,
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recall drills for training (a text task's `recall_share`): each row packs segments of `separator`, n
+    key/value pairs and the n keys again (shuffled, the filler between), targets only at the queries, as many as
+    fit; keys distinct within a segment, fresh pairs in every segment. (ids (rows, seq_len), targets likewise)."""
+    n = max(1, min(DRILL_PAIRS, len(ids.keys), (seq_len - 1) // 4))
+    width = 1 + 4 * n
+    segments = max(1, seq_len // width)
+    keys, values = torch.tensor(ids.keys), torch.tensor(ids.values)
+    count = rows * segments
+    keys_SN = keys[torch.argsort(torch.rand(count, len(keys), generator=gen), dim=1)[:, :n]]
+    values_SN = values[torch.randint(0, len(values), (count, n), generator=gen)]
+    order_SN = torch.argsort(torch.rand(count, n, generator=gen), dim=1)
+    seg_SW = torch.full((count, width), ids.filler, dtype=torch.long)
+    seg_SW[:, 0] = separator
+    seg_SW[:, 1:1 + 2 * n:2], seg_SW[:, 2:2 + 2 * n:2] = keys_SN, values_SN
+    query_pos = 1 + 2 * n + 2 * torch.arange(n)
+    seg_SW[:, query_pos] = torch.gather(keys_SN, 1, order_SN)
+    target_SW = torch.full_like(seg_SW, IGNORE)
+    target_SW[:, query_pos] = torch.gather(values_SN, 1, order_SN)
+    ids_RT = torch.full((rows, seq_len), ids.filler, dtype=torch.long)
+    targets_RT = torch.full((rows, seq_len), IGNORE, dtype=torch.long)
+    used = min(seq_len, segments * width)
+    ids_RT[:, :used] = seg_SW.reshape(rows, -1)[:, :used]
+    targets_RT[:, :used] = target_SW.reshape(rows, -1)[:, :used]
+    return ids_RT, targets_RT
+
+
 @torch.no_grad()
 def recall_score(model: nn.Module, probe: RecallProbe, device: torch.device | str = "cpu") -> float:
     """The share of probe queries whose value is `model`'s top prediction (model: ids (B, T) -> logits (B, T, V))."""

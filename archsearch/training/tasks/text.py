@@ -42,6 +42,10 @@ class TextOptions(TaskOptions):
                                         "need 256 ids")
     sample_by: str = Field("document", description="text builder: one row per file (document), paragraph or line")
     max_bytes: Annotated[int, Field(ge=1)] | None = Field(None, description="read at most this much text per split")
+    recall_share: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="share of training rows that are in-context recall drills (key/value pairs, then the keys "
+                         "again, over the corpus's frequent ids) instead of text, so that a short proxy can learn "
+                         "what attention buys and a study's recall objective can see it; validation stays text")
 
 
 def expand_files(entries: str | list[str]) -> list[str]:
@@ -150,6 +154,7 @@ class Text(Task):
              f"the corpus has {len(train)} tokens: too few for one training and one validation sequence of "
              f"{seq_len + 1} tokens")
         self._perm: tuple[int, torch.Tensor] | None = None
+        self._probe_ids: ProbeVocabulary | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -167,7 +172,25 @@ class Text(Task):
     def train_batch(self, index: int, batch_size: int) -> Batch:
         samples = range(index * batch_size, (index + 1) * batch_size)
         chunks = [int(self._permutation(g // self.n_train)[g % self.n_train]) for g in samples]
-        return self._chunks(self.train_ids, torch.tensor(chunks) * self.seq_len)
+        batch = self._chunks(self.train_ids, torch.tensor(chunks) * self.seq_len)
+        if self.options.recall_share > 0:
+            self._drill_rows(batch, index)
+        return batch
+
+    def _drill_rows(self, batch: Batch, index: int) -> None:
+        """Replace a `recall_share` of the rows (each row by its own draw, fixed by seed and index) with recall
+        drills: their own stream of random pairs, never the evaluation probe's."""
+        from ..recall import drill_rows
+
+        rows = batch.input_ids_BT.shape[0]
+        chosen = (torch.rand(rows, generator=generator(self.seed, "recall-share", index))
+                  < self.options.recall_share).nonzero().flatten()
+        if len(chosen) == 0:
+            return
+        separator = self.tokenizer.eos_id if self.tokenizer.eos_id is not None else self.probe_vocabulary().filler
+        ids_RT, targets_RT = drill_rows(self.probe_vocabulary(), len(chosen), self.seq_len, separator,
+                                        generator(self.seed, "recall-drill", index))
+        batch.input_ids_BT[chosen], batch.targets_BT[chosen] = ids_RT, targets_RT
 
     def val_batch(self, index: int, batch_size: int) -> Batch:
         chunks = [(index * batch_size + b) % self.n_val for b in range(batch_size)]
@@ -187,6 +210,11 @@ class Text(Task):
         layout drew values from the upper half of the vocabulary: for bytes, 128-256, which Python or English text
         almost never shows, so no model of any architecture could recall them (every candidate of the 2026-12-06
         GPU study scored at or under chance)."""
+        if self._probe_ids is None:
+            self._probe_ids = self._frequent_ids()
+        return self._probe_ids
+
+    def _frequent_ids(self) -> ProbeVocabulary:
         counts = torch.bincount(self.train_ids.long(), minlength=self.vocab_size)
         if self.tokenizer.eos_id is not None:
             counts[self.tokenizer.eos_id] = 0
