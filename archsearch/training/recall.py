@@ -43,18 +43,22 @@ class RecallProbe:
         if self.n_pairs > len(self.key_pool()):
             raise UserError(f"recall probe: n_pairs {self.n_pairs} needs distinct keys; allowed: <= "
                             f"{len(self.key_pool())} for {self._keys_described()}")
-        if 4 * self.n_pairs > self.seq_len:
+        if 4 * self.n_pairs + self._start() > self.seq_len:
             raise UserError(f"recall probe: seq_len {self.seq_len} is too short for {self.n_pairs} pairs and "
-                            f"queries; allowed: n_pairs <= seq_len / 4 = {self.seq_len // 4}")
+                            f"queries; allowed: n_pairs <= {(self.seq_len - self._start()) // 4}")
 
     def _check_ids(self, ids: ProbeVocabulary) -> None:
-        used = (*ids.keys, *ids.values, ids.filler)
+        used = (*ids.keys, *ids.values, ids.filler, *([] if ids.separator is None else [ids.separator]))
         if not ids.keys or not ids.values:
             raise UserError("recall probe: the probe vocabulary needs at least one key and one value")
         if len(set(used)) != len(used):
-            raise UserError("recall probe: keys, values and filler must be distinct ids")
+            raise UserError("recall probe: keys, values, filler and separator must be distinct ids")
         if min(used) < 0 or max(used) >= self.vocab:
             raise UserError(f"recall probe: ids must lie in 0 .. {self.vocab - 1} (the vocabulary)")
+
+    def _start(self) -> int:
+        """Where the pairs begin: after the separator, where there is one."""
+        return 1 if self.ids is not None and self.ids.separator is not None else 0
 
     def key_pool(self) -> torch.Tensor:
         if self.ids is not None:
@@ -73,7 +77,8 @@ class RecallProbe:
     def fitting(cls, vocab: int, seq_len: int, ids: ProbeVocabulary | None = None, **options) -> "RecallProbe":
         """A probe with as many pairs as the keys and sequence allow, up to `n_pairs` (default 8)."""
         keys = len(ids.keys) if ids is not None else vocab // 2 - 1
-        n_pairs = max(1, min(options.pop("n_pairs", 8), keys, seq_len // 4))
+        start = 1 if ids is not None and ids.separator is not None else 0
+        n_pairs = max(1, min(options.pop("n_pairs", 8), keys, (seq_len - start) // 4))
         return cls(vocab, seq_len, n_pairs, ids=ids, **options)
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,11 +88,13 @@ class RecallProbe:
         key_pool, value_pool = self.key_pool(), self.value_pool()
         keys_BN = key_pool[torch.argsort(torch.rand(b, len(key_pool), generator=gen), dim=1)[:, :n]]
         values_BN = value_pool[torch.randint(0, len(value_pool), (b, n), generator=gen)]
-        filler = self.ids.filler if self.ids is not None else 0
+        filler, s = (self.ids.filler if self.ids is not None else 0), self._start()
         ids_BT = torch.full((b, self.seq_len), filler, dtype=torch.long)
-        ids_BT[:, 0:2 * n:2], ids_BT[:, 1:2 * n:2] = keys_BN, values_BN
+        if s:
+            ids_BT[:, 0] = self.ids.separator
+        ids_BT[:, s:s + 2 * n:2], ids_BT[:, s + 1:s + 2 * n:2] = keys_BN, values_BN
         order_BN = torch.argsort(torch.rand(b, n, generator=gen), dim=1)
-        query_pos = 2 * n + 2 * torch.arange(n)
+        query_pos = s + 2 * n + 2 * torch.arange(n)
         ids_BT[:, query_pos] = torch.gather(keys_BN, 1, order_BN)
         targets_BT = torch.full_like(ids_BT, IGNORE)
         targets_BT[:, query_pos] = torch.gather(values_BN, 1, order_BN)
@@ -97,11 +104,13 @@ class RecallProbe:
 DRILL_PAIRS = 8  # pairs per drill segment: the evaluation probe's default
 
 
-def drill_rows(ids: ProbeVocabulary, rows: int, seq_len: int, separator: int,
+def drill_rows(ids: ProbeVocabulary, rows: int, seq_len: int,
                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recall drills for training (a text task's `recall_share`): each row packs segments of `separator`, n
-    key/value pairs and the n keys again (shuffled, the filler between), targets only at the queries, as many as
-    fit; keys distinct within a segment, fresh pairs in every segment. (ids (rows, seq_len), targets likewise)."""
+    """Recall drills for training (a text task's `recall_share`): each row packs segments of the separator (the
+    filler where there is none), n key/value pairs and the n keys again (shuffled, the filler between), targets
+    only at the queries, as many as fit; keys distinct within a segment, fresh pairs in every segment: the layout
+    of the evaluation probe, repeated. (ids (rows, seq_len), targets likewise)."""
+    separator = ids.separator if ids.separator is not None else ids.filler
     n = max(1, min(DRILL_PAIRS, len(ids.keys), (seq_len - 1) // 4))
     width = 1 + 4 * n
     segments = max(1, seq_len // width)

@@ -89,7 +89,7 @@ def test_a_text_task_probes_with_ids_its_corpus_shows(tmp_path):
     ids = made.probe_vocabulary()
     counts = torch.bincount(made.train_ids.long(), minlength=made.vocab_size)
     assert ids.filler == ord(" ")  # the most frequent byte
-    assert 256 not in (*ids.keys, *ids.values)  # never the end-of-document id
+    assert 256 not in (*ids.keys, *ids.values, ids.filler)  # the end-of-document id only as the separator
     assert all(counts[i] > 0 and i < 128 for i in (*ids.keys, *ids.values))  # ids the corpus shows
     assert not set(ids.keys) & set(ids.values)
     assert min(counts[list(ids.keys)]) >= max(counts[[i for i in range(256) if i not in (*ids.keys, *ids.values,
@@ -99,9 +99,11 @@ def test_a_text_task_probes_with_ids_its_corpus_shows(tmp_path):
     ids_BT, targets_BT = probe.batch(0)
     scored = targets_BT != IGNORE
     assert set(targets_BT[scored].tolist()) <= set(ids.values)
-    assert set(ids_BT[:, 0:16:2].flatten().tolist()) <= set(ids.keys)
-    assert bool((ids_BT[:, 17:32:2] == ids.filler).all())  # between the queries
-    assert bool((ids_BT[:, 32:] == ids.filler).all())  # and after the last one
+    assert ids.separator == 256 and bool((ids_BT[:, 0] == 256).all())  # a probe starts at a document boundary
+    assert set(ids_BT[:, 1:17:2].flatten().tolist()) <= set(ids.keys)
+    assert scored[:, 17:33:2].all() and int(scored.sum()) == 8 * probe.batch_size  # the queries, after the pairs
+    assert bool((ids_BT[:, 18:33:2] == ids.filler).all())  # between the queries
+    assert bool((ids_BT[:, 33:] == ids.filler).all())  # and after the last one
 
 
 def test_a_probe_vocabulary_is_checked():

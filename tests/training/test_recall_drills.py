@@ -40,8 +40,8 @@ def test_drills_replace_about_the_share_of_rows_and_nothing_else(corpus):
 
 
 def test_each_query_asks_for_the_value_paired_with_its_key_in_its_own_segment():
-    ids = ProbeVocabulary(keys=tuple(range(10, 20)), values=tuple(range(20, 40)), filler=5)
-    ids_RT, targets_RT = drill_rows(ids, rows=3, seq_len=100, separator=1, gen=generator(0, "t"))
+    ids = ProbeVocabulary(keys=tuple(range(10, 20)), values=tuple(range(20, 40)), filler=5, separator=1)
+    ids_RT, targets_RT = drill_rows(ids, rows=3, seq_len=100, gen=generator(0, "t"))
     n, width = 8, 33  # separator + 8 pairs + 8 queries with the filler between
     for r in range(3):
         for s in range(100 // width):

@@ -59,11 +59,13 @@ def generator(seed: int, *parts: Any) -> torch.Generator:
 
 @dataclass(frozen=True)
 class ProbeVocabulary:
-    """The ids an in-context recall probe (archsearch.training.recall) draws from: keys, values, and the id between
-    its queries. Disjoint, and all ids the task's own data shows a model."""
+    """The ids an in-context recall probe (archsearch.training.recall) draws from: keys, values, the id between
+    its queries, and the id a probe starts with (a document boundary; None: none). Disjoint, and all ids the task's
+    own data shows a model."""
     keys: tuple[int, ...]
     values: tuple[int, ...]
     filler: int
+    separator: int | None = None
 
 
 class Task:

@@ -187,8 +187,7 @@ class Text(Task):
                   < self.options.recall_share).nonzero().flatten()
         if len(chosen) == 0:
             return
-        separator = self.tokenizer.eos_id if self.tokenizer.eos_id is not None else self.probe_vocabulary().filler
-        ids_RT, targets_RT = drill_rows(self.probe_vocabulary(), len(chosen), self.seq_len, separator,
+        ids_RT, targets_RT = drill_rows(self.probe_vocabulary(), len(chosen), self.seq_len,
                                         generator(self.seed, "recall-drill", index))
         batch.input_ids_BT[chosen], batch.targets_BT[chosen] = ids_RT, targets_RT
 
@@ -207,7 +206,8 @@ class Text(Task):
     def probe_vocabulary(self) -> ProbeVocabulary:
         """Keys and values alternate down the training text's most frequent ids (so both are common, of like
         frequency), the most frequent one fills between queries, the end-of-document id is never used. The default
-        layout drew values from the upper half of the vocabulary: for bytes, 128-256, which Python or English text
+        layout drew values from the upper half of the vocabulary (a probe now starts at a document boundary, eos,
+        where there is one): for bytes, 128-256, which Python or English text
         almost never shows, so no model of any architecture could recall them (every candidate of the 2026-12-06
         GPU study scored at or under chance)."""
         if self._probe_ids is None:
@@ -223,7 +223,8 @@ class Text(Task):
         need(self.name, len(seen) >= 3, f"the corpus shows {len(seen)} distinct ids; a recall probe needs >= 3 (a "
                                         "key, a value and a filler)")
         pool = seen[1:1 + 2 * PROBE_POOL]
-        return ProbeVocabulary(keys=tuple(pool[0::2]), values=tuple(pool[1::2]), filler=seen[0])
+        return ProbeVocabulary(keys=tuple(pool[0::2]), values=tuple(pool[1::2]), filler=seen[0],
+                               separator=self.tokenizer.eos_id)
 
     def vocab_advice(self, vocab_size: int) -> str:
         if self.options.tokenizer == "bytes" and self.options.eos and vocab_size >= 256:
