@@ -83,22 +83,11 @@ class RecallProbe:
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Probe batch `index`: (input ids, targets with IGNORE except at the queries)."""
-        gen = generator(self.seed, "recall", index)
-        n, b = self.n_pairs, self.batch_size
-        key_pool, value_pool = self.key_pool(), self.value_pool()
-        keys_BN = key_pool[torch.argsort(torch.rand(b, len(key_pool), generator=gen), dim=1)[:, :n]]
-        values_BN = value_pool[torch.randint(0, len(value_pool), (b, n), generator=gen)]
-        filler, s = (self.ids.filler if self.ids is not None else 0), self._start()
-        ids_BT = torch.full((b, self.seq_len), filler, dtype=torch.long)
-        if s:
-            ids_BT[:, 0] = self.ids.separator
-        ids_BT[:, s:s + 2 * n:2], ids_BT[:, s + 1:s + 2 * n:2] = keys_BN, values_BN
-        order_BN = torch.argsort(torch.rand(b, n, generator=gen), dim=1)
-        query_pos = s + 2 * n + 2 * torch.arange(n)
-        ids_BT[:, query_pos] = torch.gather(keys_BN, 1, order_BN)
-        targets_BT = torch.full_like(ids_BT, IGNORE)
-        targets_BT[:, query_pos] = torch.gather(values_BN, 1, order_BN)
-        return ids_BT, targets_BT
+        filler = self.ids.filler if self.ids is not None else 0
+        separator = self.ids.separator if self.ids is not None else None
+        segments = _segments(self.key_pool(), self.value_pool(), self.batch_size, self.n_pairs, filler, separator,
+                             generator(self.seed, "recall", index))
+        return _rows(*segments, self.batch_size, self.seq_len, filler)
 
 
 DRILL_PAIRS = 8  # pairs per drill segment: the evaluation probe's default
@@ -106,31 +95,44 @@ DRILL_PAIRS = 8  # pairs per drill segment: the evaluation probe's default
 
 def drill_rows(ids: ProbeVocabulary, rows: int, seq_len: int,
                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recall drills for training (a text task's `recall_share`): each row packs segments of the separator (the
-    filler where there is none), n key/value pairs and the n keys again (shuffled, the filler between), targets
-    only at the queries, as many as fit; keys distinct within a segment, fresh pairs in every segment: the layout
-    of the evaluation probe, repeated. (ids (rows, seq_len), targets likewise)."""
+    """Recall drills for training (a text task's `recall_share`): the evaluation probe's segments (the filler
+    standing in for a missing separator), packed as many to a row as fit, fresh pairs in every segment.
+    (ids (rows, seq_len), targets likewise)."""
     separator = ids.separator if ids.separator is not None else ids.filler
     n = max(1, min(DRILL_PAIRS, len(ids.keys), (seq_len - 1) // 4))
-    width = 1 + 4 * n
-    segments = max(1, seq_len // width)
-    keys, values = torch.tensor(ids.keys), torch.tensor(ids.values)
-    count = rows * segments
+    per_row = max(1, seq_len // (1 + 4 * n))
+    segments = _segments(torch.tensor(ids.keys), torch.tensor(ids.values), rows * per_row, n, ids.filler, separator,
+                         gen)
+    return _rows(*segments, rows, seq_len, ids.filler)
+
+
+def _segments(keys: torch.Tensor, values: torch.Tensor, count: int, n: int, filler: int, separator: int | None,
+              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` probe segments: the separator (if any), n key/value pairs (keys distinct), then the keys again in
+    a shuffled order with the filler between; targets (IGNORE but at the queries) alike. (count, width) each."""
+    s = 0 if separator is None else 1
     keys_SN = keys[torch.argsort(torch.rand(count, len(keys), generator=gen), dim=1)[:, :n]]
     values_SN = values[torch.randint(0, len(values), (count, n), generator=gen)]
+    ids_SW = torch.full((count, s + 4 * n), filler, dtype=torch.long)
+    if s:
+        ids_SW[:, 0] = separator
+    ids_SW[:, s:s + 2 * n:2], ids_SW[:, s + 1:s + 2 * n:2] = keys_SN, values_SN
     order_SN = torch.argsort(torch.rand(count, n, generator=gen), dim=1)
-    seg_SW = torch.full((count, width), ids.filler, dtype=torch.long)
-    seg_SW[:, 0] = separator
-    seg_SW[:, 1:1 + 2 * n:2], seg_SW[:, 2:2 + 2 * n:2] = keys_SN, values_SN
-    query_pos = 1 + 2 * n + 2 * torch.arange(n)
-    seg_SW[:, query_pos] = torch.gather(keys_SN, 1, order_SN)
-    target_SW = torch.full_like(seg_SW, IGNORE)
-    target_SW[:, query_pos] = torch.gather(values_SN, 1, order_SN)
-    ids_RT = torch.full((rows, seq_len), ids.filler, dtype=torch.long)
+    query_pos = s + 2 * n + 2 * torch.arange(n)
+    ids_SW[:, query_pos] = torch.gather(keys_SN, 1, order_SN)
+    targets_SW = torch.full_like(ids_SW, IGNORE)
+    targets_SW[:, query_pos] = torch.gather(values_SN, 1, order_SN)
+    return ids_SW, targets_SW
+
+
+def _rows(ids_SW: torch.Tensor, targets_SW: torch.Tensor, rows: int, seq_len: int,
+          filler: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The segments laid end to end, `rows` rows of `seq_len`: the filler (and IGNORE) after the last one."""
+    ids_RT = torch.full((rows, seq_len), filler, dtype=torch.long)
     targets_RT = torch.full((rows, seq_len), IGNORE, dtype=torch.long)
-    used = min(seq_len, segments * width)
-    ids_RT[:, :used] = seg_SW.reshape(rows, -1)[:, :used]
-    targets_RT[:, :used] = target_SW.reshape(rows, -1)[:, :used]
+    used = min(seq_len, ids_SW.numel() // rows)
+    ids_RT[:, :used] = ids_SW.reshape(rows, -1)[:, :used]
+    targets_RT[:, :used] = targets_SW.reshape(rows, -1)[:, :used]
     return ids_RT, targets_RT
 
 
