@@ -28,7 +28,7 @@ from .tasks.base import IGNORE, ProbeVocabulary, generator
 @dataclass(frozen=True)
 class RecallProbe:
     vocab: int  # the task's vocabulary: keys and values are drawn from it
-    seq_len: int
+    seq_len: int  # the longest sequence the model takes: the probe fits in it (and is only as long as it needs)
     n_pairs: int = 8
     batches: int = 4
     batch_size: int = 16
@@ -55,6 +55,13 @@ class RecallProbe:
             raise UserError("recall probe: keys, values, filler and separator must be distinct ids")
         if min(used) < 0 or max(used) >= self.vocab:
             raise UserError(f"recall probe: ids must lie in 0 .. {self.vocab - 1} (the vocabulary)")
+
+    @property
+    def length(self) -> int:
+        """The probe's sequence length: up to its last query. What follows a query cannot change a causal model's
+        prediction there, so a probe as long as the task's sequences (2048) cost ~60x the compute for the same
+        score."""
+        return min(self.seq_len, self._start() + 4 * self.n_pairs)
 
     def _start(self) -> int:
         """Where the pairs begin: after the separator, where there is one."""
@@ -87,7 +94,7 @@ class RecallProbe:
         separator = self.ids.separator if self.ids is not None else None
         segments = _segments(self.key_pool(), self.value_pool(), self.batch_size, self.n_pairs, filler, separator,
                              generator(self.seed, "recall", index))
-        return _rows(*segments, self.batch_size, self.seq_len, filler)
+        return _rows(*segments, self.batch_size, self.length, filler)
 
 
 DRILL_PAIRS = 8  # pairs per drill segment: the evaluation probe's default

@@ -103,7 +103,7 @@ def test_a_text_task_probes_with_ids_its_corpus_shows(tmp_path):
     assert set(ids_BT[:, 1:17:2].flatten().tolist()) <= set(ids.keys)
     assert scored[:, 17:33:2].all() and int(scored.sum()) == 8 * probe.batch_size  # the queries, after the pairs
     assert bool((ids_BT[:, 18:33:2] == ids.filler).all())  # between the queries
-    assert bool((ids_BT[:, 33:] == ids.filler).all())  # and after the last one
+    assert ids_BT.shape == (probe.batch_size, 33)  # no longer than its last query: the rest could change nothing
 
 
 def test_a_probe_vocabulary_is_checked():
@@ -116,3 +116,23 @@ def test_a_probe_vocabulary_is_checked():
     with pytest.raises(UserError, match="n_pairs 3 needs distinct keys; allowed: <= 2 for 2 key ids"):
         RecallProbe(vocab=32, seq_len=40, n_pairs=3, ids=ProbeVocabulary((3, 4), (5,), 6))
     assert RecallProbe.fitting(32, 40, ids=ProbeVocabulary((3, 4), (5,), 6)).n_pairs == 2
+
+
+def test_a_probe_as_long_as_its_last_query_scores_as_a_full_length_one():
+    """Causal models: what follows the last query changes no prediction at a query, so the short probe (33 ids,
+    not the task's sequence length) reads the same logits there, Mamba-2's chunked scan included."""
+    from archsearch.builder import build
+    from archsearch.training.tasks.base import ProbeVocabulary
+
+    spec = parse_spec({**BASE_SPEC, "name": "causal", "vocab_size": 64, "max_context": 96, "pattern": "M*-"})
+    model = build(spec, "cpu", torch.float32, seed=0).eval()
+    ids = ProbeVocabulary(keys=tuple(range(10, 26)), values=tuple(range(30, 46)), filler=5, separator=1)
+    probe = RecallProbe.fitting(64, 96, ids=ids, batch_size=4)
+    short_BT, targets_BT = probe.batch(0)
+    assert short_BT.shape == (4, 33)
+    long_BT = torch.cat([short_BT, torch.randint(0, 64, (4, 96 - 33), generator=torch.Generator().manual_seed(0))],
+                        dim=1)
+    queries = targets_BT != IGNORE
+    with torch.no_grad():
+        short, full = model(short_BT), model(long_BT)[:, :33]
+    torch.testing.assert_close(short[queries], full[queries], rtol=1e-4, atol=1e-5)
