@@ -204,6 +204,9 @@ def read_study(db: Path) -> dict[str, Any] | None:
         fidelity = [dict(r) for r in con.execute(
             "SELECT factor, candidates, noise, stats FROM archsearch_fidelity WHERE study_id = ? ORDER BY id",
             (study["id"],))]
+        # each trial's own record of where its train() time went (Optuna user attribute "timing"; one study a file)
+        timings = [_json(r[0]) for r in con.execute(
+            "SELECT value_json FROM trial_user_attributes WHERE key = 'timing'")]
     except sqlite3.OperationalError as err:  # a phase killed before the tables were made
         print(f"{db}: {err}", file=sys.stderr)
         return None
@@ -216,7 +219,7 @@ def read_study(db: Path) -> dict[str, Any] | None:
         for key in ("candidates", "noise", "stats"):
             row[key] = _json(row[key])
     return {"name": study["name"], "objectives": _json(study["objectives"]), "trials": trials, "rungs": rungs,
-            "fidelity": fidelity}
+            "fidelity": fidelity, "timings": [t for t in timings if isinstance(t, dict)]}
 
 
 def attention_count(pattern: str) -> tuple[int, int]:
@@ -282,6 +285,7 @@ def build_report(work: Path) -> dict[str, Any]:
     turned = {p: scale.turn(r["objectives"]) for p, r in done.items()}
     full_front = front_of(turned)
     report["full"] = {"study": full["name"], "time": time_of(full), "distinct_completed": len(done),
+                      "time_parts": time_parts(full, phases.get("full", {}).get("wall_s")),
                       "front": [_row(done[p], metrics) for p in full_front],
                       "hypervolume": hypervolume([scale(done[p]["objectives"]) for p in full_front], (REFERENCE,) * 3)}
     report["candidates"] = sorted((_row(r, metrics) for r in done.values()), key=lambda r: r["trial"])
@@ -292,6 +296,7 @@ def build_report(work: Path) -> dict[str, Any]:
         on_full = [p for p in half_front if p in done]
         report["halving"] = {
             "study": halving["name"], "time": time_of(halving), "distinct_completed": len(finished),
+            "time_parts": time_parts(halving, phases.get("halving", {}).get("wall_s")),
             "stopped_at_rung": {f"rung {k + 1}": sum(1 for r in halving["trials"] if r["status"] == "stopped"
                                                      and r["rung"] == k)
                                 for k in sorted({r["rung"] for r in halving["trials"] if r["rung"] is not None})},
@@ -313,6 +318,44 @@ def build_report(work: Path) -> dict[str, Any]:
                               "stats": last["stats"], "noise": last["noise"], "candidates": last["candidates"]}
     report["findings"] = findings(report["candidates"], metrics)
     return report
+
+
+TIME_PARTS = ("setup_s", "first_step_s", "steps_s", "eval_s", "score_s", "checkpoint_s")
+
+
+def time_parts(study: dict[str, Any], phase_wall_s: float | None) -> dict[str, Any]:
+    """Where a study's time went (issue 15 point 3): its trials' train() parts summed (setup, the first steps with
+    their compile and autotune, the timed steps, evaluation, final metrics such as recall, checkpoint writes), the
+    rest of the trials' wall time outside train(), and the share of the phase's wall time in training steps."""
+    parts = {k: sum(t.get(k) or 0.0 for t in study["timings"]) for k in TIME_PARTS}
+    in_train = sum(t.get("wall_s") or 0.0 for t in study["timings"])
+    trials_wall = sum(r["wall_time_s"] or 0.0 for r in study["trials"] if r["status"] != "duplicate")
+    out = {**{k: round(v, 2) for k, v in parts.items()}, "trials_timed": len(study["timings"]),
+           "outside_train_s": round(trials_wall - in_train, 2), "phase_wall_s": phase_wall_s}
+    if phase_wall_s:
+        out["steps_share"] = (parts["steps_s"] + parts["first_step_s"]) / phase_wall_s
+        out["trials_per_gpu_hour"] = len(study["timings"]) * 3600 / phase_wall_s
+    return out
+
+
+def time_table(studies: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Markdown: where each study's time went, seconds summed over its trials."""
+    if not studies:
+        return []
+    names = [n for n, _ in studies]
+    lines = ["## Where the time went (seconds summed over trials)", "", "| | " + " | ".join(names) + " |",
+             "| --- |" + " --- |" * len(names)]
+    rows = [("setup (build, data, optimizer)", "setup_s"), ("first steps (compile, autotune)", "first_step_s"),
+            ("timed steps", "steps_s"), ("evaluation", "eval_s"), ("final metrics (recall)", "score_s"),
+            ("checkpoint writes", "checkpoint_s"), ("trials' time outside train()", "outside_train_s"),
+            ("phase wall time", "phase_wall_s")]
+    for label, key in rows:
+        lines.append(f"| {label} | " + " | ".join(_f(p.get(key), '.1f') for _, p in studies) + " |")
+    lines.append("| share of the phase in training steps | " +
+                 " | ".join(_f(p.get("steps_share"), '.1%') for _, p in studies) + " |")
+    lines.append("| trials per GPU-hour | " + " | ".join(_f(p.get("trials_per_gpu_hour"), '.0f')
+                                                     for _, p in studies) + " |")
+    return lines + [""]
 
 
 def _ratio(a, b):
@@ -400,6 +443,9 @@ def markdown(report: dict[str, Any]) -> str:
                   f"| front hypervolume (full-budget values) | {halving['hypervolume_full_values']:.4f} | "
                   f"{full['hypervolume']:.4f} | {_f(c['hypervolume_ratio'], '.3f')} |", "",
                   f"Goal: {c['goal']}. {report['hypervolume_note']}.", ""]
+    lines += time_table([(name, report[key]["time_parts"]) for key, name in (("full", "full budget"),
+                                                                          ("halving", "halving"))
+                         if key in report and "time_parts" in report[key]])
     fidelity = report.get("fidelity")
     if fidelity:
         lines += [f"## Proxy fidelity: {fidelity['n_candidates']} candidates at {fidelity['factor']:g}x the budget", "",
