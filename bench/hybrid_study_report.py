@@ -326,7 +326,9 @@ TIME_PARTS = ("setup_s", "first_step_s", "steps_s", "eval_s", "score_s", "checkp
 def time_parts(study: dict[str, Any], phase_wall_s: float | None) -> dict[str, Any]:
     """Where a study's time went (issue 15 point 3): its trials' train() parts summed (setup, the first steps with
     their compile and autotune, the timed steps, evaluation, final metrics such as recall, checkpoint writes), the
-    rest of the trials' wall time outside train(), and the share of the phase's wall time in training steps."""
+    rest of the trials' wall time outside train(), and the share of the phase's wall time in training steps. A
+    data-parallel halving trial (nproc) trains rung by rung in several train() calls and records only the last
+    one's timing; one that pauses in memory (one GPU) records the whole run."""
     parts = {k: sum(t.get(k) or 0.0 for t in study["timings"]) for k in TIME_PARTS}
     in_train = sum(t.get("wall_s") or 0.0 for t in study["timings"])
     trials_wall = sum(r["wall_time_s"] or 0.0 for r in study["trials"] if r["status"] != "duplicate")

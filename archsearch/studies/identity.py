@@ -20,6 +20,12 @@ from ..storage import StudyMismatchError, redact
 from .dedup import _digest, canonical_hash
 
 VERSION = 1
+# The recall probe of tasks that give their own probe ids (Task.probe_vocabulary): 2 = the corpus's frequent ids,
+# from 2026-12-06; before, values from the vocabulary's upper half, which a text corpus never shows. Part of a
+# text study's question when it scores recall, so a study stored with the first probe is not continued with the
+# second (its recall values would not compare).
+RECALL_PROBE = 2
+OWN_PROBE_TASKS = ("text",)
 PARTS = ("base", "target", "space", "task", "recipe", "objectives", "constraints")
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # StudyFile.name's rule
 _SHOWN = 4  # changed leaves shown per part; the rest are counted
@@ -30,6 +36,13 @@ def canonical_task(task: str | dict) -> dict[str, Any]:
     if isinstance(task, str):
         return {"name": task, "options": {}}
     return {**task, "options": dict(task.get("options") or {})}
+
+
+def _task_part(file) -> dict[str, Any]:
+    task = canonical_task(file.task)
+    if task["name"] in OWN_PROBE_TASKS and any(o.metric == "recall" for o in file.objectives):
+        task["recall_probe"] = RECALL_PROBE
+    return task
 
 
 def _spec_part(spec: ModelSpec | None) -> dict[str, Any] | None:
@@ -46,7 +59,7 @@ def study_identity(study) -> dict[str, Any]:
         "base": _spec_part(study.base),
         "target": _spec_part(getattr(study, "target", None)),
         "space": study.space.model_dump(mode="json", exclude={"name", "description"}),
-        "task": canonical_task(file.task),
+        "task": _task_part(file),
         "recipe": dict(file.recipe),
         "objectives": [o.to_dict() for o in file.objectives],
         "constraints": file.constraints.model_dump(mode="json"),

@@ -96,6 +96,11 @@ class Recipe(BaseModel):
     @classmethod
     def _steps_or_fraction(cls, value, info: ValidationInfo):
         # 1.0 would otherwise pass as the integer 1: "the whole run" read as "every step"
+        if isinstance(value, str) and not value.strip().isdigit():
+            try:
+                value = float(value)  # "1.0" as text is the same question as 1.0
+            except ValueError:
+                pass  # the field's own error names it
         if isinstance(value, float) and value >= 1:
             raise ValueError(f"{info.field_name} {value!r} is neither: a fraction of the run is below 1 (e.g. 0.25), "
                              f"steps are an integer (e.g. {int(value)})")

@@ -129,3 +129,20 @@ def test_the_cli_exits_2_naming_the_change_and_runs_with_as(write_study, tmp_pat
     assert main(["study", "run", str(changed), "--storage", url, "--no-progress", "--as", "toy-3"]) == 0
     assert main(["study", "run", str(changed), "--storage", url, "--as", "bad name!"]) == 2
     assert "--as 'bad name!'" in capsys.readouterr().err
+
+
+def test_a_text_study_scored_on_recall_is_not_continued_with_another_probe(write_study, sqlite_url, monkeypatch):
+    """A text task's recall probe changed (2026-12-06: the corpus's frequent ids instead of the vocabulary's upper
+    half): a study stored with the first one would mix two recall scales, so its rerun is refused, naming it."""
+    from archsearch.studies import identity
+
+    text = dict(FIRST, task={"name": "text", "options": {"data_files": "corpus.jsonl"}},
+                objectives=["val_loss", "recall"])
+    monkeypatch.setattr(identity, "OWN_PROBE_TASKS", ())  # stored as before the probe was part of the question
+    _run(write_study(**text), sqlite_url)
+    monkeypatch.undo()
+    with pytest.raises(StudyMismatchError, match=r"task\.recall_probe \(absent\) -> 2"):
+        _run(write_study("again.yaml", **text), sqlite_url)
+    assert "recall_probe" not in study_identity(load_study(write_study("mqar.yaml", **FIRST)))["parts"]["task"]
+    loss_only = load_study(write_study("loss.yaml", **{**text, "objectives": ["val_loss"]}))
+    assert "recall_probe" not in study_identity(loss_only)["parts"]["task"]  # no recall scored: nothing to mix

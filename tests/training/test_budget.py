@@ -149,3 +149,9 @@ def test_the_schedule_of_a_flops_recipe_follows_its_resolved_length():
     assert rates[:5] == pytest.approx([(s + 1) / 5 for s in range(5)])  # warmup: 10% of 50 steps
     assert rates[5] == pytest.approx(1.0) and rates[-1] < 0.01
     assert rates == [lr_at(Recipe(steps=50, lr=1.0, min_lr=0.0, warmup=5), s) for s in range(50)]
+
+
+def test_one_written_as_text_is_refused_too():
+    with pytest.raises(ValidationError, match="eval_every 1.0 is neither"):
+        Recipe(eval_every="1.0")
+    assert Recipe(eval_every="0.5").eval_every == 0.5 and Recipe(eval_every="8").eval_every == 8

@@ -35,7 +35,8 @@ def test_drills_replace_about_the_share_of_rows_and_nothing_else(corpus):
         for row in (~same).nonzero().flatten():
             assert b.input_ids_BT[row, 0] == 256  # a drill row starts at a segment's separator (eos)
     assert 0.15 < replaced / total < 0.35
-    assert torch.equal(drilled.train_batch(3, 8).input_ids_BT, drilled.train_batch(3, 8).input_ids_BT)  # fixed
+    again = _task(corpus, 0.25)  # another process, say: the same drills at the same index
+    assert torch.equal(drilled.train_batch(3, 8).input_ids_BT, again.train_batch(3, 8).input_ids_BT)
     assert torch.equal(plain.val_batch(0, 8).input_ids_BT, drilled.val_batch(0, 8).input_ids_BT)  # text only
 
 
@@ -63,3 +64,12 @@ def test_a_share_outside_zero_to_one_is_refused(corpus):
 
     with pytest.raises(UserError, match="recall_share"):
         _task(corpus, 1.0)
+
+
+def test_a_corpus_too_poor_for_drills_fails_when_the_task_is_made(tmp_path):
+    from archsearch.errors import UserError
+
+    path = tmp_path / "poor.jsonl"
+    path.write_text("".join(json.dumps({"text": "ab" * 200}) + "\n" for _ in range(20)))
+    with pytest.raises(UserError, match="shows 2 distinct ids; a recall probe needs >= 3"):
+        make_task(TaskSpec(name="text", options={"data_files": str(path), "recall_share": 0.1}), 32, 0)

@@ -155,6 +155,8 @@ class Text(Task):
              f"{seq_len + 1} tokens")
         self._perm: tuple[int, torch.Tensor] | None = None
         self._probe_ids: ProbeVocabulary | None = None
+        if options.recall_share > 0:
+            self.probe_vocabulary()  # a corpus too poor for drills fails now, not at its first drilled step
 
     @property
     def vocab_size(self) -> int:
@@ -205,17 +207,17 @@ class Text(Task):
 
     def probe_vocabulary(self) -> ProbeVocabulary:
         """Keys and values alternate down the training text's most frequent ids (so both are common, of like
-        frequency), the most frequent one fills between queries, the end-of-document id is never used. The default
-        layout drew values from the upper half of the vocabulary (a probe now starts at a document boundary, eos,
-        where there is one): for bytes, 128-256, which Python or English text
-        almost never shows, so no model of any architecture could recall them (every candidate of the 2026-12-06
-        GPU study scored at or under chance)."""
+        frequency), the most frequent one fills between queries, and a probe starts with the end-of-document id (a
+        document boundary) where the tokenizer has one, never using it as a key or value. The default layout drew
+        values from the upper half of the vocabulary: for bytes, 128-255 and the end-of-document id, which Python
+        or English text almost never shows, so no model of any architecture could recall them (every candidate of
+        the 2026-12-06 GPU study scored at or under chance)."""
         if self._probe_ids is None:
             self._probe_ids = self._frequent_ids()
         return self._probe_ids
 
     def _frequent_ids(self) -> ProbeVocabulary:
-        counts = torch.bincount(self.train_ids.long(), minlength=self.vocab_size)
+        counts = torch.bincount(self.train_ids, minlength=self.vocab_size)  # int32 as stored: no 8-byte copy
         if self.tokenizer.eos_id is not None:
             counts[self.tokenizer.eos_id] = 0
         order = torch.argsort(counts, descending=True, stable=True)
