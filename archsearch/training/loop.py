@@ -57,6 +57,7 @@ class Trainer:
         self.decide = pauses.decide if pauses is not None else None
         self.pause_steps = sorted(s for s in pauses.steps if s > run.state.get("step", 0)) if pauses else []
         self.scored_step: int | None = None  # the step final_metrics last scored: a stop there does not score again
+        self.saved_step: int | None = None  # the step last saved: asked again at that step, the save is skipped
         self.backends: Mapping[str, str] | None = None  # train()'s kernels.recording(); None: process-wide record
         self.recipe = run.recipe
         self.step = int(run.state.get("step", 0))
@@ -250,12 +251,13 @@ class Trainer:
         return self.timed_steps * self.tokens_per_step / self.train_time if self.train_time > 0 else None
 
     def save(self) -> None:
-        if self.run.out_dir is None or not self.run.parallel.writer:
-            return
+        if self.run.out_dir is None or not self.run.parallel.writer or self.saved_step == self.step:
+            return  # (a rung's pause and checkpoint_every may both ask at one step)
         began = time.perf_counter()
         checkpoint.save_checkpoint(self.run.out_dir, self.run.model, self.run.optimizer,
                                    {**self.seen(), "schedule_steps": self.schedule_steps, "curve": self.curve,
                                     "metrics": self.metrics})
+        self.saved_step = self.step
         self.save_s += time.perf_counter() - began
 
     def timing(self, wall: float) -> dict[str, float | int | None]:
