@@ -188,6 +188,7 @@ def measure_fidelity(study: Study, *, storage: str | None = None, factor: float 
         record = records.study_by_name(db, study.name)
         if record is None:
             raise UserError(f"no stored study {study.name!r} in that storage; run `archsearch study run` first")
+        _check_probe(record, study)
         chosen = choose(records.completed_summaries(db, record.id), objectives, front=front, random_k=random_k,
                         seed=file.seed)
         if len(chosen) < 2:
@@ -250,6 +251,19 @@ def measure_fidelity(study: Study, *, storage: str | None = None, factor: float 
                                stats=report.stats, partial=report.partial, n_chosen=len(chosen))
         report.measured = True
     return report
+
+
+def _check_probe(record, study: Study) -> None:
+    """A study whose recall was scored with another probe than today's (a text study stored before 2026-12-06)
+    cannot be ranked against retrainings scored with today's: refused, not measured across two scales."""
+    from .identity import study_identity
+
+    wanted = study_identity(study)["parts"]["task"].get("recall_probe")
+    stored = ((record.identity or {}).get("parts") or {}).get("task", {}).get("recall_probe")
+    if wanted is not None and record.identity is not None and stored != wanted:
+        raise UserError(f"study {study.name!r} scored recall with probe version {stored or 1}, and retrainings now "
+                        f"score it with version {wanted} (a text corpus's frequent ids): the two would not compare; "
+                        "run the study again under another name (`study run --as NEW_NAME`) and measure that")
 
 
 @dataclass(frozen=True)

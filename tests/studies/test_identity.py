@@ -146,3 +146,19 @@ def test_a_text_study_scored_on_recall_is_not_continued_with_another_probe(write
     assert "recall_probe" not in study_identity(load_study(write_study("mqar.yaml", **FIRST)))["parts"]["task"]
     loss_only = load_study(write_study("loss.yaml", **{**text, "objectives": ["val_loss"]}))
     assert "recall_probe" not in study_identity(loss_only)["parts"]["task"]  # no recall scored: nothing to mix
+
+
+def test_fidelity_refuses_a_text_study_scored_with_the_first_probe(write_study, sqlite_url, monkeypatch):
+    from archsearch.errors import UserError
+    from archsearch.studies import identity
+    from archsearch.studies.fidelity import measure_fidelity
+
+    text = dict(FIRST, task={"name": "text", "options": {"data_files": "corpus.jsonl"}},
+                objectives=["val_loss", "recall"])
+    path = write_study(**text)
+    monkeypatch.setattr(identity, "OWN_PROBE_TASKS", ())  # stored as before the probe was part of the question
+    _run(path, sqlite_url)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="probe version 1, and retrainings now score it with version 2"):
+        measure_fidelity(load_study(path), storage=sqlite_url, factor=2, random_k=2,
+                         evaluator_for=lambda recipe, seed: None)
