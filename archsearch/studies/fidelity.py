@@ -151,10 +151,10 @@ def _alternate(first: list, second: list) -> list:
 
 
 def trial_seed(file) -> int:
-    """The seed the study's trials trained with: the recipe's own `seed` where it sets one (it wins over the
-    study's, as in archsearch.studies.evaluate.resolve_training), else the study's."""
-    recipe_seed = file.recipe.get("seed") if isinstance(file.recipe, dict) else None
-    return int(recipe_seed) if recipe_seed is not None else file.seed
+    """The seed the study's trials trained with, by the rule that gave it to them (a recipe's own `seed` wins)."""
+    from .evaluate import resolve_training
+
+    return resolve_training(file.task, file.recipe, file.seed)[1].seed
 
 
 def measure_fidelity(study: Study, *, storage: str | None = None, factor: float = 4.0, front: bool = True,

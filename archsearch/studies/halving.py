@@ -6,9 +6,8 @@ compute under a tokens or FLOPs budget). The learning-rate schedule is always th
 of the one full run, never a shorter run of its own.
 
 At a rung (an evaluation at its step; where the run cannot pause in this process, the first evaluation at or past
-it) the run pauses. Its objective values join the rung's results
-(table archsearch_rungs). The trial is promoted when it is
-among the best `keep` share of every result at that rung so far, ranked by non-dominated sorting over the
+it) the run pauses. Its objective values join the rung's results (table archsearch_rungs). The trial is promoted
+when it is among the best `keep` share of every result at that rung so far, ranked by non-dominated sorting over the
 study's objectives (constraint-violating results after all feasible ones), ties within a front broken by
 crowding distance (the more isolated first, as NSGA-II), then by the earlier trial. While fewer than
 `min_results` results exist at a rung (default ceil(1 / keep)) there is nothing to judge against: the trial is

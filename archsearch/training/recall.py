@@ -64,8 +64,7 @@ class RecallProbe:
         return min(self.seq_len, self._start() + 4 * self.n_pairs)
 
     def _start(self) -> int:
-        """Where the pairs begin: after the separator, where there is one."""
-        return 1 if self.ids is not None and self.ids.separator is not None else 0
+        return _start(self.ids)
 
     def key_pool(self) -> torch.Tensor:
         if self.ids is not None:
@@ -84,8 +83,7 @@ class RecallProbe:
     def fitting(cls, vocab: int, seq_len: int, ids: ProbeVocabulary | None = None, **options) -> "RecallProbe":
         """A probe with as many pairs as the keys and sequence allow, up to `n_pairs` (default 8)."""
         keys = len(ids.keys) if ids is not None else vocab // 2 - 1
-        start = 1 if ids is not None and ids.separator is not None else 0
-        n_pairs = max(1, min(options.pop("n_pairs", 8), keys, (seq_len - start) // 4))
+        n_pairs = max(1, min(options.pop("n_pairs", 8), keys, (seq_len - _start(ids)) // 4))
         return cls(vocab, seq_len, n_pairs, ids=ids, **options)
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +93,11 @@ class RecallProbe:
         segments = _segments(self.key_pool(), self.value_pool(), self.batch_size, self.n_pairs, filler, separator,
                              generator(self.seed, "recall", index))
         return _rows(*segments, self.batch_size, self.length, filler)
+
+
+def _start(ids: ProbeVocabulary | None) -> int:
+    """Where a probe's pairs begin: after the separator, where there is one."""
+    return 1 if ids is not None and ids.separator is not None else 0
 
 
 DRILL_PAIRS = 8  # pairs per drill segment: the evaluation probe's default
