@@ -100,8 +100,10 @@ def _train(runner, spec, callback, out: Path, resume: bool, at: int, targets: li
     if getattr(runner.evaluator, "pauses_in_memory", False):
         from ..training.loop import Pauses
 
+        # under keep_checkpoints none the folder goes once the trial ends (_drop_unkept): no final checkpoint
         result = runner.evaluator(spec, callback, out_dir=out, resume=resume,
-                                  pauses=Pauses(tuple(t for t in targets[:-1] if t > at), rungs.judge))
+                                  pauses=Pauses(tuple(t for t in targets[:-1] if t > at), rungs.judge,
+                                                save_at_end=runner.study.file.keep_checkpoints != "none"))
         rungs.finish(result)
         return result
     while True:

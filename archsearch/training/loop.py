@@ -39,9 +39,12 @@ class Pauses:
     `decide(record)` sees the run's record so far (a TrainResult dict, status "paused"). To end the run there it
     raises a TrainingStopped (with `save_checkpoint = False` none is written); returning lets the run go on,
     its checkpoint saved first so that a crash resumes from this point. Before, a rung meant stop, save, decide,
-    rebuild and load: two disk round trips and a second warm-up for every trial at every rung."""
+    rebuild and load: two disk round trips and a second warm-up for every trial at every rung.
+    `save_at_end=False`: no checkpoint when the run completes (a study that removes the folder of a finished trial
+    would write ~12 bytes a parameter only to delete them; result.json is still written)."""
     steps: tuple[int, ...]
     decide: Callable[[dict[str, Any]], None]
+    save_at_end: bool = True
 
 
 class Diverged(Exception):
@@ -55,6 +58,7 @@ class Trainer:
         self.callback = callback
         self.final_metrics = final_metrics
         self.decide = pauses.decide if pauses is not None else None
+        self.save_at_end = pauses.save_at_end if pauses is not None else True
         self.pause_steps = sorted(s for s in pauses.steps if s > run.state.get("step", 0)) if pauses else []
         self.scored_step: int | None = None  # the step final_metrics last scored: a stop there does not score again
         self.saved_step: int | None = None  # the step last saved: asked again at that step, the save is skipped
@@ -194,7 +198,8 @@ class Trainer:
             raise
         finally:
             self.bar.close()
-        self.save()
+        if self.save_at_end:
+            self.save()
         self.score_final()
         return self.finish("completed", None)
 

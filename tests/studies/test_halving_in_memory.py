@@ -154,3 +154,28 @@ def test_a_trial_failing_after_a_promotion_leaves_no_checkpoint_behind(write_stu
     rows, _ = _stored(sqlite_url)
     assert [(r.status, r.error) for r in rows] == [("failed", "out of memory")]
     assert not trial_folder(sqlite_url, "toy", 0).exists()  # keep_checkpoints: none, and a failure is not retried
+
+
+@pytest.mark.parametrize("keep", ["none", "all"])
+def test_a_completed_trial_writes_its_final_checkpoint_only_where_its_folder_is_kept(write_study, tmp_path,
+                                                                                     monkeypatch, keep):
+    """Under keep_checkpoints none the folder goes once the trial ends: the promotions' checkpoints (a crash resumes
+    from them) are written, the final one, which would be deleted at once, is not."""
+    from archsearch.training import checkpoint
+
+    saved: list[int] = []
+    real_save = checkpoint.save_checkpoint
+    monkeypatch.setattr(checkpoint, "save_checkpoint",
+                        lambda out, model, opt, state: (saved.append(state["step"]), real_save(out, model, opt, state)))
+    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=RECIPE,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
+                       objectives=["val_loss", "n_params"], halving=HALVING, keep_checkpoints=keep)
+    url = f"sqlite:///{tmp_path / 'keep.db'}"
+    run_study(path, url, Counting(True))
+    rows, _ = _stored(url)
+    assert [r.status for r in rows] == ["completed"]
+    folder = trial_folder(url, "toy", 0)
+    if keep == "none":
+        assert saved == [2, 4] and not folder.exists()
+    else:
+        assert saved == [2, 4, 8] and json.loads((folder / "state.json").read_text())["step"] == 8
