@@ -136,3 +136,13 @@ def test_a_probe_as_long_as_its_last_query_scores_as_a_full_length_one():
     with torch.no_grad():
         short, full = model(short_BT), model(long_BT)[:, :33]
     torch.testing.assert_close(short[queries], full[queries], rtol=1e-4, atol=1e-5)
+
+
+def test_the_default_probe_is_pinned():
+    """Stored studies compare recall across runs and machines: the default layout's draw must not change silently
+    (a change of layout or random stream needs a new `task.recall_probe` version in the study identity)."""
+    probe = RecallProbe(vocab=16, seq_len=64, n_pairs=3, batches=1, batch_size=2, seed=7)
+    ids, targets = probe.batch(0)
+    assert ids.tolist() == [[1, 9, 2, 8, 3, 9, 3, 0, 2, 0, 1, 0], [6, 11, 7, 11, 2, 9, 6, 0, 2, 0, 7, 0]]
+    no = IGNORE
+    assert targets.tolist() == [[no] * 6 + [9, no, 8, no, 9, no], [no] * 6 + [11, no, 9, no, 11, no]]
