@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from archsearch.spec import ModelSpec
 
 FP8_ALIGN = 16  # as archsearch.training.fp8: FP8 GEMMs need both matrix dimensions divisible by 16
+ROUNDING = 0.05  # MEASURED's intensities carry one decimal: a model is compared with its own point within this
 GAIN = 1.05  # a whole-step fp8/bf16 speedup below this is within the noise of our figures (+-2-6%, RESULTS.md)
 
 
@@ -56,6 +57,12 @@ MEASURED: tuple[Fp8Point, ...] = (
     Fp8Point("h100", "nemotron-h-1b-wide, 16,384 tokens/step, compiled", 5185.1, 1.289,
              "bench/RESULTS.md, 'FP8 vs bf16, third session': lowest of three runs (1.325x, 1.297x, 1.289x)",
              "nemotron-h-1b-wide", 16384),
+    Fp8Point("h100", "trial-d1024 Linear layers alone, 32,768 tokens/forward, compiled", 1543.2, 0.956,
+             "bench/bench_fp8_gemm.py, bench/RESULTS.md 'Session of 2026-12-06 (fourth)' (H100): 85.50 vs 89.44 ms "
+             "a forward + backward of the 48 converted layers", "bench/specs/trial-d1024.yaml", 32768),
+    Fp8Point("h100", "nemotron-h-1b Linear layers alone, 32,768 tokens/forward, compiled", 2928.5, 1.204,
+             "bench/bench_fp8_gemm.py, bench/RESULTS.md 'Session of 2026-12-06 (fourth)' (H100): 280.56 vs 232.94 "
+             "ms a forward + backward of the 64 converted layers", "nemotron-h-1b", 32768),
 )
 # Hopper chips share tensor cores; the H200's faster memory only makes the casts cheaper, so a gain measured on
 # the H100 holds on the H200 (and a loss on the H200 is a loss on the H100). `points_for` applies this.
@@ -112,8 +119,8 @@ def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_d
     if not points:
         return Fp8Decision(False, f"bf16: no fp8 measurement for {device_name!r} (run bench/bench_fp8_gemm.py "
                                   "there and add its rows to archsearch/training/fp8_table.py)", intensity)
-    gains = [p for p in points if p.speedup >= GAIN and p.intensity <= intensity]
-    losses = [p for p in points if p.speedup < GAIN and p.intensity >= intensity]
+    gains = [p for p in points if p.speedup >= GAIN and p.intensity <= intensity + ROUNDING]
+    losses = [p for p in points if p.speedup < GAIN and p.intensity >= intensity - ROUNDING]
     if gains and not losses:
         best = max(gains, key=lambda p: p.intensity)
         return Fp8Decision(True, f"fp8: {where} >= {best.intensity:.0f} of {best.what}, measured {best.speedup:.3g}x "

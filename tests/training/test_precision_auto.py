@@ -53,8 +53,13 @@ def test_the_100m_trial_stays_bf16_and_the_1b_models_take_fp8_on_hopper():
         yes = decide_fp8(big, 16384, device)
         assert yes.use_fp8 and "1.13x" in yes.reason and "third session" in yes.reason
         # without that measurement: still bf16, below the smallest measured gain (nemotron-h-1b's), which is named
-        below = decide_fp8(small, 32768, device, table=tuple(p for p in MEASURED if "trial-d768" not in p.what))
+        below = decide_fp8(small, 32768, device, table=tuple(p for p in MEASURED if "trial-d" not in p.what))
         assert not below.use_fp8 and "below every measured fp8 gain" in below.reason and "2803" in below.reason
+        # d_model 1024 (intensity 1543): its own layers lost too (0.956x on the H100), so bf16 again
+        wider = decide_fp8(_spec(str(REPO / "bench/specs/trial-d1024.yaml")), 32768, device)
+        assert not wider.use_fp8 and "1543" in wider.reason and "0.956x" in wider.reason
+        # the 1B model at 32,768 tokens: its own measurement at those tokens is the nearest gain below it
+        assert "1.2x" in decide_fp8(big, 32768, device).reason
     # the 1B model at a quarter of the tokens: below its measured point, so nothing shows fp8 gains there
     assert not decide_fp8(big, 1024, "NVIDIA H100 80GB HBM3").use_fp8
 
