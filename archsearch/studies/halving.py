@@ -65,6 +65,12 @@ class HalvingConfig(BaseModel):
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         {"type": "string", "pattern": _FRACTION}]})] = 1 / 3
     min_results: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # A promoted trial saves a checkpoint (a crash then resumes there, not from the start) only when what it has
+    # left to train is estimated to take longer than this: on the H100 a 40-60M proxy's save took 1-3 s, against
+    # trials of 2-5 s (bench/RESULTS.md, 2026-12-06 fourth session). 0: always.
+    checkpoint_min_s: Annotated[float, Field(ge=0, le=86_400, description=(
+        "seconds: a promoted trial saves a checkpoint to resume from after a crash only when its remaining "
+        "training is estimated to take longer; 0 saves at every promotion"))] = 30.0
 
     @field_validator("keep", mode="before")
     @classmethod

@@ -103,7 +103,8 @@ def _train(runner, spec, callback, out: Path, resume: bool, at: int, targets: li
         # under keep_checkpoints none the folder goes once the trial ends (_drop_unkept): no final checkpoint
         result = runner.evaluator(spec, callback, out_dir=out, resume=resume,
                                   pauses=Pauses(tuple(t for t in targets[:-1] if t > at), rungs.judge,
-                                                save_at_end=runner.study.file.keep_checkpoints != "none"))
+                                                save_at_end=runner.study.file.keep_checkpoints != "none",
+                                                checkpoint_min_s=runner.study.file.halving.checkpoint_min_s))
         rungs.finish(result)
         return result
     while True:

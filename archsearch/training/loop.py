@@ -41,10 +41,13 @@ class Pauses:
     its checkpoint saved first so that a crash resumes from this point. Before, a rung meant stop, save, decide,
     rebuild and load: two disk round trips and a second warm-up for every trial at every rung.
     `save_at_end=False`: no checkpoint when the run completes (a study that removes the folder of a finished trial
-    would write ~12 bytes a parameter only to delete them; result.json is still written)."""
+    would write ~12 bytes a parameter only to delete them; result.json is still written). `checkpoint_min_s`: the
+    checkpoint after a promotion is saved only when the steps left are estimated (from the timed steps so far) to
+    take longer than this; a crash before the next save then restarts the run, which costs less than the save."""
     steps: tuple[int, ...]
     decide: Callable[[dict[str, Any]], None]
     save_at_end: bool = True
+    checkpoint_min_s: float = 0.0
 
 
 class Diverged(Exception):
@@ -59,6 +62,7 @@ class Trainer:
         self.final_metrics = final_metrics
         self.decide = pauses.decide if pauses is not None else None
         self.save_at_end = pauses.save_at_end if pauses is not None else True
+        self.checkpoint_min_s = pauses.checkpoint_min_s if pauses is not None else 0.0
         self.pause_steps = sorted(s for s in pauses.steps if s > run.state.get("step", 0)) if pauses else []
         self.scored_step: int | None = None  # the step final_metrics last scored: a stop there does not score again
         self.saved_step: int | None = None  # the step last saved: asked again at that step, the save is skipped
@@ -244,8 +248,14 @@ class Trainer:
         except Exception:
             self.stopped_by_callback = True
             raise
-        if pause:
+        if pause and self.left_s() > self.checkpoint_min_s:
             self.save()  # going on: a crash from here resumes at this point
+
+    def left_s(self) -> float:
+        """The time the steps still to train should take at the mean timed step so far (infinite before any)."""
+        if not self.timed_steps:
+            return math.inf
+        return (self.total_steps - self.step) * self.train_time / self.timed_steps
 
     def seen(self) -> dict[str, float]:
         """Where the run is: steps, tokens and training FLOPs so far (curves carry them, so trials of different

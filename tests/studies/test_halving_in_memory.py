@@ -18,7 +18,7 @@ TASK = {"name": "mqar", "options": {"vocab": 16, "n_pairs": 2}}
 RECIPE = {"steps": 8, "batch_size": 4, "seq_len": 16, "eval_every": 2, "warmup": 2}
 SPACE = {"parameters": {"d_model": {"type": "categorical", "choices": [32, 64]},
                         "blocks.M.d_state": {"type": "categorical", "choices": [8, 16, 32]}}}
-HALVING = {"rungs": [0.25, 0.5, 1.0], "keep": 0.5, "min_results": 2}
+HALVING = {"rungs": [0.25, 0.5, 1.0], "keep": 0.5, "min_results": 2, "checkpoint_min_s": 0}
 
 
 class Counting:
@@ -179,3 +179,34 @@ def test_a_completed_trial_writes_its_final_checkpoint_only_where_its_folder_is_
         assert saved == [2, 4] and not folder.exists()
     else:
         assert saved == [2, 4, 8] and json.loads((folder / "state.json").read_text())["step"] == 8
+
+
+def test_a_promotion_skips_its_checkpoint_when_the_rest_of_the_run_is_shorter_than_checkpoint_min_s(
+        write_study, tmp_path):
+    """With `checkpoint_min_s` above what the run has left, a promoted trial trains on without saving; a crash then
+    restarts it from the start (nothing to resume), the stored rung decisions stand and the result is the
+    uninterrupted run's."""
+    halving = {**HALVING, "checkpoint_min_s": 3600}
+    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=RECIPE,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
+                       objectives=["val_loss", "n_params"], halving=halving)
+    whole_url, cut_url = f"sqlite:///{tmp_path / 'whole.db'}", f"sqlite:///{tmp_path / 'cut.db'}"
+    run_study(path, whole_url, Counting(True))
+    cut = Counting(True, cut_at=6)  # promoted at steps 2 and 4, then Ctrl-C at 6
+    assert run_study(path, cut_url, cut).interrupted
+    assert cut.saved_step == {2: None, 4: None, 6: None}  # no checkpoint at either promotion
+    run_study(path, cut_url, cut)
+    assert cut.calls == [False, False]  # the retry started again: there was nothing to resume
+    (whole, *_), _ = _stored(whole_url)
+    rows, rungs = _stored(cut_url)
+    retried = next(r for r in rows if r.status == "completed")
+    assert retried.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
+    assert [(t, k, d) for t, k, d, *_ in rungs] == [(0, 0, "promoted"), (0, 1, "promoted"), (0, 2, "final")]
+
+
+def test_checkpoint_min_s_is_checked():
+    from archsearch.studies.halving import HalvingConfig
+
+    assert HalvingConfig(rungs=[0.5, 1]).checkpoint_min_s == 30
+    with pytest.raises(ValueError, match="checkpoint_min_s"):
+        HalvingConfig(rungs=[0.5, 1], checkpoint_min_s=-1)
