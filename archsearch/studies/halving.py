@@ -11,9 +11,10 @@ when it is among the best `keep` share of every result at that rung so far, rank
 study's objectives (constraint-violating results after all feasible ones), ties within a front broken by
 crowding distance (the more isolated first, as NSGA-II), then by the earlier trial. While fewer than
 `min_results` results exist at a rung (default ceil(1 / keep)) there is nothing to judge against: the trial is
-promoted. A promoted trial saves its checkpoint in the trial's run folder and trains on to the next rung (same
-weights, optimizer, RNG, data position and schedule: in memory, or resumed from that checkpoint where the run
-cannot pause in this process, see archsearch.studies.promotion); the others stop with status `stopped` and their
+promoted. A promoted trial trains on to the next rung (same weights, optimizer, RNG, data position and schedule:
+in memory, saving a checkpoint in the trial's run folder when it has trained longer than `checkpoint_min_s` since
+its last save; or, where the run cannot pause in this process, resumed from the checkpoint saved at the rung, see
+archsearch.studies.promotion); the others stop with status `stopped` and their
 rung recorded (column `rung`, user attribute "rung"). The decision is one row per (study, trial, rung) under a
 unique key: a retried trial, or any other worker, reads the decision once made instead of making another.
 """
@@ -65,12 +66,12 @@ class HalvingConfig(BaseModel):
         {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         {"type": "string", "pattern": _FRACTION}]})] = 1 / 3
     min_results: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    # A promoted trial saves a checkpoint (a crash then resumes there, not from the start) only when what it has
-    # left to train is estimated to take longer than this: on the H100 a 40-60M proxy's save took 1-3 s, against
-    # trials of 2-5 s (bench/RESULTS.md, 2026-12-06 fourth session). 0: always.
+    # A promoted trial saves a checkpoint (a crash then resumes there, not from the start) only when it has trained
+    # longer than this since its last save: on the H100 a 40-60M proxy's save took 1-3 s, against whole trials of
+    # 2-5 s (bench/RESULTS.md, 2026-12-06 fourth session). 0: always. Data-parallel trials save at every rung.
     checkpoint_min_s: Annotated[float, Field(ge=0, le=86_400, description=(
-        "seconds: a promoted trial saves a checkpoint to resume from after a crash only when its remaining "
-        "training is estimated to take longer; 0 saves at every promotion"))] = 30.0
+        "seconds: a promoted trial saves a checkpoint to resume from after a crash only when it has trained "
+        "longer than this since its last save (what a crash would lose); 0 saves at every promotion"))] = 30.0
 
     @field_validator("keep", mode="before")
     @classmethod

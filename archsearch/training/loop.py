@@ -42,8 +42,8 @@ class Pauses:
     rebuild and load: two disk round trips and a second warm-up for every trial at every rung.
     `save_at_end=False`: no checkpoint when the run completes (a study that removes the folder of a finished trial
     would write ~12 bytes a parameter only to delete them; result.json is still written). `checkpoint_min_s`: the
-    checkpoint after a promotion is saved only when the steps left are estimated (from the timed steps so far) to
-    take longer than this; a crash before the next save then restarts the run, which costs less than the save."""
+    checkpoint after a promotion is saved only when the run has trained longer than this (timed steps) since its
+    last save or start, which is what a crash would lose; 0 saves at every promotion."""
     steps: tuple[int, ...]
     decide: Callable[[dict[str, Any]], None]
     save_at_end: bool = True
@@ -66,6 +66,7 @@ class Trainer:
         self.pause_steps = sorted(s for s in pauses.steps if s > run.state.get("step", 0)) if pauses else []
         self.scored_step: int | None = None  # the step final_metrics last scored: a stop there does not score again
         self.saved_step: int | None = None  # the step last saved: asked again at that step, the save is skipped
+        self.saved_train_time = 0.0  # train_time at the last save (at_risk_s)
         self.backends: Mapping[str, str] | None = None  # train()'s kernels.recording(); None: process-wide record
         self.recipe = run.recipe
         self.step = int(run.state.get("step", 0))
@@ -184,7 +185,8 @@ class Trainer:
                     self.curve.append({**self.seen(), **point})
                 if self.step % self.budget.eval_every == 0 or self.step == total or self.pause_due():
                     self.evaluate_and_report()
-                if recipe.checkpoint_every and self.step % recipe.checkpoint_every == 0:
+                if recipe.checkpoint_every and self.step % recipe.checkpoint_every == 0 \
+                        and (self.step < total or self.save_at_end):
                     self.save()
             if not self.metrics or self.curve[-1].get("step") != self.step:
                 self.evaluate_and_report()  # a resumed run that had nothing left to train
@@ -248,14 +250,13 @@ class Trainer:
         except Exception:
             self.stopped_by_callback = True
             raise
-        if pause and self.left_s() > self.checkpoint_min_s:
+        if pause and (self.checkpoint_min_s == 0 or self.at_risk_s() > self.checkpoint_min_s):
             self.save()  # going on: a crash from here resumes at this point
 
-    def left_s(self) -> float:
-        """The time the steps still to train should take at the mean timed step so far (infinite before any)."""
-        if not self.timed_steps:
-            return math.inf
-        return (self.total_steps - self.step) * self.train_time / self.timed_steps
+    def at_risk_s(self) -> float:
+        """Training time a crash now would lose: the timed steps since the last save (or this run's start, which
+        is a save when it resumed)."""
+        return self.train_time - self.saved_train_time
 
     def seen(self) -> dict[str, float]:
         """Where the run is: steps, tokens and training FLOPs so far (curves carry them, so trials of different
@@ -273,6 +274,7 @@ class Trainer:
                                    {**self.seen(), "schedule_steps": self.schedule_steps, "curve": self.curve,
                                     "metrics": self.metrics})
         self.saved_step = self.step
+        self.saved_train_time = self.train_time
         self.save_s += time.perf_counter() - began
 
     def timing(self, wall: float) -> dict[str, float | int | None]:

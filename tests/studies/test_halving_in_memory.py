@@ -156,22 +156,27 @@ def test_a_trial_failing_after_a_promotion_leaves_no_checkpoint_behind(write_stu
     assert not trial_folder(sqlite_url, "toy", 0).exists()  # keep_checkpoints: none, and a failure is not retried
 
 
+@pytest.mark.parametrize("every", [None, 4])
 @pytest.mark.parametrize("keep", ["none", "all"])
 def test_a_completed_trial_writes_its_final_checkpoint_only_where_its_folder_is_kept(write_study, tmp_path,
-                                                                                     monkeypatch, keep):
+                                                                                     monkeypatch, keep, every):
     """Under keep_checkpoints none the folder goes once the trial ends: the promotions' checkpoints (a crash resumes
-    from them) are written, the final one, which would be deleted at once, is not."""
+    from them) are written, the final one, which would be deleted at once, is not (nor by a `checkpoint_every`
+    that falls on the last step)."""
     from archsearch.training import checkpoint
 
     saved: list[int] = []
     real_save = checkpoint.save_checkpoint
     monkeypatch.setattr(checkpoint, "save_checkpoint",
                         lambda out, model, opt, state: (saved.append(state["step"]), real_save(out, model, opt, state)))
-    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=RECIPE,
+    recipe = {**RECIPE, "checkpoint_every": every} if every else RECIPE
+    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=recipe,
                        space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
                        objectives=["val_loss", "n_params"], halving=HALVING, keep_checkpoints=keep)
     url = f"sqlite:///{tmp_path / 'keep.db'}"
-    run_study(path, url, Counting(True))
+    evaluator = Counting(True)
+    evaluator.inner = TrainEvaluator(TASK, recipe, seed=0, device="cpu")
+    run_study(path, url, evaluator)
     rows, _ = _stored(url)
     assert [r.status for r in rows] == ["completed"]
     folder = trial_folder(url, "toy", 0)
@@ -210,3 +215,41 @@ def test_checkpoint_min_s_is_checked():
     assert HalvingConfig(rungs=[0.5, 1]).checkpoint_min_s == 30
     with pytest.raises(ValueError, match="checkpoint_min_s"):
         HalvingConfig(rungs=[0.5, 1], checkpoint_min_s=-1)
+
+
+class _Clock:
+    """loop.py's `time` with a clock that moves 1 s at each reading: every timed step takes exactly 1 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_a_promotion_saves_when_what_a_crash_would_lose_exceeds_checkpoint_min_s(write_study, tmp_path,
+                                                                                monkeypatch):
+    """Pauses at steps 3 and 4, each timed step 1 s (the first step is not timed): at step 3 two seconds of
+    training are at risk (> 1.5: saved), at step 4 one second since that save (not saved). A crash at step 6 resumes
+    from step 3; rung 2's stored decision stands and the result is the uninterrupted run's."""
+    from archsearch.training import loop
+
+    monkeypatch.setattr(loop, "time", _Clock())
+    halving = {**HALVING, "rungs": ["3/8", 0.5, 1.0], "checkpoint_min_s": 1.5}
+    path = write_study(n_trials=1, sampler={"type": "grid"}, constraints={}, task=TASK, recipe=RECIPE,
+                       space={"parameters": {"d_model": {"type": "categorical", "choices": [64]}}},
+                       objectives=["val_loss", "n_params"], halving=halving)
+    whole_url, cut_url = f"sqlite:///{tmp_path / 'whole.db'}", f"sqlite:///{tmp_path / 'cut.db'}"
+    run_study(path, whole_url, Counting(True))
+    cut = Counting(True, cut_at=6)
+    assert run_study(path, cut_url, cut).interrupted
+    assert cut.saved_step == {2: None, 3: None, 4: 3, 6: 3}  # saved after rung 1 (step 3), not after rung 2
+    run_study(path, cut_url, cut)
+    assert cut.calls == [False, True]  # resumed from step 3
+    (whole, *_), _ = _stored(whole_url)
+    rows, rungs = _stored(cut_url)
+    retried = next(r for r in rows if r.status == "completed")
+    assert retried.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
+    assert [(t, k, d, s) for t, k, d, s, _ in rungs] == [(0, 0, "promoted", 3), (0, 1, "promoted", 4),
+                                                          (0, 2, "final", 8)]
