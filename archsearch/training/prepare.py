@@ -106,7 +106,12 @@ def resumed_definition(out: Path, spec: ModelSpec | None, task: TaskSpec | None,
     if changed:
         raise UserError(f"resume: recipe field(s) {', '.join(changed)} differ from the saved run; only "
                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
-    return saved_spec, TaskSpec.model_validate(saved_task), recipe
+    try:
+        saved = TaskSpec.model_validate(saved_task)
+    except ValidationError as err:
+        raise UserError(f"resume: {str(out / 'task.json')!r} is not a task: {err}; the run folder is damaged: "
+                        "restore the file, or start a new run in another folder") from None
+    return saved_spec, saved, recipe
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

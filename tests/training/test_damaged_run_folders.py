@@ -131,6 +131,13 @@ def test_out_never_overwrites_part_of_a_run(runs, tmp_path, capsys):
     assert sorted(p.name for p in partial.iterdir()) == ["optimizer.pt"]
 
 
+def test_a_task_json_that_is_json_but_no_task_is_named(run, capsys):
+    """Found by the random test below: one byte turned `"name"` into `"na e"`, valid JSON that is no task."""
+    path = run / "task.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"name"', '"na e"'), encoding="utf-8")
+    assert_refused(*resume(capsys, run), "task.json", "is not a task", "damaged")
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "recipe.json",
