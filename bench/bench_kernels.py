@@ -1,6 +1,7 @@
 """Times each archsearch.kernels op and backend on a CUDA GPU; prints a table, writes JSON.
 
 Usage (GPU machine, after `source bench/gpu/setup.sh`): python3 bench/bench_kernels.py [--out DIR] [--quick]
+(the tile sweep at the 100M trial's conv: --only conv1d_tiles --conv-shape 16,3584,2048 --conv-row 5144)
 Timing: triton.testing.do_bench median (device events, warm-up first); inputs are random, never zeros.
 Rates are compared with ceilings measured in the same run (bf16 8192^3 matmul, device-to-device copy) and
 with the project's recorded ones (686 TFLOP/s, 3.02 TB/s).
@@ -185,13 +186,20 @@ def conv1d(quick):
                    nbytes=5 * io, note="(bytes: fwd x,y + bwd x,dy,dx)")
 
 
+# conv1d_tiles's shape (--conv-shape B,D,L and --conv-row R): nemotron-h-1b's xBC by default (d_inner 4096 + 2 x 8
+# groups x 128, dense); the 100M trial of issue 15 is 16,3584,2048 with rows of 5144, since there xBC is a slice of
+# the input projection's output (z 1536, xBC 3584, dt 24)
+CONV_TILES_SHAPE = {"b": 4, "d": 4096 + 2 * 1024, "l": 4096, "row": 0}
+
+
 @guarded
 def conv1d_tiles(quick):
     """Our Triton conv's tile shapes per kernel and layout: what `triton_conv1d._tiles` should choose. Each row
     changes one kernel's tiles ("fwd", "dpre" or "dx") and keeps the chosen ones for the others."""
     from archsearch.kernels import triton_conv1d
 
-    b, d, l, k = 4, 4096 + 2 * 1024, 4096, 4  # nemotron-h-1b's xBC: d_inner 4096 + 2 x 8 groups x 128
+    b, d, l, k = CONV_TILES_SHAPE["b"], CONV_TILES_SHAPE["d"], CONV_TILES_SHAPE["l"], 4
+    row = max(CONV_TILES_SHAPE["row"], d)  # channel-last rows of `row` elements, of which x is the first d
     w = torch.randn(d, k, device="cuda", requires_grad=True)
     bias = torch.randn(d, device="cuda", requires_grad=True)
     io = b * d * l * 2
@@ -199,12 +207,12 @@ def conv1d_tiles(quick):
     shapes = [(128, 16, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (32, 128, 4), (16, 256, 4), (64, 32, 4),
               (256, 16, 8), (64, 64, 8)]
     try:
-        for layout, leaf in [("channel-last", torch.randn(b, l, d, device="cuda", dtype=torch.bfloat16,
+        for layout, leaf in [("channel-last", torch.randn(b, l, row, device="cuda", dtype=torch.bfloat16,
                                                           requires_grad=True)),
                              ("contiguous", torch.randn(b, d, l, device="cuda", dtype=torch.bfloat16,
                                                         requires_grad=True))]:
             def fn(leaf=leaf, layout=layout):
-                x = leaf.transpose(1, 2) if layout == "channel-last" else leaf
+                x = leaf[..., :d].transpose(1, 2) if layout == "channel-last" else leaf
                 with K.force_backend("causal_conv1d", "triton"):
                     return K.causal_conv1d(x, w, bias, activation="silu")
 
@@ -212,7 +220,8 @@ def conv1d_tiles(quick):
                 for tiles in shapes:
                     triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles, kernel=kernel: (
                         triton_conv1d.Tiles(*t) if kern == kernel else chosen(kern, d_, l_, cl_))
-                    shape = f"b{b} d{d} L{l} {layout} {kernel} tiles {tiles}"
+                    rows = f" rows {row}" if layout == "channel-last" and row > d else ""
+                    shape = f"b{b} d{d} L{l} {layout}{rows} {kernel} tiles {tiles}"
                     if kernel == "fwd":
                         with torch.no_grad():
                             record("conv1d fwd " + shape, "triton", bench(fn), nbytes=2 * io)
@@ -357,7 +366,18 @@ def main():
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--conv-shape", default=None, help="conv1d_tiles: B,D,L (default nemotron-h-1b's 4,6144,4096)")
+    parser.add_argument("--conv-row", type=int, default=0, help="conv1d_tiles: channel-last row length >= D (a slice)")
     args = parser.parse_args()
+    if args.conv_shape:
+        try:
+            b, d, l = (int(v) for v in args.conv_shape.split(","))
+        except ValueError:
+            parser.error(f"--conv-shape {args.conv_shape!r}: allowed: three integers B,D,L, e.g. 16,3584,2048")
+        CONV_TILES_SHAPE.update(b=b, d=d, l=l)
+    if args.conv_row and args.conv_row < CONV_TILES_SHAPE["d"]:
+        parser.error(f"--conv-row {args.conv_row}: allowed: 0 (dense) or >= D ({CONV_TILES_SHAPE['d']})")
+    CONV_TILES_SHAPE["row"] = args.conv_row
     torch.manual_seed(0)
     env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                cuda=torch.version.cuda)
