@@ -366,8 +366,10 @@ def main():
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", default=None)
-    parser.add_argument("--conv-shape", default=None, help="conv1d_tiles: B,D,L (default nemotron-h-1b's 4,6144,4096)")
-    parser.add_argument("--conv-row", type=int, default=0, help="conv1d_tiles: channel-last row length >= D (a slice)")
+    parser.add_argument("--conv-shape", default=None,
+                        help="conv1d_tiles: B,D,L (default nemotron-h-1b's 4,6144,4096)")
+    parser.add_argument("--conv-row", type=int, default=0,
+                        help="conv1d_tiles: channel-last row length >= D (a slice)")
     args = parser.parse_args()
     if args.conv_shape:
         try:

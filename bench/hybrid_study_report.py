@@ -2,7 +2,9 @@
 
     python3 bench/hybrid_study_report.py derive studies/hybrid-a10g.yaml WORK [--smoke] [--flops F] [--data GLOB]
         WORK/halving.yaml (the study as shipped, its storage WORK/halving.db) and WORK/full.yaml (the same grid,
-        name hybrid-a10g-full, no halving and no early stop: every candidate to the full budget, WORK/full.db).
+        name hybrid-a10g-full, no halving and no early stop: every candidate to the full budget, WORK/full.db),
+        and WORK/warmup.yaml (the two candidates with the most block kinds at 1% of the budget: run first, it warms the
+        compile and autotune caches so that neither timed study pays a cold machine's start).
         Both list the generator grid's distinct patterns as `choices` (in the grid's order), one grid point each:
         archsearch reuses only a *completed* trial's result for a repeated candidate, so under halving a repeat of
         a stopped candidate would train again (and be ranked twice at its rung); --no-expand keeps the generator.
@@ -35,6 +37,8 @@ from typing import Any
 import yaml
 
 FULL_NAME_SUFFIX = "-full"
+WARMUP_NAME_SUFFIX = "-warmup"
+WARMUP_SHARE = 0.01  # of a candidate's budget: a few steps, an evaluation and the recall probe, enough to compile
 FIDELITY_CANDIDATES = 8  # issue 16: fidelity against 4x longer training for >= 8 candidates
 FRONT_CAP = 10  # a larger front is sampled (8 random) instead, or the fidelity phase outgrows its time
 REFERENCE = 1.1  # normalised reference point, each objective
@@ -76,12 +80,15 @@ def distinct_patterns(source: Path) -> list[str]:
 
 def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None = None,
            data: str | None = None, expand: bool = True, rungs: str | None = None,
-           eval_every: int | float | None = None) -> tuple[Path, Path]:
-    """Write WORK/halving.yaml and WORK/full.yaml from the shipped study file; returns their paths."""
+           eval_every: int | float | None = None) -> tuple[Path, Path, Path]:
+    """Write WORK/halving.yaml, WORK/full.yaml and WORK/warmup.yaml from the shipped study file; returns their
+    paths. The warm-up study trains the two candidates holding the most block kinds briefly (a share of the
+    budget), so that the compile and autotune caches are warm before either timed phase: without it the first
+    phase alone paid a cold machine's ~110 s (2026-12-06) and the GPU-time comparison favoured the second."""
     study = yaml.safe_load(source.read_text(encoding="utf-8"))
     work.mkdir(parents=True, exist_ok=True)
+    patterns = distinct_patterns(source)
     if expand:
-        patterns = distinct_patterns(source)
         study["space"] = {"pattern": {"choices": patterns}}
         study["n_trials"] = len(patterns)
     if smoke:
@@ -103,8 +110,15 @@ def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None
     full.update(name=study["name"] + FULL_NAME_SUFFIX, storage=f"sqlite:///{(work / 'full.db').resolve()}",
                 early_stop={"enabled": False},
                 description=f"{study.get('description', '')} (every candidate to the full budget, no halving)")
-    paths = work / "halving.yaml", work / "full.yaml"
-    for path, data_ in zip(paths, (halving, full)):
+    kinds = lambda p: len(set(p) & {"M", "L", "*", "-"})  # noqa: E731  (block symbols of a compact pattern)
+    warm = sorted(patterns, key=kinds, reverse=True)[:2]  # two: a space of one choice searches nothing
+    warmup = {**full, "name": study["name"] + WARMUP_NAME_SUFFIX, "n_trials": len(warm),
+              "storage": f"sqlite:///{(work / 'warmup.db').resolve()}",
+              "space": {"pattern": {"choices": warm}},
+              "recipe": {**full["recipe"], "flops": float(full["recipe"]["flops"]) * WARMUP_SHARE},
+              "description": "the two candidates with the most block kinds, briefly: compiles and autotunes first"}
+    paths = work / "halving.yaml", work / "full.yaml", work / "warmup.yaml"
+    for path, data_ in zip(paths, (halving, full, warmup)):
         path.write_text(yaml.safe_dump(data_, sort_keys=False), encoding="utf-8")
     return paths
 
@@ -498,7 +512,7 @@ def _ci(ci) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("derive", help="write WORK/halving.yaml and WORK/full.yaml")
+    d = sub.add_parser("derive", help="write WORK/halving.yaml, WORK/full.yaml and WORK/warmup.yaml")
     d.add_argument("source", type=Path)
     d.add_argument("work", type=Path)
     d.add_argument("--smoke", action="store_true", help="tiny CPU proxy instead of the 100M one")

@@ -2,11 +2,11 @@
 
 The trial's run lives in its run folder beside the storage, named by the trial it re-runs when it is a retry, so a
 retried trial resumes from its last saved rung's checkpoint instead of starting again. At each rung but the last the
-rung's values are ranked against every result at that rung and the decision is stored once
-(archsearch.storage.rungs). An evaluator that trains in this process decides inside the run (training.Pauses): a
-stopped trial ends there with no checkpoint written, a promoted one trains on with the model still in memory,
-after saving a checkpoint when it has trained longer than `halving.checkpoint_min_s` since its last save. Otherwise (a data-parallel trial, a toy evaluator) the run stops with its checkpoint saved
-at each rung and a promoted trial resumes from it.
+rung's values are ranked against every result at that rung and the decision is stored once (archsearch.storage.rungs).
+An evaluator that trains in this process decides inside the run (training.Pauses): a stopped trial ends there with no
+checkpoint written, a promoted one trains on with the model still in memory, after saving a checkpoint when it has
+trained longer than `halving.checkpoint_min_s` since its last save. Otherwise (a data-parallel trial, a toy evaluator)
+the run stops with its checkpoint saved at each rung and a promoted trial resumes from it.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ MEASURED: tuple[Fp8Point, ...] = (
              "bench/specs/trial-d768.yaml", 32768),
     Fp8Point("h100", "trial-d768 Linear layers alone, 32,768 tokens/forward, compiled", 1125.2, 0.855,
              "bench/bench_fp8_gemm.py, bench/RESULTS.md 'fp8 per Linear shape' (H100, 2026-12-06): 63.94 vs "
-             "54.69 ms a forward + backward of the 41 converted layers", "bench/specs/trial-d768.yaml", 32768, layers_only=True),
+             "54.69 ms a forward + backward of the 41 converted layers", "bench/specs/trial-d768.yaml", 32768,
+             layers_only=True),
     Fp8Point("h100", "nemotron-h-1b, 16,384 tokens/step, compiled", 2803.2, 1.134,
              "bench/RESULTS.md, 'FP8 vs bf16, third session' (H100, 2026-11-24, commit 7b2f677): 77,807 vs "
              "68,603 tokens/s", "nemotron-h-1b", 16384),
@@ -135,6 +136,7 @@ def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_d
         return Fp8Decision(False, f"bf16: {where} <= {worst.intensity:.0f} of {worst.what}, where fp8 measured "
                                   f"{worst.speedup:.3g}x bf16 on the {worst.chip.upper()}, no gain "
                                   f"({worst.source})", intensity)
-    smallest = min((p for p in points if p.speedup >= GAIN and not p.layers_only), key=lambda p: p.intensity, default=None)
+    smallest = min((p for p in points if p.speedup >= GAIN and not p.layers_only), key=lambda p: p.intensity,
+                   default=None)
     beyond = f"; the smallest measured gain is at {smallest.intensity:.0f} ({smallest.what})" if smallest else ""
     return Fp8Decision(False, f"bf16: {where} is below every measured fp8 gain on this chip{beyond}", intensity)

@@ -119,3 +119,18 @@ def test_scaling_and_front():
     constant = report.Scale(["maximize"], [[0.0], [0.0]])
     assert constant([0.0]) == (0.0,)  # a constant objective: no division by zero
     assert report.front_of({"a": [1, 1], "b": [2, 2], "c": [0, 3]}) == ["a", "c"]
+
+
+def test_derive_writes_a_warmup_study_of_the_candidates_with_every_block_kind(tmp_path):
+    """bench/gpu/hybrid_study.sh runs it first, so that neither timed study pays the cold machine's compile and
+    autotune (2026-12-06: ~110 s in the first timed phase's first trial)."""
+    report = _report_module()
+    source = ROOT / "studies" / "hybrid-a10g.yaml"
+    halving_path, full_path, warmup_path = report.derive(source, tmp_path)
+    warmup, full = load_study(str(warmup_path)), load_study(str(full_path))
+    assert warmup.name == "hybrid-a10g-warmup" and warmup.file.n_trials == 2 and warmup.file.halving is None
+    assert warmup.file.storage == f"sqlite:///{(tmp_path / 'warmup.db').resolve()}"
+    assert warmup.file.recipe["flops"] == pytest.approx(full.file.recipe["flops"] / 100)
+    patterns = warmup.space.grid()["pattern.choice"]
+    assert len(patterns) == 2 and all({"M", "L", "*", "-"} <= set(p) for p in patterns)
+    assert set(patterns) <= set(report.distinct_patterns(source))
