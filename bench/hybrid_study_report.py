@@ -3,7 +3,7 @@
     python3 bench/hybrid_study_report.py derive studies/hybrid-a10g.yaml WORK [--smoke] [--flops F] [--data GLOB]
         WORK/halving.yaml (the study as shipped, its storage WORK/halving.db) and WORK/full.yaml (the same grid,
         name hybrid-a10g-full, no halving and no early stop: every candidate to the full budget, WORK/full.db),
-        and WORK/warmup.yaml (the two candidates with the most block kinds at 1% of the budget: run first, it warms the
+        and WORK/warmup.yaml (the two candidates with the most block kinds, 3 steps: run first, it warms the
         compile and autotune caches so that neither timed study pays a cold machine's start).
         Both list the generator grid's distinct patterns as `choices` (in the grid's order), one grid point each:
         archsearch reuses only a *completed* trial's result for a repeated candidate, so under halving a repeat of
@@ -38,7 +38,7 @@ import yaml
 
 FULL_NAME_SUFFIX = "-full"
 WARMUP_NAME_SUFFIX = "-warmup"
-WARMUP_SHARE = 0.01  # of a candidate's budget: a few steps, an evaluation and the recall probe, enough to compile
+WARMUP_STEPS = 3  # a first step (compile, autotune), timed steps, an evaluation and the recall probe at the end
 FIDELITY_CANDIDATES = 8  # issue 16: fidelity against 4x longer training for >= 8 candidates
 FRONT_CAP = 10  # a larger front is sampled (8 random) instead, or the fidelity phase outgrows its time
 REFERENCE = 1.1  # normalised reference point, each objective
@@ -82,8 +82,7 @@ def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None
            data: str | None = None, expand: bool = True, rungs: str | None = None,
            eval_every: int | float | None = None) -> tuple[Path, Path, Path]:
     """Write WORK/halving.yaml, WORK/full.yaml and WORK/warmup.yaml from the shipped study file; returns their
-    paths. The warm-up study trains the two candidates holding the most block kinds briefly (a share of the
-    budget), so that the compile and autotune caches are warm before either timed phase: without it the first
+    paths. The warm-up study trains the two candidates holding the most block kinds for a few steps, so that the compile and autotune caches are warm before either timed phase: without it the first
     phase alone paid a cold machine's ~110 s (2026-12-06) and the GPU-time comparison favoured the second."""
     study = yaml.safe_load(source.read_text(encoding="utf-8"))
     work.mkdir(parents=True, exist_ok=True)
@@ -112,10 +111,12 @@ def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None
                 description=f"{study.get('description', '')} (every candidate to the full budget, no halving)")
     kinds = lambda p: len(set(p) & {"M", "L", "*", "-"})  # noqa: E731  (block symbols of a compact pattern)
     warm = sorted(patterns, key=kinds, reverse=True)[:2]  # two: a space of one choice searches nothing
+    # a step count, not a share of the FLOPs budget: 1% of 2e14 buys no step of a 12-layer 100M candidate
+    recipe = {k: v for k, v in full["recipe"].items() if k not in ("steps", "tokens", "flops")}
     warmup = {**full, "name": study["name"] + WARMUP_NAME_SUFFIX, "n_trials": len(warm),
               "storage": f"sqlite:///{(work / 'warmup.db').resolve()}",
               "space": {"pattern": {"choices": warm}},
-              "recipe": {**full["recipe"], "flops": float(full["recipe"]["flops"]) * WARMUP_SHARE},
+              "recipe": {**recipe, "steps": WARMUP_STEPS, "eval_every": WARMUP_STEPS, "warmup": 1},
               "description": "the two candidates with the most block kinds, briefly: compiles and autotunes first"}
     paths = work / "halving.yaml", work / "full.yaml", work / "warmup.yaml"
     for path, data_ in zip(paths, (halving, full, warmup)):

@@ -138,5 +138,7 @@ def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_d
                                   f"({worst.source})", intensity)
     smallest = min((p for p in points if p.speedup >= GAIN and not p.layers_only), key=lambda p: p.intensity,
                    default=None)
-    beyond = f"; the smallest measured gain is at {smallest.intensity:.0f} ({smallest.what})" if smallest else ""
-    return Fp8Decision(False, f"bf16: {where} is below every measured fp8 gain on this chip{beyond}", intensity)
+    if smallest is None:  # layers-alone gains only: they leave the casts around the layers out
+        return Fp8Decision(False, f"bf16: {where}; no whole-step fp8 gain is measured on this chip", intensity)
+    return Fp8Decision(False, f"bf16: {where} is below every measured fp8 gain on this chip; the smallest is at "
+                              f"{smallest.intensity:.0f} ({smallest.what})", intensity)

@@ -63,7 +63,8 @@ def test_the_100m_trial_stays_bf16_and_the_1b_models_take_fp8_on_hopper():
         at_32k = decide_fp8(big, 32768, device)
         assert at_32k.use_fp8 and "2803" in at_32k.reason and "1.2x" not in at_32k.reason
         layers = tuple(p for p in MEASURED if p.layers_only)
-        assert not decide_fp8(big, 32768, device, table=layers).use_fp8  # layers-alone gains alone: no fp8
+        alone = decide_fp8(big, 32768, device, table=layers)  # layers-alone gains alone: no fp8, and it says so
+        assert not alone.use_fp8 and "no whole-step fp8 gain" in alone.reason and "below" not in alone.reason
     # the 1B model at a quarter of the tokens: below its measured point, so nothing shows fp8 gains there
     assert not decide_fp8(big, 1024, "NVIDIA H100 80GB HBM3").use_fp8
 
