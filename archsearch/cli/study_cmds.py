@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -75,8 +76,12 @@ def worker(file: str, storage: Optional[str] = typer.Option(None, help="default:
     the environment so that its password never shows on a command line."""
     from ..studies.launch import run_worker
 
+    from ..studies.launch import SPAWNED_ENV
+
+    # a worker of `study run --workers N` stays quiet on Ctrl-C, also while it starts: its parent says it once
     summary = _quiet_interrupt(lambda: run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout,
-                                                  prefix=prefix, seed_offset=seed_offset, as_name=as_name))
+                                                  prefix=prefix, seed_offset=seed_offset, as_name=as_name),
+                               announce=not os.environ.get(SPAWNED_ENV))
     if summary.interrupted:
         raise SystemExit(130)
 
@@ -149,9 +154,9 @@ def _print_summary(summary, objectives: list[str], url: str) -> None:
     print(f"export them:          archsearch results export --storage {redact(url)} --format csv")
 
 
-def _quiet_interrupt(run):
+def _quiet_interrupt(run, announce: bool = True):
     """Run `run()`; a Ctrl-C outside a trial (while loading, opening storage, starting workers) ends the command
-    with one line and exit status 130 instead of a traceback."""
+    with one line (none when not `announce`) and exit status 130 instead of a traceback."""
     default_hook = sys.unraisablehook
 
     def hook(unraisable):  # a Ctrl-C landing in a finalizer is dropped by Python; do not print its traceback
@@ -162,8 +167,9 @@ def _quiet_interrupt(run):
     try:
         return run()
     except KeyboardInterrupt:
-        print("\ninterrupted (Ctrl-C) outside a trial: finished trials are stored; run the same command to resume",
-              file=sys.stderr)
+        if announce:
+            print("\ninterrupted (Ctrl-C) outside a trial: finished trials are stored; run the same command to "
+                  "resume", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         sys.unraisablehook = default_hook

@@ -105,11 +105,15 @@ def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | N
     try:
         for i in range(workers):
             # Each worker in its own session: a terminal's Ctrl-C reaches only this process, which passes exactly
-            # one SIGINT on to each worker (a second one could cut a worker's own bookkeeping short).
-            procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
-                                                     "--seed-offset", str(seed_offset * workers + i)],
-                                          env={**envs[i], STORAGE_ENV: runner.url, SPAWNED_ENV: "1"},
-                                          start_new_session=True))
+            # one SIGINT on to each worker (a second one could cut a worker's own bookkeeping short). A worker
+            # starts with SIGINT ignored (inherited through exec), so a Ctrl-C while it imports and opens the
+            # study cannot end it with a traceback; run_worker takes SIGINT back before its first trial, and this
+            # process repeats its SIGINT until every worker has exited.
+            with _sigint_ignored():
+                procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
+                                                         "--seed-offset", str(seed_offset * workers + i)],
+                                              env={**envs[i], STORAGE_ENV: runner.url, SPAWNED_ENV: "1"},
+                                              start_new_session=True))
         for proc in procs:
             proc.wait()
     except KeyboardInterrupt:
@@ -161,6 +165,8 @@ def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_
                          live=False, worker_prefix=prefix, seed_offset=seed_offset,
                          announce_interrupt=not os.environ.get(SPAWNED_ENV))
     runner.open()
+    if os.environ.get(SPAWNED_ENV):  # started with SIGINT ignored (_run_workers): ready for Ctrl-C from here on
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         summary = runner.run()
         if summary.interrupted:  # the parent may repeat its SIGINT; this worker is done and only exits now
