@@ -82,8 +82,9 @@ def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None
            data: str | None = None, expand: bool = True, rungs: str | None = None,
            eval_every: int | float | None = None) -> tuple[Path, Path, Path]:
     """Write WORK/halving.yaml, WORK/full.yaml and WORK/warmup.yaml from the shipped study file; returns their
-    paths. The warm-up study trains the two candidates holding the most block kinds for a few steps, so that the compile and autotune caches are warm before either timed phase: without it the first
-    phase alone paid a cold machine's ~110 s (2026-12-06) and the GPU-time comparison favoured the second."""
+    paths. The warm-up study trains the two candidates holding the most block kinds for a few steps, so that the
+    compile and autotune caches are warm before either timed phase: without it the first phase alone paid a cold
+    machine's ~110 s (2026-12-06) and the GPU-time comparison favoured the second."""
     study = yaml.safe_load(source.read_text(encoding="utf-8"))
     work.mkdir(parents=True, exist_ok=True)
     patterns = distinct_patterns(source)
@@ -109,8 +110,8 @@ def derive(source: Path, work: Path, *, smoke: bool = False, flops: float | None
     full.update(name=study["name"] + FULL_NAME_SUFFIX, storage=f"sqlite:///{(work / 'full.db').resolve()}",
                 early_stop={"enabled": False},
                 description=f"{study.get('description', '')} (every candidate to the full budget, no halving)")
-    kinds = lambda p: len(set(p) & {"M", "L", "*", "-"})  # noqa: E731  (block symbols of a compact pattern)
-    warm = sorted(patterns, key=kinds, reverse=True)[:2]  # two: a space of one choice searches nothing
+    # the two patterns with the most block symbols (M, L, *, -): a space of one choice searches nothing
+    warm = sorted(patterns, key=lambda p: len(set(p) & {"M", "L", "*", "-"}), reverse=True)[:2]
     # a step count, not a share of the FLOPs budget: 1% of 2e14 buys no step of a 12-layer 100M candidate
     recipe = {k: v for k, v in full["recipe"].items() if k not in ("steps", "tokens", "flops")}
     warmup = {**full, "name": study["name"] + WARMUP_NAME_SUFFIX, "n_trials": len(warm),

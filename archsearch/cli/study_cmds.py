@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -74,14 +73,12 @@ def worker(file: str, storage: Optional[str] = typer.Option(None, help="default:
            as_name: Optional[str] = typer.Option(None, "--as")) -> None:
     """One worker process of `study run --workers K` (plain output); the parent passes the storage URL through
     the environment so that its password never shows on a command line."""
-    from ..studies.launch import run_worker
-
-    from ..studies.launch import SPAWNED_ENV
+    from ..studies.launch import run_worker, spawned_worker
 
     # a worker of `study run --workers N` stays quiet on Ctrl-C, also while it starts: its parent says it once
     summary = _quiet_interrupt(lambda: run_worker(file, storage=storage, n_trials=n_trials, timeout_s=timeout,
                                                   prefix=prefix, seed_offset=seed_offset, as_name=as_name),
-                               announce=not os.environ.get(SPAWNED_ENV))
+                               announce=not spawned_worker())
     if summary.interrupted:
         raise SystemExit(130)
 

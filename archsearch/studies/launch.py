@@ -37,6 +37,11 @@ STORAGE_ENV = "ARCHSEARCH_WORKER_STORAGE"  # how `study run --workers N` hands i
 SPAWNED_ENV = "ARCHSEARCH_SPAWNED_WORKER"  # set for a worker of `study run --workers N`: its parent reports Ctrl-C
 
 
+def spawned_worker() -> bool:
+    """Whether this process is a worker `study run --workers N` started (its parent reports Ctrl-C once)."""
+    return bool(os.environ.get(SPAWNED_ENV))
+
+
 def _silent(message: str) -> None:
     pass
 
@@ -163,9 +168,9 @@ def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_
     use_study_cache(url, study.name)  # a worker started by hand; one started by `study run` has it already
     runner = StudyRunner(study, _evaluator(study), storage=url, n_trials=n_trials, timeout_s=timeout_s,
                          live=False, worker_prefix=prefix, seed_offset=seed_offset,
-                         announce_interrupt=not os.environ.get(SPAWNED_ENV))
+                         announce_interrupt=not spawned_worker())
     runner.open()
-    if os.environ.get(SPAWNED_ENV):  # started with SIGINT ignored (_run_workers): ready for Ctrl-C from here on
+    if spawned_worker():  # started with SIGINT ignored (_run_workers): ready for Ctrl-C from here on
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         summary = runner.run()
