@@ -235,6 +235,36 @@ def conv1d_tiles(quick):
         triton_conv1d._tiles = chosen
 
 
+@guarded
+def conv1d_dy_layout(quick):
+    """Our conv's backward when dy's layout is not x's (a compiled step handed the trial's conv a contiguous dy for
+    a channel-last x): as given, and read across the layout (the kernel's layout match switched off)."""
+    from archsearch.kernels import triton_conv1d
+
+    b, d, l, k, row = 16, 3584, 2048, 4, 5144  # the 100M trial's xBC: a slice of the input projection's rows
+    w = torch.randn(d, k, device="cuda", requires_grad=True)
+    bias = torch.randn(d, device="cuda", requires_grad=True)
+    leaf = torch.randn(b, l, row, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+
+    def fn():
+        with K.force_backend("causal_conv1d", "triton"):
+            return K.causal_conv1d(leaf[..., :d].transpose(1, 2), w, bias, activation="silu")
+
+    y = fn()
+    matched = triton_conv1d._in_layout_of
+    for dy_layout, dy in [("channel-last", torch.randn_like(y)),
+                          ("contiguous", torch.randn(b, d, l, device="cuda", dtype=torch.bfloat16))]:
+        for how, helper in [("layout matched", matched), ("read across", lambda t, x: t)]:
+            if dy_layout == "channel-last" and how == "read across":
+                continue
+            triton_conv1d._in_layout_of = helper
+            try:
+                record(f"conv1d fwd+bwd b{b} d{d} L{l} x channel-last rows {row}, dy {dy_layout}", how,
+                       bench(lambda: fn().backward(dy), grad_to_none=[leaf, w, bias]), nbytes=5 * b * d * l * 2)
+            finally:
+                triton_conv1d._in_layout_of = matched
+
+
 def attn_flops(b, h, t, s, d, window):
     # visible (query, key) pairs, causal aligned to the end, with an optional window
     pairs = sum(min(window or s, s - t + i + 1) for i in range(t)) if t <= 8192 else None
@@ -394,8 +424,8 @@ def main():
         env["mamba_ssm"] = f"not importable: {e}"
     print(env, flush=True)
     print(K.format_report(), flush=True)
-    benches = dict(ceilings=ceilings, conv1d=conv1d, conv1d_tiles=conv1d_tiles, ssd=ssd, gated_norm=gated_norm, decode=decode,
-                   attention=attention)
+    benches = dict(ceilings=ceilings, conv1d=conv1d, conv1d_tiles=conv1d_tiles, conv1d_dy_layout=conv1d_dy_layout,
+                   ssd=ssd, gated_norm=gated_norm, decode=decode, attention=attention)
     for name, fn in benches.items():
         if (args.only and name not in args.only) or (not args.only and name == "conv1d_tiles"):  # a sweep: on request
             continue

@@ -3,8 +3,9 @@ conv, norms, attention, fused element-wise, optimizer ...) for bf16 and FP8 runs
 
 Usage (GPU machine, after `source bench/gpu/setup.sh`):
   python3 bench/profile_training.py --out DIR [--spec nemotron-h-1b --batch 4 --seq 4096 --precisions bf16,fp8]
-It runs archsearch.training's own step (prepare + Trainer.train_step: autocast, FP8 conversion, torch.compile,
-loss, clipping, fused AdamW), warms up, then records a few steps with torch.profiler. Output: a table per
+It runs archsearch.training's own step (prepare + Trainer.queue_step: autocast, FP8 conversion, torch.compile,
+loss, clipping, fused AdamW), warms up, times steps read one at a time and read one behind (as a run does),
+then records a few steps with torch.profiler. Output: a table per
 precision on stdout and profile_<spec>_<precision>.json (categories and the top kernels) in DIR.
 """
 
@@ -74,13 +75,12 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     warm_s = time.perf_counter() - started
     timed = time.perf_counter()
     for _ in range(args.steps):  # unprofiled timing first: the profiler adds host overhead
-        trainer.train_step()
+        trainer.train_step()  # each step's loss read before the next is queued (as runs did before 2026-12-06)
     synchronize()
-    step_ms = (time.perf_counter() - timed) / args.steps * 1e3
+    synced_ms = (time.perf_counter() - timed) / args.steps * 1e3
+    step_ms = pipelined_steps_ms(trainer, args.steps)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(args.steps):
-            trainer.train_step()
-        synchronize()
+        pipelined_steps_ms(trainer, args.steps)
     per_kernel = {name: us / args.steps / 1e3 for name, us in kernel_times(prof).items()}  # ms per step
     per_category: dict[str, float] = defaultdict(float)
     for name, ms in per_kernel.items():
@@ -88,11 +88,13 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     top = sorted(per_kernel.items(), key=lambda kv: -kv[1])[:args.top]
     tokens = args.batch * args.seq
     report = dict(precision=run.precision.label, fp8_layers=len(run.fp8_layers), step_ms=step_ms,
+                  synced_step_ms=synced_ms,
                   tokens_per_s=tokens / step_ms * 1e3, kernel_ms=sum(per_kernel.values()),
                   warmup_s=warm_s, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                   categories=dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
                   top=[dict(name=n[:160], ms=ms, category=category(n)) for n, ms in top])
     print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
+          f"(read one step behind, as run_to_end does; {synced_ms:.1f} ms reading each step before the next) "
           f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, warm-up {warm_s:.0f} s")
     for label, ms in report["categories"].items():
         print(f"  {label:28s} {ms:8.2f} ms  {100 * ms / step_ms:5.1f}%")
@@ -105,6 +107,20 @@ def profile_precision(spec, task, args, precision: str) -> dict:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     return report
+
+
+def pipelined_steps_ms(trainer: Trainer, steps: int) -> float:
+    """ms a step when each step's loss is read after the next is queued, as Trainer.run_to_end does."""
+    began = time.perf_counter()
+    waiting = None
+    for _ in range(steps):
+        queued = trainer.queue_step()
+        if waiting is not None:
+            waiting.read()
+        waiting = queued
+    waiting.read()
+    synchronize()
+    return (time.perf_counter() - began) / steps * 1e3
 
 
 def synchronize() -> None:

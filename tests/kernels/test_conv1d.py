@@ -135,17 +135,21 @@ def test_gpu_triton_handles_strided_input(d, l, init):
     want = run_with_grads(strided("reference"), inputs, upcast=True)
     assert_same_call(got, want, torch.bfloat16)
 
-    # a channel-last output gradient, as Mamba-2's backward hands it over: same values as the reference
-    grads = {}
-    for backend in ("triton", "reference"):
-        xbc = inputs["xbc"].clone().requires_grad_()
-        x = xbc[..., 64:64 + d].transpose(1, 2)
-        y, _ = conv(backend, "silu")(x=x, weight=inputs["weight"], bias=inputs["bias"],
-                                     initial_states=inputs.get("initial_states"))
-        if backend == "triton":
-            assert y.stride(1) == 1, f"output not channel-last: strides {y.stride()}"
-        dy = torch.randn(y.shape[0], y.shape[2], y.shape[1], device="cuda",
-                         generator=torch.Generator("cuda").manual_seed(7)).to(y.dtype).transpose(1, 2)
-        (grads[backend],) = torch.autograd.grad(y, x, dy)
-    assert grads["triton"].stride(1) == 1, f"input gradient not channel-last: strides {grads['triton'].stride()}"
-    assert_close(grads["triton"], grads["reference"], torch.bfloat16, "dx with a channel-last dy")
+    # the output gradient channel-last, as Mamba-2's eager backward hands it over, and (b, d, l)-contiguous, as a
+    # compiled step may: same values as the reference, the input gradient channel-last either way
+    for dy_layout in ("channel-last", "contiguous"):
+        grads = {}
+        for backend in ("triton", "reference"):
+            xbc = inputs["xbc"].clone().requires_grad_()
+            x = xbc[..., 64:64 + d].transpose(1, 2)
+            y, _ = conv(backend, "silu")(x=x, weight=inputs["weight"], bias=inputs["bias"],
+                                         initial_states=inputs.get("initial_states"))
+            if backend == "triton":
+                assert y.stride(1) == 1, f"output not channel-last: strides {y.stride()}"
+            dy = torch.randn(y.shape[0], y.shape[2], y.shape[1], device="cuda",
+                             generator=torch.Generator("cuda").manual_seed(7)).to(y.dtype).transpose(1, 2)
+            if dy_layout == "contiguous":
+                dy = dy.contiguous()
+            (grads[backend],) = torch.autograd.grad(y, x, dy)
+        assert grads["triton"].stride(1) == 1, f"input gradient not channel-last: strides {grads['triton'].stride()}"
+        assert_close(grads["triton"], grads["reference"], torch.bfloat16, f"dx with a {dy_layout} dy")

@@ -128,6 +128,62 @@ def test_non_finite_loss_stops_with_status_diverged(spec):
     assert result.reason.startswith("non-finite")
 
 
+def test_pipelined_steps_record_what_one_synchronous_step_at_a_time_gives(spec, tmp_path):
+    """run_to_end reads step k's loss after queueing step k+1; the curve, the evaluations and the checkpoint must
+    still be those of a loop that reads every step before the next (Trainer.train_step)."""
+    from archsearch.training.loop import Trainer
+    from archsearch.training.prepare import prepare
+
+    recipe = Recipe(steps=7, batch_size=4, seq_len=16, eval_every=3, log_every=1, checkpoint_every=5)
+    seen_by_callback = {}
+    result = train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "piped", progress=False, device="cpu",
+                   callback=lambda step, metrics: seen_by_callback.setdefault(step, metrics["val_loss"]))
+    run = prepare(spec, SMALL_MQAR, recipe, out_dir=None, device="cpu", resume=False)
+    trainer = Trainer(run, callback=None, progress=False)
+    losses, val_losses = [], {}
+    for step in range(1, 8):
+        losses.append(trainer.train_step()["loss"])
+        if step in (3, 6, 7):
+            val_losses[step] = trainer.evaluate()["val_loss"]
+        if step == 5:
+            weights_at_5 = {k: v.clone() for k, v in run.model.state_dict().items()}
+    assert [p["loss"] for p in result.curve if "loss" in p] == losses
+    assert [p["step"] for p in result.curve if "loss" in p] == list(range(1, 8))
+    assert seen_by_callback == val_losses
+    # the checkpoint written at step 5 (then overwritten at the end: resume from a copy made by a stop at 5)
+    stopped = tmp_path / "stopped"
+
+    def stop_at_5(step, metrics):
+        if step == 5:
+            raise TrainingStopped("at 5")
+
+    with pytest.raises(TrainingStopped):
+        train(spec, SMALL_MQAR, recipe.model_copy(update={"eval_every": 5}), out_dir=stopped, progress=False,
+              device="cpu", callback=stop_at_5)
+    saved = load_file(stopped / "model.safetensors")
+    assert json.loads((stopped / "state.json").read_text())["step"] == 5
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, weights_at_5[name]), name
+
+
+def test_divergence_is_recorded_at_the_step_whose_loss_was_not_finite(spec, monkeypatch):
+    from archsearch.training import loop
+
+    recipe = Recipe(steps=10, batch_size=4, seq_len=16, eval_every=10)
+    real_queue = loop.Trainer.queue_step
+
+    def nan_at_4(self):
+        queued = real_queue(self)
+        if queued.step == 4:
+            queued.loss = torch.tensor(float("nan"))
+        return queued
+
+    monkeypatch.setattr(loop.Trainer, "queue_step", nan_at_4)
+    result = train(spec, SMALL_MQAR, recipe, progress=False, device="cpu")
+    assert result.status == "diverged" and result.steps == 4
+    assert result.reason == "non-finite loss (nan) at step 4"
+
+
 @pytest.mark.parametrize("task, recipe, message", [
     (SMALL_MQAR, {"seq_len": 512}, "seq_len 512 is above the spec's max_context 256"),
     (TaskSpec(name="mqar", options={"seq_len": 300}), {}, "seq_len 300 is above the spec's max_context 256"),

@@ -22,7 +22,11 @@ class Batch:
     targets_BT: torch.Tensor  # int64 (B, T); IGNORE where the loss is masked
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(self.input_ids_BT.to(device, non_blocking=True), self.targets_BT.to(device, non_blocking=True))
+        if torch.device(device).type != "cuda":
+            return Batch(self.input_ids_BT.to(device), self.targets_BT.to(device))
+        # from pinned memory the copy is queued behind the running step instead of making the host wait for it
+        return Batch(*(t.pin_memory().to(device, non_blocking=True) if t.device.type == "cpu" else t.to(device)
+                       for t in (self.input_ids_BT, self.targets_BT)))
 
 
 class TaskOptions(BaseModel):
