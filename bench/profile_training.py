@@ -135,13 +135,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=4096)
     parser.add_argument("--warmup", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed and profiled steps (>= 1)")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--precisions", default="bf16,fp8")
     parser.add_argument("--fp8-recipe", default="tensorwise", choices=("tensorwise", "rowwise"))
     parser.add_argument("--eager", action="store_true")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps {args.steps}: allowed: an integer >= 1")
     for spec_name in args.spec.split(","):
         spec = load_spec(spec_name)
         # random tokens: the step's cost does not depend on the text

@@ -11,7 +11,8 @@ forward and backward. So what decides is the GEMM FLOPs per cast element,
 about d_model for square layers when M >> d_model: wide layers and many tokens a step gain, narrow ones do not
 (the casts cost more than the faster GEMM saves). A trial gets fp8 only when a measured point on the same chip
 with a gain beyond noise had an intensity no larger than the trial's (a larger intensity gains at least as much),
-and when no measured point without a gain had a larger intensity (a Linear-layers-alone point: see MEASURED).
+and when no measured point without a gain had a larger intensity (a layers-alone loss counts only where no
+whole-step gain is measured at or below its intensity: see MEASURED).
 
 MEASURED holds the points and where each comes from. `bench/bench_fp8_gemm.py` re-measures the per-layer
 crossover (bf16 vs torchao float8 forward + backward for a spec's Linear shapes at a tokens-per-step) and prints

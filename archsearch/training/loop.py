@@ -190,19 +190,19 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the run
     def run_to_end(self) -> TrainResult:
-        """Steps are pipelined: step k's loss is read once step k+1 is queued, so the device never idles while the
-        host reads a loss and prepares the next step (a sync per step left ~18% of a 100M trial's step idle on
-        the H100). Where something must see the weights of step k (evaluation, a pause, a checkpoint, the end),
-        step k is read before step k+1 is queued."""
+        """Steps are pipelined: step k's loss is read once step k+1 is queued, so the host prepares the next step
+        while the device runs this one (measured on the H100: 0.4-0.9% of a 100M trial's step, RESULTS.md; the
+        idle that remains lies inside the step). Where something must see the weights of step k (evaluation, a
+        pause, a checkpoint, the end), step k is read before step k+1 is queued."""
         recipe, total = self.recipe, self.total_steps
+        waiting: QueuedStep | None = None  # queued, not yet read
         try:
-            waiting: QueuedStep | None = None  # queued, not yet read
             while self.step < total:
                 began = time.perf_counter()
                 queued = self.queue_step()
                 if waiting is not None:
-                    self.complete(waiting)
-                    waiting = None
+                    previous, waiting = waiting, None
+                    self.complete(previous)
                 at_boundary = not self.warmed_up or self.boundary_due()
                 if at_boundary:
                     self.complete(queued)
@@ -225,9 +225,16 @@ class Trainer:
             if not self.metrics or self.curve[-1].get("step") != self.step:
                 self.evaluate_and_report()  # a resumed run that had nothing left to train
         except Diverged as err:
-            self.step = err.step  # a step queued after it is dropped with the run (nothing is saved)
+            # a step queued after it ran too (its weights are not rolled back: nothing is saved or scored)
+            self.step = err.step
             return self.finish("diverged", str(err))
         except Exception as err:  # a callback stopped the run (or something broke): record, then re-raise
+            if waiting is not None:  # the step before the one that broke: its curve point, or its divergence
+                try:
+                    self.complete(waiting)
+                except Diverged as diverged:
+                    self.step = diverged.step
+                    return self.finish("diverged", str(diverged))
             stopped = self.stopped_by_callback or isinstance(err, TrainingStopped)
             if stopped:  # between steps: weights and optimizer are consistent, so the run can resume
                 if getattr(err, "save_checkpoint", True):

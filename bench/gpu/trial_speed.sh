@@ -3,8 +3,8 @@
 #   R=$OUT; OUT=/tmp/ts bash bench/gpu/trial_speed.sh; tar czf $R/ts.tgz -C /tmp ts
 # 1 the 100M trial's compiled step at d768 (bench/specs/trial-d768.yaml, 16 x 2048 tokens): each step read before
 #   the next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
-# 2 the same at d1024 in bf16 and fp8 (the whole step, for precision: auto's table), 3 our conv's tiles at the
-#   trial's xBC layout (a 3584-wide slice of 5144-wide rows), 4 d512.
+# 2 the same at d1024 in bf16 and fp8 (the whole step, for precision: auto's table), 3 our conv's backward with dy
+#   in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide slice of 5144-wide rows), 4 d512.
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
 # an earlier call brought one back.
 set -u
@@ -26,7 +26,7 @@ phase d768 ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec benc
   --precisions bf16
 phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
   "${TRIAL[@]}" --precisions bf16,fp8
-phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles --conv-shape 16,3584,2048 \
-  --conv-row 5144
+phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_dy_layout conv1d_tiles \
+  --conv-shape 16,3584,2048 --conv-row 5144
 phase d512 ${D512_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \
   --precisions bf16

@@ -92,12 +92,15 @@ def test_chip_names():
 
 @settings(max_examples=60, deadline=None)
 @given(d_model=st.sampled_from([256, 512, 768, 1024, 2048, 4096]), t1=st.integers(512, 65536),
-       t2=st.integers(512, 65536), gain_at=st.floats(300, 6000), loss_at=st.floats(100, 6000))
-def test_more_tokens_never_turn_fp8_into_bf16(d_model, t1, t2, gain_at, loss_at):
-    """Intensity grows with the tokens per forward, and the rule is monotone in intensity: with any table, a
-    decision for fp8 at fewer tokens stays fp8 at more."""
+       t2=st.integers(512, 65536), gain_at=st.floats(300, 6000), loss_at=st.floats(100, 6000),
+       layers_at=st.floats(100, 6000), layers_speedup=st.floats(0.8, 1.3))
+def test_more_tokens_never_turn_fp8_into_bf16(d_model, t1, t2, gain_at, loss_at, layers_at, layers_speedup):
+    """Intensity grows with the tokens per forward, and the rule is monotone in intensity: with any table (a
+    whole-step gain, a whole-step loss, a layers-alone point), a decision for fp8 at fewer tokens stays fp8 at
+    more."""
     spec = _width(d_model)
-    table = (Fp8Point("h100", "gain", gain_at, GAIN + 0.1, "test"), Fp8Point("h100", "loss", loss_at, 1.0, "test"))
+    table = (Fp8Point("h100", "gain", gain_at, GAIN + 0.1, "test"), Fp8Point("h100", "loss", loss_at, 1.0, "test"),
+             Fp8Point("h200", "layers", layers_at, layers_speedup, "test", layers_only=True))
     low, high = sorted((t1, t2))
     assert linear_intensity(spec, low) <= linear_intensity(spec, high)
     if decide_fp8(spec, low, "NVIDIA H100", table=table).use_fp8:

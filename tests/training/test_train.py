@@ -183,6 +183,60 @@ def test_divergence_is_recorded_at_the_step_whose_loss_was_not_finite(spec, monk
     assert result.status == "diverged" and result.steps == 4
     assert result.reason == "non-finite loss (nan) at step 4"
 
+    # the step after it breaks while being queued (e.g. out of memory): the unread step's divergence is the record
+    def nan_at_4_then_broken(self):
+        if self.step == 4:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return nan_at_4(self)
+
+    monkeypatch.setattr(loop.Trainer, "queue_step", nan_at_4_then_broken)
+    result = train(spec, SMALL_MQAR, recipe, progress=False, device="cpu")
+    assert (result.status, result.steps, result.reason) == ("diverged", 4, "non-finite loss (nan) at step 4")
+
+
+def test_a_step_that_breaks_while_queued_keeps_the_step_before_it_in_the_curve(spec, tmp_path, monkeypatch):
+    from archsearch.training import loop
+
+    real_queue = loop.Trainer.queue_step
+
+    def broken_at_6(self):
+        if self.step == 5:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_queue(self)
+
+    monkeypatch.setattr(loop.Trainer, "queue_step", broken_at_6)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(spec, SMALL_MQAR, Recipe(steps=10, batch_size=4, seq_len=16, eval_every=10, log_every=1),
+              out_dir=tmp_path / "r", progress=False, device="cpu")
+    record = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert record["status"] == "failed" and "simulated" in record["reason"]
+    assert [p["step"] for p in record["curve"] if "loss" in p] == [1, 2, 3, 4, 5]
+
+
+def test_a_checkpoint_between_evaluations_holds_the_weights_of_its_step(spec, tmp_path, monkeypatch):
+    """checkpoint_every alone makes a step a boundary: what is saved there is that step's model, not the next's."""
+    from archsearch.training import checkpoint
+    from archsearch.training.loop import Trainer
+    from archsearch.training.prepare import prepare
+
+    recipe = Recipe(steps=6, batch_size=4, seq_len=16, eval_every=6, checkpoint_every=4)
+    saved = {}
+    real_save = checkpoint.save_checkpoint
+
+    def capture(out_dir, model, optimizer, state):
+        saved[state["step"]] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_save(out_dir, model, optimizer, state)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", capture)
+    train(spec, SMALL_MQAR, recipe, out_dir=tmp_path / "r", progress=False, device="cpu")
+    run = prepare(spec, SMALL_MQAR, recipe, out_dir=None, device="cpu", resume=False)
+    trainer = Trainer(run, callback=None, progress=False)
+    for _ in range(4):
+        trainer.train_step()
+    assert sorted(saved) == [4, 6]
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(saved[4][name], tensor), name
+
 
 @pytest.mark.parametrize("task, recipe, message", [
     (SMALL_MQAR, {"seq_len": 512}, "seq_len 512 is above the spec's max_context 256"),
