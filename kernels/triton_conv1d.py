@@ -16,6 +16,7 @@ The gradient of initial_states touches only k-1 columns and is done in torch.
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -153,6 +154,11 @@ def _in_layout_of(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2).contiguous().transpose(1, 2) if _channel_last(x) else t.contiguous()
 
 
+def _on_device_of(x: torch.Tensor):
+    """Launch on x's GPU; CPU tensors only reach here under Triton's interpreter (TRITON_INTERPRET=1, tests)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def _strides3(t):
     return (t.stride(0), t.stride(1), t.stride(2)) if t is not None else (0, 0, 0)
 
@@ -165,7 +171,7 @@ class _CausalConv1dFn(torch.autograd.Function):
         y = _empty_in_layout_of(x)
         tiles = _tiles("fwd", d, l, _channel_last(x))
         grid = (triton.cdiv(l, tiles.block_l), triton.cdiv(d, tiles.block_d), b)
-        with torch.cuda.device(x.device):
+        with _on_device_of(x):
             _conv_fwd_kernel[grid](
                 x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
                 y, d, l, *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states),
@@ -188,7 +194,7 @@ class _CausalConv1dFn(torch.autograd.Function):
         dpre, dx = _empty_in_layout_of(x), _empty_in_layout_of(x)
         dw_part = torch.empty((b * n_lblocks, d, k), dtype=torch.float32, device=x.device)
         db_part = torch.empty((b * n_lblocks, d), dtype=torch.float32, device=x.device) if bias is not None else None
-        with torch.cuda.device(x.device):
+        with _on_device_of(x):
             _conv_bwd_dpre_kernel[(n_lblocks, triton.cdiv(d, tiles.block_d), b)](
                 x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
                 dy, dpre, dw_part, db_part if db_part is not None else dw_part, d, l, n_lblocks,

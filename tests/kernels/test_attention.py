@@ -63,7 +63,9 @@ def attend(backend, **opts):
 def test_naive_matches_oracle(b, hq, hkv, t, s, d, causal, window, softcap):
     inputs = make_inputs(b, hq, hkv, t, s, d)
     got = K.attention_reference(**inputs, causal=causal, window=window, softcap=softcap)
-    assert_close(got, oracle(**inputs, causal=causal, window=window, softcap=softcap), torch.float32, "out")
+    # float32 against float64: the same inputs gave 1.26e-05 in some runs and less in others (the CPU's threaded
+    # reductions vary), so the bound is 3e-05, not float32's usual 1e-05
+    assert_close(got, oracle(**inputs, causal=causal, window=window, softcap=softcap), torch.float32, "out", tol=3e-5)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "flex", None], ids=["sdpa", "flex", "default"])
