@@ -4,10 +4,12 @@
 # 0 the conv's GPU parity tests (after a kernel change, before any timing)
 # 1 the 100M trial's compiled step at d768 (bench/specs/trial-d768.yaml, 16 x 2048 tokens): each step read before
 #   the next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
-# 2 the same at d1024 in bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table), 3 our conv's backward with dy
-#   in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide slice of 5144-wide rows), 4 d512.
+# 2 the same at d1024 in bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table)
+# 3 our conv's backward with dy in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide slice
+#   of 5144-wide rows), 4 d512.
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
-# an earlier call brought one back.
+# an earlier call brought one back (the whole /tmp/triton-cache of a compress_finetune.sh run is over the 16 MiB a
+# file may have to come back: bring only what a run needs).
 set -u
 OUT=${OUT:?set OUT to the folder whose files come back}
 mkdir -p "$OUT"
