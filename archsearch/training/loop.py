@@ -218,23 +218,20 @@ class Trainer:
                 self.warmed_up = True
                 if not at_boundary:
                     continue
-                if self.step % self.budget.eval_every == 0 or self.step == total or self.pause_due():
+                if self.evaluation_due():
                     self.evaluate_and_report()
                 if self.checkpoint_due():
                     self.save()
             if not self.metrics or self.curve[-1].get("step") != self.step:
                 self.evaluate_and_report()  # a resumed run that had nothing left to train
         except Diverged as err:
-            # a step queued after it ran too (its weights are not rolled back: nothing is saved or scored)
-            self.step = err.step
-            return self.finish("diverged", str(err))
+            return self.diverged(err)
         except Exception as err:  # a callback stopped the run (or something broke): record, then re-raise
             if waiting is not None:  # the step before the one that broke: its curve point, or its divergence
                 try:
                     self.complete(waiting)
                 except Diverged as diverged:
-                    self.step = diverged.step
-                    return self.finish("diverged", str(diverged))
+                    return self.diverged(diverged)
             stopped = self.stopped_by_callback or isinstance(err, TrainingStopped)
             if stopped:  # between steps: weights and optimizer are consistent, so the run can resume
                 if getattr(err, "save_checkpoint", True):
@@ -279,11 +276,18 @@ class Trainer:
         if queued.step % self.recipe.log_every == 0 or queued.step in (1, self.total_steps):
             self.curve.append({**self.seen(queued.step), **point})
 
+    def diverged(self, err: Diverged) -> TrainResult:
+        # a step queued after it ran too (its weights are not rolled back: nothing is saved or scored)
+        self.step = err.step
+        return self.finish("diverged", str(err))
+
     def boundary_due(self) -> bool:
-        """Whether something at this step must see its weights: evaluation, a pause, a checkpoint or the end."""
-        step = self.step
-        return step == self.total_steps or step % self.budget.eval_every == 0 or self.pause_due() \
-            or self.checkpoint_due()
+        """Whether something at this step must see its weights: evaluation (a pause and the end evaluate too) or a
+        checkpoint."""
+        return self.evaluation_due() or self.checkpoint_due()
+
+    def evaluation_due(self) -> bool:
+        return self.step % self.budget.eval_every == 0 or self.step == self.total_steps or self.pause_due()
 
     def checkpoint_due(self) -> bool:
         every = self.recipe.checkpoint_every
