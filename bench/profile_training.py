@@ -73,6 +73,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
         trainer.train_step()
     synchronize()
     warm_s = time.perf_counter() - started
+    breaks = compile_breaks()
     timed = time.perf_counter()
     for _ in range(args.steps):  # unprofiled timing first: the profiler adds host overhead
         trainer.train_step()  # each step's loss read before the next is queued (as runs did before 2026-12-06)
@@ -90,12 +91,15 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     report = dict(precision=run.precision.label, fp8_layers=len(run.fp8_layers), step_ms=step_ms,
                   synced_step_ms=synced_ms,
                   tokens_per_s=tokens / step_ms * 1e3, kernel_ms=sum(per_kernel.values()),
-                  warmup_s=warm_s, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+                  warmup_s=warm_s, graph_breaks=breaks, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                   categories=dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
                   top=[dict(name=n[:160], ms=ms, category=category(n)) for n, ms in top])
     print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
           f"(read one step behind, as run_to_end does; {synced_ms:.1f} ms reading each step before the next) "
           f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, warm-up {warm_s:.0f} s")
+    print(f"  compiled graphs {breaks['graphs']}, graph breaks {breaks['total']}")
+    for reason, count in breaks["reasons"].items():
+        print(f"    {count:4d} x {reason}")
     for label, ms in report["categories"].items():
         print(f"  {label:28s} {ms:8.2f} ms  {100 * ms / step_ms:5.1f}%")
     print("  top kernels:")
@@ -103,10 +107,21 @@ def profile_precision(spec, task, args, precision: str) -> dict:
         print(f"    {row['ms']:7.2f} ms  [{row['category']}] {row['name'][:110]}")
     del trainer, run
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     return report
+
+
+def compile_breaks() -> dict:
+    """Dynamo's graph count and graph breaks so far (since the last torch._dynamo.reset()): each break is a
+    return to eager between compiled regions, i.e. host launches the step pays for."""
+    from torch._dynamo.utils import counters
+
+    reasons = {str(reason)[:200]: count for reason, count in counters["graph_break"].most_common(20)}
+    return dict(graphs=counters["stats"].get("unique_graphs", 0), total=sum(counters["graph_break"].values()),
+                reasons=reasons)
 
 
 def pipelined_steps_ms(trainer: Trainer, steps: int) -> float:
