@@ -1,7 +1,8 @@
 """Times each archsearch.kernels op and backend on a CUDA GPU; prints a table, writes JSON.
 
 Usage (GPU machine, after `source bench/gpu/setup.sh`): python3 bench/bench_kernels.py [--out DIR] [--quick]
-(the tile sweep at the 100M trial's conv: --only conv1d_tiles --conv-shape 16,3584,2048 --conv-row 5144)
+(the tile sweep at the 100M trial's conv: --only conv1d_tiles --conv-shape 16,3584,2048 --conv-row 5144;
+its scan per chunk size: --only ssd_chunks)
 Timing: triton.testing.do_bench median (device events, warm-up first); inputs are random, never zeros.
 Rates are compared with ceilings measured in the same run (bf16 8192^3 matmul, device-to-device copy) and
 with the project's recorded ones (686 TFLOP/s, 3.02 TB/s).
@@ -265,6 +266,35 @@ def conv1d_dy_layout(quick):
                 triton_conv1d._in_layout_of = matched
 
 
+@guarded
+def ssd_chunks(quick):
+    """mamba-ssm's scan at the 100M trial's shape and layout for each chunk size (the output is the same up to
+    rounding; the chunk size moves work between the within-chunk matrices (b c g Q Q, float32) and the chunk states
+    (b c h p n, float32)): x, B and C are views of the conv's (b, l, 3584) output, dt a column slice of the input
+    projection's 5144-wide rows, as Mamba2Mixer.forward passes them."""
+    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+
+    b, l, h, p, g, n = 16, 2048, 24, 64, 8, 128
+    xbc = torch.randn(b, l, h * p + 2 * g * n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    zxbcdt = torch.randn(b, l, 5144, device="cuda", dtype=torch.bfloat16)
+    dt_leaf = (zxbcdt * 0.5).requires_grad_(True)
+    A = (-torch.empty(h, device="cuda").uniform_(1, 16)).requires_grad_(True)
+    D = torch.randn(h, device="cuda", requires_grad=True)
+    dt_bias = (torch.rand(h, device="cuda") - 4).requires_grad_(True)
+    params = [xbc, dt_leaf, A, D, dt_bias]
+    for q in (64, 128, 256):
+        def fn(q=q):
+            x, B, C = xbc.split([h * p, g * n, g * n], dim=-1)
+            return mamba_chunk_scan_combined(x.reshape(b, l, h, p), dt_leaf[..., -h:], A, B.reshape(b, l, g, n),
+                                             C.reshape(b, l, g, n), q, D=D, dt_bias=dt_bias, dt_softplus=True)
+
+        shape = f"b{b} L{l} h{h} p{p} g{g} n{n} trial layout chunk{q} bf16"
+        flops = ssd_flops(b, l, h, p, g, n, q)
+        with torch.no_grad():
+            record("ssd fwd " + shape, "mamba_ssm", bench(fn), flops=flops)
+        record("ssd fwd+bwd " + shape, "mamba_ssm", bench(fwd_bwd(fn, params), grad_to_none=params), flops=3 * flops)
+
+
 def attn_flops(b, h, t, s, d, window):
     # visible (query, key) pairs, causal aligned to the end, with an optional window
     pairs = sum(min(window or s, s - t + i + 1) for i in range(t)) if t <= 8192 else None
@@ -425,9 +455,10 @@ def main():
     print(env, flush=True)
     print(K.format_report(), flush=True)
     benches = dict(ceilings=ceilings, conv1d=conv1d, conv1d_tiles=conv1d_tiles, conv1d_dy_layout=conv1d_dy_layout,
-                   ssd=ssd, gated_norm=gated_norm, decode=decode, attention=attention)
+                   ssd=ssd, ssd_chunks=ssd_chunks, gated_norm=gated_norm, decode=decode, attention=attention)
     for name, fn in benches.items():
-        if (args.only and name not in args.only) or (not args.only and name == "conv1d_tiles"):  # a sweep: on request
+        sweep = name in ("conv1d_tiles", "ssd_chunks")  # run only on request
+        if (args.only and name not in args.only) or (not args.only and sweep):
             continue
         t0 = time.time()
         fn(args.quick) if name != "ceilings" else fn()

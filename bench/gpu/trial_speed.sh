@@ -6,7 +6,7 @@
 #   the next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # 2 the same at d1024 in bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table)
 # 3 our conv's backward with dy in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide slice
-#   of 5144-wide rows), 4 d512.
+#   of 5144-wide rows), mamba-ssm's scan per chunk size at the trial's shape, 4 d512.
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
 # an earlier call brought one back (the whole /tmp/triton-cache of a compress_finetune.sh run is over the 16 MiB a
 # file may have to come back: bring only what a run needs).
@@ -32,5 +32,6 @@ phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec be
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_dy_layout conv1d_tiles \
   --conv-shape 16,3584,2048 --conv-row 5144
+phase ssd ${SSD_S:-120} $PY bench/bench_kernels.py --out "$OUT/ssd" --only ssd_chunks
 phase d512 ${D512_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \
   --precisions bf16
