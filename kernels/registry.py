@@ -64,15 +64,26 @@ class Op:
 
 _OPS: dict[str, Op] = {}
 _forced: dict[str, str] = {}  # set by force_backend(); wins over the environment
-# Every registered op ("": not used yet), for the reason given for _scope below: a graph's replayed write must not
-# change the dict's length, or the first compiled call of a process (empty record) recompiles at the second.
-_used: dict[str, str] = {}
+
+
+class _Choice:
+    """One op's recorded backend ("": none yet): a cell, never rebound. A compiled graph replays its write into the
+    cell and dynamo guards only on the cell's identity; a write into a shared dict of names made it guard on every
+    other op's name too, so a layer compiled before another op first ran recompiled at its second call."""
+
+    __slots__ = ("name",)
+
+    def __init__(self) -> None:
+        self.name = ""
+
+
+# Every registered op, recorded process-wide (reset_backends_used clears the names, never the cells).
+_used: dict[str, _Choice] = {}
 _notes: dict[str, str] = {}  # op -> how the last call that needed it was adapted (e.g. split into sub-batches)
-# The innermost open recording()'s own choices. Fixed objects, only mutated (never rebound), so the hot path is one
-# more dict assignment and a compiled graph's replayed write reaches whichever scope is open when it runs. _scope
-# holds every registered op ("": not chosen), so its length stays put: dynamo guards on the length of a dict a
-# graph writes, and a block that started empty would recompile every compiled graph at its first kernel calls.
-_scope: dict[str, str] = {}
+# The innermost open recording()'s own choices, a cell per registered op like _used: only the names change, so the
+# hot path is one more attribute write and a compiled graph's replayed write reaches whichever scope is open when it
+# runs.
+_scope: dict[str, _Choice] = {}
 _scope_notes: dict[str, str] = {}
 _scopes: list[BackendRecord] = []  # the open recording() blocks, outermost first
 _logged: set[tuple] = set()
@@ -90,7 +101,8 @@ def _accept_all(**_: Any) -> Refusal:
 
 def register_op(name: str, doc: str, default_call: Callable[[], dict[str, Any]]) -> None:
     _OPS.setdefault(name, Op(name, doc, default_call))
-    _used.setdefault(name, "")
+    _used.setdefault(name, _Choice())
+    _scope.setdefault(name, _Choice())
 
 
 def register_backend(
@@ -267,8 +279,8 @@ def backend_fn(op: str, call_items: tuple) -> Callable[..., Any]:
     `tuple(sorted(call_info.items()))`), recorded in `backends_used()`. The ops' hot path: they build the items
     in sorted order and call the backend with plain positional arguments, so no dict is sorted or re-packed."""
     name = _chosen_name(op, call_items)
-    _used[op] = name
-    _scope[op] = name
+    _used[op].name = name
+    _scope[op].name = name
     return _OPS[op].backends[name].fn
 
 
@@ -279,32 +291,28 @@ def run(op: str, call_info: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
 
 def backends_used() -> dict[str, str]:
     """{op: backend} of the calls that actually ran since the last reset (the last backend per op)."""
-    return {op: name for op, name in _used.items() if name}
+    return {op: choice.name for op, choice in _used.items() if choice.name}
 
 
 def reset_backends_used() -> None:
     """Clear the process-wide record (open `recording()` blocks keep theirs)."""
     with _lock:
-        for op in _used:
-            _used[op] = ""
+        for choice in _used.values():
+            choice.name = ""
         _notes.clear()
         if not _scopes:
             _set_scope({}, {})
 
 
 def _set_scope(backends: dict[str, str], notes: dict[str, str]) -> None:
-    for op in _OPS:
-        _scope[op] = ""
-    for op in list(_scope):
-        if op not in _OPS:
-            del _scope[op]
-    _scope.update(backends)
+    for op, choice in _scope.items():
+        choice.name = backends.get(op, "")
     _scope_notes.clear()
     _scope_notes.update(notes)
 
 
 def _scope_backends() -> dict[str, str]:
-    return {op: name for op, name in _scope.items() if name}
+    return {op: choice.name for op, choice in _scope.items() if choice.name}
 
 
 class BackendRecord(Mapping):

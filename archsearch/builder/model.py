@@ -49,8 +49,13 @@ class HybridLM(nn.Module):
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, input_ids_BT: torch.Tensor) -> torch.Tensor:
         """Logits (b, t, vocab) of a whole sequence, no cache."""
+        return self.forward_through(input_ids_BT, self.layers)
+
+    def forward_through(self, input_ids_BT: torch.Tensor, layers) -> torch.Tensor:
+        """`forward` with `layers` (one callable per layer, e.g. each layer compiled on its own) in place of
+        self.layers."""
         x_BTD = self.embedding(input_ids_BT)
-        for layer in self.layers:
+        for layer in layers:
             x_BTD = layer(x_BTD)
         return self.lm_head(self.final_norm(x_BTD))
 

@@ -20,7 +20,7 @@ from archsearch.spec import ModelSpec
 
 from . import checkpoint
 from .budget import Budget, resolve_budget
-from .compile_session import compile_model, program_of, signature
+from .compile_session import compile_layers, compile_model, fp8_within, layer_program, program_of, signature
 from .distill import Teacher, check_teacher, held_teacher, load_teacher
 from .distributed import SINGLE, Parallel
 from .fp8 import Fp8Converter, convert_model
@@ -129,6 +129,26 @@ def load_start_weights(model: nn.Module, weights: Mapping[str, torch.Tensor]) ->
         raise UserError(f"init_weights do not fit the spec's model: {str(err)[:400]}") from None
 
 
+def compiled_forward(model: nn.Module, spec: ModelSpec, recipe: Recipe, plan: PrecisionPlan, fp8_layers: list[str],
+                     seq_len: int, device: torch.device, parallel: Parallel,
+                     teacher: bool) -> tuple[nn.Module, dict[str, Any] | None]:
+    """What a step runs: the model (DDP-wrapped when data-parallel), compiled as the recipe says, and the compile
+    record. Layers are compiled inside DDP's wrapper, the whole model outside it."""
+    shapes = dict(rows=recipe.batch_size // parallel.world_size, seq_len=seq_len, precision=plan.name,
+                  fp8_backend=plan.fp8_backend, fp8_recipe=recipe.fp8_recipe, device=str(device),
+                  world_size=parallel.world_size)
+    if recipe.compile_scope == "layers":
+        keys = [signature(layer=layer_program(spec, layer.symbol), fp8_layers=fp8_within(fp8_layers, layer.index),
+                          **shapes) for layer in spec.layers]
+        forward, info = compile_layers(model, keys)
+        return parallel.wrap(forward, device), info
+    forward = parallel.wrap(model, device)
+    if recipe.compile_scope == "model":
+        return compile_model(forward, signature(spec=program_of(spec), fp8_layers=fp8_layers, teacher=teacher,
+                                                **shapes))
+    return forward, None
+
+
 def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe | None, *, out_dir: Path | None,
             device: str | None, resume: bool, parallel: Parallel = SINGLE, teacher_model: nn.Module | None = None,
             init_weights: Mapping[str, torch.Tensor] | None = None) -> Prepared:
@@ -191,12 +211,7 @@ def prepare(spec: ModelSpec | None, task: TaskSpec | str | None, recipe: Recipe 
         teacher = held_teacher(recipe.distill, teacher_spec, teacher_model, torch_device)
     elif teacher_spec is not None:
         teacher = load_teacher(recipe.distill, teacher_spec, torch_device)
-    forward = parallel.wrap(model, torch_device)
-    compile_info = None
-    if recipe.compile:
-        forward, compile_info = compile_model(forward, signature(
-            spec=program_of(spec), rows=recipe.batch_size // parallel.world_size, seq_len=task_obj.seq_len,
-            precision=plan.name, fp8_backend=plan.fp8_backend, fp8_recipe=recipe.fp8_recipe, fp8_layers=fp8_layers,
-            device=str(torch_device), world_size=parallel.world_size, teacher=teacher_spec is not None))
+    forward, compile_info = compiled_forward(model, spec, recipe, plan, fp8_layers, task_obj.seq_len, torch_device,
+                                             parallel, teacher=teacher_spec is not None)
     return Prepared(spec, task_spec, recipe, task_obj, torch_device, plan, model, forward, optimizer, converter,
                     fp8_layers, teacher, out, state, parallel, budget, compile_info, time.perf_counter() - started)

@@ -23,6 +23,7 @@ EvalBatches = Annotated[int, Field(ge=1, le=limits.MAX_EVAL_BATCHES)]
 Fp8MinDim = Annotated[int, Field(ge=1, le=limits.MAX_FP8_MIN_DIM)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]  # of the resolved run's steps (archsearch.training.budget)
 DEFAULT_STEPS = 200
+DEFAULT_COMPILE_SCOPE = "model"  # what `compile: true` means
 
 
 class Distillation(BaseModel):
@@ -70,7 +71,9 @@ class Recipe(BaseModel):
     fp8_recipe: Literal["tensorwise", "rowwise"] = "tensorwise"
     fp8_emulate: bool = False  # torchao's emulation (fp32 math with fp8 rounding): lets CPUs run the fp8 path
     fp8_min_dim: Fp8MinDim = 512  # Linear layers with a smaller in or out dimension stay in bf16 (too small to gain)
-    compile: bool = False
+    # torch.compile: true (= "model", the whole forward as one program) or "layers" (each residual layer on its
+    # own: one program per distinct layer serves every pattern; training/compile_session.py)
+    compile: bool | Literal["model", "layers"] = False
     # CPU intra-op threads; None: one for models under 5M parameters, torch's default otherwise (training/threads.py)
     cpu_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     eval_every: Steps | Fraction = 50  # steps, or a fraction of the run
@@ -124,6 +127,13 @@ class Recipe(BaseModel):
     def budget_kind(self) -> str:
         """How the length is given: "steps", "tokens" or "flops"."""
         return "tokens" if self.tokens is not None else "flops" if self.flops is not None else "steps"
+
+    @property
+    def compile_scope(self) -> str | None:
+        """None (eager), "model" or "layers"."""
+        if self.compile is False:
+            return None
+        return DEFAULT_COMPILE_SCOPE if self.compile is True else self.compile
 
     @property
     def tokens_per_step(self) -> int:

@@ -4,6 +4,7 @@
 # 0 the conv's GPU parity tests (after a kernel change, before any timing)
 # 1 the 100M trial's compiled step at d768 (bench/specs/trial-d768.yaml, 16 x 2048 tokens): each step read before
 #   the next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
+#   and with each layer compiled on its own (Recipe compile: layers)
 # 2 the same at d1024 in bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table)
 # 3 our conv's backward with dy in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide slice
 #   of 5144-wide rows), mamba-ssm's scan per chunk size at the trial's shape, 4 d512.
@@ -28,6 +29,8 @@ phase() {  # NAME CAP_S CMD...: stdout+stderr -> $OUT/NAME.log, one line in phas
 phase parity ${PARITY_S:-90} $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_conv1d.py
 phase d768 ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
+phase d768_layers ${D768L_S:-120} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --compile-scope layers
 phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_dy_layout conv1d_tiles \

@@ -43,7 +43,7 @@ def test_a_second_trial_of_the_same_shapes_compiles_nothing(counter):
     first = _run(spec)
     # once in train mode, once in eval mode; the first step's empty backend record no longer recompiles the second
     assert counter.frame_count == 2
-    assert first.extra["compile_info"] == {"seen_before": False, "dynamo_reset": False, "signatures_held": 1,
+    assert first.extra["compile_info"] == {"scope": "model", "seen_before": False, "dynamo_reset": False, "signatures_held": 1,
                                            "capacity": compile_session.capacity()}
     second = _run(spec, seed=1)  # new weights, same shapes
     assert counter.frame_count == 2
@@ -62,8 +62,21 @@ def test_a_second_trial_of_the_same_shapes_compiles_nothing(counter):
     assert counter.frame_count == 4
 
 
-def test_past_the_recompile_limit_a_new_shape_resets_dynamo_and_a_known_one_does_not(counter, monkeypatch):
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)  # room for one signature (train + eval)
+@pytest.fixture
+def recompile_limit():
+    """Sets dynamo's limit for one test. (monkeypatch's undo deletes the config entry: the module's attributes are
+    not in its __dict__.)"""
+    saved = torch._dynamo.config.recompile_limit
+
+    def set_limit(value: int) -> None:
+        torch._dynamo.config.recompile_limit = value
+
+    yield set_limit
+    torch._dynamo.config.recompile_limit = saved
+
+
+def test_past_the_recompile_limit_a_new_shape_resets_dynamo_and_a_known_one_does_not(counter, recompile_limit):
+    recompile_limit(2)  # room for one signature (train + eval)
     assert compile_session.capacity() == 1
     spec = _small()
     assert _run(spec).extra["compile_info"]["dynamo_reset"] is False
@@ -75,3 +88,59 @@ def test_past_the_recompile_limit_a_new_shape_resets_dynamo_and_a_known_one_does
     assert counter.frame_count == frames + 2  # compiled, not run eagerly past the limit
     back = _run(spec).extra["compile_info"]
     assert (back["seen_before"], back["dynamo_reset"]) == (False, True)
+
+
+def _run_layers(spec: ModelSpec, seed: int = 0):
+    recipe = RECIPE.model_copy(update={"seed": seed, "compile": "layers"})
+    return train(spec, TASK, recipe, progress=False, device="cpu")
+
+
+def test_layers_scope_compiles_each_distinct_layer_once_whatever_the_pattern(counter):
+    first = _run_layers(_small("M*"))
+    # two layer programs (the Mamba-2 layer, the attention layer), each in train and in eval mode
+    assert counter.frame_count == 4
+    assert first.extra["compile_info"] == {"scope": "layers", "seen_before": False, "dynamo_reset": False,
+                                           "layer_programs": 2, "new_layer_programs": 2, "signatures_held": 2,
+                                           "capacity": compile_session.capacity()}
+    # other patterns of the same layers: a whole-model compile would trace each anew, the layers scope nothing
+    for pattern in ("*M", "MM*M", "*"):
+        info = _run_layers(_small(pattern)).extra["compile_info"]
+        assert counter.frame_count == 4, pattern
+        assert (info["seen_before"], info["new_layer_programs"]) == (True, 0)
+    other = _run_layers(_small("M-*")).extra["compile_info"]  # the MLP layer is new: it alone compiles
+    assert counter.frame_count == 6 and (other["new_layer_programs"], other["signatures_held"]) == (1, 3)
+
+
+def test_layers_scope_trains_as_the_eager_model_does(counter):
+    spec = _small("M-*")
+    eager = train(spec, TASK, RECIPE.model_copy(update={"compile": False}), progress=False, device="cpu")
+    layers = _run_layers(spec)
+    assert counter.frame_count > 0
+    train_losses = [[p["loss"] for p in run.curve if "loss" in p] for run in (eager, layers)]
+    assert len(train_losses[0]) == 2 and train_losses[1] == pytest.approx(train_losses[0], rel=1e-5)
+    assert layers.metrics["val_loss"] == pytest.approx(eager.metrics["val_loss"], rel=1e-5)
+
+
+def test_one_model_with_more_layer_programs_than_fit_raises_the_recompile_limit(counter, recompile_limit):
+    recompile_limit(2)  # room for one layer program
+    info = _run_layers(_small("M-*")).extra["compile_info"]
+    assert info["recompile_limit_raised_to"] == 6 and info["layer_programs"] == 3
+    assert counter.frame_count == 6  # every layer compiled in both modes, none sent to eager by the limit
+    # a new program past the (raised) room resets dynamo first, as a new whole-model signature does
+    recompile_limit(6)
+    frames = counter.frame_count
+    again = _run_layers(_small("M-*")).extra["compile_info"]
+    assert (again["seen_before"], again["dynamo_reset"]) == (True, False) and counter.frame_count == frames
+    wider = _small("M-")
+    doc = wider.to_dict()
+    doc["blocks"]["-"] = {**doc["blocks"]["-"], "ffn_ratio": 2}  # a new MLP width: a new layer program
+    info = _run_layers(ModelSpec.model_validate(doc)).extra["compile_info"]
+    assert (info["new_layer_programs"], info["dynamo_reset"], info["signatures_held"]) == (1, True, 2)
+
+
+def test_recipe_compile_takes_a_scope_and_names_the_allowed_ones():
+    assert Recipe(compile=True).compile_scope == "model"
+    assert Recipe(compile="layers").compile_scope == "layers"
+    assert Recipe().compile_scope is None
+    with pytest.raises(ValueError, match="layers"):
+        Recipe(compile="layer")
