@@ -51,7 +51,7 @@ def study_document(name: str, args) -> dict:
         base, patterns = yaml.safe_load((REPO / args.base).read_text()), PATTERNS_100M
         task = {"name": "mqar", "options": {"vocab": base["vocab_size"], "n_pairs": 64}}
         recipe = {"steps": args.steps, "batch_size": args.batch, "seq_len": args.seq_len, "eval_every": args.steps,
-                  "eval_batches": 2, "compile": not args.eager, "warmup": 0.1}
+                  "eval_batches": 2, "compile": False if args.eager else args.compile_scope, "warmup": 0.1}
     # A grid of patterns x init scales: every trial a distinct candidate (a study never retrains a duplicate), and
     # each pattern's shapes trained several times (init.std changes no shape), so in-process reuse shows.
     stds = [round(0.01 + 0.005 * i, 4) for i in range(-(-args.trials // len(patterns)))]
@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="run the study this many times (fresh processes)")
     parser.add_argument("--cold-cache", action="store_true", help="start from an empty compile cache folder")
     parser.add_argument("--eager", action="store_true", help="recipe compile: false")
+    parser.add_argument("--compile-scope", default="model", choices=("model", "layers"),
+                        help="recipe compile: the whole model as one program, or each layer on its own")
     parser.add_argument("--smoke", action="store_true", help="CPU smoke test: a tiny spec, few steps (eager)")
     parser.add_argument("--compile", action="store_true", help="--smoke: compile too (inductor on CPU: slow)")
     parser.add_argument("--seed", type=int, default=0)

@@ -261,3 +261,10 @@ def test_train_values_of_any_length_are_refused_short(capsys, args, fragment):
     code, out, err = run(capsys, "train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--seq-len", "64", *args)
     assert_refused((code, out, err), fragment)
     assert len(err) < 1000 and "x" * 100 not in err and "9" * 100 not in err
+
+
+def test_train_compile_scopes_are_one_or_the_other(capsys):
+    code, out, err = run(capsys, "train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--compile",
+                         "--compile-layers")
+    assert_refused((code, out, err), "--compile and --compile-layers")
+    assert "--compile-layers (each layer on its own)" in err
