@@ -46,7 +46,7 @@ def study_document(name: str, args) -> dict:
         base, patterns = SMOKE_BASE, ["M-*-", "M-L-"]
         task = {"name": "mqar", "options": {"vocab": 64, "n_pairs": 4}}
         recipe = {"steps": args.steps, "batch_size": 4, "seq_len": 32, "eval_every": args.steps, "eval_batches": 1,
-                  "compile": args.compile}
+                  "compile": args.compile_scope if args.compile else False}
     else:
         base, patterns = yaml.safe_load((REPO / args.base).read_text()), PATTERNS_100M
         task = {"name": "mqar", "options": {"vocab": base["vocab_size"], "n_pairs": 64}}
@@ -131,7 +131,8 @@ def main() -> None:
     parser.add_argument("--compile-scope", default="model", choices=("model", "layers"),
                         help="recipe compile: the whole model as one program, or each layer on its own")
     parser.add_argument("--smoke", action="store_true", help="CPU smoke test: a tiny spec, few steps (eager)")
-    parser.add_argument("--compile", action="store_true", help="--smoke: compile too (inductor on CPU: slow)")
+    parser.add_argument("--compile", action="store_true",
+                        help="--smoke: compile too (inductor on CPU: slow), in --compile-scope")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", default=None, help="folder for the database and caches (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the reports here")

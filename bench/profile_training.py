@@ -23,6 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from archsearch.spec import load_spec
 from archsearch.training import Recipe, TaskSpec
+from archsearch.training import compile_session
 from archsearch.training.loop import Trainer
 from archsearch.training.prepare import prepare
 
@@ -106,7 +107,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     for row in report["top"]:
         print(f"    {row['ms']:7.2f} ms  [{row['category']}] {row['name'][:110]}")
     del trainer, run
-    torch._dynamo.reset()
+    compile_session.forget()  # dynamo's reset and the process's record of compiled signatures, together
     torch._dynamo.utils.counters.clear()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

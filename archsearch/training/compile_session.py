@@ -4,8 +4,8 @@ has the shapes of an earlier one reuses its compiled code, never compiling twice
 Two scopes (Recipe.compile): "model" compiles the whole forward as one program; "layers" compiles each residual
 layer on its own, so one program per distinct layer (block, widths, batch shape) serves every layer built of it
 and every pattern: a pattern search's new trial reuses the layers an earlier trial compiled, where "model" compiles
-each new pattern whole (about 70-90 s of inductor work per pattern for trial-d768 on a CPU, against 22 s once for
-its four layer kinds, then ~4 s for a new pattern in a fresh process with the caches warm). The price is the
+each new pattern whole (49-85 s of inductor work per pattern for trial-d768 on a CPU, against 38 s once for its
+four layer kinds and nothing for a later pattern of them; bench/RESULTS.md, 2026-12-06 sixth session). The price is the
 fusion across layer boundaries (one residual-stream read per layer) and a host call per layer.
 
 Dynamo keeps compiled code per Python code object (our model's `forward`, or ResidualLayer.forward for the
@@ -33,11 +33,23 @@ BACKEND: Any = "inductor"  # torch.compile's backend (tests count compiles with 
 SCOPES = ("model", "layers")
 _seen: dict[str, None] = {}  # whole-model signatures compiled since the last reset, oldest first
 _seen_layers: dict[str, None] = {}  # layer programs compiled since the last reset
+_limit_before_raise: int | None = None  # dynamo's limit before compile_layers raised it (forget() restores it)
+
+
+def _limit_name() -> str:
+    """The config entry of dynamo's per-code-object limit (renamed from cache_size_limit in torch 2.6)."""
+    return "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
 
 
 def recompile_limit() -> int:
-    config = torch._dynamo.config
-    return int(getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8)))
+    return int(getattr(torch._dynamo.config, _limit_name(), 8))
+
+
+def _raise_recompile_limit(value: int) -> None:
+    global _limit_before_raise
+    if _limit_before_raise is None:
+        _limit_before_raise = recompile_limit()
+    setattr(torch._dynamo.config, _limit_name(), value)
 
 
 def capacity() -> int:
@@ -109,15 +121,16 @@ def compile_layers(model: nn.Module, layer_keys: list[str]) -> tuple[nn.Module, 
     """LayerwiseCompiled(model); `layer_keys` holds each layer's program signature (layer_program), in layer order.
     Resets dynamo only when a program is new and no room is left. Returns the wrapper and what happened."""
     programs = list(dict.fromkeys(layer_keys))
+    raised = None
+    if len(programs) > capacity():  # one model alone: without room, its later layers would run eagerly
+        raised = ENTRIES_PER_SIGNATURE * len(programs)
+        _raise_recompile_limit(raised)
     new = [key for key in programs if key not in _seen_layers]
     reset = False
     if new and len(_seen_layers) + len(new) > capacity():
         _reset()
         reset = True
-    raised = None
-    if len(programs) > capacity():  # one model alone: without room, its later layers would run eagerly
-        raised = ENTRIES_PER_SIGNATURE * len(programs)
-        torch._dynamo.config.recompile_limit = raised
+        new = programs  # the reset dropped the held ones too: all of this model's programs compile
     for key in programs:
         _seen_layers[key] = None
     info = {"scope": "layers", "seen_before": not new, "dynamo_reset": reset, "layer_programs": len(programs),
@@ -134,5 +147,9 @@ def _reset() -> None:
 
 
 def forget() -> None:
-    """Reset dynamo and the signature record (tests)."""
+    """Reset dynamo and the signature record, and put back a recompile limit compile_layers raised (tests)."""
+    global _limit_before_raise
     _reset()
+    if _limit_before_raise is not None:
+        setattr(torch._dynamo.config, _limit_name(), _limit_before_raise)
+        _limit_before_raise = None

@@ -43,7 +43,7 @@ class Prepared:
     device: torch.device
     precision: PrecisionPlan
     model: nn.Module  # the module whose weights are saved (never the compiled wrapper)
-    forward: nn.Module  # what runs: `model`, or torch.compile(model)
+    forward: nn.Module  # what runs: `model` (DDP-wrapped when data-parallel), compiled whole or layer by layer
     optimizer: torch.optim.Optimizer
     converter: Fp8Converter | None
     fp8_layers: list[str]
@@ -52,7 +52,7 @@ class Prepared:
     state: dict[str, Any] = field(default_factory=dict)  # restored state.json (resume), else empty
     parallel: Parallel = SINGLE  # this process's rank in a data-parallel run
     budget: Budget | None = None  # the recipe's length resolved for this spec and seq_len
-    compile_info: dict[str, Any] | None = None  # compile_session.compile_model's record (compiled runs)
+    compile_info: dict[str, Any] | None = None  # compile_session's record of the compile (compiled runs)
     setup_s: float = 0.0  # prepare()'s own time: build, conversion, restore (compiling happens at the first step)
 
     def autocast(self) -> ContextManager:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from archsearch import limits
 from archsearch.errors import UserError
@@ -23,6 +24,8 @@ EvalBatches = Annotated[int, Field(ge=1, le=limits.MAX_EVAL_BATCHES)]
 Fp8MinDim = Annotated[int, Field(ge=1, le=limits.MAX_FP8_MIN_DIM)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]  # of the resolved run's steps (archsearch.training.budget)
 DEFAULT_STEPS = 200
+COMPILE_SCOPES = ("model", "layers")
+_BOOL = TypeAdapter(bool)
 DEFAULT_COMPILE_SCOPE = "model"  # what `compile: true` means
 
 
@@ -94,6 +97,19 @@ class Recipe(BaseModel):
             return None if value is None else parse(value, info.field_name)
         except UserError as err:
             raise ValueError(str(err)) from None
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_scope(cls, value):
+        # the union's own error names only its bool branch ("unable to interpret 'layer'")
+        if isinstance(value, str) and value in COMPILE_SCOPES:
+            return value
+        try:
+            return _BOOL.validate_python(value)  # true, "yes", 0, ... as a plain bool field takes them
+        except ValidationError:
+            pass
+        raise ValueError(f"compile {value!r} is not allowed; allowed: true (= {DEFAULT_COMPILE_SCOPE!r}), false, "
+                         f"{', '.join(repr(s) for s in COMPILE_SCOPES)}")
 
     @field_validator("warmup", "eval_every", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ def toy_op():
     registry._OPS.pop(name)
     registry._choice_cache.clear()
     registry._used.pop(name, None)
+    registry._scope.pop(name, None)
 
 
 def test_priority_then_refusal_fallback_with_logged_reason(toy_op, caplog):
