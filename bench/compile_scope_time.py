@@ -17,6 +17,7 @@ import torch
 from archsearch.builder import build
 from archsearch.spec import ModelSpec, load_spec
 from archsearch.training import compile_session
+from archsearch.training.recipe import COMPILE_SCOPES
 
 
 def step(forward, ids, device) -> float:
@@ -32,7 +33,7 @@ def step(forward, ids, device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scope", choices=compile_session.SCOPES)
+    parser.add_argument("scope", choices=COMPILE_SCOPES)
     parser.add_argument("patterns", nargs="+")
     parser.add_argument("--spec", default="bench/specs/trial-d768.yaml")
     parser.add_argument("--device", default="cpu")

@@ -25,6 +25,7 @@ from archsearch.spec import load_spec
 from archsearch.training import Recipe, TaskSpec
 from archsearch.training import compile_session
 from archsearch.training.loop import Trainer
+from archsearch.training.recipe import COMPILE_SCOPES
 from archsearch.training.prepare import prepare
 
 # first match wins; kernel names as CUDA reports them
@@ -66,7 +67,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     recipe = Recipe(steps=args.warmup + args.steps + 1, batch_size=args.batch, seq_len=args.seq, lr=3e-4,
                     min_lr=3e-5, warmup=2, precision=precision, require_fp8=precision == "fp8" and args.device != "cpu",
                     fp8_emulate=precision == "fp8" and args.device == "cpu",
-                    fp8_recipe=args.fp8_recipe, compile=False if args.eager else args.compile_scope, eval_every=10_000, seed=0)
+                    fp8_recipe=args.fp8_recipe, compile=args.compile, eval_every=10_000, seed=0)
     run = prepare(spec, task, recipe, out_dir=None, device=args.device, resume=False)
     trainer = Trainer(run, callback=None, progress=False)
     started = time.perf_counter()
@@ -156,12 +157,13 @@ def main() -> None:
     parser.add_argument("--precisions", default="bf16,fp8")
     parser.add_argument("--fp8-recipe", default="tensorwise", choices=("tensorwise", "rowwise"))
     parser.add_argument("--eager", action="store_true")
-    parser.add_argument("--compile-scope", default="model", choices=("model", "layers"),
+    parser.add_argument("--compile-scope", default="model", choices=COMPILE_SCOPES,
                         help="Recipe.compile: the whole forward as one program, or each residual layer on its own")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error(f"--steps {args.steps}: allowed: an integer >= 1")
+    args.compile = False if args.eager else args.compile_scope  # Recipe.compile
     for spec_name in args.spec.split(","):
         spec = load_spec(spec_name)
         # random tokens: the step's cost does not depend on the text
@@ -171,8 +173,8 @@ def main() -> None:
             report = profile_precision(spec, task, args, precision)
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
-                          compile=False if args.eager else args.compile_scope)
-            scope = "" if args.eager or args.compile_scope == "model" else f"_{args.compile_scope}"
+                          compile=args.compile)
+            scope = "" if args.compile in (False, "model") else f"_{args.compile}"
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]
         if "bf16" in steps and "fp8" in steps:

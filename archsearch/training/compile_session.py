@@ -30,7 +30,6 @@ from torch import nn
 ENTRIES_PER_SIGNATURE = 2  # the model's forward in train mode and in eval mode
 BACKEND: Any = "inductor"  # torch.compile's backend (tests count compiles with a counting backend)
 
-SCOPES = ("model", "layers")
 _seen: dict[str, None] = {}  # whole-model signatures compiled since the last reset, oldest first
 _seen_layers: dict[str, None] = {}  # layer programs compiled since the last reset
 _limit_before_raise: int | None = None  # dynamo's limit before compile_layers raised it (forget() restores it)

@@ -43,8 +43,8 @@ def test_a_second_trial_of_the_same_shapes_compiles_nothing(counter):
     first = _run(spec)
     # once in train mode, once in eval mode; the first step's empty backend record no longer recompiles the second
     assert counter.frame_count == 2
-    assert first.extra["compile_info"] == {"scope": "model", "seen_before": False, "dynamo_reset": False, "signatures_held": 1,
-                                           "capacity": compile_session.capacity()}
+    assert first.extra["compile_info"] == {"scope": "model", "seen_before": False, "dynamo_reset": False,
+                                           "signatures_held": 1, "capacity": compile_session.capacity()}
     second = _run(spec, seed=1)  # new weights, same shapes
     assert counter.frame_count == 2
     assert second.extra["compile_info"]["seen_before"] is True
