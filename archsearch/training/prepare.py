@@ -138,8 +138,9 @@ def compiled_forward(model: nn.Module, spec: ModelSpec, recipe: Recipe, plan: Pr
                   fp8_backend=plan.fp8_backend, fp8_recipe=recipe.fp8_recipe, device=str(device),
                   world_size=parallel.world_size)
     if recipe.compile_scope == "layers":
-        keys = [signature(layer=layer_program(spec, layer.symbol), fp8_layers=fp8_within(fp8_layers, layer.index),
-                          **shapes) for layer in spec.layers]
+        programs = {symbol: layer_program(spec, symbol) for symbol in spec.blocks}
+        keys = [signature(layer=programs[layer.symbol], fp8_layers=fp8_within(fp8_layers, layer.index), **shapes)
+                for layer in spec.layers]
         forward, info = compile_layers(model, keys)
         return parallel.wrap(forward, device), info
     forward = parallel.wrap(model, device)
