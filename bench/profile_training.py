@@ -159,11 +159,20 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true")
     parser.add_argument("--compile-scope", default="model", choices=COMPILE_SCOPES,
                         help="Recipe.compile: the whole forward as one program, or each residual layer on its own")
+    parser.add_argument("--cudagraphs", action="store_true",
+                        help="inductor's CUDA graphs around each compiled region (what torch.compile's "
+                             "mode='reduce-overhead' turns on): does replaying the step remove the host gaps?")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error(f"--steps {args.steps}: allowed: an integer >= 1")
     args.compile = False if args.eager else args.compile_scope  # Recipe.compile
+    if args.cudagraphs:
+        if args.eager:
+            parser.error("--cudagraphs needs a compiled step: drop --eager")
+        import torch._inductor.config as inductor_config
+
+        inductor_config.triton.cudagraphs = True
     for spec_name in args.spec.split(","):
         spec = load_spec(spec_name)
         # random tokens: the step's cost does not depend on the text
@@ -173,8 +182,9 @@ def main() -> None:
             report = profile_precision(spec, task, args, precision)
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
-                          compile=args.compile)
-            scope = "" if args.compile in (False, "model") else f"_{args.compile}"
+                          compile=args.compile, cudagraphs=args.cudagraphs)
+            scope = ("" if args.compile in (False, "model") else f"_{args.compile}") + \
+                ("_cudagraphs" if args.cudagraphs else "")
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]
         if "bf16" in steps and "fp8" in steps:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Issue 15 on one GPU call, after `source bench/gpu/setup.sh`:
 #   R=$OUT; OUT=/tmp/ts bash bench/gpu/trial_speed.sh; tar czf $R/ts.tgz -C /tmp ts
-# 0 the conv's GPU parity tests (after a kernel change, before any timing)
-# 1 the 100M trial's compiled step at d768 (bench/specs/trial-d768.yaml, 16 x 2048 tokens): each step read before
-#   the next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
-#   and with each layer compiled on its own (Recipe compile: layers)
-# 2 the same at d1024 in bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table)
-# 3 our conv's backward with dy in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide slice
-#   of 5144-wide rows), mamba-ssm's scan per chunk size at the trial's shape, 4 d512.
+# parity: the conv's GPU parity tests (after a kernel change, before any timing)
+# d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
+#   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
+# conv: our conv's backward with dy in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide
+#   slice of 5144-wide rows); ssd: mamba-ssm's scan per chunk size at the trial's shape
+# d768_layers: each layer compiled on its own (Recipe compile: layers); d768_graphs (not in the default PHASES):
+#   inductor's CUDA graphs around the compiled regions
+# d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
+# PHASES="d768 ssd" runs only those (default: every phase but d768_graphs).
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
 # an earlier call brought one back (the whole /tmp/triton-cache of a compress_finetune.sh run is over the 16 MiB a
 # file may have to come back: bring only what a run needs).
@@ -20,8 +22,10 @@ if [ -f .gpu/cache/triton.tgz ] && [ ! -d "$TRITON_CACHE_DIR" ]; then
   mkdir -p "$TRITON_CACHE_DIR" && tar xzf .gpu/cache/triton.tgz -C "$TRITON_CACHE_DIR" --strip-components=1
 fi
 TRIAL=(--batch 16 --seq 2048)
+PHASES=${PHASES:-parity d768 conv ssd d768_layers d1024 d512}  # which phases (run in the order below)
 phase() {  # NAME CAP_S CMD...: stdout+stderr -> $OUT/NAME.log, one line in phases.txt
   local name=$1 cap=$2; shift 2
+  [[ " $PHASES " == *" $name "* ]] || return 0
   local began; began=$(date +%s)
   timeout "$cap" "$@" >"$OUT/$name.log" 2>&1
   echo "$name rc=$? $(( $(date +%s) - began )) s" >>"$OUT/phases.txt"
@@ -29,12 +33,14 @@ phase() {  # NAME CAP_S CMD...: stdout+stderr -> $OUT/NAME.log, one line in phas
 phase parity ${PARITY_S:-90} $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_conv1d.py
 phase d768 ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
-phase d768_layers ${D768L_S:-120} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
-  "${TRIAL[@]}" --precisions bf16 --compile-scope layers
-phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
-  "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_dy_layout conv1d_tiles \
   --conv-shape 16,3584,2048 --conv-row 5144
 phase ssd ${SSD_S:-120} $PY bench/bench_kernels.py --out "$OUT/ssd" --only ssd_chunks
+phase d768_layers ${D768L_S:-120} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --compile-scope layers
+phase d768_graphs ${D768G_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --cudagraphs
+phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
+  "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase d512 ${D512_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \
   --precisions bf16
