@@ -180,3 +180,19 @@ def test_gated_norm_wrapper_splits_rows_as_before(monkeypatch, shape):
         y = gated_norm.gated_rms_norm_mamba_ssm(x, torch.empty(shape[-1], device="meta"), x)
     assert y.shape == x.shape
     assert kernel.batches == [min(step, shape[0] - i) for i in range(0, shape[0], step)]
+
+
+def test_optional_module_lookups_trace_without_a_graph_break():
+    # the fused backends look their module up inside compiled models; dynamo traced functools.cache's body
+    # (importlib, which it cannot trace): one graph break per fused call in the 100M trial's step on the H200
+    _optional.import_module("json")  # the registry's probe imports before any backend runs
+    _optional.import_mamba("mamba_ssm.ops.triton.ssd_combined")
+
+    def lookups(x):
+        module, _ = _optional.import_module("json")
+        mamba, _ = _optional.import_mamba("mamba_ssm.ops.triton.ssd_combined")
+        return x * len(module.__name__) + (0 if mamba is None else 1)
+
+    x = torch.ones(2)
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(lookups, fullgraph=True, backend="eager")(x), lookups(x))
