@@ -196,7 +196,7 @@ CONV_TILES_SHAPE = {"b": 4, "d": 4096 + 2 * 1024, "l": 4096, "row": 0}
 @guarded
 def conv1d_tiles(quick):
     """Our Triton conv's tile shapes per kernel and layout: what `triton_conv1d._tiles` should choose. Each row
-    changes one kernel's tiles ("fwd", "dpre" or "dx") and keeps the chosen ones for the others."""
+    changes one kernel's tiles ("fwd", "dpre_looped" or "dx") and keeps the chosen ones for the others."""
     from archsearch.kernels import triton_conv1d
 
     b, d, l, k = CONV_TILES_SHAPE["b"], CONV_TILES_SHAPE["d"], CONV_TILES_SHAPE["l"], 4
@@ -209,6 +209,10 @@ def conv1d_tiles(quick):
     chosen = triton_conv1d._tiles
     shapes = [(128, 16, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (32, 128, 4), (16, 256, 4), (64, 32, 4),
               (256, 16, 8), (64, 64, 8)]
+    # the looped dpre kernel (k <= 4): tiles and l-blocks per program (its per-tap accumulators want <= 8
+    # elements a thread)
+    looped = [(128, 16, 8, 16), (128, 16, 8, 4), (128, 16, 4, 16), (64, 16, 4, 16), (64, 32, 8, 8), (128, 32, 8, 8),
+              (32, 64, 8, 4), (256, 8, 8, 32), (16, 128, 8, 4), (16, 256, 8, 2), (32, 128, 8, 2)]
     try:
         for layout, leaf in [("channel-last", torch.randn(b, l, row, device="cuda", dtype=torch.bfloat16,
                                                           requires_grad=True)),
@@ -219,8 +223,8 @@ def conv1d_tiles(quick):
                 with K.force_backend("causal_conv1d", "triton"):
                     return K.causal_conv1d(x, w, bias, activation="silu")
 
-            for kernel in ("fwd", "dpre", "dx"):
-                for tiles in shapes:
+            for kernel in ("fwd", "dpre_looped", "dx"):
+                for tiles in (looped if kernel == "dpre_looped" else shapes):
                     triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles, kernel=kernel: (
                         triton_conv1d.Tiles(*t) if kern == kernel else chosen(kern, d_, l_, cl_))
                     rows = f" rows {row}" if layout == "channel-last" and row > d else ""
@@ -234,36 +238,6 @@ def conv1d_tiles(quick):
                                nbytes=5 * io)
     finally:
         triton_conv1d._tiles = chosen
-
-
-@guarded
-def conv1d_dy_layout(quick):
-    """Our conv's backward when dy's layout is not x's (a compiled step handed the trial's conv a contiguous dy for
-    a channel-last x): as given, and read across the layout (the kernel's layout match switched off)."""
-    from archsearch.kernels import triton_conv1d
-
-    b, d, l, k, row = 16, 3584, 2048, 4, 5144  # the 100M trial's xBC: a slice of the input projection's rows
-    w = torch.randn(d, k, device="cuda", requires_grad=True)
-    bias = torch.randn(d, device="cuda", requires_grad=True)
-    leaf = torch.randn(b, l, row, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-
-    def fn():
-        with K.force_backend("causal_conv1d", "triton"):
-            return K.causal_conv1d(leaf[..., :d].transpose(1, 2), w, bias, activation="silu")
-
-    y = fn()
-    matched = triton_conv1d._in_layout_of
-    for dy_layout, dy in [("channel-last", torch.randn_like(y)),
-                          ("contiguous", torch.randn(b, d, l, device="cuda", dtype=torch.bfloat16))]:
-        for how, helper in [("layout matched", matched), ("read across", lambda t, x: t)]:
-            if dy_layout == "channel-last" and how == "read across":
-                continue
-            triton_conv1d._in_layout_of = helper
-            try:
-                record(f"conv1d fwd+bwd b{b} d{d} L{l} x channel-last rows {row}, dy {dy_layout}", how,
-                       bench(lambda: fn().backward(dy), grad_to_none=[leaf, w, bias]), nbytes=5 * b * d * l * 2)
-            finally:
-                triton_conv1d._in_layout_of = matched
 
 
 @guarded
@@ -454,7 +428,7 @@ def main():
         env["mamba_ssm"] = f"not importable: {e}"
     print(env, flush=True)
     print(K.format_report(), flush=True)
-    benches = dict(ceilings=ceilings, conv1d=conv1d, conv1d_tiles=conv1d_tiles, conv1d_dy_layout=conv1d_dy_layout,
+    benches = dict(ceilings=ceilings, conv1d=conv1d, conv1d_tiles=conv1d_tiles,
                    ssd=ssd, ssd_chunks=ssd_chunks, gated_norm=gated_norm, decode=decode, attention=attention)
     for name, fn in benches.items():
         sweep = name in ("conv1d_tiles", "ssd_chunks")  # run only on request

@@ -8,9 +8,11 @@ the backward) work across the layout: about 18 ms of a 242 ms training step of t
 
 Forward: one program per (l-block, d-block, batch) tile computes y at BLOCK_L positions as k shifted loads.
 Backward, two passes: (1) dpre = dy * silu'(pre), the pre-activation recomputed from k shifted x tiles, stored
-in x's dtype, plus this tile's partial sums of dweight and dbias (reduced by torch: deterministic, no atomics);
-(2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps mirrored. A one-pass backward that kept the 2k-1
-shifted x tiles live to recompute pre at every shift was 1.2-1.6x slower at every tile shape tried on the H100.
+in x's dtype, plus partial sums of dweight and dbias (reduced by torch: deterministic, no atomics); for k <= 4
+each program walks several l-blocks with one accumulator per tap and sums over l once at its end (the per-block
+kernel, for wider convs, sums k + 1 times per block); (2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps
+mirrored. A one-pass backward that kept the 2k-1 shifted x tiles live to recompute pre at every shift was
+1.2-1.6x slower at every tile shape tried on the H100.
 The gradient of initial_states touches only k-1 columns and is done in torch.
 """
 
@@ -101,6 +103,69 @@ def _conv_bwd_dpre_kernel(X, W, BIAS, INIT, DY, DPRE, DW_PART, DB_PART, D, L, n_
 
 
 @triton.jit
+def _conv_bwd_dpre_looped_kernel(X, W, BIAS, INIT, DY, DPRE, DW_PART, DB_PART, D, L, n_groups,
+                                 sxb, sxd, sxl, swd, swk, sib, sid, sil, sgb, sgd, sgl, spb, spd, spl,
+                                 K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
+                                 BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, STEPS: tl.constexpr):
+    # pass 1 of 2 for K <= 4: as _conv_bwd_dpre_kernel, but each program walks STEPS l-blocks and keeps one
+    # element-wise accumulator per tap, so the cross-thread sums over l (and the partial rows they write) happen
+    # once per STEPS blocks instead of K + 1 times per block; each shifted x tile is loaded once per block and
+    # serves both the recomputed pre-activation and its tap's dweight
+    pid_g = tl.program_id(0)
+    pid_b = tl.program_id(2).to(tl.int64)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    column = tl.zeros((BLOCK_D, 1), dtype=tl.float32)
+    w0, w1, w2, w3, bias = column, column, column, column, column  # taps past K stay 0
+    w0 = tl.load(W + offs_d * swd, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    if K > 1:
+        w1 = tl.load(W + offs_d * swd + swk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    if K > 2:
+        w2 = tl.load(W + offs_d * swd + 2 * swk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    if K > 3:
+        w3 = tl.load(W + offs_d * swd + 3 * swk, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    if HAS_BIAS:
+        bias = tl.load(BIAS + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    zero = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+    dw0, dw1, dw2, dw3, db = zero, zero, zero, zero, zero
+    x1, x2, x3 = zero, zero, zero
+    for step in range(STEPS):
+        offs_l = (pid_g * STEPS + step) * BLOCK_L + tl.arange(0, BLOCK_L)
+        m = mask_d[:, None] & (offs_l < L)[None, :]
+        first = offs_l - (K - 1)  # tap j reads x at first + j
+        x0 = _load_x(X, INIT, pid_b, offs_d, first, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
+        if K > 1:
+            x1 = _load_x(X, INIT, pid_b, offs_d, first + 1, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
+        if K > 2:
+            x2 = _load_x(X, INIT, pid_b, offs_d, first + 2, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
+        if K > 3:
+            x3 = _load_x(X, INIT, pid_b, offs_d, first + 3, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
+        g = tl.load(DY + pid_b * sgb + offs_d[:, None] * sgd + offs_l[None, :] * sgl, mask=m,
+                    other=0.0).to(tl.float32)
+        if SILU:
+            a = w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3 + bias
+            sg = tl.sigmoid(a)
+            g = g * sg * (1.0 + a * (1.0 - sg))
+        tl.store(DPRE + pid_b * spb + offs_d[:, None] * spd + offs_l[None, :] * spl, g.to(DPRE.dtype.element_ty),
+                 mask=m)
+        dw0 += g * x0
+        dw1 += g * x1
+        dw2 += g * x2
+        dw3 += g * x3
+        db += g
+    row = (pid_b * n_groups + pid_g) * D + offs_d  # this program's row of the partial-sum buffers
+    tl.store(DW_PART + row * K, tl.sum(dw0, axis=1), mask=mask_d)
+    if K > 1:
+        tl.store(DW_PART + row * K + 1, tl.sum(dw1, axis=1), mask=mask_d)
+    if K > 2:
+        tl.store(DW_PART + row * K + 2, tl.sum(dw2, axis=1), mask=mask_d)
+    if K > 3:
+        tl.store(DW_PART + row * K + 3, tl.sum(dw3, axis=1), mask=mask_d)
+    if HAS_BIAS:
+        tl.store(DB_PART + row, tl.sum(db, axis=1), mask=mask_d)
+
+
+@triton.jit
 def _conv_bwd_dx_kernel(DPRE, W, DX, D, L, spb, spd, spl, swd, swk, sdb, sdd, sdl,
                         K: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
     # pass 2 of 2: dx[t] = sum_s w[K-1-s] * dpre[t+s], the forward's taps mirrored (dpre is 0 past the end)
@@ -120,17 +185,23 @@ class Tiles(NamedTuple):
     block_d: int
     block_l: int
     warps: int
+    steps: int = 1  # l-blocks per program (the looped dpre kernel)
+
+
+LOOPED_MAX_K = 4  # the looped dpre kernel keeps one accumulator per tap; wider convs take the per-block kernel
 
 
 def _tiles(kernel: str, d: int, l: int, channel_last: bool) -> Tiles:
-    """Tile shape per kernel ("fwd", "dpre", "dx") and layout, from a sweep on the H100 (bench/RESULTS.md):
-    long in the contiguous dimension; the dpre pass, which also reduces over l for dweight, wants squarer tiles."""
+    """Tile shape per kernel ("fwd", "dpre" for K > LOOPED_MAX_K, "dpre_looped", "dx") and layout, from sweeps on
+    the H100 and H200 (bench/RESULTS.md): long in the contiguous dimension; the per-block dpre pass, which also
+    reduces over l for dweight, wants squarer tiles."""
     if channel_last:
-        block_d, block_l = {"fwd": (128, 16), "dpre": (32, 64), "dx": (128, 16)}[kernel]
+        tiles = {"fwd": (128, 16, 4), "dpre": (32, 64, 4), "dpre_looped": (128, 16, 8, 16), "dx": (128, 16, 4)}
     else:
-        block_d, block_l = {"fwd": (16, 256), "dpre": (32, 64), "dx": (16, 256)}[kernel]
+        tiles = {"fwd": (16, 256, 4), "dpre": (32, 64, 4), "dpre_looped": (16, 128, 8, 4), "dx": (16, 256, 4)}
+    block_d, block_l, warps, *steps = tiles[kernel]
     pow2 = lambda n: max(16, triton.next_power_of_2(n))  # noqa: E731
-    return Tiles(min(block_d, pow2(d)), min(block_l, pow2(l)), 4)
+    return Tiles(min(block_d, pow2(d)), min(block_l, pow2(l)), warps, *steps)
 
 
 def _channel_last(x: torch.Tensor) -> bool:
@@ -143,15 +214,6 @@ def _empty_in_layout_of(x: torch.Tensor) -> torch.Tensor:
     if _channel_last(x):
         return torch.empty((b, l, d), dtype=x.dtype, device=x.device).transpose(1, 2)
     return torch.empty((b, d, l), dtype=x.dtype, device=x.device)
-
-
-def _in_layout_of(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """t in x's layout. A compiled model may hand the backward a (b, d, l)-contiguous dy for a channel-last x
-    (the split of x, B and C concatenates their gradients); read across the layout, the dpre pass took ~3x the
-    whole conv's time: one copy is cheaper."""
-    if _channel_last(t) == _channel_last(x):
-        return t
-    return t.transpose(1, 2).contiguous().transpose(1, 2) if _channel_last(x) else t.contiguous()
 
 
 def _on_device_of(x: torch.Tensor):
@@ -184,24 +246,31 @@ class _CausalConv1dFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
+        # dy is read in whatever layout it comes: copying a (b, d, l)-contiguous dy into a channel-last x's layout
+        # first cost more than reading it across (2.83 vs 2.10 ms fwd+bwd at the 100M trial's conv, H200)
         x, weight, bias, initial_states = ctx.saved_tensors
         b, d, l = x.shape
         k = weight.shape[1]
         channel_last = _channel_last(x)
-        dy = _in_layout_of(dy, x)
-        tiles, dx_tiles = _tiles("dpre", d, l, channel_last), _tiles("dx", d, l, channel_last)
-        n_lblocks = triton.cdiv(l, tiles.block_l)
+        looped = k <= LOOPED_MAX_K
+        tiles = _tiles("dpre_looped" if looped else "dpre", d, l, channel_last)
+        dx_tiles = _tiles("dx", d, l, channel_last)
+        n_groups = triton.cdiv(triton.cdiv(l, tiles.block_l), tiles.steps)  # programs along l
         dpre, dx = _empty_in_layout_of(x), _empty_in_layout_of(x)
-        dw_part = torch.empty((b * n_lblocks, d, k), dtype=torch.float32, device=x.device)
-        db_part = torch.empty((b * n_lblocks, d), dtype=torch.float32, device=x.device) if bias is not None else None
-        with _on_device_of(x):
-            _conv_bwd_dpre_kernel[(n_lblocks, triton.cdiv(d, tiles.block_d), b)](
-                x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
-                dy, dpre, dw_part, db_part if db_part is not None else dw_part, d, l, n_lblocks,
+        dw_part = torch.empty((b * n_groups, d, k), dtype=torch.float32, device=x.device)
+        db_part = torch.empty((b * n_groups, d), dtype=torch.float32, device=x.device) if bias is not None else None
+        args = (x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
+                dy, dpre, dw_part, db_part if db_part is not None else dw_part, d, l, n_groups,
                 *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states), *_strides3(dy),
-                *_strides3(dpre), K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None,
-                SILU=ctx.silu, BLOCK_D=tiles.block_d, BLOCK_L=tiles.block_l, num_warps=tiles.warps,
-            )
+                *_strides3(dpre))
+        flags = dict(K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=ctx.silu,
+                     BLOCK_D=tiles.block_d, BLOCK_L=tiles.block_l, num_warps=tiles.warps)
+        with _on_device_of(x):
+            grid = (n_groups, triton.cdiv(d, tiles.block_d), b)
+            if looped:
+                _conv_bwd_dpre_looped_kernel[grid](*args, STEPS=tiles.steps, **flags)
+            else:
+                _conv_bwd_dpre_kernel[grid](*args, **flags)
             _conv_bwd_dx_kernel[(triton.cdiv(l, dx_tiles.block_l), triton.cdiv(d, dx_tiles.block_d), b)](
                 dpre, weight, dx, d, l, *_strides3(dpre), weight.stride(0), weight.stride(1), *_strides3(dx),
                 K=k, BLOCK_D=dx_tiles.block_d, BLOCK_L=dx_tiles.block_l, num_warps=dx_tiles.warps,

@@ -4,8 +4,8 @@
 # parity: the conv's GPU parity tests (after a kernel change, before any timing)
 # d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
-# conv: our conv's backward with dy in and out of x's layout, and its tiles at the trial's xBC layout (a 3584-wide
-#   slice of 5144-wide rows); ssd: mamba-ssm's scan per chunk size at the trial's shape
+# conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too) at the trial's xBC layout (a
+#   3584-wide slice of 5144-wide rows) and contiguous; ssd: mamba-ssm's scan per chunk size at the trial's shape
 # d768_layers: each layer compiled on its own (Recipe compile: layers); d768_graphs (not in the default PHASES):
 #   inductor's CUDA graphs around the compiled regions
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
@@ -31,9 +31,9 @@ phase() {  # NAME CAP_S CMD...: stdout+stderr -> $OUT/NAME.log, one line in phas
   echo "$name rc=$? $(( $(date +%s) - began )) s" >>"$OUT/phases.txt"
 }
 phase parity ${PARITY_S:-90} $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_conv1d.py
-phase d768 ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
+phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
-phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_dy_layout conv1d_tiles \
+phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles \
   --conv-shape 16,3584,2048 --conv-row 5144
 phase ssd ${SSD_S:-120} $PY bench/bench_kernels.py --out "$OUT/ssd" --only ssd_chunks
 phase d768_layers ${D768L_S:-120} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \

@@ -96,7 +96,8 @@ def test_bad_arguments_name_the_argument(change, needle):
 
 # ---------------------------------------------------------------- GPU: our Triton kernel ---------------------
 GPU_CASES = [(2, 64, 300, 4, True, False), (1, 4352, 1000, 4, True, True), (2, 96, 17, 3, False, True),
-             (3, 40, 513, 2, True, True), (1, 33, 5, 4, True, True)]
+             (3, 40, 513, 2, True, True), (1, 33, 5, 4, True, True), (2, 200, 3000, 6, True, True),
+             (2, 130, 2100, 4, False, False)]  # k 6: the per-block dpre kernel; L 2100: several looped programs
 GPU_IDS = [shape_id(B=c[0], D=c[1], L=c[2], K=c[3]) + ("-bias" if c[4] else "") + ("-init" if c[5] else "")
            for c in GPU_CASES]
 
@@ -165,25 +166,44 @@ import torch
 from archsearch.kernels import triton_conv1d
 from archsearch.kernels.conv1d import causal_conv1d_reference
 
-b, d, l, k = 2, 48, 40, 4
-for init in (False, True):
-    for dy_layout in ("channel-last", "contiguous"):
-        gen = torch.Generator().manual_seed(0)
-        xbc, w, bias = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, k, generator=gen), torch.randn(d, generator=gen)
-        s0 = torch.randn(b, d, k - 1, generator=gen) if init else None
-        dy = torch.randn(b, l, d, generator=gen).transpose(1, 2)  # channel-last, as y
-        if dy_layout == "contiguous":
-            dy = dy.contiguous()
-        got = {}
-        for name in ("triton", "reference"):
-            leaf, wl, bl = xbc.clone().requires_grad_(), w.clone().requires_grad_(), bias.clone().requires_grad_()
-            x = leaf[..., 8:8 + d].transpose(1, 2)  # a channel-last slice, as Mamba-2's xBC
-            y = (triton_conv1d.causal_conv1d_fn(x, wl, bl, s0, True) if name == "triton"
-                 else causal_conv1d_reference(x, wl, bl, "silu", s0))
-            y.backward(dy)
-            got[name] = (y.detach(), leaf.grad, wl.grad, bl.grad)
-        for what, a, r in zip(("y", "dx", "dweight", "dbias"), got["triton"], got["reference"]):
-            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-4, msg=f"{what}, init={init}, dy {dy_layout}")
+b, d, l = 2, 48, 40
+# k 2 and 4: the looped dpre kernel (one accumulator per tap, taps past k unused); k 5: the per-block kernel
+for k, init, dy_layout, bias_on in [(4, False, "channel-last", True), (4, True, "contiguous", True),
+                                     (2, True, "channel-last", False), (5, False, "contiguous", True),
+                                     (5, True, "channel-last", True)]:
+    gen = torch.Generator().manual_seed(k)
+    xbc, w, bias = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, k, generator=gen), torch.randn(d, generator=gen)
+    s0 = torch.randn(b, d, k - 1, generator=gen) if init else None
+    dy = torch.randn(b, l, d, generator=gen).transpose(1, 2)  # channel-last, as y
+    if dy_layout == "contiguous":
+        dy = dy.contiguous()
+    got = {}
+    for name in ("triton", "reference"):
+        leaf, wl = xbc.clone().requires_grad_(), w.clone().requires_grad_()
+        bl = bias.clone().requires_grad_() if bias_on else None
+        x = leaf[..., 8:8 + d].transpose(1, 2)  # a channel-last slice, as Mamba-2's xBC
+        y = (triton_conv1d.causal_conv1d_fn(x, wl, bl, s0, True) if name == "triton"
+             else causal_conv1d_reference(x, wl, bl, "silu", s0))
+        y.backward(dy)
+        got[name] = (y.detach(), leaf.grad, wl.grad) + ((bl.grad,) if bias_on else ())
+    for what, a, r in zip(("y", "dx", "dweight", "dbias"), got["triton"], got["reference"]):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-4, msg=f"{what}, k={k}, init={init}, dy {dy_layout}")
+# a contiguous x and a length spanning several looped programs (16-position blocks, 4 blocks a program)
+gen = torch.Generator().manual_seed(1)
+x, w, bias = torch.randn(1, 20, 150, generator=gen), torch.randn(20, 4, generator=gen), torch.randn(20, generator=gen)
+dy = torch.randn(1, 20, 150, generator=gen)
+chosen = triton_conv1d._tiles
+triton_conv1d._tiles = lambda kern, d_, l_, cl_: (triton_conv1d.Tiles(16, 16, 4, 4) if kern == "dpre_looped"
+                                                   else chosen(kern, d_, l_, cl_))
+got = {}
+for name in ("triton", "reference"):
+    leaf, wl, bl = x.clone().requires_grad_(), w.clone().requires_grad_(), bias.clone().requires_grad_()
+    y = (triton_conv1d.causal_conv1d_fn(leaf, wl, bl, None, True) if name == "triton"
+         else causal_conv1d_reference(leaf, wl, bl, "silu", None))
+    y.backward(dy)
+    got[name] = (y.detach(), leaf.grad, wl.grad, bl.grad)
+for what, a, r in zip(("y", "dx", "dweight", "dbias"), got["triton"], got["reference"]):
+    torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-4, msg=f"{what}, contiguous, 3 looped programs")
 print("ok")
 """
 
@@ -191,7 +211,8 @@ print("ok")
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package (its interpreter)")
 def test_triton_kernels_match_reference_under_the_interpreter():
     """Our Triton kernels themselves (not a GPU stand-in) on the CPU through Triton's interpreter, float32: forward
-    and every gradient against the reference, with and without initial states, dy in x's layout and across it."""
+    and every gradient against the reference, with and without initial states and bias, dy in x's layout and across
+    it, both dpre kernels (looped for k <= 4, per-block above)."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     done = subprocess.run([sys.executable, "-c", INTERPRETED], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
