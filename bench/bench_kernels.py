@@ -209,10 +209,7 @@ def conv1d_tiles(quick):
     chosen = triton_conv1d._tiles
     shapes = [(128, 16, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (32, 128, 4), (16, 256, 4), (64, 32, 4),
               (256, 16, 8), (64, 64, 8)]
-    # the looped dpre kernel (k <= 4): tiles and l-blocks per program (its per-tap accumulators want <= 8
-    # elements a thread)
-    looped = [(128, 16, 8, 16), (128, 16, 8, 4), (128, 16, 4, 16), (64, 16, 4, 16), (64, 32, 8, 8), (128, 32, 8, 8),
-              (32, 64, 8, 4), (256, 8, 8, 32), (16, 128, 8, 4), (16, 256, 8, 2), (32, 128, 8, 2)]
+    looped = triton_conv1d.DPRE_LOOPED_CANDIDATES  # (k <= 4): tiles and l-blocks per program
     try:
         for layout, leaf in [("channel-last", torch.randn(b, l, row, device="cuda", dtype=torch.bfloat16,
                                                           requires_grad=True)),

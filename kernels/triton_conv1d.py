@@ -189,6 +189,11 @@ class Tiles(NamedTuple):
 
 
 LOOPED_MAX_K = 4  # the looped dpre kernel keeps one accumulator per tap; wider convs take the per-block kernel
+# what bench_kernels.py sweeps for the looped dpre kernel and the GPU parity tests run, so any of them can become
+# the default: (block_d, block_l, warps, l-blocks per program); its accumulators want <= 8 elements a thread
+DPRE_LOOPED_CANDIDATES = [(128, 16, 8, 16), (128, 16, 8, 4), (128, 16, 4, 16), (64, 16, 4, 16), (64, 32, 8, 8),
+                          (128, 32, 8, 8), (32, 64, 8, 4), (256, 8, 8, 32), (16, 128, 8, 4), (16, 256, 8, 2),
+                          (32, 128, 8, 2)]
 
 
 def _tiles(kernel: str, d: int, l: int, channel_last: bool) -> Tiles:

@@ -161,6 +161,41 @@ def test_gpu_triton_handles_strided_input(d, l, init):
         assert_close(grads["triton"], grads["reference"], torch.bfloat16, f"dx with a {dy_layout} dy")
 
 
+@pytest.mark.gpu
+def test_gpu_looped_dpre_matches_reference_at_every_candidate_tile():
+    """Every tile the bench sweeps for the looped dpre kernel, so the one a sweep picks is already checked: a
+    channel-last slice and a contiguous x, lengths that end inside a block and inside a program."""
+    from archsearch.kernels import triton_conv1d
+
+    ok, why = K.registry.get_backend("causal_conv1d", "triton").available()
+    if not ok:
+        pytest.skip(why)
+    gen = torch.Generator("cuda").manual_seed(3)
+    d, l = 300, 777
+    xbc = torch.randn(2, l, d + 40, device="cuda", generator=gen).to(torch.bfloat16)
+    x_contiguous = torch.randn(2, d, l, device="cuda", generator=gen).to(torch.bfloat16)
+    weight, bias = torch.randn(d, 4, device="cuda", generator=gen), torch.randn(d, device="cuda", generator=gen)
+    chosen = triton_conv1d._tiles
+    try:
+        for tiles in triton_conv1d.DPRE_LOOPED_CANDIDATES:
+            triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles: (
+                triton_conv1d.Tiles(*t) if kern == "dpre_looped" else chosen(kern, d_, l_, cl_))
+            for layout in ("channel-last", "contiguous"):
+                def call(backend, leaf, weight, bias):
+                    x = leaf[..., 24:24 + d].transpose(1, 2) if layout == "channel-last" else leaf
+                    return conv(backend, "silu")(x=x, weight=weight, bias=bias)
+
+                inputs = dict(leaf=xbc if layout == "channel-last" else x_contiguous, weight=weight, bias=bias)
+                got = run_with_grads(lambda **kw: call("triton", **kw), inputs)
+                want = run_with_grads(lambda **kw: call("reference", **kw), inputs, upcast=True)
+                try:
+                    assert_same_call(got, want, torch.bfloat16)
+                except AssertionError as err:
+                    raise AssertionError(f"tiles {tiles}, x {layout}: {err}") from None
+    finally:
+        triton_conv1d._tiles = chosen
+
+
 INTERPRETED = """
 import torch
 from archsearch.kernels import triton_conv1d
