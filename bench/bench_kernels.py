@@ -196,7 +196,8 @@ CONV_TILES_SHAPE = {"b": 4, "d": 4096 + 2 * 1024, "l": 4096, "row": 0}
 @guarded
 def conv1d_tiles(quick):
     """Our Triton conv's tile shapes per kernel and layout: what `triton_conv1d._tiles` should choose. Each row
-    changes one kernel's tiles ("fwd", "dpre_looped" or "dx") and keeps the chosen ones for the others."""
+    changes one kernel's tiles ("fwd", "dpre" or "dx") and keeps the chosen ones for the others; dpre rows with a
+    fourth number (l-blocks per program) are the looped kernel."""
     from archsearch.kernels import triton_conv1d
 
     b, d, l, k = CONV_TILES_SHAPE["b"], CONV_TILES_SHAPE["d"], CONV_TILES_SHAPE["l"], 4
@@ -209,7 +210,7 @@ def conv1d_tiles(quick):
     chosen = triton_conv1d._tiles
     shapes = [(128, 16, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (32, 128, 4), (16, 256, 4), (64, 32, 4),
               (256, 16, 8), (64, 64, 8)]
-    looped = triton_conv1d.DPRE_LOOPED_CANDIDATES  # (k <= 4): tiles and l-blocks per program
+    dpre = shapes + triton_conv1d.DPRE_LOOPED_CANDIDATES  # 4 numbers: the looped kernel (k <= 4)
     try:
         for layout, leaf in [("channel-last", torch.randn(b, l, row, device="cuda", dtype=torch.bfloat16,
                                                           requires_grad=True)),
@@ -220,8 +221,8 @@ def conv1d_tiles(quick):
                 with K.force_backend("causal_conv1d", "triton"):
                     return K.causal_conv1d(x, w, bias, activation="silu")
 
-            for kernel in ("fwd", "dpre_looped", "dx"):
-                for tiles in (looped if kernel == "dpre_looped" else shapes):
+            for kernel in ("fwd", "dpre", "dx"):
+                for tiles in (dpre if kernel == "dpre" else shapes):
                     triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles, kernel=kernel: (
                         triton_conv1d.Tiles(*t) if kern == kernel else chosen(kern, d_, l_, cl_))
                     rows = f" rows {row}" if layout == "channel-last" and row > d else ""

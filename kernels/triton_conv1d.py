@@ -8,9 +8,9 @@ the backward) work across the layout: about 18 ms of a 242 ms training step of t
 
 Forward: one program per (l-block, d-block, batch) tile computes y at BLOCK_L positions as k shifted loads.
 Backward, two passes: (1) dpre = dy * silu'(pre), the pre-activation recomputed from k shifted x tiles, stored
-in x's dtype, plus partial sums of dweight and dbias (reduced by torch: deterministic, no atomics); for k <= 4
-each program walks several l-blocks with one accumulator per tap and sums over l once at its end (the per-block
-kernel, for wider convs, sums k + 1 times per block); (2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps
+in x's dtype, plus partial sums of dweight and dbias (reduced by torch: deterministic, no atomics), either per
+block (k + 1 sums over l per tile) or looped (k <= 4: each program walks several l-blocks with one accumulator per
+tap and sums once at its end; chosen by the tile table); (2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps
 mirrored. A one-pass backward that kept the 2k-1 shifted x tiles live to recompute pre at every shift was
 1.2-1.6x slower at every tile shape tried on the H100.
 The gradient of initial_states touches only k-1 columns and is done in torch.
@@ -185,25 +185,26 @@ class Tiles(NamedTuple):
     block_d: int
     block_l: int
     warps: int
-    steps: int = 1  # l-blocks per program (the looped dpre kernel)
+    steps: int = 0  # dpre only: l-blocks per program of the looped kernel; 0: the per-block kernel
 
 
 LOOPED_MAX_K = 4  # the looped dpre kernel keeps one accumulator per tap; wider convs take the per-block kernel
-# what bench_kernels.py sweeps for the looped dpre kernel and the GPU parity tests run, so any of them can become
-# the default: (block_d, block_l, warps, l-blocks per program); its accumulators want <= 8 elements a thread
+# the looped dpre kernel's tiles that bench_kernels.py sweeps and the GPU parity tests run, so a sweep can make any
+# of them the default: (block_d, block_l, warps, l-blocks per program); its accumulators want <= 8 elements a
+# thread. Not the default yet: written after the last GPU call of 2026-12-06, measured by none.
 DPRE_LOOPED_CANDIDATES = [(128, 16, 8, 16), (128, 16, 8, 4), (128, 16, 4, 16), (64, 16, 4, 16), (64, 32, 8, 8),
                           (128, 32, 8, 8), (32, 64, 8, 4), (256, 8, 8, 32), (16, 128, 8, 4), (16, 256, 8, 2),
                           (32, 128, 8, 2)]
 
 
 def _tiles(kernel: str, d: int, l: int, channel_last: bool) -> Tiles:
-    """Tile shape per kernel ("fwd", "dpre" for K > LOOPED_MAX_K, "dpre_looped", "dx") and layout, from sweeps on
-    the H100 and H200 (bench/RESULTS.md): long in the contiguous dimension; the per-block dpre pass, which also
-    reduces over l for dweight, wants squarer tiles."""
+    """Tile shape per kernel ("fwd", "dpre", "dx") and layout, from sweeps on the H100 and H200 (bench/RESULTS.md):
+    long in the contiguous dimension; the dpre pass, which also reduces over l for dweight, wants squarer tiles.
+    A dpre entry with a fourth number (l-blocks per program) takes the looped kernel where k <= LOOPED_MAX_K."""
     if channel_last:
-        tiles = {"fwd": (128, 16, 4), "dpre": (32, 64, 4), "dpre_looped": (128, 16, 8, 16), "dx": (128, 16, 4)}
+        tiles = {"fwd": (128, 16, 4), "dpre": (32, 64, 4), "dx": (128, 16, 4)}
     else:
-        tiles = {"fwd": (16, 256, 4), "dpre": (32, 64, 4), "dpre_looped": (16, 128, 8, 4), "dx": (16, 256, 4)}
+        tiles = {"fwd": (16, 256, 4), "dpre": (32, 64, 4), "dx": (16, 256, 4)}
     block_d, block_l, warps, *steps = tiles[kernel]
     pow2 = lambda n: max(16, triton.next_power_of_2(n))  # noqa: E731
     return Tiles(min(block_d, pow2(d)), min(block_l, pow2(l)), warps, *steps)
@@ -257,10 +258,9 @@ class _CausalConv1dFn(torch.autograd.Function):
         b, d, l = x.shape
         k = weight.shape[1]
         channel_last = _channel_last(x)
-        looped = k <= LOOPED_MAX_K
-        tiles = _tiles("dpre_looped" if looped else "dpre", d, l, channel_last)
-        dx_tiles = _tiles("dx", d, l, channel_last)
-        n_groups = triton.cdiv(triton.cdiv(l, tiles.block_l), tiles.steps)  # programs along l
+        tiles, dx_tiles = _tiles("dpre", d, l, channel_last), _tiles("dx", d, l, channel_last)
+        looped = tiles.steps > 0 and k <= LOOPED_MAX_K
+        n_groups = triton.cdiv(triton.cdiv(l, tiles.block_l), tiles.steps if looped else 1)  # programs along l
         dpre, dx = _empty_in_layout_of(x), _empty_in_layout_of(x)
         dw_part = torch.empty((b * n_groups, d, k), dtype=torch.float32, device=x.device)
         db_part = torch.empty((b * n_groups, d), dtype=torch.float32, device=x.device) if bias is not None else None

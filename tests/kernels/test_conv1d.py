@@ -179,7 +179,7 @@ def test_gpu_looped_dpre_matches_reference_at_every_candidate_tile():
     try:
         for tiles in triton_conv1d.DPRE_LOOPED_CANDIDATES:
             triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles: (
-                triton_conv1d.Tiles(*t) if kern == "dpre_looped" else chosen(kern, d_, l_, cl_))
+                triton_conv1d.Tiles(*t) if kern == "dpre" else chosen(kern, d_, l_, cl_))
             for layout in ("channel-last", "contiguous"):
                 def call(backend, leaf, weight, bias):
                     x = leaf[..., 24:24 + d].transpose(1, 2) if layout == "channel-last" else leaf
@@ -201,44 +201,46 @@ import torch
 from archsearch.kernels import triton_conv1d
 from archsearch.kernels.conv1d import causal_conv1d_reference
 
+chosen = triton_conv1d._tiles
+
+
+def looped(tiles):  # the dpre pass's tiles forced to the looped kernel's
+    return lambda kern, d_, l_, cl_: triton_conv1d.Tiles(*tiles) if kern == "dpre" else chosen(kern, d_, l_, cl_)
+
+
+def compare(x_of, leaf0, w, bias, s0, dy, what):
+    got = {}
+    for name in ("triton", "reference"):
+        leaf, wl = leaf0.clone().requires_grad_(), w.clone().requires_grad_()
+        bl = bias.clone().requires_grad_() if bias is not None else None
+        x = x_of(leaf)
+        y = (triton_conv1d.causal_conv1d_fn(x, wl, bl, s0, True) if name == "triton"
+             else causal_conv1d_reference(x, wl, bl, "silu", s0))
+        y.backward(dy)
+        got[name] = (y.detach(), leaf.grad, wl.grad) + ((bl.grad,) if bias is not None else ())
+    for grad, a, r in zip(("y", "dx", "dweight", "dbias"), got["triton"], got["reference"]):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-4, msg=f"{grad}, {what}")
+
+
 b, d, l = 2, 48, 40
-# k 2 and 4: the looped dpre kernel (one accumulator per tap, taps past k unused); k 5: the per-block kernel
+# k 5 takes the per-block kernel even with looped tiles (one accumulator per tap, up to 4)
 for k, init, dy_layout, bias_on in [(4, False, "channel-last", True), (4, True, "contiguous", True),
-                                     (2, True, "channel-last", False), (5, False, "contiguous", True),
-                                     (5, True, "channel-last", True)]:
+                                     (2, True, "channel-last", False), (5, True, "contiguous", True)]:
     gen = torch.Generator().manual_seed(k)
     xbc, w, bias = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, k, generator=gen), torch.randn(d, generator=gen)
     s0 = torch.randn(b, d, k - 1, generator=gen) if init else None
     dy = torch.randn(b, l, d, generator=gen).transpose(1, 2)  # channel-last, as y
     if dy_layout == "contiguous":
         dy = dy.contiguous()
-    got = {}
-    for name in ("triton", "reference"):
-        leaf, wl = xbc.clone().requires_grad_(), w.clone().requires_grad_()
-        bl = bias.clone().requires_grad_() if bias_on else None
-        x = leaf[..., 8:8 + d].transpose(1, 2)  # a channel-last slice, as Mamba-2's xBC
-        y = (triton_conv1d.causal_conv1d_fn(x, wl, bl, s0, True) if name == "triton"
-             else causal_conv1d_reference(x, wl, bl, "silu", s0))
-        y.backward(dy)
-        got[name] = (y.detach(), leaf.grad, wl.grad) + ((bl.grad,) if bias_on else ())
-    for what, a, r in zip(("y", "dx", "dweight", "dbias"), got["triton"], got["reference"]):
-        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-4, msg=f"{what}, k={k}, init={init}, dy {dy_layout}")
-# a contiguous x and a length spanning several looped programs (16-position blocks, 4 blocks a program)
+    for dpre in ("per-block", "looped"):
+        triton_conv1d._tiles = looped((16, 16, 4, 2)) if dpre == "looped" else chosen
+        compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias if bias_on else None, s0, dy,
+                f"k={k}, init={init}, dy {dy_layout}, {dpre} dpre")  # x a channel-last slice, as Mamba-2's xBC
+# a contiguous x whose length spans several looped programs (16-position blocks, 4 blocks a program)
 gen = torch.Generator().manual_seed(1)
 x, w, bias = torch.randn(1, 20, 150, generator=gen), torch.randn(20, 4, generator=gen), torch.randn(20, generator=gen)
-dy = torch.randn(1, 20, 150, generator=gen)
-chosen = triton_conv1d._tiles
-triton_conv1d._tiles = lambda kern, d_, l_, cl_: (triton_conv1d.Tiles(16, 16, 4, 4) if kern == "dpre_looped"
-                                                   else chosen(kern, d_, l_, cl_))
-got = {}
-for name in ("triton", "reference"):
-    leaf, wl, bl = x.clone().requires_grad_(), w.clone().requires_grad_(), bias.clone().requires_grad_()
-    y = (triton_conv1d.causal_conv1d_fn(leaf, wl, bl, None, True) if name == "triton"
-         else causal_conv1d_reference(leaf, wl, bl, "silu", None))
-    y.backward(dy)
-    got[name] = (y.detach(), leaf.grad, wl.grad, bl.grad)
-for what, a, r in zip(("y", "dx", "dweight", "dbias"), got["triton"], got["reference"]):
-    torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-4, msg=f"{what}, contiguous, 3 looped programs")
+triton_conv1d._tiles = looped((16, 16, 4, 4))
+compare(lambda leaf: leaf, x, w, bias, None, torch.randn(1, 20, 150, generator=gen), "contiguous, 3 looped programs")
 print("ok")
 """
 
@@ -247,7 +249,7 @@ print("ok")
 def test_triton_kernels_match_reference_under_the_interpreter():
     """Our Triton kernels themselves (not a GPU stand-in) on the CPU through Triton's interpreter, float32: forward
     and every gradient against the reference, with and without initial states and bias, dy in x's layout and across
-    it, both dpre kernels (looped for k <= 4, per-block above)."""
+    it, both dpre kernels (per-block, and looped where k <= 4)."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     done = subprocess.run([sys.executable, "-c", INTERPRETED], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
