@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from archsearch.training.recipe import COMPILE_SCOPES
+from archsearch.training.recipe import COMPILE_SCOPES, DEFAULT_COMPILE_SCOPE
 
 REPO = Path(__file__).resolve().parents[1]
 # Patterns of the 100M class: the trial and variants with the same layer count (12 mixers + 12 MLPs).
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="run the study this many times (fresh processes)")
     parser.add_argument("--cold-cache", action="store_true", help="start from an empty compile cache folder")
     parser.add_argument("--eager", action="store_true", help="recipe compile: false")
-    parser.add_argument("--compile-scope", default="model", choices=COMPILE_SCOPES,
+    parser.add_argument("--compile-scope", default=DEFAULT_COMPILE_SCOPE, choices=COMPILE_SCOPES,
                         help="recipe compile: the whole model as one program, or each layer on its own")
     parser.add_argument("--smoke", action="store_true", help="CPU smoke test: a tiny spec, few steps (eager)")
     parser.add_argument("--compile", action="store_true",

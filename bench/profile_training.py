@@ -25,7 +25,7 @@ from archsearch.spec import load_spec
 from archsearch.training import Recipe, TaskSpec
 from archsearch.training import compile_session
 from archsearch.training.loop import Trainer
-from archsearch.training.recipe import COMPILE_SCOPES
+from archsearch.training.recipe import COMPILE_SCOPES, DEFAULT_COMPILE_SCOPE
 from archsearch.training.prepare import prepare
 
 # first match wins; kernel names as CUDA reports them
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="bf16,fp8")
     parser.add_argument("--fp8-recipe", default="tensorwise", choices=("tensorwise", "rowwise"))
     parser.add_argument("--eager", action="store_true")
-    parser.add_argument("--compile-scope", default="model", choices=COMPILE_SCOPES,
+    parser.add_argument("--compile-scope", default=DEFAULT_COMPILE_SCOPE, choices=COMPILE_SCOPES,
                         help="Recipe.compile: the whole forward as one program, or each residual layer on its own")
     parser.add_argument("--cudagraphs", action="store_true",
                         help="inductor's CUDA graphs around each compiled region (what torch.compile's "
@@ -183,7 +183,7 @@ def main() -> None:
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
                           compile=args.compile, cudagraphs=args.cudagraphs)
-            scope = ("" if args.compile in (False, "model") else f"_{args.compile}") + \
+            scope = ("" if args.compile in (False, DEFAULT_COMPILE_SCOPE) else f"_{args.compile}") + \
                 ("_cudagraphs" if args.cudagraphs else "")
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]

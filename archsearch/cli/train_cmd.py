@@ -166,10 +166,10 @@ def train_command(
         precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp8 | fp32 (default: bf16 "
                                                 "autocast on CUDA, fp32 on CPU)"),
         require_fp8: bool = typer.Option(False, "--require-fp8", help="fail instead of falling back from fp8"),
-        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (the whole forward as one "
-                                      "program)"),
-        compile_layers: bool = typer.Option(False, "--compile-layers", help="torch.compile each residual layer on "
-                                            "its own (one program per distinct layer: less compiling across specs)"),
+        compile_: bool = typer.Option(False, "--compile", help="torch.compile each residual layer on its own (one "
+                                      "program per distinct layer: less compiling across specs)"),
+        compile_model: bool = typer.Option(False, "--compile-model", help="torch.compile the whole forward as one "
+                                           "program (each new pattern compiles anew)"),
         eval_every: Optional[int] = bounded(None, "--eval-every", low=1, high=limits.MAX_STEPS,
                                             help=f"evaluate every this many steps (default: {_default('eval_every')}, "
                                                  "and at the last step)"),
@@ -195,9 +195,9 @@ def train_command(
     from ..training import TaskSpec, train
     from ..training.checkpoint import read_definition
 
-    if compile_ and compile_layers:
-        raise UserError("--compile and --compile-layers: give one; allowed: --compile (the whole model) or "
-                        "--compile-layers (each layer on its own)")
+    if compile_ and compile_model:
+        raise UserError("--compile and --compile-model: give one; allowed: --compile (each layer on its own) or "
+                        "--compile-model (the whole forward as one program)")
     if precision is not None and precision not in ("bf16", "fp8", "fp32"):
         raise UserError(f"--precision: {_cut(repr(precision))} is not one of bf16, fp8, fp32")
     if output is not None and _looks_like_task_option(output):
@@ -221,7 +221,7 @@ def train_command(
     task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
     overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
                      precision=precision, require_fp8=require_fp8 or None,
-                     compile="layers" if compile_layers else compile_ or None,
+                     compile="model" if compile_model else compile_ or None,
                      eval_every=eval_every)
     if init_from is not None:
         overrides["init_from"] = str(init_from)

@@ -72,6 +72,12 @@ MEASURED: tuple[Fp8Point, ...] = (
     Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled", 1543.2, 1.055,
              "bench/gpu/trial_speed.sh, bench/RESULTS.md 'Session of 2026-12-06 (fifth)' (H100): compiled fp8 "
              "122.4 ms vs compiled bf16 129.2 ms a step", "bench/specs/trial-d1024.yaml", 32768),
+    Fp8Point("h200", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled (whole model), 10 steps", 1543.2, 1.067,
+             "bench/gpu/trial_speed.sh, bench/RESULTS.md 'Session of 2026-12-06 (seventh)' (H200): compiled fp8 "
+             "108.7 ms vs compiled bf16 116.0 ms a step", "bench/specs/trial-d1024.yaml", 32768),
+    Fp8Point("h200", "nemotron-h-1b, 16,384 tokens/step, compiled (whole model)", 2803.2, 1.142,
+             "bench/profile_training.py, bench/RESULTS.md 'Session of 2026-12-06 (seventh)' (H200): 91,156 vs "
+             "79,794 tokens/s", "nemotron-h-1b", 16384),
     Fp8Point("h100", "nemotron-h-1b Linear layers alone, 32,768 tokens/forward, compiled", 2928.5, 1.204,
              "bench/bench_fp8_gemm.py, bench/RESULTS.md 'Session of 2026-12-06 (fourth)' (H100): fp8 232.94 vs "
              "bf16 280.56 ms a forward + backward of the 64 converted layers", "nemotron-h-1b", 32768,

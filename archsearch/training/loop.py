@@ -381,7 +381,8 @@ class Trainer:
             device=torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
             task=run.task.describe(), recipe=run.recipe.to_dict(),
             out_dir=str(run.out_dir) if run.out_dir is not None else None,
-            extra={"fp8_backend": run.precision.fp8_backend, "compile": run.recipe.compile,
+            extra={"fp8_backend": run.precision.fp8_backend,
+                   "compile": run.recipe.compile_scope(run.device.type) or False,  # what ran ("auto" resolved)
                    "timed_steps": self.timed_steps, "train_time_s": self.train_time,
                    "teacher": run.teacher.path if run.teacher is not None else None,
                    "timing": self.timing(wall), "compile_info": run.compile_info,

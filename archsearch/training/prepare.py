@@ -137,14 +137,15 @@ def compiled_forward(model: nn.Module, spec: ModelSpec, recipe: Recipe, plan: Pr
     shapes = dict(rows=recipe.batch_size // parallel.world_size, seq_len=seq_len, precision=plan.name,
                   fp8_backend=plan.fp8_backend, fp8_recipe=recipe.fp8_recipe, device=str(device),
                   world_size=parallel.world_size)
-    if recipe.compile_scope == "layers":
+    scope = recipe.compile_scope(device.type)
+    if scope == "layers":
         programs = {symbol: layer_program(spec, symbol) for symbol in spec.blocks}
         keys = [signature(layer=programs[layer.symbol], fp8_layers=fp8_within(fp8_layers, layer.index), **shapes)
                 for layer in spec.layers]
         forward, info = compile_layers(model, keys)
         return parallel.wrap(forward, device), info
     forward = parallel.wrap(model, device)
-    if recipe.compile_scope == "model":
+    if scope == "model":
         return compile_model(forward, signature(spec=program_of(spec), fp8_layers=fp8_layers, teacher=teacher,
                                                 **shapes))
     return forward, None

@@ -26,7 +26,9 @@ Fraction = Annotated[float, Field(gt=0, lt=1)]  # of the resolved run's steps (a
 DEFAULT_STEPS = 200
 COMPILE_SCOPES = ("model", "layers")
 _BOOL = TypeAdapter(bool)
-DEFAULT_COMPILE_SCOPE = "model"  # what `compile: true` means
+# what `compile: true` means: on the H200 the 100M trial's step is 91.9 ms layer by layer vs 91.0 ms whole, and a
+# study's later trials start in 0.5 s since each distinct layer compiles once (bench/RESULTS.md, 2026-12-06)
+DEFAULT_COMPILE_SCOPE = "layers"
 
 
 class Distillation(BaseModel):
@@ -74,9 +76,10 @@ class Recipe(BaseModel):
     fp8_recipe: Literal["tensorwise", "rowwise"] = "tensorwise"
     fp8_emulate: bool = False  # torchao's emulation (fp32 math with fp8 rounding): lets CPUs run the fp8 path
     fp8_min_dim: Fp8MinDim = 512  # Linear layers with a smaller in or out dimension stay in bf16 (too small to gain)
-    # torch.compile: true (= "model", the whole forward as one program) or "layers" (each residual layer on its
-    # own: one program per distinct layer serves every pattern; training/compile_session.py)
-    compile: bool | Literal["model", "layers"] = False
+    # torch.compile: "layers" (= true: each residual layer on its own, one program per distinct layer serves every
+    # pattern; training/compile_session.py), "model" (the whole forward as one program), or "auto" (the default
+    # of study trials): layers on a GPU, eager on a CPU, where inductor's compile outweighs a short trial's steps
+    compile: bool | Literal["model", "layers", "auto"] = False
     # CPU intra-op threads; None: one for models under 5M parameters, torch's default otherwise (training/threads.py)
     cpu_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     eval_every: Steps | Fraction = 50  # steps, or a fraction of the run
@@ -102,14 +105,15 @@ class Recipe(BaseModel):
     @classmethod
     def _compile_scope(cls, value):
         # the union's own error names only its bool branch ("unable to interpret 'layer'")
-        if isinstance(value, str) and value in COMPILE_SCOPES:
+        if isinstance(value, str) and (value in COMPILE_SCOPES or value == "auto"):
             return value
         try:
             return _BOOL.validate_python(value)  # true, "yes", 0, ... as a plain bool field takes them
         except ValidationError:
             pass
         raise ValueError(f"compile {value!r} is not allowed; allowed: true (= {DEFAULT_COMPILE_SCOPE!r}), false, "
-                         f"{', '.join(repr(s) for s in COMPILE_SCOPES)}")
+                         f"{', '.join(repr(s) for s in COMPILE_SCOPES)}, 'auto' ({DEFAULT_COMPILE_SCOPE!r} on a GPU, "
+                         f"false on a CPU)")
 
     @field_validator("warmup", "eval_every", mode="before")
     @classmethod
@@ -144,12 +148,11 @@ class Recipe(BaseModel):
         """How the length is given: "steps", "tokens" or "flops"."""
         return "tokens" if self.tokens is not None else "flops" if self.flops is not None else "steps"
 
-    @property
-    def compile_scope(self) -> str | None:
-        """None (eager), "model" or "layers"."""
-        if self.compile is False:
+    def compile_scope(self, device_type: str) -> str | None:
+        """None (eager), "model" or "layers" for a run on `device_type` ("cuda", "cpu")."""
+        if self.compile is False or (self.compile == "auto" and device_type != "cuda"):
             return None
-        return DEFAULT_COMPILE_SCOPE if self.compile is True else self.compile
+        return DEFAULT_COMPILE_SCOPE if self.compile in (True, "auto") else self.compile
 
     @property
     def tokens_per_step(self) -> int:

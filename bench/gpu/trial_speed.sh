@@ -6,7 +6,8 @@
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too) at the trial's xBC layout (a
 #   3584-wide slice of 5144-wide rows) and contiguous; ssd: mamba-ssm's scan per chunk size at the trial's shape
-# d768_layers: each layer compiled on its own (Recipe compile: layers); d768_graphs (not in the default PHASES):
+# d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
+#   default since 2026-12-06); d768_graphs (not in the default PHASES):
 #   inductor's CUDA graphs around the compiled regions
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
 # PHASES="d768 ssd" runs only those (default: every phase but d768_graphs).
@@ -22,7 +23,7 @@ if [ -f .gpu/cache/triton.tgz ] && [ ! -d "$TRITON_CACHE_DIR" ]; then
   mkdir -p "$TRITON_CACHE_DIR" && tar xzf .gpu/cache/triton.tgz -C "$TRITON_CACHE_DIR" --strip-components=1
 fi
 TRIAL=(--batch 16 --seq 2048)
-PHASES=${PHASES:-parity d768 conv ssd d768_layers d1024 d512}  # which phases (run in the order below)
+PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases (run in the order below)
 phase() {  # NAME CAP_S CMD...: stdout+stderr -> $OUT/NAME.log, one line in phases.txt
   local name=$1 cap=$2; shift 2
   [[ " $PHASES " == *" $name "* ]] || return 0
@@ -36,8 +37,8 @@ phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/pr
 phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles \
   --conv-shape 16,3584,2048 --conv-row 5144
 phase ssd ${SSD_S:-120} $PY bench/bench_kernels.py --out "$OUT/ssd" --only ssd_chunks
-phase d768_layers ${D768L_S:-120} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
-  "${TRIAL[@]}" --precisions bf16 --compile-scope layers
+phase d768_model ${D768M_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --compile-scope model
 phase d768_graphs ${D768G_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --cudagraphs
 phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \

@@ -265,6 +265,6 @@ def test_train_values_of_any_length_are_refused_short(capsys, args, fragment):
 
 def test_train_compile_scopes_are_one_or_the_other(capsys):
     code, out, err = run(capsys, "train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--compile",
-                         "--compile-layers")
-    assert_refused((code, out, err), "--compile and --compile-layers")
-    assert "--compile-layers (each layer on its own)" in err
+                         "--compile-model")
+    assert_refused((code, out, err), "--compile and --compile-model")
+    assert "--compile-model (the whole forward as one program)" in err

@@ -106,7 +106,8 @@ def test_a_trial_records_its_precision_and_timing(tmp_path):
     evaluator = TrainEvaluator({"name": "mqar", "options": {"vocab": 32}},
                                {"steps": 2, "batch_size": 2, "seq_len": 32, "eval_every": 2, "eval_batches": 1},
                                device="cpu")
-    assert evaluator.recipe.precision == "auto"  # the study default
+    assert evaluator.recipe.precision == "auto"  # the study defaults
+    assert evaluator.recipe.compile == "auto"  # compiled layer by layer on a GPU, eager here on the CPU
     result = evaluator(load_spec("nemotron-h-tiny"), lambda step, metrics: None)
     trial = Trial()
     record_trained(trial, result)
@@ -114,3 +115,4 @@ def test_a_trial_records_its_precision_and_timing(tmp_path):
     timing = trial.attrs["timing"]
     assert timing["timed_steps"] == 1 and timing["steps_s"] > 0 and timing["to_first_step_s"] > 0
     assert timing["compile"] is None and trial.attrs["trained"]["steps"] == 2
+    assert result["extra"]["compile"] is False  # what ran: "auto" resolved to eager on the CPU

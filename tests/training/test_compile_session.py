@@ -11,7 +11,7 @@ from archsearch.training import Recipe, TaskSpec, train
 from archsearch.training import compile_session
 
 TASK = TaskSpec(name="mqar", options={"vocab": 32})
-RECIPE = Recipe(steps=2, batch_size=2, seq_len=32, compile=True, eval_every=2, eval_batches=1)
+RECIPE = Recipe(steps=2, batch_size=2, seq_len=32, compile="model", eval_every=2, eval_batches=1)
 
 
 @pytest.fixture
@@ -144,10 +144,14 @@ def test_one_model_with_more_layer_programs_than_fit_raises_the_recompile_limit(
 
 
 def test_recipe_compile_takes_a_scope_and_names_the_allowed_ones():
-    assert Recipe(compile=True).compile_scope == "model"
-    assert Recipe(compile="layers").compile_scope == "layers"
-    assert Recipe(compile="yes").compile_scope == "model"  # what a plain bool field took before still works
-    assert Recipe().compile_scope is None
+    assert Recipe(compile=True).compile_scope("cpu") == "layers"
+    assert Recipe(compile="model").compile_scope("cuda") == "model"
+    assert Recipe(compile="yes").compile_scope("cpu") == "layers"  # what a plain bool field took before still works
+    assert Recipe().compile_scope("cuda") is None
+    # auto, the default of study trials: compiled on a GPU, eager on a CPU (a short trial's steps there cost less
+    # than inductor's compile)
+    assert Recipe(compile="auto").compile_scope("cuda") == "layers"
+    assert Recipe(compile="auto").compile_scope("cpu") is None
     with pytest.raises(ValueError) as refused:
         Recipe(compile="layer")
     first = refused.value.errors()[0]["msg"]  # what the CLI and study files show: the first error alone
