@@ -140,6 +140,26 @@ def pipelined_steps_ms(trainer: Trainer, steps: int) -> float:
     return (time.perf_counter() - began) / steps * 1e3
 
 
+def set_inductor(parser: argparse.ArgumentParser, setting: str) -> None:
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    key, sep, text = setting.partition("=")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    *path, name = key.split(".")
+    owner = inductor_config
+    for part in path:
+        owner = getattr(owner, part, None)
+    if not sep or value is None or owner is None or not hasattr(owner, name):
+        parser.error(f"--inductor {setting!r}: allowed: KEY=VALUE with KEY an attribute of torch._inductor.config "
+                     f"(dots for its sections) and VALUE a Python literal")
+    setattr(owner, name, value)
+
+
 def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -159,20 +179,19 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true")
     parser.add_argument("--compile-scope", default=DEFAULT_COMPILE_SCOPE, choices=COMPILE_SCOPES,
                         help="Recipe.compile: the whole forward as one program, or each residual layer on its own")
-    parser.add_argument("--cudagraphs", action="store_true",
-                        help="inductor's CUDA graphs around each compiled region (what torch.compile's "
-                             "mode='reduce-overhead' turns on): does replaying the step remove the host gaps?")
+    parser.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                        help="set torch._inductor.config.KEY (a Python literal), e.g. triton.cudagraphs=True (CUDA "
+                             "graphs, what mode='reduce-overhead' turns on) or max_autotune=True (Triton GEMM "
+                             "templates with fused epilogues); repeatable, named in the output file")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error(f"--steps {args.steps}: allowed: an integer >= 1")
     args.compile = False if args.eager else args.compile_scope  # Recipe.compile
-    if args.cudagraphs:
-        if args.eager:
-            parser.error("--cudagraphs needs a compiled step: drop --eager")
-        import torch._inductor.config as inductor_config
-
-        inductor_config.triton.cudagraphs = True
+    if args.inductor and args.eager:
+        parser.error("--inductor needs a compiled step: drop --eager")
+    for setting in args.inductor:
+        set_inductor(parser, setting)
     for spec_name in args.spec.split(","):
         spec = load_spec(spec_name)
         # random tokens: the step's cost does not depend on the text
@@ -182,9 +201,9 @@ def main() -> None:
             report = profile_precision(spec, task, args, precision)
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
-                          compile=args.compile, cudagraphs=args.cudagraphs)
+                          compile=args.compile, inductor=args.inductor)
             scope = ("" if args.compile in (False, DEFAULT_COMPILE_SCOPE) else f"_{args.compile}") + \
-                ("_cudagraphs" if args.cudagraphs else "")
+                "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting) for setting in args.inductor)
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]
         if "bf16" in steps and "fp8" in steps:

@@ -8,7 +8,8 @@
 #   3584-wide slice of 5144-wide rows) and contiguous; ssd: mamba-ssm's scan per chunk size at the trial's shape
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06); d768_graphs (not in the default PHASES):
-#   inductor's CUDA graphs around the compiled regions
+#   inductor's CUDA graphs around the compiled regions; d768_autotune (neither): inductor's max-autotune (Triton GEMM
+#   templates that can take the relu^2 and casts as epilogues; minutes of autotuning)
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
 # PHASES="d768 ssd" runs only those (default: every phase but d768_graphs).
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
@@ -40,7 +41,9 @@ phase ssd ${SSD_S:-120} $PY bench/bench_kernels.py --out "$OUT/ssd" --only ssd_c
 phase d768_model ${D768M_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --compile-scope model
 phase d768_graphs ${D768G_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
-  "${TRIAL[@]}" --precisions bf16 --cudagraphs
+  "${TRIAL[@]}" --precisions bf16 --inductor triton.cudagraphs=True
+phase d768_autotune ${D768A_S:-400} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --inductor max_autotune=True
 phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase d512 ${D512_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \

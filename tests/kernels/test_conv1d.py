@@ -96,8 +96,8 @@ def test_bad_arguments_name_the_argument(change, needle):
 
 # ---------------------------------------------------------------- GPU: our Triton kernel ---------------------
 GPU_CASES = [(2, 64, 300, 4, True, False), (1, 4352, 1000, 4, True, True), (2, 96, 17, 3, False, True),
-             (3, 40, 513, 2, True, True), (1, 33, 5, 4, True, True), (2, 200, 3000, 6, True, True),
-             (2, 130, 2100, 4, False, False)]  # k 6: the per-block dpre kernel; L 2100: several looped programs
+             (3, 40, 513, 2, True, True), (1, 33, 5, 4, True, True), (2, 200, 3000, 3, True, True),
+             (2, 130, 2100, 4, False, False)]  # L 2000+: many l-blocks
 GPU_IDS = [shape_id(B=c[0], D=c[1], L=c[2], K=c[3]) + ("-bias" if c[4] else "") + ("-init" if c[5] else "")
            for c in GPU_CASES]
 
