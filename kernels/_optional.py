@@ -75,6 +75,13 @@ def import_mamba(name: str) -> tuple[Any, str]:
     extension is the only thing missing we put an empty placeholder module in sys.modules, import, and say so
     in the reason; anything that really needs the extension then fails loudly with an AttributeError.
     """
+    known = _MAMBA_MODULES.get(name)
+    if known is None:
+        known = _MAMBA_MODULES[name] = _import_mamba(name)
+    return known
+
+
+def _import_mamba(name: str) -> tuple[Any, str]:
     if not _installed("mamba_ssm"):
         return None, "mamba_ssm not installed"
     ok, why = triton_status()

@@ -4,6 +4,8 @@ nothing; an op's choice is the one select() makes for the same call info; the fu
 
 import logging
 import math
+import sys
+import types
 
 import pytest
 import torch
@@ -182,17 +184,32 @@ def test_gated_norm_wrapper_splits_rows_as_before(monkeypatch, shape):
     assert kernel.batches == [min(step, shape[0] - i) for i in range(0, shape[0], step)]
 
 
-def test_optional_module_lookups_trace_without_a_graph_break():
+def test_optional_module_lookups_trace_without_a_graph_break(tmp_path, monkeypatch):
     # the fused backends look their module up inside compiled models; dynamo traced functools.cache's body
-    # (importlib, which it cannot trace): one graph break per fused call in the 100M trial's step on the H200
-    _optional.import_module("json")  # the registry's probe imports before any backend runs
-    _optional.import_mamba("mamba_ssm.ops.triton.ssd_combined")
+    # (importlib, which it cannot trace): one graph break per fused call in the 100M trial's step on the H200.
+    # A stand-in mamba_ssm package and triton taken as usable, so the lookup goes all the way on this CPU.
+    package = tmp_path / "mamba_ssm" / "ops" / "triton"
+    package.mkdir(parents=True)
+    for folder in (tmp_path / "mamba_ssm", tmp_path / "mamba_ssm" / "ops", package):
+        (folder / "__init__.py").write_text("")
+    (package / "ssd_combined.py").write_text("SCALE = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
+    monkeypatch.setattr(_optional, "triton_status", lambda: (True, "triton (taken as usable)"))
+    monkeypatch.setattr(_optional, "_MAMBA_MODULES", {})
+    name = "mamba_ssm.ops.triton.ssd_combined"
+    try:
+        _optional.import_module("json")  # the registry's probes import before any backend runs
+        assert _optional.import_mamba(name)[0].SCALE == 3
 
-    def lookups(x):
-        module, _ = _optional.import_module("json")
-        mamba, _ = _optional.import_mamba("mamba_ssm.ops.triton.ssd_combined")
-        return x * len(module.__name__) + (0 if mamba is None else 1)
+        def lookups(x):
+            module, _ = _optional.import_module("json")
+            mamba, _ = _optional.import_mamba(name)
+            return x * len(module.__name__) + mamba.SCALE
 
-    x = torch.ones(2)
-    torch._dynamo.reset()
-    assert torch.equal(torch.compile(lookups, fullgraph=True, backend="eager")(x), lookups(x))
+        x = torch.ones(2)
+        torch._dynamo.reset()
+        assert torch.equal(torch.compile(lookups, fullgraph=True, backend="eager")(x), torch.full((2,), 7.0))
+    finally:
+        for loaded in [m for m in sys.modules if m == "mamba_ssm" or m.startswith("mamba_ssm.")]:
+            del sys.modules[loaded]
