@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=4096)
     parser.add_argument("--batch-per-gpu", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model in every rank")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile in every rank (Recipe compile: true, layer by layer)")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     args = parser.parse_args()
 

@@ -190,8 +190,9 @@ class Tiles(NamedTuple):
 
 LOOPED_MAX_K = 4  # the looped dpre kernel keeps one accumulator per tap; wider convs take the per-block kernel
 # the looped dpre kernel's tiles that bench_kernels.py sweeps and the GPU parity tests run, so a sweep can make any
-# of them the default: (block_d, block_l, warps, l-blocks per program); its accumulators want <= 8 elements a
-# thread. Not the default yet: written after the last GPU call of 2026-12-06, measured by none.
+# of them the default: (block_d, block_l, warps, l-blocks per program). With 5 accumulators and 4 x tiles live, 8
+# elements a thread fit the registers and 16 may spill: the list has both. Not the default yet: written after the
+# last GPU call of 2026-12-06, measured by none.
 DPRE_LOOPED_CANDIDATES = [(128, 16, 8, 16), (128, 16, 8, 4), (128, 16, 4, 16), (64, 16, 4, 16), (64, 32, 8, 8),
                           (128, 32, 8, 8), (32, 64, 8, 4), (256, 8, 8, 32), (16, 128, 8, 4), (16, 256, 8, 2),
                           (32, 128, 8, 2)]

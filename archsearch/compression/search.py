@@ -141,6 +141,9 @@ def short_recipe(config: CompressionFile, parent: Parent) -> dict[str, Any]:
         raise UserError("recipe.distill: set by the compression search (the parent is the teacher); use the file's "
                         "`distill:` for temperature and alpha")
     recipe["distill"] = {"teacher": str(parent.folder.resolve()), **config.distill.model_dump()}
+    # eager unless the file asks: children differ in widths, so compiled, each would compile its own layers (study
+    # trials default to compile: auto, measured on trials sharing their layers; children are not measured)
+    recipe.setdefault("compile", False)
     return recipe
 
 

@@ -37,7 +37,7 @@ def resolve_training(task: str | dict, recipe: dict, seed: int | None = None):
     if seed is not None and "seed" in Recipe.model_fields:
         data.setdefault("seed", seed)
     data.setdefault("precision", "auto")  # a study's trials: fp8 on a GPU only where it pays (training.fp8_table)
-    data.setdefault("compile", "auto")  # compiled layer by layer on a GPU (a later trial compiles nothing), eager on CPU
+    data.setdefault("compile", "auto")  # layer by layer on a GPU (a later trial compiles nothing), eager on a CPU
     try:
         recipe_obj = Recipe.model_validate(data)
     except ValidationError as err:

@@ -11,7 +11,8 @@
 #   inductor's CUDA graphs around the compiled regions; d768_autotune (neither): inductor's max-autotune (Triton GEMM
 #   templates that can take the relu^2 and casts as epilogues; minutes of autotuning)
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
-# PHASES="d768 ssd" runs only those (default: every phase but d768_graphs).
+# PHASES="d768 ssd" runs only those (default: every phase but d768_graphs and d768_autotune); an unknown name is
+# an error before anything runs.
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
 # an earlier call brought one back (the whole /tmp/triton-cache of a compress_finetune.sh run is over the 16 MiB a
 # file may have to come back: bring only what a run needs).
@@ -25,6 +26,10 @@ if [ -f .gpu/cache/triton.tgz ] && [ ! -d "$TRITON_CACHE_DIR" ]; then
 fi
 TRIAL=(--batch 16 --seq 2048)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases (run in the order below)
+KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d1024 d512"
+for name in $PHASES; do
+  [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
+done
 phase() {  # NAME CAP_S CMD...: stdout+stderr -> $OUT/NAME.log, one line in phases.txt
   local name=$1 cap=$2; shift 2
   [[ " $PHASES " == *" $name "* ]] || return 0
@@ -32,10 +37,10 @@ phase() {  # NAME CAP_S CMD...: stdout+stderr -> $OUT/NAME.log, one line in phas
   timeout "$cap" "$@" >"$OUT/$name.log" 2>&1
   echo "$name rc=$? $(( $(date +%s) - began )) s" >>"$OUT/phases.txt"
 }
-phase parity ${PARITY_S:-90} $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_conv1d.py
+phase parity ${PARITY_S:-240} $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_conv1d.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
-phase conv ${CONV_S:-90} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles \
+phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles \
   --conv-shape 16,3584,2048 --conv-row 5144
 phase ssd ${SSD_S:-120} $PY bench/bench_kernels.py --out "$OUT/ssd" --only ssd_chunks
 phase d768_model ${D768M_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \

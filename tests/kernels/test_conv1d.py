@@ -208,14 +208,14 @@ def looped(tiles):  # the dpre pass's tiles forced to the looped kernel's
     return lambda kern, d_, l_, cl_: triton_conv1d.Tiles(*tiles) if kern == "dpre" else chosen(kern, d_, l_, cl_)
 
 
-def compare(x_of, leaf0, w, bias, s0, dy, what):
+def compare(x_of, leaf0, w, bias, s0, dy, what, silu=True):
     got = {}
     for name in ("triton", "reference"):
         leaf, wl = leaf0.clone().requires_grad_(), w.clone().requires_grad_()
         bl = bias.clone().requires_grad_() if bias is not None else None
         x = x_of(leaf)
-        y = (triton_conv1d.causal_conv1d_fn(x, wl, bl, s0, True) if name == "triton"
-             else causal_conv1d_reference(x, wl, bl, "silu", s0))
+        y = (triton_conv1d.causal_conv1d_fn(x, wl, bl, s0, silu) if name == "triton"
+             else causal_conv1d_reference(x, wl, bl, "silu" if silu else None, s0))
         y.backward(dy)
         got[name] = (y.detach(), leaf.grad, wl.grad) + ((bl.grad,) if bias is not None else ())
     for grad, a, r in zip(("y", "dx", "dweight", "dbias"), got["triton"], got["reference"]):
@@ -224,10 +224,12 @@ def compare(x_of, leaf0, w, bias, s0, dy, what):
 
 b, d, l = 2, 48, 40
 # k 5 takes the per-block kernel even with looped tiles (one accumulator per tap, up to 4)
-for k, init, dy_layout, bias_on in [(4, False, "channel-last", True), (4, True, "contiguous", True),
-                                     (2, True, "channel-last", False), (5, True, "contiguous", True)]:
+for k, init, dy_layout, bias_on, silu in [(4, False, "channel-last", True, True), (4, True, "contiguous", True, True),
+                                           (2, True, "channel-last", False, True), (3, True, "contiguous", True, False),
+                                           (5, True, "contiguous", True, True)]:
     gen = torch.Generator().manual_seed(k)
-    xbc, w, bias = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, k, generator=gen), torch.randn(d, generator=gen)
+    xbc, w = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, k, generator=gen)
+    bias = torch.randn(d, generator=gen)
     s0 = torch.randn(b, d, k - 1, generator=gen) if init else None
     dy = torch.randn(b, l, d, generator=gen).transpose(1, 2)  # channel-last, as y
     if dy_layout == "contiguous":
@@ -235,7 +237,7 @@ for k, init, dy_layout, bias_on in [(4, False, "channel-last", True), (4, True, 
     for dpre in ("per-block", "looped"):
         triton_conv1d._tiles = looped((16, 16, 4, 2)) if dpre == "looped" else chosen
         compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias if bias_on else None, s0, dy,
-                f"k={k}, init={init}, dy {dy_layout}, {dpre} dpre")  # x a channel-last slice, as Mamba-2's xBC
+                f"k={k}, init={init}, dy {dy_layout}, silu={silu}, {dpre} dpre", silu)  # x: a slice, as xBC
 # a contiguous x whose length spans several looped programs (16-position blocks, 4 blocks a program)
 gen = torch.Generator().manual_seed(1)
 x, w, bias = torch.randn(1, 20, 150, generator=gen), torch.randn(20, 4, generator=gen), torch.randn(20, generator=gen)
