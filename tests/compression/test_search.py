@@ -179,6 +179,8 @@ def test_the_study_screens_children_with_the_files_constraints(parent_run):
         "constraints": {"budget": [{"device": "a10g", "context": 64}], "params": {"max": MAX_PARAMS}}})
     study = build_study(config, parent, importance, "sqlite:///:memory:")
     assert study.base.d_model == 32 and study.space.names() == ["d_model"]
+    # children differ in widths: eager unless the file asks (study trials default to compile: auto)
+    assert study.file.recipe["compile"] is False
     screen = Screen(study.file.constraints)
     assert screen.keys() == ["valid", "budget:a10g@64x1", "params_max"]
     whole, small = (screen(derive_child(parent.spec, importance, name="c", d_model=d)) for d in (32, 16))
