@@ -1,12 +1,13 @@
 """torch.compile across the runs of one process (a study worker trains trial after trial): a trial whose model
 has the shapes of an earlier one reuses its compiled code, never compiling twice.
 
-Two scopes (Recipe.compile): "model" compiles the whole forward as one program; "layers" compiles each residual
-layer on its own, so one program per distinct layer (block, widths, batch shape) serves every layer built of it
-and every pattern: a pattern search's new trial reuses the layers an earlier trial compiled, where "model" compiles
-each new pattern whole (49-85 s of inductor work per pattern for trial-d768 on a CPU, against 38 s once for its
-four layer kinds and nothing for a later pattern of them; bench/RESULTS.md, 2026-12-06 sixth session). The price is the
-fusion across layer boundaries (one residual-stream read per layer) and a host call per layer.
+Two scopes (Recipe.compile_scope: `compile: true` and, on a GPU, `auto` mean "layers"): "model" compiles the whole
+forward as one program; "layers" compiles each residual layer on its own, so one program per distinct layer (block,
+widths, batch shape) serves every layer built of it and every pattern: a pattern search's new trial reuses the
+layers an earlier trial compiled, where "model" compiles each new pattern whole (49-85 s of inductor work per
+pattern for trial-d768 on a CPU, against 38 s once for its four layer kinds and nothing for a later pattern of
+them). The price is the fusion across layer boundaries and a host call per layer: 1.0% of trial-d768's step on the
+H200 (bench/RESULTS.md, 2026-12-06).
 
 Dynamo keeps compiled code per Python code object (our model's `forward`, or ResidualLayer.forward for the
 layers), guarded on the module's structure and tensor shapes, so a new model instance of the same spec and batch
