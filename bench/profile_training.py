@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 from collections import defaultdict
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from archsearch.kernels import registry
 from archsearch.spec import load_spec
 from archsearch.training import Recipe, TaskSpec
 from archsearch.training import compile_session
@@ -91,6 +93,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     top = sorted(per_kernel.items(), key=lambda kv: -kv[1])[:args.top]
     tokens = args.batch * args.seq
     report = dict(precision=run.precision.label, fp8_layers=len(run.fp8_layers), step_ms=step_ms,
+                  backends=registry.backends_used(),
                   synced_step_ms=synced_ms,
                   tokens_per_s=tokens / step_ms * 1e3, kernel_ms=sum(per_kernel.values()),
                   warmup_s=warm_s, graph_breaks=breaks, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
@@ -99,7 +102,8 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
           f"(read one step behind, as run_to_end does; {synced_ms:.1f} ms reading each step before the next) "
           f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, warm-up {warm_s:.0f} s")
-    print(f"  compiled graphs {breaks['graphs']}, graph breaks {breaks['total']}")
+    print(f"  compiled graphs {breaks['graphs']}, graph breaks {breaks['total']}; backends "
+          f"{', '.join(f'{op}={name}' for op, name in sorted(report['backends'].items()))}")
     for reason, count in breaks["reasons"].items():
         print(f"    {count:4d} x {reason}")
     for label, ms in report["categories"].items():
@@ -160,6 +164,19 @@ def set_inductor(parser: argparse.ArgumentParser, setting: str) -> None:
     setattr(owner, name, value)
 
 
+def force_backend(parser: argparse.ArgumentParser, setting: str) -> str:
+    """Force a kernel op's backend for the whole run through its override variable (which reaches every compiled
+    region too); returns the setting for the output file's name."""
+    op, sep, name = setting.partition("=")
+    if not sep or op not in registry.ops():
+        parser.error(f"--backend {setting!r}: allowed: OP=NAME with OP one of {', '.join(registry.ops())}")
+    known = [row["name"] for row in registry.describe()[op]["backends"]]
+    if name not in known:
+        parser.error(f"--backend {setting!r}: op {op} has backends {', '.join(known)}")
+    os.environ[registry.env_var(op)] = name
+    return setting
+
+
 def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -183,6 +200,9 @@ def main() -> None:
                         help="set torch._inductor.config.KEY (a Python literal), e.g. triton.cudagraphs=True (CUDA "
                              "graphs, what mode='reduce-overhead' turns on) or max_autotune=True (Triton GEMM "
                              "templates with fused epilogues); repeatable, named in the output file")
+    parser.add_argument("--backend", action="append", default=[], metavar="OP=NAME",
+                        help="force a kernel op's backend, e.g. causal_conv1d=reference (plain torch: inductor fuses "
+                             "it under compile); repeatable, named in the output file")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
     if args.steps < 1:
@@ -192,6 +212,8 @@ def main() -> None:
         parser.error("--inductor needs a compiled step: drop --eager")
     for setting in args.inductor:
         set_inductor(parser, setting)
+    for setting in args.backend:
+        force_backend(parser, setting)
     for spec_name in args.spec.split(","):
         spec = load_spec(spec_name)
         # random tokens: the step's cost does not depend on the text
@@ -201,9 +223,9 @@ def main() -> None:
             report = profile_precision(spec, task, args, precision)
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
-                          compile=args.compile, inductor=args.inductor)
+                          compile=args.compile, inductor=args.inductor, forced_backends=args.backend)
             scope = ("" if args.compile in (False, DEFAULT_COMPILE_SCOPE) else f"_{args.compile}") + \
-                "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting) for setting in args.inductor)
+                "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting) for setting in args.inductor + args.backend)
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]
         if "bf16" in steps and "fp8" in steps:

@@ -10,6 +10,8 @@
 #   default since 2026-12-06); d768_graphs (not in the default PHASES):
 #   inductor's CUDA graphs around the compiled regions; d768_autotune (neither): inductor's max-autotune (Triton GEMM
 #   templates that can take the relu^2 and casts as epilogues; minutes of autotuning)
+# d768_ops (neither): the step with plain-torch conv (causal_conv1d=reference) and then gated norm (torch), which
+#   inductor fuses with their neighbours, instead of our conv kernel and mamba-ssm's norm kernel (two runs)
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
 # PHASES="d768 ssd" runs only those (default: every phase but d768_graphs and d768_autotune); an unknown name is
 # an error before anything runs.
@@ -26,7 +28,7 @@ if [ -f .gpu/cache/triton.tgz ] && [ ! -d "$TRITON_CACHE_DIR" ]; then
 fi
 TRIAL=(--batch 16 --seq 2048)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases (run in the order below)
-KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d1024 d512"
+KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -49,6 +51,9 @@ phase d768_graphs ${D768G_S:-150} $PY bench/profile_training.py --out "$OUT" --s
   "${TRIAL[@]}" --precisions bf16 --inductor triton.cudagraphs=True
 phase d768_autotune ${D768A_S:-400} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --inductor max_autotune=True
+phase d768_ops ${D768O_S:-240} bash -c 'for backend in causal_conv1d=reference gated_rmsnorm=torch; do
+    "$0" bench/profile_training.py --out "$1" --spec bench/specs/trial-d768.yaml --batch 16 --seq 2048 \
+      --precisions bf16 --backend "$backend" || exit; done' "$PY" "$OUT"
 phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase d512 ${D512_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \
