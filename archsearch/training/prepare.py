@@ -93,6 +93,11 @@ def resumed_definition(out: Path, spec: ModelSpec | None, task: TaskSpec | None,
                        recipe: Recipe | None) -> tuple[ModelSpec, TaskSpec, Recipe]:
     """The saved run's spec/task/recipe; given ones must match them (the recipe may change RESUMABLE_CHANGES)."""
     saved_spec, saved_recipe, saved_task = checkpoint.read_definition(out)
+    try:  # before any comparison: a damaged task.json is named as such, not reported as a different task
+        saved = TaskSpec.model_validate(saved_task)
+    except ValidationError as err:
+        raise UserError(f"resume: {str(out / 'task.json')!r} is not a task: {err}; the run folder is damaged: "
+                        "restore the file, or start a new run in another folder") from None
     if spec is not None and spec.to_dict() != saved_spec.to_dict():
         raise UserError(f"resume: the spec differs from the one saved in {str(out)!r}")
     if task is not None and task.to_dict() != saved_task:
@@ -106,11 +111,6 @@ def resumed_definition(out: Path, spec: ModelSpec | None, task: TaskSpec | None,
     if changed:
         raise UserError(f"resume: recipe field(s) {', '.join(changed)} differ from the saved run; only "
                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
-    try:
-        saved = TaskSpec.model_validate(saved_task)
-    except ValidationError as err:
-        raise UserError(f"resume: {str(out / 'task.json')!r} is not a task: {err}; the run folder is damaged: "
-                        "restore the file, or start a new run in another folder") from None
     return saved_spec, saved, recipe
 
 

@@ -138,6 +138,18 @@ def test_a_task_json_that_is_json_but_no_task_is_named(run, capsys):
     assert_refused(*resume(capsys, run), "task.json", "is not a task", "damaged")
 
 
+def test_a_damaged_task_json_is_named_even_when_a_task_is_given(run, capsys):
+    """With --task on the command line the saved task is compared with it: a damaged one must still be named as
+    damaged, not reported as a task that differs."""
+    path = run / "task.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"name"', '"na e"'), encoding="utf-8")
+    code = main(["train", "--resume", str(run), "--task", "mqar", "-t", "vocab=16", "-t", "n_pairs=2",
+                 "--steps", "3", "--device", "cpu", "--json"])
+    out, err = capsys.readouterr()
+    assert_refused(code, out, err, "task.json", "is not a task", "damaged")
+    assert "differs" not in err
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "recipe.json",
