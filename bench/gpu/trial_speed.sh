@@ -13,8 +13,8 @@
 # d768_ops (neither): the step with plain-torch conv (causal_conv1d=reference) and then gated norm (torch), which
 #   inductor fuses with their neighbours, instead of our conv kernel and mamba-ssm's norm kernel (two runs)
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
-# PHASES="d768 ssd" runs only those (default: every phase but d768_graphs and d768_autotune); an unknown name is
-# an error before anything runs.
+# PHASES="d768 ssd" runs only those, in that order (default: every phase but d768_graphs, d768_autotune and
+# d768_ops); an unknown name is an error before anything runs.
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
 # an earlier call brought one back (the whole /tmp/triton-cache of a compress_finetune.sh run is over the 16 MiB a
 # file may have to come back: bring only what a run needs).
