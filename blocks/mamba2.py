@@ -60,7 +60,7 @@ class Mamba2Mixer(nn.Module):
             init.uniform_(self.conv1d.bias, -bound, bound)
         dt_H = init.log_uniform_(self.dt_bias, b.dt_min, b.dt_max).clamp(min=b.dt_init_floor)
         init._copy(self.dt_bias, dt_H + torch.log(-torch.expm1(-dt_H)))  # inverse of softplus
-        A_H = torch.empty(self.n_heads).uniform_(*b.A_init_range, generator=init.next_generator())
+        A_H = torch.empty(self.n_heads).uniform_(*b.A_init_range, generator=init.generator)
         init._copy(self.A_log, torch.log(A_H))
         init._copy(self.D, torch.ones(self.n_heads))
         if self.norm is not None:

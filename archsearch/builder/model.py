@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from archsearch.blocks import Embedding, Initializer, LMHead, RMSNorm, ResidualLayer
-from archsearch.blocks.init import default_threads
 from archsearch.kernels import backends_used
 from archsearch.spec import ModelSpec
 
@@ -36,17 +35,16 @@ class HybridLM(nn.Module):
     def init_weights(self, seed: int) -> None:
         init = self.spec.init
         out_std = init.std / (2 * self.spec.n_layers) ** 0.5 if init.scale_output_projections else init.std
-        with Initializer.from_seed(seed, init.std, out_std, init.embedding_std or init.std,
-                                   threads=default_threads()) as rng:
-            rng.normal_(self.embedding.weight, rng.embedding_std)
-            for layer in self.layers:
-                layer.norm.reset_parameters()
-                if layer.post_norm is not None:
-                    layer.post_norm.reset_parameters()
-                layer.mixer.init_weights(rng)
-            self.final_norm.reset_parameters()
-            if not self.lm_head.tied:
-                rng.normal_(self.lm_head.weight, rng.std)
+        rng = Initializer.from_seed(seed, init.std, out_std, init.embedding_std or init.std)
+        rng.normal_(self.embedding.weight, rng.embedding_std)
+        for layer in self.layers:
+            layer.norm.reset_parameters()
+            if layer.post_norm is not None:
+                layer.post_norm.reset_parameters()
+            layer.mixer.init_weights(rng)
+        self.final_norm.reset_parameters()
+        if not self.lm_head.tied:
+            rng.normal_(self.lm_head.weight, rng.std)
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, input_ids_BT: torch.Tensor) -> torch.Tensor:

@@ -46,33 +46,6 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not torch.equal(a.layers[0].mixer.in_proj.weight, c.layers[0].mixer.in_proj.weight)
 
 
-@pytest.mark.parametrize("threads", [2, 5])
-def test_weights_do_not_depend_on_how_many_threads_draw_them(monkeypatch, threads):
-    """Each draw has its own seeded generator, so the pool (every draw sent to it here) gives the serial weights."""
-    import archsearch.blocks.init as init_module
-    import archsearch.builder.model as model_module
-
-    spec = load_spec("nemotron-h-tiny")
-    monkeypatch.setattr(model_module, "default_threads", lambda: 1)
-    serial = archsearch.build(spec, seed=3)
-    monkeypatch.setattr(init_module, "INLINE_BELOW", 0)
-    monkeypatch.setattr(model_module, "default_threads", lambda: threads)
-    pooled = archsearch.build(spec, seed=3)
-    for (name, a), b in zip(serial.named_parameters(), pooled.parameters()):
-        assert torch.equal(a, b), name
-
-
-def test_a_failing_pooled_draw_is_raised(monkeypatch):
-    import archsearch.blocks.init as init_module
-
-    monkeypatch.setattr(init_module, "INLINE_BELOW", 0)
-    overlapping = torch.zeros(3).expand(4, 3)  # copying into it fails: its rows share memory
-    with pytest.raises(RuntimeError, match="memory location"):
-        with init_module.Initializer.from_seed(0, 0.02, 0.01, 1.0, threads=2) as rng:
-            rng.normal_(torch.zeros(4, 3), 1.0)
-            rng.normal_(overlapping, 1.0)
-
-
 def test_init_follows_the_spec():
     tiny = load_spec("nemotron-h-tiny")
     model = archsearch.build(tiny, seed=0)

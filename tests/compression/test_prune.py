@@ -120,10 +120,8 @@ def test_a_child_that_is_no_pruning_of_the_parent_is_refused(hybrid_scored):
 transformers = pytest.importorskip("transformers")
 
 HF_PARENTS = {
-    # transformers' NemotronH clamps dt at dt_min: dt_init_floor 0.02 keeps that clamp inactive (tests/builder).
-    # Two attention layers: the child drops one layer, and transformers' NemotronH cannot run a model without any
-    # attention layer (its cache asks one for the mask sizes)
-    "nemotron_h": (spec("hf-nemotron", "M*M-*M", {
+    # transformers' NemotronH clamps dt at dt_min: dt_init_floor 0.02 keeps that clamp inactive (tests/builder)
+    "nemotron_h": (spec("hf-nemotron", "M-M*-M", {
         "M": {"kind": "mamba2", "n_heads": 8, "head_dim": 8, "d_state": 16, "n_groups": 2, "chunk_size": 8,
               "dt_init_floor": 0.02},
         "*": {"kind": "attention", "n_heads": 4, "n_kv_heads": 2, "head_dim": 16, "rope_theta": None},
