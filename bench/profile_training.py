@@ -164,9 +164,9 @@ def set_inductor(parser: argparse.ArgumentParser, setting: str) -> None:
     setattr(owner, name, value)
 
 
-def force_backend(parser: argparse.ArgumentParser, setting: str) -> str:
-    """Force a kernel op's backend for the whole run through its override variable (which reaches every compiled
-    region too); returns the setting for the output file's name."""
+def force_backend(parser: argparse.ArgumentParser, setting: str) -> None:
+    """Force a kernel op's backend for the whole run through its override variable (read by every compiled region
+    too, whose backend choice is baked in when it is traced)."""
     op, sep, name = setting.partition("=")
     if not sep or op not in registry.ops():
         parser.error(f"--backend {setting!r}: allowed: OP=NAME with OP one of {', '.join(registry.ops())}")
@@ -174,7 +174,6 @@ def force_backend(parser: argparse.ArgumentParser, setting: str) -> str:
     if name not in known:
         parser.error(f"--backend {setting!r}: op {op} has backends {', '.join(known)}")
     os.environ[registry.env_var(op)] = name
-    return setting
 
 
 def synchronize() -> None:
