@@ -229,7 +229,7 @@ def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec fi
                                                         "for a run folder: its model.safetensors)")) -> None:
     """Write the Hugging Face config.json of a spec, or list what the family cannot express; with weights (a run
     folder or --checkpoint), also model.safetensors under Hugging Face names."""
-    from ..hf import write_hf_config
+    from ..hf import usage_notes, write_hf_config
     from ..outputs import check_output
     from ..spec import load_spec
 
@@ -247,10 +247,12 @@ def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec fi
 
         out = export_checkpoint_file(spec, checkpoint, output, family)
         print(f"wrote {out / 'config.json'} and {out / 'model.safetensors'}")
-        return
-    target = write_hf_config(spec, output, family)
-    model_type = json.loads(target.read_text())["model_type"]
-    print(f"wrote {target} ({model_type})")
+        target = out / "config.json"
+    else:
+        target = write_hf_config(spec, output, family)
+        print(f"wrote {target} ({json.loads(target.read_text())['model_type']})")
+    for note in usage_notes(json.loads(target.read_text())):
+        print(printable(f"note: {note}"), file=sys.stderr)
 
 
 def _write(path: Path, text: str) -> None:

@@ -101,6 +101,11 @@ def import_hf(config: dict, *, name: str | None = None, max_context: int | None 
     return HfImport(parse_spec(document, source), ignored)
 
 
+def usage_notes(config: dict[str, Any]) -> list[str]:
+    """Notes for whoever loads an exported config: limits of the family's modeling code it cannot express."""
+    return nemotron_h.usage_notes(config) if config.get("model_type") == nemotron_h.MODEL_TYPE else []
+
+
 def export_hf_config(spec: ModelSpec, family: str | None = None) -> dict[str, Any]:
     """The config dict of the family that expresses `spec` exactly (or of `family`). Raises NotExpressibleError
     listing every feature the family cannot hold; with no family given, it names the closest one."""

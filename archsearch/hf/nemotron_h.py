@@ -114,6 +114,15 @@ def import_config(config: dict, *, name: str | None, max_context: int | None,
     return document, ignored
 
 
+def usage_notes(config: dict[str, Any]) -> list[str]:
+    """What a user of an exported NemotronH config must know that the config itself cannot say."""
+    if ATTENTION in config.get("hybrid_override_pattern", ATTENTION):
+        return []
+    return ["transformers' NemotronH runs a model without attention layers only with use_cache=False (checked "
+            "with transformers 5.25: its cache asks an attention layer for the mask sizes and raises ValueError "
+            "otherwise); pass use_cache=False to the model and to generate()"]
+
+
 def export_spec(spec: ModelSpec) -> tuple[dict[str, Any], Checker]:
     check = Checker("NemotronH")
     plain_model_checks(check, spec)

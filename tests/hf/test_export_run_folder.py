@@ -13,7 +13,7 @@ import archsearch
 from archsearch.cli import main
 from archsearch.hf.checkpoint import run_folder
 from archsearch.errors import UserError
-from archsearch.spec import load_spec, parse_spec
+from archsearch.spec import dump_spec, load_spec, parse_spec
 from archsearch.training import Recipe, TaskSpec, train
 
 transformers = pytest.importorskip("transformers")
@@ -63,3 +63,39 @@ def test_a_folder_without_weights_is_refused_by_name(tmp_path, capsys):
     assert main(["export-hf", str(tmp_path), "-o", str(tmp_path / "hf")]) == 2
     err = capsys.readouterr().err
     assert "model.safetensors missing" in err and "Traceback" not in err
+
+
+def _nemotron(pattern: str):
+    return parse_spec({"name": "noattn", "vocab_size": 64, "d_model": 24, "max_context": 256, "pattern": pattern,
+                       "tie_embeddings": False,
+                       "blocks": {"M": {"kind": "mamba2", "n_heads": 4, "head_dim": 8, "d_state": 16, "n_groups": 2,
+                                        "chunk_size": 8, "dt_init_floor": 0.02},
+                                  "*": {"kind": "attention", "n_heads": 2, "head_dim": 12, "rope_theta": None},
+                                  "-": {"kind": "mlp", "ffn_dim": 40, "activation": "relu2"}}})
+
+
+def test_an_attention_free_nemotron_h_export_says_how_transformers_runs_it(tmp_path, capsys):
+    """A pruned hybrid can lose its last attention layer; transformers' NemotronH then runs only without a cache:
+    the export says so, and the model does run that way with our logits."""
+    from safetensors.torch import save_model
+
+    spec = _nemotron("M-M-")
+    ours = archsearch.build(spec, seed=0).eval()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "spec.yaml").write_text(dump_spec(spec))
+    save_model(ours, str(tmp_path / "run" / "model.safetensors"))
+    assert main(["export-hf", str(tmp_path / "run"), "-o", str(tmp_path / "hf")]) == 0
+    err = capsys.readouterr().err
+    assert "note:" in err and "use_cache=False" in err
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs, mine = hf(ids, use_cache=False).logits, ours(ids)
+    assert ((mine - theirs).norm() / theirs.norm()).item() <= 1e-5
+
+
+def test_a_nemotron_h_export_with_attention_has_no_such_note(tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_text(dump_spec(_nemotron("M-*-")))
+    assert main(["export-hf", str(path), "-o", str(tmp_path / "hf")]) == 0
+    assert "note:" not in capsys.readouterr().err
