@@ -204,7 +204,7 @@ from archsearch.kernels.conv1d import causal_conv1d_reference
 chosen = triton_conv1d._tiles
 
 
-def looped(tiles):  # the dpre pass's tiles forced to the looped kernel's
+def looped(tiles):  # the dpre pass's tiles forced (four numbers: the looped kernel; three: the per-block one)
     return lambda kern, d_, l_, cl_: triton_conv1d.Tiles(*tiles) if kern == "dpre" else chosen(kern, d_, l_, cl_)
 
 
@@ -235,7 +235,7 @@ for k, init, dy_layout, bias_on, silu in [(4, False, "channel-last", True, True)
     if dy_layout == "contiguous":
         dy = dy.contiguous()
     for dpre in ("per-block", "looped"):
-        triton_conv1d._tiles = looped((16, 16, 4, 2)) if dpre == "looped" else chosen
+        triton_conv1d._tiles = looped((16, 16, 4, 2) if dpre == "looped" else (16, 32, 4))
         compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias if bias_on else None, s0, dy,
                 f"k={k}, init={init}, dy {dy_layout}, silu={silu}, {dpre} dpre", silu)  # x: a slice, as xBC
 # a contiguous x whose length spans several looped programs (16-position blocks, 4 blocks a program)
@@ -243,6 +243,12 @@ gen = torch.Generator().manual_seed(1)
 x, w, bias = torch.randn(1, 20, 150, generator=gen), torch.randn(20, 4, generator=gen), torch.randn(20, generator=gen)
 triton_conv1d._tiles = looped((16, 16, 4, 4))
 compare(lambda leaf: leaf, x, w, bias, None, torch.randn(1, 20, 150, generator=gen), "contiguous, 3 looped programs")
+# the default tile table as shipped (the looped kernel for both layouts)
+triton_conv1d._tiles = chosen
+assert chosen("dpre", 3584, 2048, True).steps > 0 and chosen("dpre", 3584, 2048, False).steps > 0
+xbc, w, bias = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, 4, generator=gen), torch.randn(d, generator=gen)
+compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias, torch.randn(b, d, 3, generator=gen),
+        torch.randn(b, l, d, generator=gen).transpose(1, 2), "default tiles, channel-last")
 print("ok")
 """
 
