@@ -11,8 +11,8 @@ Backward, two passes: (1) dpre = dy * silu'(pre), the pre-activation recomputed 
 in x's dtype, plus partial sums of dweight and dbias (reduced by torch: deterministic, no atomics): looped where
 k <= 4 (each program walks several l-blocks with one accumulator per tap and sums once at its end: 1.5x faster
 than summing per block at the 100M trial's conv), per block otherwise (k + 1 sums over l per tile);
-(2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps mirrored. A one-pass backward that kept the 2k-1 shifted x tiles live to recompute pre at every shift was
-1.2-1.6x slower at every tile shape tried on the H100.
+(2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps mirrored. A one-pass backward that kept the 2k-1
+shifted x tiles live to recompute pre at every shift was 1.2-1.6x slower at every tile shape tried on the H100.
 The gradient of initial_states touches only k-1 columns and is done in torch.
 """
 
