@@ -393,7 +393,7 @@ def note(op: str, message: str) -> None:
         key = ("note", op, message)
         if key not in _logged and not torch.compiler.is_compiling():
             # inside a compiled region a logger call is a graph break (one per windowed or global attention layer
-            # of the 100M trial, H100 2026-12-07); the note is still recorded above, and logged by an eager call
+            # of the 100M trial, H100 2026-12-07): there the note is recorded above but not logged
             _logged.add(key)
             log.info("op %s: %s", op, message)
 

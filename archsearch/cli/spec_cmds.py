@@ -247,11 +247,12 @@ def export_hf(spec_path: str = typer.Argument(..., metavar="SPEC", help="spec fi
 
         out = export_checkpoint_file(spec, checkpoint, output, family)
         print(f"wrote {out / 'config.json'} and {out / 'model.safetensors'}")
-        target = out / "config.json"
+        config = json.loads((out / "config.json").read_text())
     else:
         target = write_hf_config(spec, output, family)
-        print(f"wrote {target} ({json.loads(target.read_text())['model_type']})")
-    for note in usage_notes(json.loads(target.read_text())):
+        config = json.loads(target.read_text())
+        print(f"wrote {target} ({config['model_type']})")
+    for note in usage_notes(config):
         print(printable(f"note: {note}"), file=sys.stderr)
 
 

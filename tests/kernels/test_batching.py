@@ -61,17 +61,13 @@ def test_sub_batch_counts_the_span_of_column_views():
 def test_sub_batches_inside_a_compiled_region_break_no_graph_and_record_the_note():
     """The note's log call is a graph break under torch.compile (dynamo cannot trace a Logger method): inside a
     compiled region the note is recorded but not logged."""
-    from torch._dynamo.utils import counters
-
     def step(x, y):
         out, _ = _batching.run_in_sub_batches("demo-compiled", _op, 2, dict(x=x, y=y), dict(scale=2.0), "compiled")
         return out * 2
 
     torch._dynamo.reset()
-    counters.clear()
     K.reset_backends_used()
     x, y = torch.randn(5, 3), torch.randn(5, 3)
-    got = torch.compile(step, backend="eager")(x, y)
+    got = torch.compile(step, fullgraph=True, backend="eager")(x, y)  # a graph break raises
     torch.testing.assert_close(got, _op(x, y, 2.0)[0] * 2)
-    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
     assert K.registry.notes()["demo-compiled"] == "batch 5 run in sub-batches of 2: compiled"
