@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import _batching, _checks, _optional, registry
+from . import _batching, _checks, _optional, registry, ssd_mamba_op
 
 OP = "ssd_scan"
 DEFAULT_DT_LIMIT = (0.0, math.inf)
@@ -176,7 +176,7 @@ def ssd_scan_torch_chunked(
 
 
 # ---------------------------------------------------------------- mamba_ssm (Triton) ------------------------
-_MAMBA_MODULE = "mamba_ssm.ops.triton.ssd_combined"
+_MAMBA_MODULE = ssd_mamba_op.MODULE
 
 
 def ssd_scan_mamba_ssm(
@@ -189,12 +189,12 @@ def ssd_scan_mamba_ssm(
     batch = x.shape[0]
     step = _batching.sub_batch(batch, scan_elements_per_sequence(x, B, chunk_size), _batching.INT32_ELEMENTS,
                                x, dt, B, C, z, initial_states)
+    scan = ssd_mamba_op.mamba_chunk_scan_combined  # opaque ops: one graph per Mamba layer under torch.compile
     if step >= batch:  # one call (the usual case): no dicts, no note
-        return module.mamba_chunk_scan_combined(
-            x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
-            dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_states)
+        return scan(x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_states,
+                    dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_states)
     return _batching.run_in_sub_batches(
-        OP, module.mamba_chunk_scan_combined, step,
+        OP, scan, step,
         dict(x=x, dt=dt, B=B, C=C, z=z, initial_states=initial_states),
         dict(A=A, chunk_size=chunk_size, D=D, dt_bias=dt_bias, dt_softplus=dt_softplus, dt_limit=dt_limit,
              return_final_states=return_final_states),

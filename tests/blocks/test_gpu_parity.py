@@ -78,3 +78,25 @@ def test_prefill_then_fused_decode_matches_forward_bf16():
     parts += [model.decode_step(ids[:, t:t + 1], cache) for t in range(100, 160)]
     print("decode backends:", backends_used())
     assert _rel(torch.cat(parts, 1), full) < 2e-2
+
+
+def test_each_layer_compiles_to_one_graph_and_matches_eager_bf16():
+    """A study's compiled step compiles layer by layer; fullgraph=True raises at any graph break (mamba-ssm's scan
+    broke every Mamba layer in two until it became an opaque op: kernels/ssd_mamba_op.py)."""
+    model = archsearch.build(_spec(), device="cuda", dtype=torch.bfloat16, seed=0)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
+    targets = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
+    reset_backends_used()
+    eager_logits, eager_grads = _loss_and_grads(model, ids, targets)
+    if backends_used()["ssd_scan"] not in FUSED_SSD:
+        pytest.skip(f"no fused SSD backend here (ran {backends_used()})")
+    torch._dynamo.reset()
+    layers = [torch.compile(layer, fullgraph=True, dynamic=False) for layer in model.layers]
+    model.zero_grad(set_to_none=True)
+    logits = model.forward_through(ids, layers)
+    F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()).backward()
+    assert _rel(logits, eager_logits) < 1e-2
+    worst = max((_rel(p.grad, eager_grads[n]), n) for n, p in model.named_parameters())
+    print("worst gradient relative error, compiled vs eager:", worst)
+    assert worst[0] < 3e-2, worst

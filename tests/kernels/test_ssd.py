@@ -143,3 +143,23 @@ def test_gpu_backends_match_reference_bf16(backend, b, l, h, p, g, n, chunk):
     want = run_with_grads(scan("reference", chunk), inputs, upcast=True)
     assert got[0][0].dtype == torch.bfloat16
     assert_same_call(got, want, torch.bfloat16, tol=REL_TOL[torch.bfloat16], grad_tol=3e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("options", [dict(), dict(init=False, z=False, D="hp")], ids=["all", "noinit-noz-Dhp"])
+def test_gpu_ops_match_mamba_ssms_own_function(options):
+    """Our opaque ops (kernels/ssd_mamba_op.py) call mamba-ssm's forward and backward: the same numbers as
+    mamba-ssm's own autograd.Function, final states and every gradient included."""
+    ok, why = K.registry.get_backend("ssd_scan", "mamba_ssm").available()
+    if not ok:
+        pytest.skip(why)
+    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+
+    inputs = make_inputs(2, 300, 8, 64, 2, 64, dtype=torch.bfloat16, device="cuda", **options)
+
+    def theirs(**kw):
+        return mamba_chunk_scan_combined(chunk_size=64, dt_softplus=True, return_final_states=True, **kw)
+
+    got = run_with_grads(scan("mamba_ssm", 64), inputs)
+    want = run_with_grads(theirs, inputs)
+    assert_same_call(got, want, torch.bfloat16, tol=1e-3, grad_tol=1e-3)
