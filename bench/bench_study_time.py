@@ -69,12 +69,13 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
     url = f"sqlite:///{folder / 'studies.db'}"
     command = [sys.executable, "-m", "archsearch.cli", "study", "run", str(path), "--storage", url,
                "--n-trials", str(args.trials), "--workers", str(args.workers)]
-    began = time.perf_counter()
+    began, began_at = time.perf_counter(), time.time()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         sys.exit(f"study run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return {"name": name, "url": url, "wall_s": wall, "stderr_tail": done.stderr[-400:]}
+    return {"name": name, "url": url, "wall_s": wall, "began_at": began_at, "ended_at": began_at + wall,
+            "stderr_tail": done.stderr[-400:]}
 
 
 def report(run: dict, gpus: int) -> dict:
@@ -93,12 +94,18 @@ def report(run: dict, gpus: int) -> dict:
         p = t.user_attrs.get("precision", {})
         precision.setdefault(f"{p.get('name')}: {p.get('reason')}", []).append(t.number)
     gpu_hours = run["wall_s"] * gpus / 3600
+    # outside any trial: process start, imports and study set-up before the first; summary and exit after the last
+    starts = [t.datetime_start.timestamp() for t in study.trials if t.datetime_start]
+    ends = [t.datetime_complete.timestamp() for t in study.trials if t.datetime_complete]
     return {
         "study": run["name"], "trials": len(trials), "wall_s": round(run["wall_s"], 1), "gpus": gpus,
         "steps_share": steps / (run["wall_s"] * gpus),
         "first_trial_warmup_s": round(warm[0], 1) if warm else None,
         "later_trials_median_warmup_s": round(statistics.median(warm[1:]), 1) if len(warm) > 1 else None,
         "trials_per_gpu_hour": len(trials) / gpu_hours,
+        "before_first_trial_s": round(min(starts) - run["began_at"], 1) if starts else None,
+        "after_last_trial_s": round(run["ended_at"] - max(ends), 1) if ends else None,
+        "first_trial_evaluation_s": round(timings[0].get("eval_s", float("nan")), 1),
         "compile_reused": sum(bool((t.get("compile") or {}).get("seen_before")) for t in timings),
         "dynamo_resets": sum(bool((t.get("compile") or {}).get("dynamo_reset")) for t in timings),
         "precision": {k: v for k, v in precision.items()},
@@ -114,6 +121,8 @@ def print_report(r: dict) -> None:
     print(f"  first trial's warm-up (prepare + first step): {r['first_trial_warmup_s']} s; later trials' median: "
           f"{r['later_trials_median_warmup_s']} s")
     print(f"  trials per GPU-hour: {r['trials_per_gpu_hour']:.1f}")
+    print(f"  outside the trials: {r['before_first_trial_s']} s before the first, {r['after_last_trial_s']} s after "
+          f"the last; the first trial's evaluation: {r['first_trial_evaluation_s']} s")
     print(f"  compiled code reused in-process: {r['compile_reused']} trials; dynamo resets: {r['dynamo_resets']}")
     for decision, numbers in r["precision"].items():
         print(f"  precision {decision}  <- trials {numbers}")
