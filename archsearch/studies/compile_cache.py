@@ -8,12 +8,20 @@ instead; ARCHSEARCH_COMPILE_CACHE=off leaves the environment as it is. A cache v
 environment (say TRITON_CACHE_DIR) is kept. The caches are keyed by their content (graph, versions, device), so one
 folder serves any number of studies and workers at once.
 
+AOTAutograd's cache skips, by default, every graph holding a custom autograd.Function (torch cannot vouch that
+the function's code is in its key): each Mamba layer has two (our Triton conv, mamba-ssm's gated norm), so every
+process traced their forward and backward again before finding inductor's compiled code. The study's variables
+let that cache take them, and tag every cache key with a fingerprint of what the key would miss: the source of
+archsearch's kernels and mamba-ssm's version. Editing a kernel then misses the cache instead of loading stale code.
+
 The variables must be in the environment before torch and Triton read them: `study run` sets them in its own
 process (before the first compile) and hands them to every worker it starts. Torch-free.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import re
 import sys
@@ -27,6 +35,8 @@ from ..storage.urls import safe_folder_name, sqlite_sibling
 CACHE_ENV = "ARCHSEARCH_COMPILE_CACHE"
 OFF = "off"
 DEFAULT_ROOT = Path("~/.cache/archsearch/compile")
+ALLOW_CUSTOM_AUTOGRAD = "TORCHINDUCTOR_AUTOGRAD_CACHE_ALLOW_CUSTOM_AUTOGRAD"
+CACHE_KEY_TAG = "TORCH_COMPILE_CACHE_KEY_TAG"  # part of every inductor and AOTAutograd cache key
 AUTOTUNING_SINCE = (3, 4)  # Triton caches @triton.autotune timings on disk (TRITON_CACHE_AUTOTUNING) from 3.4.0
 
 
@@ -49,6 +59,21 @@ def triton_version() -> tuple[int, ...] | None:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3]) or None
 
 
+def kernels_fingerprint() -> str:
+    """A hash of the code that runs inside compiled graphs without being in torch's cache keys: archsearch's
+    kernels (their source files) and mamba-ssm (its installed version)."""
+    digest = hashlib.sha256()
+    spec = importlib.util.find_spec("archsearch.kernels")  # imports archsearch, not its kernels (no torch)
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        for source in sorted(Path(root).glob("*.py")):
+            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    try:
+        digest.update(f"mamba_ssm {version('mamba_ssm')}".encode())
+    except PackageNotFoundError:
+        digest.update(b"no mamba_ssm")
+    return digest.hexdigest()[:16]
+
+
 def cache_variables(folder: Path, triton: tuple[int, ...] | None) -> dict[str, str]:
     """The environment variables that keep torch.compile's and Triton's work in `folder`."""
     folder = folder.expanduser().resolve()
@@ -58,6 +83,9 @@ def cache_variables(folder: Path, triton: tuple[int, ...] | None) -> dict[str, s
         # on by default in recent torch; explicit so that nothing in the environment has them off
         "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
         "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",
+        # graphs with custom autograd.Functions cached too, safe with the tag (module docstring)
+        ALLOW_CUSTOM_AUTOGRAD: "1",
+        CACHE_KEY_TAG: f"archsearch-kernels-{kernels_fingerprint()}",
     }
     if triton is not None and triton >= AUTOTUNING_SINCE:
         env["TRITON_CACHE_AUTOTUNING"] = "1"
@@ -72,6 +100,9 @@ def study_cache_env(url: str, study_name: str, environ: MutableMapping[str, str]
     if folder is None:
         return {}
     wanted = cache_variables(folder, triton_version())
+    theirs, ours = environ.get(CACHE_KEY_TAG, ""), wanted[CACHE_KEY_TAG]
+    if theirs:  # a tag of the user's own: both count (a worker inherits the joined one)
+        wanted[CACHE_KEY_TAG] = theirs if ours in theirs else f"{theirs}+{ours}"
     return {k: v for k, v in wanted.items() if not (k.endswith("_DIR") and environ.get(k))}
 
 
@@ -94,4 +125,8 @@ def use_study_cache(url: str, study_name: str) -> dict[str, str]:
     functorch = sys.modules.get("torch._functorch.config")
     if functorch is not None and env:
         functorch.enable_autograd_cache = True
+        functorch.autograd_cache_allow_custom_autograd_functions = True
+    compiler = sys.modules.get("torch.compiler.config")
+    if compiler is not None and CACHE_KEY_TAG in env:
+        compiler.cache_key_tag = env[CACHE_KEY_TAG]
     return env

@@ -116,3 +116,61 @@ def test_a_trial_records_its_precision_and_timing(tmp_path):
     assert timing["timed_steps"] == 1 and timing["steps_s"] > 0 and timing["to_first_step_s"] > 0
     assert timing["compile"] is None and trial.attrs["trained"]["steps"] == 2
     assert result["extra"]["compile"] is False  # what ran: "auto" resolved to eager on the CPU
+
+
+def test_kernel_sources_and_mamba_version_tag_every_cache_key(tmp_path, monkeypatch):
+    """AOTAutograd's cache is let take graphs with custom autograd.Functions (our conv, mamba-ssm's norm) only
+    because a fingerprint of their code is in every key: editing a kernel must change it."""
+    import types
+
+    (tmp_path / "conv.py").write_text("TILE = 16\n")
+    monkeypatch.setattr(compile_cache.importlib.util, "find_spec",
+                        lambda name: types.SimpleNamespace(submodule_search_locations=[str(tmp_path)]))
+    before = compile_cache.kernels_fingerprint()
+    env = cache_variables(tmp_path / "c", None)
+    assert env[compile_cache.CACHE_KEY_TAG] == f"archsearch-kernels-{before}"
+    assert env[compile_cache.ALLOW_CUSTOM_AUTOGRAD] == "1"
+    (tmp_path / "conv.py").write_text("TILE = 32\n")
+    assert compile_cache.kernels_fingerprint() != before
+    mine = study_cache_env(f"sqlite:///{tmp_path}/x.db", "s", {compile_cache.CACHE_KEY_TAG: "my-tag"})
+    assert mine[compile_cache.CACHE_KEY_TAG] == f"my-tag+archsearch-kernels-{compile_cache.kernels_fingerprint()}"
+    again = study_cache_env(f"sqlite:///{tmp_path}/x.db", "s", mine)  # a worker inherits it: not appended twice
+    assert again[compile_cache.CACHE_KEY_TAG] == mine[compile_cache.CACHE_KEY_TAG]
+
+
+_CUSTOM_FUNCTION_PROGRAM = """
+import torch
+from torch._dynamo.utils import counters
+
+class Square(torch.autograd.Function):  # stands in for our Triton conv and mamba-ssm's gated norm
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+x = torch.randn(8, requires_grad=True)
+torch.compile(lambda t: Square.apply(t).sin().sum(), dynamic=False)(x).backward()
+print(sorted(k for k in counters["aot_autograd"] if k.startswith("autograd_cache")))
+"""
+
+
+def test_a_rerun_loads_graphs_with_custom_autograd_functions_from_the_cache(tmp_path):
+    """Two processes with the study's variables: the second finds the first's AOTAutograd entry (without the
+    variables torch bypasses that cache for such graphs: the trace is redone in every process)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES and k != compile_cache.CACHE_KEY_TAG}
+    env.update(cache_variables(tmp_path / "cache", None))
+    runs = [subprocess.run([sys.executable, "-c", _CUSTOM_FUNCTION_PROGRAM], env=env, capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    first, second = (run.stdout.strip().splitlines()[-1] for run in runs)
+    assert "autograd_cache_saved" in first, first
+    assert "autograd_cache_hit" in second, second
