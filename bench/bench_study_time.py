@@ -106,6 +106,7 @@ def report(run: dict, gpus: int) -> dict:
         "before_first_trial_s": round(min(starts) - run["began_at"], 1) if starts else None,
         "after_last_trial_s": round(run["ended_at"] - max(ends), 1) if ends else None,
         "first_trial_evaluation_s": round(timings[0].get("eval_s", float("nan")), 1),
+        "compile_caches": timings[-1].get("compile_caches"),  # the process's totals (one worker)
         "compile_reused": sum(bool((t.get("compile") or {}).get("seen_before")) for t in timings),
         "dynamo_resets": sum(bool((t.get("compile") or {}).get("dynamo_reset")) for t in timings),
         "precision": {k: v for k, v in precision.items()},
@@ -123,6 +124,7 @@ def print_report(r: dict) -> None:
     print(f"  trials per GPU-hour: {r['trials_per_gpu_hour']:.1f}")
     print(f"  outside the trials: {r['before_first_trial_s']} s before the first, {r['after_last_trial_s']} s after "
           f"the last; the first trial's evaluation: {r['first_trial_evaluation_s']} s")
+    print(f"  compile caches (the process's totals at the last trial): {r['compile_caches']}")
     print(f"  compiled code reused in-process: {r['compile_reused']} trials; dynamo resets: {r['dynamo_resets']}")
     for decision, numbers in r["precision"].items():
         print(f"  precision {decision}  <- trials {numbers}")

@@ -140,6 +140,17 @@ def compile_layers(model: nn.Module, layer_keys: list[str]) -> tuple[nn.Module, 
     return LayerwiseCompiled(model, BACKEND), info
 
 
+def cache_counters() -> dict[str, int]:
+    """This process's compile-cache outcomes so far, from torch's own counters: AOTAutograd's cache (a hit skips
+    tracing the backward) and inductor's FX graph cache (a hit skips code generation)."""
+    from torch._dynamo.utils import counters
+
+    aot, inductor = counters["aot_autograd"], counters["inductor"]
+    return {"aot_hit": aot["autograd_cache_hit"], "aot_miss": aot["autograd_cache_miss"],
+            "aot_bypass": aot["autograd_cache_bypass"], "fx_hit": inductor["fxgraph_cache_hit"],
+            "fx_miss": inductor["fxgraph_cache_miss"], "fx_bypass": inductor["fxgraph_cache_bypass"]}
+
+
 def _reset() -> None:
     torch._dynamo.reset()
     _seen.clear()

@@ -16,6 +16,7 @@ from archsearch.spec import ModelSpec
 
 from . import checkpoint
 from .budget import resolve_budget
+from .compile_session import cache_counters
 from .distributed import SINGLE, Parallel
 from .losses import correct_count, kl_sum, masked_ce_sum
 from .prepare import Prepared, prepare
@@ -344,10 +345,12 @@ class Trainer:
     def timing(self, wall: float) -> dict[str, float | int | None]:
         """Where this run's time went, in seconds: a study sums these to find its share of time in training steps.
         steps_s: the timed steps (all but the first: it compiles); first_step_s: the first step, compile and
-        autotune included; to_first_step_s: from prepare()'s start (build, conversion) to the first step's end."""
+        autotune included; to_first_step_s: from prepare()'s start (build, conversion) to the first step's end;
+        compile_caches: the process's cache hits and misses so far (compile_session.cache_counters)."""
         return {"setup_s": self.run.setup_s, "first_step_s": self.first_step_s, "to_first_step_s": self.to_first_step_s,
                 "steps_s": self.train_time, "timed_steps": self.timed_steps, "eval_s": self.eval_s,
-                "checkpoint_s": self.save_s, "score_s": self.score_s, "wall_s": self.run.setup_s + wall}
+                "checkpoint_s": self.save_s, "score_s": self.score_s, "wall_s": self.run.setup_s + wall,
+                "compile_caches": cache_counters()}
 
     def finish(self, status: str, reason: str | None) -> TrainResult:
         """The run's record, also written to result.json in its folder."""
