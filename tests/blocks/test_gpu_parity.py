@@ -47,11 +47,15 @@ def _forced(ops):
     return stack
 
 
-def test_fused_training_step_matches_reference_bf16():
+def _model_and_batch():
     model = archsearch.build(_spec(), device="cuda", dtype=torch.bfloat16, seed=0)
     gen = torch.Generator(device="cuda").manual_seed(0)
     ids = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
-    targets = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
+    return model, ids, torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
+
+
+def test_fused_training_step_matches_reference_bf16():
+    model, ids, targets = _model_and_batch()
     reset_backends_used()
     fused_logits, fused_grads = _loss_and_grads(model, ids, targets)
     used = backends_used()
@@ -83,10 +87,7 @@ def test_prefill_then_fused_decode_matches_forward_bf16():
 def test_each_layer_compiles_to_one_graph_and_matches_eager_bf16():
     """A study's compiled step compiles layer by layer; fullgraph=True raises at any graph break (mamba-ssm's scan
     broke every Mamba layer in two until it became an opaque op: kernels/ssd_mamba_op.py)."""
-    model = archsearch.build(_spec(), device="cuda", dtype=torch.bfloat16, seed=0)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    ids = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
-    targets = torch.randint(0, 512, (2, 600), device="cuda", generator=gen)
+    model, ids, targets = _model_and_batch()
     reset_backends_used()
     eager_logits, eager_grads = _loss_and_grads(model, ids, targets)
     if backends_used()["ssd_scan"] not in FUSED_SSD:
