@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15 on one GPU call, after `source bench/gpu/setup.sh`:
 #   R=$OUT; OUT=/tmp/ts bash bench/gpu/trial_speed.sh; tar czf $R/ts.tgz -C /tmp ts
-# parity: the conv's GPU parity tests (after a kernel change, before any timing)
+# parity: the conv's, the scan's (through our opaque ops) and the whole model's GPU parity tests, a fullgraph
+#   layer-by-layer step included (after a kernel change, before any timing; mamba-ssm's cold autotuning ~80 s)
 # d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too) at the trial's xBC layout (a
@@ -37,7 +38,8 @@ phase() {  # NAME CAP_S CMD...: defines a phase; run in PHASES' order below (std
   local name=$1; shift
   COMMANDS[$name]=$(printf '%q ' timeout "$@")
 }
-phase parity ${PARITY_S:-240} $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_conv1d.py
+phase parity ${PARITY_S:-300} $PY -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_conv1d.py \
+  tests/kernels/test_ssd.py tests/blocks/test_gpu_parity.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles \
