@@ -342,11 +342,13 @@ class Trainer:
         self.saved_train_time = self.train_time
         self.save_s += time.perf_counter() - began
 
-    def timing(self, wall: float) -> dict[str, float | int | None]:
-        """Where this run's time went, in seconds: a study sums these to find its share of time in training steps.
+    def timing(self, wall: float) -> dict[str, Any]:
+        """Where this run's time went, in seconds (a study adds up steps_s and the rest to find its share of time in
+        training steps), and what the compile caches did.
         steps_s: the timed steps (all but the first: it compiles); first_step_s: the first step, compile and
         autotune included; to_first_step_s: from prepare()'s start (build, conversion) to the first step's end;
-        compile_caches: the process's cache hits and misses so far (compile_session.cache_counters)."""
+        compile_caches: the process's cache hits and misses so far, earlier trials of a worker included
+        (compile_session.cache_counters)."""
         return {"setup_s": self.run.setup_s, "first_step_s": self.first_step_s, "to_first_step_s": self.to_first_step_s,
                 "steps_s": self.train_time, "timed_steps": self.timed_steps, "eval_s": self.eval_s,
                 "checkpoint_s": self.save_s, "score_s": self.score_s, "wall_s": self.run.setup_s + wall,
