@@ -202,7 +202,8 @@ def _tiles(kernel: str, d: int, l: int, channel_last: bool) -> Tiles:
     long in the contiguous dimension; the dpre pass, which also reduces over l for dweight, wants squarer tiles.
     A dpre entry with a fourth number (l-blocks per program) takes the looped kernel where k <= LOOPED_MAX_K."""
     # dpre: the looped kernel, fwd+bwd at the 100M trial's conv (b16 d3584 L2048, H100, 2026-12-07): channel-last
-    # 1.42 ms with (128, 16, 4, 16) vs 2.16 ms for the per-block kernel's (32, 64, 4); contiguous 0.85 vs 1.02 ms
+    # 1.42 ms with (128, 16, 4, 16) vs 2.16 ms for the per-block kernel's (32, 64, 4); contiguous 0.85 vs 1.02 ms.
+    # In the trial's whole step the gain was smaller: dpre 8.48 -> 7.19 ms for its 7 Mamba layers (H100, RESULTS.md)
     if channel_last:
         tiles = {"fwd": (128, 16, 4), "dpre": (128, 16, 4, 16), "dx": (128, 16, 4)}
     else:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from archsearch.kernels import ssd, ssd_mamba_op
 from kernels_testlib import assert_same_call, run_with_grads
-from test_ssd import make_inputs
+from test_ssd import make_inputs, scan
 
 
 def _scan(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, dt_softplus, dt_limit):
@@ -66,13 +66,6 @@ def _through_ops(chunk, compiled=False):
     return torch.compile(call, backend="aot_eager", fullgraph=True) if compiled else call
 
 
-def _torch_scan(chunk):
-    def call(**inputs):
-        return ssd.ssd_scan_torch_chunked(chunk_size=chunk, dt_softplus=True, return_final_states=True, **inputs)
-
-    return call
-
-
 CASES = [dict(), dict(D="hp"), dict(init=False, z=False), dict(D=None, dt_bias=False)]
 
 
@@ -82,7 +75,7 @@ def test_ops_give_the_scans_outputs_final_states_and_every_gradient(stand_in, op
     torch._dynamo.reset()
     inputs = make_inputs(2, 40, 4, 8, 2, 16, **options)
     got = run_with_grads(_through_ops(16, compiled), inputs)
-    want = run_with_grads(_torch_scan(16), inputs)
+    want = run_with_grads(scan("torch_chunked", 16), inputs)
     assert_same_call(got, want, torch.float32)
 
 
