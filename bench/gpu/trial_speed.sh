@@ -13,6 +13,10 @@
 #   templates that can take the relu^2 and casts as epilogues; minutes of autotuning)
 # d768_ops (neither): the step with plain-torch conv (causal_conv1d=reference) and then gated norm (torch), which
 #   inductor fuses with their neighbours, instead of our conv kernel and mamba-ssm's norm kernel (two runs)
+# study_warmup, study (neither in the default PHASES): issue 15 point 3. A one-trial, five-step study from an
+#   empty compile cache (the first trial's cold warm-up), then a 12-trial, 200-step study of the 100M class on the
+#   cache it left, as a rerun or a second worker finds it (bench/bench_study_time.py; /tmp/study-bench holds both)
+# nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512
 # PHASES="d768 ssd" runs only those, in that order (default: every phase but d768_graphs, d768_autotune and
 # d768_ops); an unknown name is an error before anything runs.
@@ -29,7 +33,7 @@ if [ -f .gpu/cache/triton.tgz ] && [ ! -d "$TRITON_CACHE_DIR" ]; then
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512"
+KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 study_warmup study nemotron1b"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -58,6 +62,11 @@ phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec be
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase d512 ${D512_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \
   --precisions bf16
+phase study_warmup ${STUDYW_S:-200} $PY bench/bench_study_time.py --trials 1 --steps 5 --runs 1 --cold-cache \
+  --keep /tmp/study-bench --json "$OUT/study_warmup.json"
+phase study ${STUDY_S:-400} $PY bench/bench_study_time.py --trials 12 --steps 200 --runs 1 --keep /tmp/study-bench \
+  --json "$OUT/study.json"
+phase nemotron1b ${NEMO_S:-240} $PY bench/profile_training.py --out "$OUT" --spec nemotron-h-1b --precisions bf16
 for name in $PHASES; do
   began=$(date +%s)
   eval "${COMMANDS[$name]}" >"$OUT/$name.log" 2>&1
