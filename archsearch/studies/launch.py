@@ -21,6 +21,7 @@ from .compile_cache import use_study_cache
 from .preflight import preflight
 from .runner import RunSummary, StudyRunner, best_trials
 from .identity import renamed
+from .interrupts import InterruptGuard
 from .study_file import load_study
 
 
@@ -107,18 +108,20 @@ def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | N
         command += ["--timeout", repr(float(timeout_s))]
     procs = []
     interrupted = False
+    starting = InterruptGuard()
     try:
-        for i in range(workers):
-            # Each worker in its own session: a terminal's Ctrl-C reaches only this process, which passes exactly
-            # one SIGINT on to each worker (a second one could cut a worker's own bookkeeping short). A worker
-            # starts with SIGINT ignored (inherited through exec), so a Ctrl-C while it imports and opens the
-            # study cannot end it with a traceback; run_worker takes SIGINT back before its first trial, and this
-            # process repeats its SIGINT until every worker has exited.
-            with _sigint_ignored():
-                procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
-                                                         "--seed-offset", str(seed_offset * workers + i)],
-                                              env={**envs[i], STORAGE_ENV: runner.url, SPAWNED_ENV: "1"},
-                                              start_new_session=True))
+        # Each worker in its own session: a terminal's Ctrl-C reaches only this process, which passes exactly one
+        # SIGINT on to each worker (a second one could cut a worker's own bookkeeping short). A Ctrl-C while the
+        # workers start is noted and delivered once all have started (then passed on to each). A worker starts
+        # with SIGINT blocked (the signal mask survives exec), so a SIGINT while it imports and opens the study
+        # waits, neither lost nor a traceback; run_worker unblocks it before its first trial.
+        with starting.holding():
+            for i in range(workers):
+                with _sigint_blocked():
+                    procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
+                                                             "--seed-offset", str(seed_offset * workers + i)],
+                                                  env={**envs[i], STORAGE_ENV: runner.url, SPAWNED_ENV: "1"},
+                                                  start_new_session=True))
         for proc in procs:
             proc.wait()
     except KeyboardInterrupt:
@@ -149,6 +152,22 @@ def _interrupt_workers(procs: list[subprocess.Popen], every_s: float = 5.0) -> N
 
 
 @contextmanager
+def _sigint_blocked():
+    """SIGINT held pending in this thread (and in a process started meanwhile, which inherits the mask)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def take_sigint_back() -> None:
+    """A worker that `study run` spawned: Ctrl-C raises from here on, a SIGINT that came while it started included."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
 def _sigint_ignored():
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -170,9 +189,9 @@ def run_worker(file: str, *, storage: str | None, n_trials: int | None, timeout_
                          live=False, worker_prefix=prefix, seed_offset=seed_offset,
                          announce_interrupt=not spawned_worker())
     runner.open()
-    if spawned_worker():  # started with SIGINT ignored (_run_workers): ready for Ctrl-C from here on
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        if spawned_worker():  # started with SIGINT blocked (_run_workers)
+            take_sigint_back()
         summary = runner.run()
         if summary.interrupted:  # the parent may repeat its SIGINT; this worker is done and only exits now
             signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -193,6 +193,73 @@ def test_workers_get_the_storage_password_through_the_environment(write_study, m
     assert "s3cret" not in summary.storage
 
 
+class _FakeRunner:
+    url = "sqlite:///unused.db"
+    n_trials = 2
+
+    class study:
+        name = "toy"
+
+    def counts(self):
+        return {}
+
+    def best_trials(self):
+        return []
+
+    def close(self):
+        pass
+
+
+def test_a_ctrl_c_while_workers_start_is_passed_on_once_all_have_started(monkeypatch):
+    """A Ctrl-C while `study run` spawns its workers used to be dropped (SIGINT was ignored around each spawn), so
+    the study ran on. Now it waits until every worker has started, then reaches each; each worker starts with
+    SIGINT blocked, so it cannot die of it while it imports."""
+    from archsearch.studies import launch
+
+    procs, blocked_at_spawn = [], []
+
+    class FakeWorker:
+        def __init__(self, args, env=None, **kwargs):
+            blocked_at_spawn.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set()))
+            self.signals, self.returncode = [], None
+            procs.append(self)
+            if len(procs) == 1:
+                _sigint()  # Ctrl-C while the first of three workers starts
+
+        def send_signal(self, sig):
+            self.signals.append(sig)
+            self.returncode = 130
+
+        def poll(self):
+            return self.returncode
+
+        def wait(self, timeout=None):
+            if self.returncode is None:
+                raise AssertionError("the study went on waiting for its workers after a Ctrl-C")
+            return self.returncode
+
+    monkeypatch.setattr(launch.subprocess, "Popen", FakeWorker)
+    summary = launch._run_workers("s.yaml", _FakeRunner(), 3, 2, None, 0, [{}, {}, {}])
+    assert len(procs) == 3 and blocked_at_spawn == [True, True, True]
+    assert [p.signals for p in procs] == [[signal.SIGINT]] * 3
+    assert summary.interrupted
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_a_spawned_worker_gets_the_sigint_that_came_while_it_started():
+    from archsearch.studies import launch
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as _run_workers starts it
+    try:
+        _sigint()  # held pending while the worker imports and opens the study
+        with pytest.raises(KeyboardInterrupt):
+            launch.take_sigint_back()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_the_stored_study_row_has_the_url_redacted(write_study, sqlite_url):
     path = write_study(n_trials=1, constraints={}, storage="postgresql://alice:s3cret@db.example/x")
     runner = StudyRunner(load_study(path), ToyEvaluator(), storage=sqlite_url, live=False)
