@@ -23,6 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from archsearch.kernels import registry
+from step_gaps import idle_gaps, print_gaps
 from archsearch.spec import load_spec
 from archsearch.training import Recipe, TaskSpec
 from archsearch.training import compile_session
@@ -87,6 +88,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         pipelined_steps_ms(trainer, args.steps)
     per_kernel = {name: us / args.steps / 1e3 for name, us in kernel_times(prof).items()}  # ms per step
+    gaps = idle_gaps(prof.events(), args.steps, category)
     per_category: dict[str, float] = defaultdict(float)
     for name, ms in per_kernel.items():
         per_category[category(name)] += ms
@@ -96,7 +98,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
                   backends=registry.backends_used(),
                   synced_step_ms=synced_ms,
                   tokens_per_s=tokens / step_ms * 1e3, kernel_ms=sum(per_kernel.values()),
-                  warmup_s=warm_s, graph_breaks=breaks, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+                  warmup_s=warm_s, graph_breaks=breaks, idle=gaps, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                   categories=dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
                   top=[dict(name=n[:160], ms=ms, category=category(n)) for n, ms in top])
     print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
@@ -111,6 +113,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     print("  top kernels:")
     for row in report["top"]:
         print(f"    {row['ms']:7.2f} ms  [{row['category']}] {row['name'][:110]}")
+    print_gaps(gaps)
     del trainer, run
     compile_session.forget()  # dynamo's reset and the process's record of compiled signatures, together
     torch._dynamo.utils.counters.clear()
@@ -218,6 +221,7 @@ def main() -> None:
         # random tokens: the step's cost does not depend on the text
         task = TaskSpec(name="mqar", options={"vocab": spec.vocab_size // 2, "n_pairs": 8})
         steps = {}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         for precision in args.precisions.split(","):
             report = profile_precision(spec, task, args, precision)
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
