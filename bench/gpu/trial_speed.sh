@@ -9,7 +9,8 @@
 #   3584-wide slice of 5144-wide rows) and contiguous; ssd: mamba-ssm's scan per chunk size at the trial's shape
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06); d768_graphs (not in the default PHASES):
-#   inductor's CUDA graphs around the compiled regions (d512_graphs: the same at d512); d768_autotune (neither): inductor's max-autotune (Triton GEMM
+#   inductor's CUDA graphs around the compiled regions (d512_graphs: the same at d512;
+#   d512_model_graphs: around the whole forward and backward, the step's only compiled regions since 0 graph breaks); d768_autotune (neither): inductor's max-autotune (Triton GEMM
 #   templates that can take the relu^2 and casts as epilogues; minutes of autotuning)
 # d768_ops (neither): the step with plain-torch conv (causal_conv1d=reference) and then gated norm (torch), which
 #   inductor fuses with their neighbours, instead of our conv kernel and mamba-ssm's norm kernel (two runs)
@@ -33,7 +34,7 @@ if [ -f .gpu/cache/triton.tgz ] && [ ! -d "$TRITON_CACHE_DIR" ]; then
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs study_warmup study nemotron1b"
+KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs study_warmup study nemotron1b"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -64,6 +65,8 @@ phase d512 ${D512_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench
   --precisions bf16
 phase d512_graphs ${D512G_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
   "${TRIAL[@]}" --precisions bf16 --inductor triton.cudagraphs=True
+phase d512_model_graphs ${D512MG_S:-100} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
+  "${TRIAL[@]}" --precisions bf16 --compile-scope model --inductor triton.cudagraphs=True
 phase study_warmup ${STUDYW_S:-200} $PY bench/bench_study_time.py --trials 1 --steps 5 --runs 1 --cold-cache \
   --keep /tmp/study-bench --json "$OUT/study_warmup.json"
 phase study ${STUDY_S:-400} $PY bench/bench_study_time.py --trials 12 --steps 200 --runs 1 --keep /tmp/study-bench \
