@@ -8,10 +8,12 @@
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too) at the trial's xBC layout (a
 #   3584-wide slice of 5144-wide rows) and contiguous; ssd: mamba-ssm's scan per chunk size at the trial's shape
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
-#   default since 2026-12-06); d768_graphs (not in the default PHASES):
-#   inductor's CUDA graphs around the compiled regions (d512_graphs: the same at d512;
-#   d512_model_graphs: around the whole forward and backward, the step's only compiled regions since 0 graph breaks); d768_autotune (neither): inductor's max-autotune (Triton GEMM
-#   templates that can take the relu^2 and casts as epilogues; minutes of autotuning)
+#   default since 2026-12-06)
+# d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
+#   compiled regions (per layer; the last around the whole forward and backward, the step's only compiled regions
+#   since it has no graph break)
+# d768_autotune (not in the default PHASES): inductor's max-autotune (Triton GEMM templates that can take the
+#   relu^2 and casts as epilogues; minutes of autotuning)
 # d768_ops (neither): the step with plain-torch conv (causal_conv1d=reference) and then gated norm (torch), which
 #   inductor fuses with their neighbours, instead of our conv kernel and mamba-ssm's norm kernel (two runs)
 # study_warmup, study (neither in the default PHASES): issue 15 point 3. A one-trial, five-step study from an
