@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -63,19 +64,40 @@ def study_document(name: str, args) -> dict:
             "sampler": {"type": "grid"}, "n_trials": args.trials, "seed": args.seed}
 
 
+class Stopped(Exception):
+    """SIGTERM (e.g. `timeout` around this benchmark on a lent GPU): report the trials that finished."""
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
 def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study_document(name, args), sort_keys=False))
     url = f"sqlite:///{folder / 'studies.db'}"
     command = [sys.executable, "-m", "archsearch.cli", "study", "run", str(path), "--storage", url,
                "--n-trials", str(args.trials), "--workers", str(args.workers)]
+    log = folder / f"{name}.log"
     began, began_at = time.perf_counter(), time.time()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        with log.open("w") as out:
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+            try:
+                returncode = proc.wait()
+            except Stopped:  # cut short: the finished trials are in the database; the running one is lost
+                proc.terminate()
+                proc.wait(timeout=60)
+                print(f"cut short; the study's last output ({log}):\n" + "\n".join(log.read_text().splitlines()[-20:]))
+                return {"name": name, "url": url, "wall_s": None, "began_at": began_at, "partial": True}
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     wall = time.perf_counter() - began
-    if done.returncode != 0:
-        sys.exit(f"study run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if returncode != 0:
+        sys.exit(f"study run failed ({returncode}); its output: {log}\n{log.read_text()[-3000:]}")
     return {"name": name, "url": url, "wall_s": wall, "began_at": began_at, "ended_at": began_at + wall,
-            "stderr_tail": done.stderr[-400:]}
+            "partial": False}
 
 
 def report(run: dict, gpus: int) -> dict:
@@ -93,13 +115,15 @@ def report(run: dict, gpus: int) -> dict:
     for t in trials:
         p = t.user_attrs.get("precision", {})
         precision.setdefault(f"{p.get('name')}: {p.get('reason')}", []).append(t.number)
-    gpu_hours = run["wall_s"] * gpus / 3600
     # outside any trial: process start, imports and study set-up before the first; summary and exit after the last
     starts = [t.datetime_start.timestamp() for t in study.trials if t.datetime_start]
     ends = [t.datetime_complete.timestamp() for t in study.trials if t.datetime_complete]
+    if run["partial"]:  # cut short: the study's wall time up to the end of its last finished trial
+        run = {**run, "ended_at": max(ends), "wall_s": max(ends) - run["began_at"]}
+    gpu_hours = run["wall_s"] * gpus / 3600
     return {
-        "study": run["name"], "trials": len(trials), "wall_s": round(run["wall_s"], 1), "gpus": gpus,
-        "steps_share": steps / (run["wall_s"] * gpus),
+        "study": run["name"], "partial": run["partial"], "trials": len(trials), "wall_s": round(run["wall_s"], 1),
+        "gpus": gpus, "steps_share": steps / (run["wall_s"] * gpus),
         "first_trial_warmup_s": round(warm[0], 1) if warm else None,
         "later_trials_median_warmup_s": round(statistics.median(warm[1:]), 1) if len(warm) > 1 else None,
         "trials_per_gpu_hour": len(trials) / gpu_hours,
@@ -117,7 +141,8 @@ def report(run: dict, gpus: int) -> dict:
 
 
 def print_report(r: dict) -> None:
-    print(f"\n{r['study']}: {r['trials']} trials in {r['wall_s']} s on {r['gpus']} GPU(s) (the CPU in --smoke)")
+    cut = " (cut short: up to the end of the last finished trial)" if r["partial"] else ""
+    print(f"\n{r['study']}: {r['trials']} trials in {r['wall_s']} s{cut} on {r['gpus']} GPU(s) (the CPU in --smoke)")
     print(f"  share of wall time in training steps: {r['steps_share']:.1%}")
     print(f"  first trial's warm-up (prepare + first step): {r['first_trial_warmup_s']} s; later trials' median: "
           f"{r['later_trials_median_warmup_s']} s")
@@ -175,10 +200,13 @@ def main() -> None:
         run = run_study(f"time-{stamp}-{i}", folder, args, env)
         reports.append(report(run, gpus))
         print_report(reports[-1])
+        sys.stdout.flush()
+        if args.json:  # after each run: a later one cut short keeps this one
+            Path(args.json).write_text(json.dumps(reports, indent=1))
+        if run["partial"]:
+            break
     print(f"\ncache folder: {cache} ({sum(f.stat().st_size for f in cache.rglob('*') if f.is_file()) / 1e6:.1f} MB)"
           if cache.exists() else "\ncache folder: (none written)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=1))
 
 
 if __name__ == "__main__":
