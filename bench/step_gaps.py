@@ -1,6 +1,8 @@
 """Where a step's GPU idle sits: the gaps between consecutive kernels on the device timeline of a torch.profiler
-trace, summed by the kinds of kernel on either side, with the host op that was running when the next kernel was
-launched (what the GPU waited for). bench/profile_training.py prints it after the kernel table.
+trace, summed by the kinds of kernel on either side, with the host op that was running when the next kernel
+started. When the GPU waited on the host, that op is the one that launched it (a host falling behind); when the
+host op is a later one (the host was ahead, e.g. already in the backward), the gap is not the host's: a dependency,
+an allocation or something the profiler does not see. bench/profile_training.py prints it after the kernel table.
 
 A gap is time when no kernel, copy or memset runs (kernels that overlap, on other streams, count as busy).
 """
@@ -64,6 +66,6 @@ def print_gaps(report: dict) -> None:
           f">= {MIN_GAP_US:g} us; by the kernels on either side:")
     for pair, ms in report["by_pair"].items():
         print(f"    {ms:7.2f} ms  {pair}")
-    print("  largest gaps (the host op when the next kernel was launched):")
+    print("  largest gaps (the host op when the next kernel started: its launcher if the GPU waited on the host):")
     for row in report["largest"]:
         print(f"    {row['us']:8.1f} us  {row['before'][:50]} -> {row['after'][:50]}  [{row['host']}]")
