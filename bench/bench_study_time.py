@@ -65,7 +65,8 @@ def study_document(name: str, args) -> dict:
 
 
 class Stopped(Exception):
-    """SIGTERM (e.g. `timeout` around this benchmark on a lent GPU): report the trials that finished."""
+    """SIGTERM (e.g. `timeout` around this benchmark on a lent GPU): stop the study, report the trials that
+    finished."""
 
 
 def _stop(signum, frame):
@@ -83,12 +84,20 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         with log.open("w") as out:
-            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+            # its own session: a SIGTERM to our process group (`timeout`) reaches only us, and we stop it as Ctrl-C
+            # would (its workers too): finished trials stay stored, the running ones go back to the queue
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
             try:
                 returncode = proc.wait()
-            except Stopped:  # cut short: the finished trials are in the database; the running one is lost
-                proc.terminate()
-                proc.wait(timeout=60)
+            except Stopped:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `timeout` may send it again
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
                 print(f"cut short; the study's last output ({log}):\n" + "\n".join(log.read_text().splitlines()[-20:]))
                 return {"name": name, "url": url, "wall_s": None, "began_at": began_at, "partial": True}
     finally:

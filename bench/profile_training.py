@@ -23,13 +23,14 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from archsearch.kernels import registry
-from step_gaps import idle_gaps, print_gaps
 from archsearch.spec import load_spec
 from archsearch.training import Recipe, TaskSpec
 from archsearch.training import compile_session
 from archsearch.training.loop import Trainer
 from archsearch.training.recipe import COMPILE_SCOPES, DEFAULT_COMPILE_SCOPE
 from archsearch.training.prepare import prepare
+
+from step_gaps import idle_gaps, is_kernel, print_gaps  # bench/, beside this script
 
 # first match wins; kernel names as CUDA reports them
 CATEGORIES = [
@@ -59,9 +60,7 @@ def kernel_times(prof) -> dict[str, float]:
     """Total device microseconds per kernel name (events on the GPU only)."""
     totals: dict[str, float] = defaultdict(float)
     for event in prof.events():
-        # user annotations (e.g. "Optimizer.step#AdamW.step") span kernels on the device timeline: not kernels
-        if event.device_type == torch.autograd.DeviceType.CUDA and not getattr(event, "is_user_annotation", False) \
-                and "#" not in event.name:
+        if is_kernel(event):
             totals[event.name] += event.device_time_total if hasattr(event, "device_time_total") else event.cuda_time
     return totals
 

@@ -1,9 +1,13 @@
 """Where a step's GPU idle sits: the gaps between consecutive kernels on the device timeline of a torch.profiler
-trace, summed by the kinds of kernel on either side, with the host op that was running when the next kernel
-started. When the GPU waited on the host, that op is the one that launched it (a host falling behind); when the
-host op is a later one (the host was ahead, e.g. already in the backward), the gap is not the host's: a dependency,
-an allocation or something the profiler does not see. bench/profile_training.py prints it after the kernel table.
+trace, summed by the kinds of kernel on either side and split by whose they are:
 
+- host: the next kernel was launched (its runtime call, e.g. cudaLaunchKernel) after the GPU had gone idle, so
+  the GPU waited on the host (launch overhead, Python, a host sync, making the next batch);
+- queued: the next kernel was already launched when the GPU went idle, so the wait was something else (a
+  dependency on another stream, an allocation, work the profiler does not see).
+
+The largest gaps are listed with the op that launched the next kernel (the profiler links each kernel to its
+launching op and runtime call by correlation id). bench/profile_training.py prints this after the kernel table.
 A gap is time when no kernel, copy or memset runs (kernels that overlap, on other streams, count as busy).
 """
 
@@ -15,57 +19,68 @@ from typing import Callable, Iterable
 import torch
 
 MIN_GAP_US = 4.0  # shorter gaps are a launch's own latency, not a host falling behind
+CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 
 
-def _is_device_event(event) -> bool:
-    return (event.device_type == torch.autograd.DeviceType.CUDA and not getattr(event, "is_user_annotation", False)
-            and "#" not in event.name)
+def is_kernel(event) -> bool:
+    """A kernel, copy or memset on the GPU (user annotations such as "Optimizer.step#AdamW.step" also appear on
+    the device timeline, spanning kernels: they are not work)."""
+    return event.device_type == CUDA and not getattr(event, "is_user_annotation", False) and "#" not in event.name
 
 
-def _host_chain(cpu_events: list, at_us: float) -> str:
-    """The innermost host op that was running at `at_us`, then up to two of its enclosing ops ("inner < outer")."""
-    inner = None
-    for event in cpu_events:
-        if event.time_range.start <= at_us <= event.time_range.end and (
-                inner is None or event.time_range.start >= inner.time_range.start):
-            inner = event
-    chain = []
-    while inner is not None and len(chain) < 3:
-        chain.append(inner.name[:60])
-        inner = getattr(inner, "cpu_parent", None)
-    return " < ".join(chain) if chain else "(no host op)"
+def _chain(op) -> str:
+    """An op and up to two of its enclosing ops, "inner < outer"."""
+    names = []
+    while op is not None and len(names) < 3:
+        names.append(op.name[:60])
+        op = getattr(op, "cpu_parent", None)
+    return " < ".join(names) if names else "(no launching op recorded)"
 
 
 def idle_gaps(events: Iterable, steps: int, category: Callable[[str], str], top: int = 12,
               min_gap_us: float = MIN_GAP_US) -> dict:
-    """Per-step idle (ms) in gaps of at least `min_gap_us`, by (kind before -> kind after), and the largest gaps."""
+    """Per-step idle (ms) in gaps of at least `min_gap_us`: in all, the host's and queued, by (kind before -> kind
+    after), and the largest gaps with their launching op."""
     events = list(events)
-    device = sorted((e.time_range.start, e.time_range.end, e.name) for e in events if _is_device_event(e))
-    cpu = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
+    ops = {e.id: e for e in events if e.device_type == CPU and getattr(e, "linked_correlation_id", 0) == 0}
+    launches = {e.linked_correlation_id: e for e in events  # runtime calls (cudaLaunchKernel, ...), by correlation
+                if e.device_type == CPU and getattr(e, "linked_correlation_id", 0) > 0}
+    kernels = sorted((e for e in events if is_kernel(e)), key=lambda e: e.time_range.start)
     by_pair: dict[str, float] = defaultdict(float)
     gaps = []
+    host_us = 0.0
     busy_until, before = None, None
-    for start, end, name in device:
+    for kernel in kernels:
+        start = kernel.time_range.start
         if busy_until is not None and start - busy_until >= min_gap_us:
             gap = start - busy_until
-            by_pair[f"{category(before)} -> {category(name)}"] += gap
-            gaps.append((gap, before, name, start))
-        if busy_until is None or end > busy_until:
-            busy_until, before = end, name
-    largest = sorted(gaps, key=lambda g: -g[0])[:top]
+            corr = getattr(kernel, "linked_correlation_id", 0)
+            launch = launches.get(corr)
+            host = launch is not None and launch.time_range.start > busy_until
+            host_us += gap if host else 0.0
+            by_pair[f"{category(before.name)} -> {category(kernel.name)}"] += gap
+            gaps.append((gap, before.name, kernel.name, host, ops.get(corr)))
+        if busy_until is None or kernel.time_range.end > busy_until:
+            busy_until, before = kernel.time_range.end, kernel
+    idle_us = sum(g[0] for g in gaps)
     return dict(
-        idle_ms=sum(g[0] for g in gaps) / steps / 1e3,
+        min_gap_us=min_gap_us,
+        idle_ms=idle_us / steps / 1e3,
+        host_ms=host_us / steps / 1e3,
+        queued_ms=(idle_us - host_us) / steps / 1e3,
         gaps_per_step=len(gaps) / steps,
         by_pair={pair: us / steps / 1e3 for pair, us in sorted(by_pair.items(), key=lambda kv: -kv[1])[:top]},
-        largest=[dict(us=gap, before=b[:80], after=a[:80], host=_host_chain(cpu, start - 1.0))
-                 for gap, b, a, start in largest])
+        largest=[dict(us=gap, before=b[:80], after=a[:80], waited_on="host" if host else "queued", launched_by=_chain(op))
+                 for gap, b, a, host, op in sorted(gaps, key=lambda g: -g[0])[:top]])
 
 
 def print_gaps(report: dict) -> None:
     print(f"  idle between kernels: {report['idle_ms']:.2f} ms a step in {report['gaps_per_step']:.0f} gaps "
-          f">= {MIN_GAP_US:g} us; by the kernels on either side:")
+          f">= {report['min_gap_us']:g} us: {report['host_ms']:.2f} ms waiting on the host (next kernel launched "
+          f"after the GPU went idle), {report['queued_ms']:.2f} ms with it queued; by the kernels on either side:")
     for pair, ms in report["by_pair"].items():
         print(f"    {ms:7.2f} ms  {pair}")
-    print("  largest gaps (the host op when the next kernel started: its launcher if the GPU waited on the host):")
+    print("  largest gaps (host: launched after the GPU went idle; queued: launched before) and the launching op:")
     for row in report["largest"]:
-        print(f"    {row['us']:8.1f} us  {row['before'][:50]} -> {row['after'][:50]}  [{row['host']}]")
+        print(f"    {row['us']:8.1f} us  {row['waited_on']:6s} {row['before'][:45]} -> {row['after'][:45]}  "
+              f"[{row['launched_by']}]")

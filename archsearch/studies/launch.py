@@ -108,26 +108,29 @@ def _run_workers(file: str, runner: StudyRunner, workers: int, n_trials: int | N
         command += ["--timeout", repr(float(timeout_s))]
     procs = []
     interrupted = False
-    starting = InterruptGuard()
     try:
-        # Each worker in its own session: a terminal's Ctrl-C reaches only this process, which passes exactly one
-        # SIGINT on to each worker (a second one could cut a worker's own bookkeeping short). A Ctrl-C while the
-        # workers start is noted and delivered once all have started (then passed on to each). A worker starts
-        # with SIGINT blocked (the signal mask survives exec), so a SIGINT while it imports and opens the study
-        # waits, neither lost nor a traceback; run_worker unblocks it before its first trial.
-        with starting.holding():
-            for i in range(workers):
-                with _sigint_blocked():
-                    procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
-                                                             "--seed-offset", str(seed_offset * workers + i)],
-                                                  env={**envs[i], STORAGE_ENV: runner.url, SPAWNED_ENV: "1"},
-                                                  start_new_session=True))
+        for i in range(workers):
+            # Each worker in its own session: a terminal's Ctrl-C reaches only this process, which passes exactly
+            # one SIGINT on to each worker (a second one could cut a worker's own bookkeeping short). A Ctrl-C
+            # during a spawn is raised right after it (no worker half-started, none started after it), and the
+            # worker starts with SIGINT blocked: a SIGINT while it imports and opens the study waits, and
+            # run_worker raises it before its first trial.
+            with _sigint_held_for_spawn():
+                procs.append(subprocess.Popen(command + ["--prefix", f"[worker {i}] ",
+                                                         "--seed-offset", str(seed_offset * workers + i)],
+                                              env={**envs[i], STORAGE_ENV: runner.url, SPAWNED_ENV: "1"},
+                                              start_new_session=True))
         for proc in procs:
             proc.wait()
     except KeyboardInterrupt:
         interrupted = True
         with _sigint_ignored():
             _interrupt_workers(procs)
+    except BaseException:  # a worker could not start: the started ones, in their own sessions, must not run on
+        with _sigint_ignored():
+            _interrupt_workers(procs)
+        runner.close()
+        raise
     interrupted = interrupted or any(proc.returncode == 130 for proc in procs)
     try:
         return RunSummary(runner.study.name, redact(runner.url), runner.counts(), runner.best_trials(), interrupted,
@@ -152,13 +155,15 @@ def _interrupt_workers(procs: list[subprocess.Popen], every_s: float = 5.0) -> N
 
 
 @contextmanager
-def _sigint_blocked():
-    """SIGINT held pending in this thread (and in a process started meanwhile, which inherits the mask)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+def _sigint_held_for_spawn():
+    """A SIGINT during the block is raised after it. Blocked in this thread, so a process started meanwhile
+    inherits the mask (it survives fork and exec); only noted if another thread of ours receives it."""
+    with InterruptGuard().holding():
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def take_sigint_back() -> None:

@@ -22,7 +22,7 @@
 #   cache it left, as a rerun or a second worker finds it (bench/bench_study_time.py; /tmp/study-bench holds both).
 #   The 12-trial study did not finish in 330 s on the H100 (2026-12-07): cut short, it now reports what finished
 # nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
-# d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512 (91 s did not cover a
+# d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512 (90 s did not cover a
 #   cold machine's compile and mamba-ssm autotuning when it ran first, 2026-12-07)
 # PHASES="d768 ssd" runs only those, in that order (default: every phase but d768_graphs, d768_autotune and
 # d768_ops); an unknown name is an error before anything runs.

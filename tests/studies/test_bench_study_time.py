@@ -3,6 +3,7 @@ limit) still reports the trials that finished."""
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,24 +52,27 @@ def _last_end(run):
     return max(t.datetime_complete.timestamp() for t in study.trials)
 
 
-def test_sigterm_while_the_study_runs_stops_it_and_returns_a_partial_run(tmp_path, monkeypatch, capsys):
+def test_sigterm_while_the_study_runs_stops_it_as_ctrl_c_and_returns_a_partial_run(tmp_path, monkeypatch, capsys):
     class StudyStillRunning:
-        terminated = False
+        signals, kwargs = [], {}
 
         def __init__(self, *args, **kwargs):
-            pass
+            StudyStillRunning.kwargs = kwargs
 
         def wait(self, timeout=None):
-            if not StudyStillRunning.terminated:
-                raise bench.Stopped(15)  # what the SIGTERM handler raises
-            return -15
+            # `timeout` ends the benchmark while the study runs; then sends it again (to the group): ignored
+            signal.raise_signal(signal.SIGTERM)
+            return 130
 
-        def terminate(self):
-            StudyStillRunning.terminated = True
+        def send_signal(self, sig):
+            StudyStillRunning.signals.append(sig)
 
     monkeypatch.setattr(bench.subprocess, "Popen", StudyStillRunning)
     args = type("Args", (), {"smoke": True, "steps": 3, "trials": 3, "workers": "1", "compile": False,
                              "compile_scope": "layers", "seed": 0})()
+    before = signal.getsignal(signal.SIGTERM)
     run = bench.run_study("cut", tmp_path, args, env={})
-    assert run["partial"] and StudyStillRunning.terminated
+    assert run["partial"] and StudyStillRunning.signals == [signal.SIGINT]
+    assert StudyStillRunning.kwargs["start_new_session"]  # the group's SIGTERM does not kill it before its Ctrl-C
     assert "cut short" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -210,47 +210,82 @@ class _FakeRunner:
         pass
 
 
-def test_a_ctrl_c_while_workers_start_is_passed_on_once_all_have_started(monkeypatch):
-    """A Ctrl-C while `study run` spawns its workers used to be dropped (SIGINT was ignored around each spawn), so
-    the study ran on. Now it waits until every worker has started, then reaches each; each worker starts with
-    SIGINT blocked, so it cannot die of it while it imports."""
+class _FakeWorker:
+    """subprocess.Popen's stand-in: records whether SIGINT was blocked when it was started, and signals sent."""
+
+    def __init__(self, started, args, env=None, **kwargs):
+        self.blocked_at_spawn = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        self.signals, self.returncode = [], None
+        started.append(self)
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+        self.returncode = 130
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            raise AssertionError("the study went on waiting for its workers after a Ctrl-C")
+        return self.returncode
+
+
+def test_a_ctrl_c_while_a_worker_starts_reaches_the_started_ones_and_starts_no_more(monkeypatch):
+    """A Ctrl-C while `study run` spawned its workers used to be dropped (SIGINT was ignored around each spawn),
+    so the study ran on. Now it is raised right after that spawn, the started worker gets it, and no other starts;
+    each worker starts with SIGINT blocked, so it cannot die of it while it imports."""
     from archsearch.studies import launch
 
-    procs, blocked_at_spawn = [], []
+    started = []
 
-    class FakeWorker:
-        def __init__(self, args, env=None, **kwargs):
-            blocked_at_spawn.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set()))
-            self.signals, self.returncode = [], None
-            procs.append(self)
-            if len(procs) == 1:
-                _sigint()  # Ctrl-C while the first of three workers starts
+    def spawn(*args, **kwargs):
+        worker = _FakeWorker(started, *args, **kwargs)
+        if len(started) == 1:
+            _sigint()  # Ctrl-C while the first of three workers starts
+        return worker
 
-        def send_signal(self, sig):
-            self.signals.append(sig)
-            self.returncode = 130
-
-        def poll(self):
-            return self.returncode
-
-        def wait(self, timeout=None):
-            if self.returncode is None:
-                raise AssertionError("the study went on waiting for its workers after a Ctrl-C")
-            return self.returncode
-
-    monkeypatch.setattr(launch.subprocess, "Popen", FakeWorker)
+    monkeypatch.setattr(launch.subprocess, "Popen", spawn)
     summary = launch._run_workers("s.yaml", _FakeRunner(), 3, 2, None, 0, [{}, {}, {}])
-    assert len(procs) == 3 and blocked_at_spawn == [True, True, True]
-    assert [p.signals for p in procs] == [[signal.SIGINT]] * 3
-    assert summary.interrupted
+    assert len(started) == 1 and started[0].blocked_at_spawn
+    assert started[0].signals == [signal.SIGINT] and summary.interrupted
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_a_worker_that_cannot_start_stops_the_started_ones(monkeypatch):
+    from archsearch.studies import launch
+
+    started = []
+
+    def spawn(*args, **kwargs):
+        if len(started) == 2:
+            raise OSError("Resource temporarily unavailable")
+        return _FakeWorker(started, *args, **kwargs)
+
+    closed = []
+    runner = _FakeRunner()
+    runner.close = lambda: closed.append(True)
+    monkeypatch.setattr(launch.subprocess, "Popen", spawn)
+    with pytest.raises(OSError, match="Resource temporarily"):
+        launch._run_workers("s.yaml", runner, 3, 2, None, 0, [{}, {}, {}])
+    assert [w.signals for w in started] == [[signal.SIGINT]] * 2 and closed
+
+
+def test_a_process_started_while_sigint_is_held_starts_with_it_blocked():
+    from archsearch.studies import launch
+
+    with launch._sigint_held_for_spawn():
+        child = subprocess.run([sys.executable, "-c", "import signal; print(signal.SIGINT in "
+                                "signal.pthread_sigmask(signal.SIG_BLOCK, set()))"], capture_output=True, text=True)
+    assert child.stdout.strip() == "True", child.stderr
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # ours is restored
 
 
 def test_a_spawned_worker_gets_the_sigint_that_came_while_it_started():
     from archsearch.studies import launch
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as _run_workers starts it
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as _run_workers starts a worker
     try:
         _sigint()  # held pending while the worker imports and opens the study
         with pytest.raises(KeyboardInterrupt):

@@ -1,4 +1,5 @@
-"""bench/step_gaps.py: the idle between kernels of a profiled step, summed by its neighbours, with the host op."""
+"""bench/step_gaps.py: the idle between kernels of a profiled step, summed by its neighbours, split into waiting on
+the host (the next kernel launched after the GPU went idle) and queued, with the launching op."""
 
 import importlib.util
 from pathlib import Path
@@ -15,39 +16,57 @@ _spec.loader.exec_module(step_gaps)
 CUDA, CPU = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
 
 
-def _event(name, start, end, device=CUDA, parent=None):
+def _event(name, start, end, device=CUDA, parent=None, id=0, linked=0):
     return SimpleNamespace(name=name, device_type=device, time_range=SimpleNamespace(start=start, end=end),
-                           cpu_parent=parent)
+                           cpu_parent=parent, id=id, linked_correlation_id=linked)
+
+
+def _launched(name, start, end, op, launch_at):
+    """A kernel, the op that launched it and the runtime call (at launch_at), linked as the profiler links them."""
+    return [_event(name, start, end, linked=op.id), _event("cudaLaunchKernel", launch_at, launch_at + 2, CPU,
+                                                            linked=op.id)]
 
 
 def _kind(name):
     return name.split("_")[0]
 
 
-def test_gaps_are_summed_by_their_neighbours_and_overlaps_count_as_busy():
-    step = _event("ProfilerStep", 0, 1000, CPU)
-    launch = _event("mamba_bwd_launch", 150, 210, CPU, parent=step)
+def test_gaps_are_summed_by_their_neighbours_and_split_by_whether_the_host_was_late():
+    step = _event("ProfilerStep", 0, 1000, CPU, id=1)
+    forward = _event("aten::mm", 10, 20, CPU, parent=step, id=2)
+    scan = _event("archsearch::mamba_ssd_backward", 100, 260, CPU, parent=step, id=3)
+    late = _event("aten::copy_", 440, 449, CPU, parent=step, id=4)
     events = [
-        _event("gemm_a", 0, 100),
-        _event("gemm_b", 50, 120),    # overlaps the first (another stream): no gap
-        _event("ssd_x", 200, 300),    # 80 us after gemm_b ends
-        _event("ssd_y", 302, 400),    # 2 us: a launch's own latency, below the threshold
-        _event("gemm_c", 450, 500),   # 50 us
-        _event("Optimizer.step#AdamW.step", 500, 900),  # an annotation on the device timeline, not a kernel
-        _event("ssd_z", 520, 600),    # 20 us
-        step, launch,
+        step, forward, scan, late,
+        *_launched("gemm_a", 0, 100, forward, launch_at=12),
+        _event("gemm_b", 50, 120),                                      # overlaps the first: no gap
+        *_launched("ssd_x", 200, 300, scan, launch_at=190),             # 80 us gap, launched late: the host's
+        _event("ssd_y", 302, 400),                                      # 2 us: a launch's own latency
+        *_launched("gemm_c", 450, 500, late, launch_at=445),            # 50 us, launched late
+        _event("Optimizer.step#AdamW.step", 500, 900),                  # an annotation, not a kernel
+        *_launched("ssd_z", 520, 600, forward, launch_at=15),           # 20 us, queued long before
     ]
     report = step_gaps.idle_gaps(events, steps=2, category=_kind)
     assert report["idle_ms"] == pytest.approx((80 + 50 + 20) / 2 / 1e3)
-    assert report["gaps_per_step"] == 1.5
+    assert report["host_ms"] == pytest.approx((80 + 50) / 2 / 1e3)
+    assert report["queued_ms"] == pytest.approx(20 / 2 / 1e3)
+    assert report["gaps_per_step"] == 1.5 and report["min_gap_us"] == step_gaps.MIN_GAP_US
     assert report["by_pair"] == pytest.approx({"gemm -> ssd": 0.05, "ssd -> gemm": 0.025})
     assert list(report["by_pair"]) == ["gemm -> ssd", "ssd -> gemm"]  # largest first
-    largest = report["largest"][0]
-    assert (largest["us"], largest["before"], largest["after"]) == (80, "gemm_b", "ssd_x")
-    assert largest["host"] == "mamba_bwd_launch < ProfilerStep"  # innermost first, then what encloses it
-    assert report["largest"][1]["host"] == "ProfilerStep"
+    first, second, third = report["largest"]
+    assert (first["us"], first["before"], first["after"], first["waited_on"]) == (80, "gemm_b", "ssd_x", "host")
+    assert first["launched_by"] == "archsearch::mamba_ssd_backward < ProfilerStep"
+    assert (second["after"], second["waited_on"], second["launched_by"]) == ("gemm_c", "host", "aten::copy_ < ProfilerStep")
+    assert (third["after"], third["waited_on"], third["launched_by"]) == ("ssd_z", "queued", "aten::mm < ProfilerStep")
+
+
+def test_a_kernel_without_a_recorded_launch_counts_as_queued():
+    events = [_event("gemm_a", 0, 100), _event("ssd_b", 150, 200)]
+    report = step_gaps.idle_gaps(events, steps=1, category=_kind)
+    assert report["idle_ms"] == pytest.approx(0.05) and report["host_ms"] == 0
+    assert report["largest"][0]["launched_by"] == "(no launching op recorded)"
 
 
 def test_no_device_events_means_no_idle():
-    report = step_gaps.idle_gaps([_event("aten::mm", 0, 10, CPU)], steps=1, category=_kind)
+    report = step_gaps.idle_gaps([_event("aten::mm", 0, 10, CPU, id=1)], steps=1, category=_kind)
     assert report["idle_ms"] == 0 and report["largest"] == [] and report["by_pair"] == {}
