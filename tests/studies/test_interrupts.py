@@ -169,21 +169,8 @@ def test_workers_get_the_storage_password_through_the_environment(write_study, m
         def poll(self):
             return 0
 
-    class FakeRunner:
+    class FakeRunner(_FakeRunner):
         url = "postgresql://alice:s3cret@db.example/studies"
-        n_trials = 2
-
-        class study:
-            name = "toy"
-
-        def counts(self):
-            return {}
-
-        def best_trials(self):
-            return []
-
-        def close(self):
-            pass
 
     monkeypatch.setattr(launch.subprocess, "Popen", FakePopen)
     summary = launch._run_workers("s.yaml", FakeRunner(), 2, 2, None, 0, [{}, {}])
@@ -194,6 +181,7 @@ def test_workers_get_the_storage_password_through_the_environment(write_study, m
 
 
 class _FakeRunner:
+    """The parts of a StudyRunner that _run_workers uses."""
     url = "sqlite:///unused.db"
     n_trials = 2
 
