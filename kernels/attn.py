@@ -241,9 +241,7 @@ def _compiled_flex():
     return torch.compile(_flex_module().flex_attention, dynamic=False)
 
 
-@functools.lru_cache(maxsize=64)
-def _block_mask(t: int, s: int, causal: bool, window: int | None, device: str):
-    """Cached per (t, s, causal, window, device): building a block mask scans all (t, s) blocks."""
+def _build_block_mask(flex, t: int, s: int, causal: bool, window: int | None, device: str):
     offset = s - t
 
     def mask_mod(b, h, q_idx, kv_idx):
@@ -253,15 +251,23 @@ def _block_mask(t: int, s: int, causal: bool, window: int | None, device: str):
             visible = visible & (kv_idx > pos_q - window)
         return visible
 
-    return _flex_module().create_block_mask(mask_mod, B=None, H=None, Q_LEN=t, KV_LEN=s, device=device)
+    return flex.create_block_mask(mask_mod, B=None, H=None, Q_LEN=t, KV_LEN=s, device=device)
 
 
-@functools.lru_cache(maxsize=16)
-def _softcap_mod(softcap: float):
+@functools.lru_cache(maxsize=64)
+def _block_mask(t: int, s: int, causal: bool, window: int | None, device: str):
+    """Cached per (t, s, causal, window, device): building a block mask scans all (t, s) blocks."""
+    return _build_block_mask(_flex_module(), t, s, causal, window, device)
+
+
+def _softcap_score_mod(softcap: float):
     def score_mod(score, b, h, q_idx, kv_idx):
         return softcap * torch.tanh(score / softcap)
 
     return score_mod
+
+
+_softcap_mod = functools.lru_cache(maxsize=16)(_softcap_score_mod)
 
 
 def _kernel_options(t: int, gqa_ratio: int) -> dict | None:
@@ -273,6 +279,8 @@ def _kernel_options(t: int, gqa_ratio: int) -> dict | None:
 
 
 def attention_flex(q, k, v, causal=True, window=None, softcap=None, scale=None, positions=None):
+    if torch.compiler.is_compiling():
+        return _flex_traced(q, k, v, causal, window, softcap, scale, positions)
     t, s = q.shape[2], k.shape[2]
     score_mod = _softcap_mod(float(softcap)) if softcap is not None else None
     gqa = q.shape[1] != k.shape[1]
@@ -288,6 +296,24 @@ def attention_flex(q, k, v, causal=True, window=None, softcap=None, scale=None, 
     if q.is_cuda:
         return _compiled_flex()(q, k, v, kernel_options=_kernel_options(t, q.shape[1] // k.shape[1]), **kwargs)
     return _eager_flex(q, k, v, **kwargs)
+
+
+def _flex_traced(q, k, v, causal, window, softcap, scale, positions):
+    """attention_flex inside a compiled model: the mask's construction and FlexAttention are traced into the
+    caller's graph. The caches and the inner torch.compile of the eager path would change nothing there (dynamo
+    skips a functools cache, warning each time, and traces the body) but the warnings."""
+    from torch.nn.attention import flex_attention as flex  # a plain import: dynamo would skip a functools cache
+
+    gqa = q.shape[1] != k.shape[1]
+    options = _kernel_options(q.shape[2], q.shape[1] // k.shape[1]) if q.is_cuda else None
+    if positions is not None:
+        return flex_positional(q, k, v, positions.q_pos_T, positions.k_pos_S, window, softcap, scale, gqa, options)
+    t, s = q.shape[2], k.shape[2]
+    block_mask = _build_block_mask(flex, t, s, causal, window, str(q.device)) if causal or window is not None \
+        else None
+    score_mod = _softcap_score_mod(float(softcap)) if softcap is not None else None
+    return flex.flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=gqa,
+                               kernel_options=options)
 
 
 def _eager_flex(q, k, v, **kwargs):

@@ -99,6 +99,26 @@ def test_flex_eager_on_cpu_matches_naive_forward(b, hq, hkv, t, s, d, causal, wi
     assert "backward" in flex.accepts(device="cpu", requires_grad=True)
 
 
+@pytest.mark.parametrize("b,hq,hkv,t,s,d,causal,window,softcap", [CASES[3], CASES[6]], ids=[IDS[3], IDS[6]])
+def test_flex_traced_into_a_compiled_graph_matches_eager_without_cache_warnings(b, hq, hkv, t, s, d, causal, window,
+                                                                                softcap, monkeypatch):
+    """Inside torch.compile the flex path builds its mask and calls FlexAttention in the caller's graph: one graph,
+    the eager numbers, and no "lru_cache-wrapped function" warning from dynamo (one per cached helper it met, in
+    every compiled trial's log, 2026-12-07)."""
+    import warnings
+
+    inputs = make_inputs(b, hq, hkv, t, s, d)
+    opts = dict(causal=causal, window=window, softcap=softcap)
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch._dynamo.utils, "warn_once_cache", set())  # dynamo warns once a process otherwise
+    compiled = torch.compile(attend("flex", **opts), backend="eager", fullgraph=True)
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = compiled(**inputs)
+    assert not [w for w in caught if "cache" in str(w.message)], [str(w.message)[:120] for w in caught]
+    assert_close(got, oracle(**inputs, **opts), torch.float32, "out")
+
+
 def test_window_covering_all_keys_takes_the_global_path():
     inputs = make_inputs(1, 2, 2, 8, 8, 16)
     K.reset_backends_used()
