@@ -300,8 +300,8 @@ def attention_flex(q, k, v, causal=True, window=None, softcap=None, scale=None, 
 
 def _flex_traced(q, k, v, causal, window, softcap, scale, positions):
     """attention_flex inside a compiled model: the mask's construction and FlexAttention are traced into the
-    caller's graph. The caches and the inner torch.compile of the eager path would change nothing there (dynamo
-    skips a functools cache, warning each time, and traces the body) but the warnings."""
+    caller's graph. The eager path's caches and inner torch.compile would add nothing there: dynamo skips a
+    functools cache and traces its body, warning each time."""
     from torch.nn.attention import flex_attention as flex  # a plain import: dynamo would skip a functools cache
 
     gqa = q.shape[1] != k.shape[1]
