@@ -67,14 +67,18 @@ def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> lis
         except ValidationError as err:
             issues += _sub_issues(err, marks, source, "task")
     distill = False
-    recipe = data.get("recipe", {})
+    recipe, valid_recipe = data.get("recipe", {}), None
     if fresh("recipe") and isinstance(recipe, dict):
         try:
-            distill = Recipe.model_validate(recipe).distill is not None
+            valid_recipe = Recipe.model_validate(recipe)
+            distill = valid_recipe.distill is not None
         except ValidationError as err:
             issues += [SpecIssue(i.path, i.message, i.value, i.allowed or "fields: " + ", ".join(Recipe.model_fields),
                                  i.location) if i.message == "unknown field" else i
                        for i in _sub_issues(err, marks, source, "recipe")]
+    lengths = valid_recipe or _lengths_only(recipe)  # a wrong recipe field elsewhere hides nothing here
+    if task_name is not None and lengths is not None and ("task",) not in {i.path[:1] for i in issues}:
+        issues += _synthetic_task_issues(data["task"], lengths, marks, source)
     if fresh("device") and isinstance(data["device"], str):
         try:
             training_device(data["device"])
@@ -90,6 +94,35 @@ def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> lis
                 issues.append(issue(marks, source, ("objectives", index), f"training on task {task_name or '(any)'!r} reports "
                                     f"no metric {metric!r}, so every trial would fail", allowed=", ".join(allowed)))
     return issues
+
+
+def _lengths_only(recipe: Any):
+    """A Recipe of only the study recipe's seq_len and seed (defaults elsewhere), when those two are valid."""
+    from ..training import Recipe
+
+    if not isinstance(recipe, dict):
+        return None
+    try:
+        return Recipe.model_validate({k: recipe[k] for k in ("seq_len", "seed") if k in recipe})
+    except ValidationError:
+        return None
+
+
+def _synthetic_task_issues(task: str | dict, recipe, marks: Marks, source: str | None) -> list[SpecIssue]:
+    """A synthetic task built once at the recipe's seq_len: what its constructor refuses (e.g. MQAR's pairs and
+    queries not fitting the length) would fail every trial. Built in memory, cheaply; tasks that read text files
+    or tokenizers are left to the first trial."""
+    from ..training.tasks import TaskSpec, make_task, task_class
+    from ..training.tasks.base import SyntheticTask
+
+    spec = TaskSpec.model_validate({"name": task} if isinstance(task, str) else task)
+    if not issubclass(task_class(spec.name), SyntheticTask):
+        return []
+    try:
+        make_task(spec, recipe.seq_len, recipe.seed)
+    except UserError as err:
+        return [issue(marks, source, ("task",), f"{err}, so every trial would fail")]
+    return []
 
 
 def _sampler_issues(data: dict, marks: Marks, source: str | None, fresh, study: Study | None) -> list[SpecIssue]:

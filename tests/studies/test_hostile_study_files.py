@@ -23,6 +23,7 @@ BREAKAGES = {
     "unknown_field": (lambda d: d.update(bogus=1), ("bogus",)),
     "unknown_task": (lambda d: d.update(task="nosuch"), ("task",)),
     "task_option": (lambda d: d.update(task={"name": "mqar", "options": {"nope": 1}}), ("task",)),
+    "task_too_long": (lambda d: d.update(task={"name": "mqar", "options": {"n_pairs": 100}}), ("task",)),
     "device_tpu": (lambda d: d.update(device="tpu"), ("device",)),
     "unknown_metric": (lambda d: d.update(objectives=["val_losss"]), ("objectives", 0)),
     "metric_not_reported": (lambda d: d.update(objectives=[{"metric": "foo", "direction": "minimize"}]),
