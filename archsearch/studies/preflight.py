@@ -57,11 +57,12 @@ def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> lis
     from .objectives import produced_metrics
 
     issues: list[SpecIssue] = []
-    task_name = None
+    task_spec, task_name = None, None
     if fresh("task") and isinstance(data["task"], (str, dict)):
         raw = {"name": data["task"]} if isinstance(data["task"], str) else data["task"]
         try:
-            task_name = TaskSpec.model_validate(raw).name
+            task_spec = TaskSpec.model_validate(raw)
+            task_name = task_spec.name
         except UserError as err:
             issues.append(issue(marks, source, ("task",), str(err)))
         except ValidationError as err:
@@ -77,8 +78,8 @@ def _training_issues(data: dict, marks: Marks, source: str | None, fresh) -> lis
                                  i.location) if i.message == "unknown field" else i
                        for i in _sub_issues(err, marks, source, "recipe")]
     lengths = valid_recipe or _lengths_only(recipe)  # a wrong recipe field elsewhere hides nothing here
-    if task_name is not None and lengths is not None and ("task",) not in {i.path[:1] for i in issues}:
-        issues += _synthetic_task_issues(data["task"], lengths, marks, source)
+    if task_spec is not None and lengths is not None and ("task",) not in {i.path[:1] for i in issues}:
+        issues += _synthetic_task_issues(task_spec, lengths, marks, source)
     if fresh("device") and isinstance(data["device"], str):
         try:
             training_device(data["device"])
@@ -108,14 +109,13 @@ def _lengths_only(recipe: Any):
         return None
 
 
-def _synthetic_task_issues(task: str | dict, recipe, marks: Marks, source: str | None) -> list[SpecIssue]:
+def _synthetic_task_issues(spec, recipe, marks: Marks, source: str | None) -> list[SpecIssue]:
     """A synthetic task built once at the recipe's seq_len: what its constructor refuses (e.g. MQAR's pairs and
     queries not fitting the length) would fail every trial. Built in memory, cheaply; tasks that read text files
     or tokenizers are left to the first trial."""
-    from ..training.tasks import TaskSpec, make_task, task_class
+    from ..training.tasks import make_task, task_class
     from ..training.tasks.base import SyntheticTask
 
-    spec = TaskSpec.model_validate({"name": task} if isinstance(task, str) else task)
     if not issubclass(task_class(spec.name), SyntheticTask):
         return []
     try:

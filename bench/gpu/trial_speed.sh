@@ -24,8 +24,8 @@
 # nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512 (90 s did not cover a
 #   cold machine's compile and mamba-ssm autotuning when it ran first, 2026-12-07)
-# PHASES="d768 ssd" runs only those, in that order (default: every phase but d768_graphs, d768_autotune and
-# d768_ops); an unknown name is an error before anything runs.
+# PHASES="d768 ssd" runs only those, in that order (default: the PHASES line below); an unknown name is an error
+# before anything runs.
 # A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
 # an earlier call brought one back (the whole /tmp/triton-cache of a compress_finetune.sh run is over the 16 MiB a
 # file may have to come back: bring only what a run needs).
@@ -69,9 +69,9 @@ phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec be
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase d512 ${D512_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \
   --precisions bf16
-phase d512_graphs ${D512G_S:-90} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
+phase d512_graphs ${D512G_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
   "${TRIAL[@]}" --precisions bf16 --inductor triton.cudagraphs=True
-phase d512_model_graphs ${D512MG_S:-100} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
+phase d512_model_graphs ${D512MG_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
   "${TRIAL[@]}" --precisions bf16 --compile-scope model --inductor triton.cudagraphs=True
 phase study_warmup ${STUDYW_S:-200} $PY bench/bench_study_time.py --trials 1 --steps 5 --runs 1 --cold-cache \
   --keep /tmp/study-bench --json "$OUT/study_warmup.json"
