@@ -97,6 +97,9 @@ def _import_mamba(name: str) -> tuple[Any, str]:
         module = importlib.import_module(name)
     except Exception as e:
         return None, f"import {name} failed: {type(e).__name__}: {e}{note}"
+    # its backward kernels' autotune results, which Triton would benchmark again in every process
+    from . import autotune_cache
+    autotune_cache.persist_hooked_in_modules("mamba_ssm.")
     version = getattr(sys.modules.get("mamba_ssm"), "__version__", "?")
     return module, f"mamba_ssm {version}{note}"
 

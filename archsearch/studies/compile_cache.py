@@ -1,6 +1,7 @@
 """A study's compile and autotune caches, kept beside its storage so that trials, workers and reruns reuse what
 torch.compile (inductor's FX graph and AOTAutograd caches, its autotuning) and Triton (compiled kernels, and
-@triton.autotune results where Triton >= 3.4 caches them) produced once.
+@triton.autotune results where Triton >= 3.4 caches them; archsearch.kernels.autotune_cache adds the pre-hooked
+kernels Triton skips) produced once.
 
 Where: for `sqlite:///path/x.db`, the folder `path/x.compile-cache/`; for any other database (PostgreSQL, an
 in-memory SQLite), `~/.cache/archsearch/compile/<study name>/`. ARCHSEARCH_COMPILE_CACHE=<folder> puts it there
