@@ -7,6 +7,8 @@ recorded (their "timing" attribute, archsearch.training.loop.Trainer.timing):
   step counted as one ordinary step (the rest of the first step is compile and autotune);
 - the first trial's warm-up (prepare + first step: build, compile, autotune) and the later trials' median;
 - trials per GPU-hour; which precision each trial got and why; how many trials reused this process's compile.
+- with --stacks SECONDS, what the study process's main thread did during the first trial's warm-up (its Python
+  stacks sampled by faulthandler: autotuning, compiling, loading cached code, ...; bench/stack_samples.py).
 
 `--runs 2` runs the same study twice under new names with one cache folder: the second run shows what a rerun
 gets from the persisted caches. `--cold-cache` starts from an empty cache folder (the "before" of issue 15).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -34,6 +37,8 @@ import yaml
 from archsearch.training.recipe import COMPILE_SCOPES, DEFAULT_COMPILE_SCOPE
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import stack_samples  # noqa: E402  (bench/ is not a package)
 # Patterns of the 100M class: the issue's trial and variants with the same layer count (12 mixers + 12 MLPs).
 PATTERNS_100M = ["M-L-M-*-M-M-L-M-*-M-*-M-", "M-M-L-M-*-M-M-L-M-*-M-*-", "M-L-M-M-*-M-L-M-M-*-M-*-",
                  "M-M-M-L-M-*-M-M-L-M-*-*-"]
@@ -77,9 +82,14 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study_document(name, args), sort_keys=False))
     url = f"sqlite:///{folder / 'studies.db'}"
-    command = [sys.executable, "-m", "archsearch.cli", "study", "run", str(path), "--storage", url,
-               "--n-trials", str(args.trials), "--workers", str(args.workers)]
+    study_args = ["study", "run", str(path), "--storage", url, "--n-trials", str(args.trials), "--workers",
+                  str(args.workers)]
+    command = [sys.executable, "-m", "archsearch.cli", *study_args]
+    if args.stacks:  # the same command, its stacks sampled into NAME.stacks
+        command = [sys.executable, "-c", stack_samples.prelude(folder / f"{name}.stacks", args.stacks,
+                                                               "archsearch.cli"), *study_args]
     log = folder / f"{name}.log"
+    stacks = {"path": str(folder / f"{name}.stacks")} if args.stacks else None
     began, began_at = time.perf_counter(), time.time()
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
@@ -99,14 +109,15 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
                     proc.kill()
                     proc.wait()
                 print(f"cut short; the study's last output ({log}):\n" + "\n".join(log.read_text().splitlines()[-20:]))
-                return {"name": name, "url": url, "wall_s": None, "began_at": began_at, "partial": True}
+                return {"name": name, "url": url, "wall_s": None, "began_at": began_at, "partial": True,
+                        "stacks": stacks, "log": str(log)}
     finally:
         signal.signal(signal.SIGTERM, previous)
     wall = time.perf_counter() - began
     if returncode != 0:
         sys.exit(f"study run failed ({returncode}); its output: {log}\n{log.read_text()[-3000:]}")
     return {"name": name, "url": url, "wall_s": wall, "began_at": began_at, "ended_at": began_at + wall,
-            "partial": False}
+            "partial": False, "stacks": stacks, "log": str(log)}
 
 
 def report(run: dict, gpus: int) -> dict:
@@ -143,10 +154,35 @@ def report(run: dict, gpus: int) -> dict:
         "compile_reused": sum(bool((t.get("compile") or {}).get("seen_before")) for t in timings),
         "dynamo_resets": sum(bool((t.get("compile") or {}).get("dynamo_reset")) for t in timings),
         "precision": {k: v for k, v in precision.items()},
+        "first_trial_warmup_stacks": _warmup_stacks(run, trials[0], timings[0]),
+        "autotuned_not_from_disk": autotuned(Path(run["log"]).read_text(errors="replace")) if run.get("log") else {},
         "per_trial": [{"number": tr.number, **{k: (round(v, 2) if isinstance(v, float) else v)
                                                for k, v in t.items() if k != "compile"}}
                       for tr, t in zip(trials, timings)],
     }
+
+
+AUTOTUNED = re.compile(r"Triton autotuning for function (?P<name>\S+?),\s*with key as .*?,\s*"
+                       r"finished after (?P<seconds>[\d.]+)s", re.S)
+
+
+def autotuned(log_text: str) -> dict[str, list[float]]:
+    """Triton's TRITON_PRINT_AUTOTUNING lines in a study's log: kernel -> [times benchmarked, seconds]."""
+    found: dict[str, list[float]] = {}
+    for m in AUTOTUNED.finditer(log_text):
+        entry = found.setdefault(m["name"], [0, 0.0])
+        entry[0] += 1
+        entry[1] = round(entry[1] + float(m["seconds"]), 2)
+    return dict(sorted(found.items(), key=lambda item: -item[1][1]))
+
+
+def _warmup_stacks(run: dict, first, timing: dict) -> list[str] | None:
+    """What the study's main thread did during the first trial's warm-up, from its sampled stacks (--stacks)."""
+    samples = run.get("stacks")
+    if not samples or not Path(samples["path"]).exists() or timing.get("to_first_step_s") is None:
+        return None
+    start = first.datetime_start.timestamp()
+    return stack_samples.summarize(samples["path"], (start, start + timing["to_first_step_s"]))
 
 
 def print_report(r: dict) -> None:
@@ -162,6 +198,13 @@ def print_report(r: dict) -> None:
     print(f"  compiled code reused in-process: {r['compile_reused']} trials; dynamo resets: {r['dynamo_resets']}")
     for decision, numbers in r["precision"].items():
         print(f"  precision {decision}  <- trials {numbers}")
+    tuned = r.get("autotuned_not_from_disk") or {}
+    print(f"  Triton autotuning not served from disk: {sum(n for n, _ in tuned.values())} times, "
+          f"{sum(t for _, t in tuned.values()):.1f} s" + "".join(f"\n    {n:3d}x {t:7.2f} s  {name}"
+                                                            for name, (n, t) in list(tuned.items())[:12]))
+    if r.get("first_trial_warmup_stacks"):
+        print("  the first trial's warm-up, by sampled stacks of the study process:")
+        print("\n".join("    " + line for line in r["first_trial_warmup_stacks"]))
 
 
 def main() -> None:
@@ -183,18 +226,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", default=None, help="folder for the database and caches (default: a temp dir)")
     parser.add_argument("--json", default=None, help="also write the reports here")
+    parser.add_argument("--stacks", type=float, default=0, metavar="SECONDS",
+                        help="sample the study process's Python stacks every SECONDS and report what its first "
+                             "trial's warm-up did (bench/stack_samples.py); 0: off")
     args = parser.parse_args()
     if args.smoke:
         args.trials, args.steps = min(args.trials, 3), min(args.steps, 3)
     for flag in ("trials", "steps", "batch", "seq_len", "runs"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    if args.stacks < 0:
+        parser.error(f"--stacks {args.stacks}: must be >= 0 (0: off)")
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-study-time-")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "studies.compile-cache"  # the study's own default beside studies.db
     if args.cold_cache and cache.exists():
         shutil.rmtree(cache)
     env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    env["TRITON_PRINT_AUTOTUNING"] = "1"  # every autotune not served from disk, into the study's log (reported)
     env.pop("ARCHSEARCH_COMPILE_CACHE", None)
     if args.smoke:
         env["CUDA_VISIBLE_DEVICES"] = ""

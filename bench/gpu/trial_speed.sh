@@ -26,20 +26,24 @@
 #   cold machine's compile and mamba-ssm autotuning when it ran first, 2026-12-07)
 # PHASES="d768 ssd" runs only those, in that order (default: the PHASES line below); an unknown name is an error
 # before anything runs.
-# A warm Triton cache (mamba-ssm's autotuning: ~80 s on a cold machine) is taken from .gpu/cache/triton.tgz when
-# an earlier call brought one back (the whole /tmp/triton-cache of a compress_finetune.sh run is over the 16 MiB a
-# file may have to come back: bring only what a run needs).
+#   Both report every Triton autotune not served from disk (by kernel) and, from stacks of the study process
+#   sampled every 2 s, what its first trial's warm-up did (94 s on a warm cache on the H100, 2026-12-07: unexplained)
+# save_cache (not in the default PHASES; put it last): the Triton cache this call filled (compiled kernels and
+#   autotune results: the parity tests' shapes, the trials') as 15 MiB parts $CACHE_OUT/triton-cache.tgz.partNN
+#   (CACHE_OUT: default $OUT; a returned file may be at most 16 MiB). Put the parts in .gpu/cache/ and carry .gpu:
+#   the next call starts from them (mamba-ssm's cold autotuning and compiling took most of a 280 s parity run).
 set -u
 OUT=${OUT:?set OUT to the folder whose files come back}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export TRITON_CACHE_AUTOTUNING=1 TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/triton-cache}
-if [ -f .gpu/cache/triton.tgz ] && [ ! -d "$TRITON_CACHE_DIR" ]; then
-  mkdir -p "$TRITON_CACHE_DIR" && tar xzf .gpu/cache/triton.tgz -C "$TRITON_CACHE_DIR" --strip-components=1
+if compgen -G ".gpu/cache/triton-cache.tgz.part*" >/dev/null && [ ! -d "$TRITON_CACHE_DIR" ]; then
+  mkdir -p "$TRITON_CACHE_DIR" && cat .gpu/cache/triton-cache.tgz.part* | tar xzf - -C "$TRITON_CACHE_DIR"
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs study_warmup study nemotron1b"
+KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
+KNOWN+=" study_warmup study nemotron1b save_cache"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -74,10 +78,13 @@ phase d512_graphs ${D512G_S:-150} $PY bench/profile_training.py --out "$OUT" --s
 phase d512_model_graphs ${D512MG_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
   "${TRIAL[@]}" --precisions bf16 --compile-scope model --inductor triton.cudagraphs=True
 phase study_warmup ${STUDYW_S:-200} $PY bench/bench_study_time.py --trials 1 --steps 5 --runs 1 --cold-cache \
-  --keep /tmp/study-bench --json "$OUT/study_warmup.json"
+  --keep /tmp/study-bench --json "$OUT/study_warmup.json" --stacks 2
 phase study ${STUDY_S:-450} $PY bench/bench_study_time.py --trials 12 --steps 200 --runs 1 --keep /tmp/study-bench \
-  --json "$OUT/study.json"
+  --json "$OUT/study.json" --stacks 2
 phase nemotron1b ${NEMO_S:-240} $PY bench/profile_training.py --out "$OUT" --spec nemotron-h-1b --precisions bf16
+phase save_cache ${SAVE_S:-120} bash -c 'mkdir -p "$1" && du -sh "$0" && tar czf - -C "$0" . |
+    split -b 15m -d - "$1/triton-cache.tgz.part" && ls -l "$1"/triton-cache.tgz.part*' "$TRITON_CACHE_DIR" \
+  "${CACHE_OUT:-$OUT}"
 for name in $PHASES; do
   began=$(date +%s)
   eval "${COMMANDS[$name]}" >"$OUT/$name.log" 2>&1
