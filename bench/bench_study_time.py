@@ -8,7 +8,8 @@ recorded (their "timing" attribute, archsearch.training.loop.Trainer.timing):
 - the first trial's warm-up (prepare + first step: build, compile, autotune) and the later trials' median;
 - trials per GPU-hour; which precision each trial got and why; how many trials reused this process's compile.
 - with --stacks SECONDS, what the study process's main thread did during the first trial's warm-up (its Python
-  stacks sampled by faulthandler: autotuning, compiling, loading cached code, ...; bench/stack_samples.py).
+  stack sampled by a thread of its own: autotuning, compiling, loading cached code, ...; bench/stack_samples.py);
+- every Triton autotune that was not served from disk, per kernel (TRITON_PRINT_AUTOTUNING in the study's log).
 
 `--runs 2` runs the same study twice under new names with one cache folder: the second run shows what a rerun
 gets from the persisted caches. `--cold-cache` starts from an empty cache folder (the "before" of issue 15).
@@ -237,6 +238,8 @@ def main() -> None:
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
     if args.stacks < 0:
         parser.error(f"--stacks {args.stacks}: must be >= 0 (0: off)")
+    if args.stacks and args.workers != "1":  # trials then run in worker processes: only the idle parent is sampled
+        parser.error(f"--stacks samples the study's own process: use it with --workers 1, not {args.workers!r}")
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-study-time-")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     cache = folder / "studies.compile-cache"  # the study's own default beside studies.db

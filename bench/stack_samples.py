@@ -22,7 +22,7 @@ SAMPLE = "# sample at "  # then the epoch time; then one "file<TAB>line<TAB>func
 # so the specific ones (autotuning, compiling) come before the packages they run inside
 ACTIVITIES = [
     ("Triton autotune: benchmarking a kernel's configs (mamba-ssm's, ours)", "triton/runtime/autotuner.py",
-     {"_bench", "benchmark", "do_bench"}),
+     {"_bench", "benchmark"}),
     ("inductor autotune: benchmarking a compiled kernel's configs", "torch/_inductor/runtime/triton_heuristics.py",
      {"benchmark_all_configs", "autotune_to_one_config", "bench", "coordinate_descent_tuning"}),
     ("Triton compile (or loading a compiled kernel)", "triton/compiler/", None),

@@ -2,9 +2,10 @@
 
 With TRITON_CACHE_AUTOTUNING=1 (Triton >= 3.4; a study turns it on) each @triton.autotune kernel's timings are
 stored beside its compiled kernels, so a second process picks the winner without benchmarking. Triton skips any
-kernel with a pre-hook on a config, though: a function cannot be written to JSON. mamba-ssm's backward scan
-kernels zero their accumulators with such hooks (`init_to_zero`, on every config of seven of them), so every
-process benchmarked 8-9 configs of each again before its first backward, whatever the study's cache held.
+kernel with a pre-hook on a config, though: a function cannot be written to JSON. mamba-ssm (2.3.2) zeroes the
+accumulators of eight of its kernels with such hooks (`init_to_zero`); its scan's backward runs four of them
+(7-9 configs each), so every process benchmarked ~32 configs again before its first backward, whatever the
+study's cache held. Seconds a process, not minutes: it saves what it can be shown to save on a GPU.
 
 The hook is code, not data, and this process's configs still carry it. So a config is stored as what is the same
 in every process (its kwargs, warps, stages, CTAs, register cap); on a hit the matching config of this process,
@@ -19,7 +20,6 @@ import sys
 import types
 from typing import Any, Callable, Iterable
 
-SINCE = (3, 4)  # Triton's Autotuner.check_disk_cache, which this replaces per kernel
 FILE_SUFFIX = ".autotune-hooked.json"  # beside Triton's own "<kernel>.autotune.json", never read by it
 _PATCHED = "_archsearch_hooked_cache"
 
@@ -85,10 +85,10 @@ def _check_disk_cache(tuner, tuning_key: tuple, configs: list, bench: Callable[[
 def persist_hooked(tuners: Iterable[Any]) -> int:
     """Give each autotuned kernel whose configs have pre-hooks the cache above; returns how many it changed.
     Follows TRITON_CACHE_AUTOTUNING as it is now (Triton read it when the kernel's module was imported)."""
-    from triton import knobs
     from triton.runtime.autotuner import Autotuner
-    if not hasattr(Autotuner, "check_disk_cache"):
+    if not hasattr(Autotuner, "check_disk_cache"):  # Triton < 3.4: no autotune results on disk at all
         return 0
+    from triton import knobs
     changed = 0
     for tuner in tuners:
         if not isinstance(tuner, Autotuner) or getattr(tuner, _PATCHED, False):

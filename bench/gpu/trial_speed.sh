@@ -20,18 +20,21 @@
 # study_warmup, study (neither in the default PHASES): issue 15 point 3. A one-trial, five-step study from an
 #   empty compile cache (the first trial's cold warm-up), then a 12-trial, 200-step study of the 100M class on the
 #   cache it left, as a rerun or a second worker finds it (bench/bench_study_time.py; /tmp/study-bench holds both).
-#   The 12-trial study did not finish in 330 s on the H100 (2026-12-07): cut short, it now reports what finished
+#   The 12-trial study did not finish in 330 s on the H100 (2026-12-07): cut short, it now reports what finished.
+#   Both report every Triton autotune not served from disk (by kernel) and, from stacks of the study process
+#   sampled every 2 s, what its first trial's warm-up did (94 s on a warm cache on the H100, 2026-12-07: unexplained)
 # nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
 # d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512 (90 s did not cover a
 #   cold machine's compile and mamba-ssm autotuning when it ran first, 2026-12-07)
 # PHASES="d768 ssd" runs only those, in that order (default: the PHASES line below); an unknown name is an error
 # before anything runs.
-#   Both report every Triton autotune not served from disk (by kernel) and, from stacks of the study process
-#   sampled every 2 s, what its first trial's warm-up did (94 s on a warm cache on the H100, 2026-12-07: unexplained)
-# save_cache (not in the default PHASES; put it last): the Triton cache this call filled (compiled kernels and
-#   autotune results: the parity tests' shapes, the trials') as 15 MiB parts $CACHE_OUT/triton-cache.tgz.partNN
-#   (CACHE_OUT: default $OUT; a returned file may be at most 16 MiB). Put the parts in .gpu/cache/ and carry .gpu:
-#   the next call starts from them (mamba-ssm's cold autotuning and compiling took most of a 280 s parity run).
+# save_cache (not in the default PHASES; put it last; needs CACHE_OUT): $TRITON_CACHE_DIR as this call left it
+#   (compiled kernels and autotune results of the parity tests and profile_training; the study phases keep their
+#   own cache under /tmp/study-bench) as 15 MiB parts $CACHE_OUT/triton-cache.tgz.partNN. CACHE_OUT must be the
+#   call's own $OUT, not the folder tarred into ts.tgz (a returned file may be at most 16 MiB: parts inside ts.tgz
+#   would lose it whole). Replace .gpu/cache/ with the new set of parts (old parts would join a corrupt archive)
+#   and carry .gpu (64 MiB a call in all, wheels ~13 MiB: ~3 parts): the next call starts from them (mamba-ssm's
+#   cold autotuning and compiling took most of a 280 s parity run). Call: R=$OUT; CACHE_OUT=$R OUT=/tmp/ts ...
 set -u
 OUT=${OUT:?set OUT to the folder whose files come back}
 mkdir -p "$OUT"
@@ -82,9 +85,12 @@ phase study_warmup ${STUDYW_S:-200} $PY bench/bench_study_time.py --trials 1 --s
 phase study ${STUDY_S:-450} $PY bench/bench_study_time.py --trials 12 --steps 200 --runs 1 --keep /tmp/study-bench \
   --json "$OUT/study.json" --stacks 2
 phase nemotron1b ${NEMO_S:-240} $PY bench/profile_training.py --out "$OUT" --spec nemotron-h-1b --precisions bf16
-phase save_cache ${SAVE_S:-120} bash -c 'mkdir -p "$1" && du -sh "$0" && tar czf - -C "$0" . |
+if [[ " $PHASES " == *" save_cache "* ]] && [ -z "${CACHE_OUT:-}" ]; then
+  echo "PHASES: save_cache needs CACHE_OUT, the call's own \$OUT (not a folder tarred into one archive)" >&2; exit 2
+fi
+phase save_cache ${SAVE_S:-120} bash -c 'set -o pipefail; mkdir -p "$1" && du -sh "$0" && tar czf - -C "$0" . |
     split -b 15m -d - "$1/triton-cache.tgz.part" && ls -l "$1"/triton-cache.tgz.part*' "$TRITON_CACHE_DIR" \
-  "${CACHE_OUT:-$OUT}"
+  "${CACHE_OUT:-}"
 for name in $PHASES; do
   began=$(date +%s)
   eval "${COMMANDS[$name]}" >"$OUT/$name.log" 2>&1

@@ -41,12 +41,12 @@ def _tuner(hooked=True):
 class Bench:
     """The benchmark Autotuner.run hands over: times every config, the second fastest."""
 
-    def __init__(self, tuner, key):
-        self.tuner, self.key, self.calls = tuner, key, 0
+    def __init__(self, tuner, key, configs=None):
+        self.tuner, self.key, self.configs, self.calls = tuner, key, configs or tuner.configs, 0
 
     def __call__(self):
         self.calls += 1
-        timings = {c: [float(i != 1) + 1.0] for i, c in enumerate(self.tuner.configs)}
+        timings = {c: [float(c.kwargs["BLOCK"] != 32) + 1.0] for c in self.configs}
         self.tuner.configs_timings = timings
         self.tuner.cache[self.key] = min(timings, key=timings.get)
 
@@ -97,7 +97,7 @@ def test_another_tuning_key_or_config_set_is_timed_again(cache_dir):
     assert _check(other, key=(2048, "torch.bfloat16"))[:2] == (False, 1)  # another shape
     fewer = _tuner()
     autotune_cache.persist_hooked([fewer])
-    bench = Bench(fewer, (1024, "torch.bfloat16"))
+    bench = Bench(fewer, (1024, "torch.bfloat16"), fewer.configs[:2])
     assert fewer.check_disk_cache((1024, "torch.bfloat16"), fewer.configs[:2], bench) is False  # pruned otherwise
     assert bench.calls == 1
 
@@ -125,11 +125,64 @@ def test_kernels_without_hooks_keep_tritons_path(cache_dir):
     assert autotune_cache.persist_hooked([hooked]) == 0  # once
 
 
-def test_caching_follows_the_switch(cache_dir, monkeypatch):
+def test_caching_follows_the_switch_as_it_is_when_patched(cache_dir, monkeypatch):
     monkeypatch.delenv("TRITON_CACHE_AUTOTUNING")
+    off = _tuner()
+    autotune_cache.persist_hooked([off])
+    assert not off.cache_results  # Autotuner.run then never looks at the disk
+    built_before = _tuner()  # mamba-ssm imported before the study set the variable
+    monkeypatch.setenv("TRITON_CACHE_AUTOTUNING", "1")
+    assert not built_before.cache_results
+    autotune_cache.persist_hooked([built_before])
+    assert built_before.cache_results
+
+
+def test_a_triton_without_autotune_results_on_disk_is_left_alone(cache_dir, monkeypatch):
+    monkeypatch.delattr(triton.runtime.autotuner.Autotuner, "check_disk_cache")  # as in Triton < 3.4
     tuner = _tuner()
+    assert autotune_cache.persist_hooked([tuner]) == 0 and "check_disk_cache" not in vars(tuner)
+
+
+class Launcher:
+    """Stands in for launching the compiled kernel (Autotuner.fn.run); the JIT function stays behind it."""
+
+    def __init__(self, jit):
+        self.fn, self.launches = jit, []
+
+    def run(self, *args, **kwargs):
+        self.launches.append(kwargs["BLOCK"])
+
+
+def _runnable(hooked_blocks):
+    """A tuner whose run goes through Triton's own Autotuner.run, launching and timing stood in (BLOCK 32 wins)."""
+    def zero_accumulator(nargs):
+        hooked_blocks.append(nargs["BLOCK"])
+
+    def do_bench(kernel_call, quantiles):
+        kernel_call()
+        return [{16: 3.0, 32: 1.0, 64: 2.0}[launcher.launches[-1]]] * len(quantiles)
+
+    configs = [triton.Config({"BLOCK": b}, num_warps=4, pre_hook=zero_accumulator) for b in (16, 32, 64)]
+    tuner = triton.autotune(configs=configs, key=["n"], do_bench=do_bench)(_kernel)
+    launcher = tuner.fn = Launcher(tuner.fn)
     autotune_cache.persist_hooked([tuner])
-    assert not tuner.cache_results  # Autotuner.run then never looks at the disk
+    return tuner, launcher
+
+
+def test_autotuners_run_benchmarks_once_and_a_second_process_launches_the_winner_with_its_hook(cache_dir,
+                                                                                              monkeypatch, capsys):
+    monkeypatch.setenv("TRITON_PRINT_AUTOTUNING", "1")
+    hooks = []
+    first, launched = _runnable(hooks)
+    first.run(object(), 1024)
+    assert launched.launches == [16, 32, 64, 32] and hooks == [16, 32, 64, 32]  # three timed, then the winner
+    assert "Triton autotuning for function _kernel" in capsys.readouterr().out
+
+    hooks = []
+    second, launched = _runnable(hooks)
+    second.run(object(), 1024)
+    assert launched.launches == [32] and hooks == [32]  # nothing timed; the winner's accumulator still zeroed
+    assert "Triton autotuning" not in capsys.readouterr().out
 
 
 def test_importing_mamba_ssm_gives_its_hooked_kernels_the_cache(tmp_path, cache_dir, monkeypatch):
@@ -153,6 +206,8 @@ def test_importing_mamba_ssm_gives_its_hooked_kernels_the_cache(tmp_path, cache_
         plain = triton.autotune(configs=[triton.Config({"BLOCK": 16}), triton.Config({"BLOCK": 32})],
                                 key=["n"])(_body)
     """))
+    for loaded in [m for m in sys.modules if m == "mamba_ssm" or m.startswith("mamba_ssm.")]:
+        monkeypatch.delitem(sys.modules, loaded)  # a real mamba-ssm imported earlier comes back afterwards
     monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
     monkeypatch.setitem(sys.modules, "selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
     monkeypatch.setattr(_optional, "triton_status", lambda: (True, "triton (taken as usable)"))

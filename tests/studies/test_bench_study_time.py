@@ -21,8 +21,8 @@ stack_samples = sys.modules["stack_samples"]  # bench_study_time imports it from
 def smoke_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_study_time.py"), "--smoke", "--keep",
-                           str(folder), "--json", str(folder / "r.json"), "--stacks", "0.05"], capture_output=True, text=True,
-                          timeout=300)
+                           str(folder), "--json", str(folder / "r.json"), "--stacks", "0.02"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return folder, json.loads((folder / "r.json").read_text())[0], done.stdout
 
@@ -39,7 +39,7 @@ def test_a_run_with_stacks_samples_the_study_process_and_reports_the_first_warm_
     samples = stack_samples.read_samples((folder / f"{report['study']}.stacks").read_text())
     assert len(samples) > 5  # the study ran for seconds, 0.05 s apart
     assert any(file.endswith("training/loop.py") for _, frames in samples for file, _ in frames)
-    assert report["first_trial_warmup_stacks"][0].startswith(("main thread,", "no stack sample"))
+    assert report["first_trial_warmup_stacks"][0].startswith("main thread,")  # samples inside the warm-up's window
     assert "the first trial's warm-up, by sampled stacks" in stdout
 
 
