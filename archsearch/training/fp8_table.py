@@ -69,7 +69,7 @@ MEASURED: tuple[Fp8Point, ...] = (
              "bench/bench_fp8_gemm.py, bench/RESULTS.md 'Session of 2026-12-06 (fourth)' (H100): fp8 89.44 vs bf16 "
              "85.50 ms a forward + backward of the 48 converted layers", "bench/specs/trial-d1024.yaml", 32768,
              layers_only=True),
-    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled", 1543.2, 1.055,
+    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled (whole model)", 1543.2, 1.055,
              "bench/gpu/trial_speed.sh, bench/RESULTS.md 'Session of 2026-12-06 (fifth)' (H100): compiled fp8 "
              "122.4 ms vs compiled bf16 129.2 ms a step", "bench/specs/trial-d1024.yaml", 32768),
     Fp8Point("h200", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled (whole model), 10 steps", 1543.2, 1.067,
@@ -78,14 +78,20 @@ MEASURED: tuple[Fp8Point, ...] = (
     Fp8Point("h200", "nemotron-h-1b, 16,384 tokens/step, compiled (whole model)", 2803.2, 1.142,
              "bench/profile_training.py, bench/RESULTS.md 'Session of 2026-12-06 (seventh)' (H200): 91,156 vs "
              "79,794 tokens/s", "nemotron-h-1b", 16384),
+    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled layer by layer (the study default)",
+             1543.2, 1.005,
+             "bench/gpu/trial_speed.sh, bench/RESULTS.md 'Session of 2026-12-07 (fourth)' (H100): compiled fp8 "
+             "128.1 ms vs compiled bf16 128.7 ms a step", "bench/specs/trial-d1024.yaml", 32768),
     Fp8Point("h100", "nemotron-h-1b Linear layers alone, 32,768 tokens/forward, compiled", 2928.5, 1.204,
              "bench/bench_fp8_gemm.py, bench/RESULTS.md 'Session of 2026-12-06 (fourth)' (H100): fp8 232.94 vs "
              "bf16 280.56 ms a forward + backward of the 64 converted layers", "nemotron-h-1b", 32768,
              layers_only=True),
 )
 # Hopper chips share tensor cores; the H200's faster memory only makes the casts cheaper, so a gain measured on
-# the H100 holds on the H200 (and a loss on the H200 is a loss on the H100). `points_for` applies this.
-SAME_GEMMS = {"h200": ("h100",), "h100": ("h200",)}
+# the H100 holds on the H200, and a loss measured on the H200 is a loss on the H100; not the other way round (an
+# H100 loss may be the casts' memory time, which the H200 cuts). `points_for` applies this.
+GAINS_HOLD_ON = {"h100": ("h200",)}  # a gain measured on the key's chip holds on these chips
+LOSSES_HOLD_ON = {"h200": ("h100",)}  # a loss measured on the key's chip holds on these chips
 
 
 def linear_shapes(spec: ModelSpec, min_dim: int) -> list[tuple[str, int, int]]:
@@ -112,8 +118,10 @@ def chip_of(device_name: str) -> str | None:
 
 
 def points_for(chip: str, table: tuple[Fp8Point, ...] = MEASURED) -> list[Fp8Point]:
-    related = (chip, *SAME_GEMMS.get(chip, ()))
-    return [p for p in table if p.chip in related]
+    """The points that speak for `chip`: its own, and the other chips' that carry over (GAINS_HOLD_ON,
+    LOSSES_HOLD_ON)."""
+    return [p for p in table if p.chip == chip
+            or chip in (GAINS_HOLD_ON if p.speedup >= GAIN else LOSSES_HOLD_ON).get(p.chip, ())]
 
 
 @dataclass(frozen=True)
@@ -143,13 +151,13 @@ def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_d
     losses = [p for p in points if p.speedup < GAIN and p.intensity >= intensity - ROUNDING
               and not (p.layers_only and any(g.intensity <= p.intensity + ROUNDING for g in whole_step_gains))]
     if gains and not losses:
-        best = max(gains, key=lambda p: p.intensity)
-        return Fp8Decision(True, f"fp8: {where} >= {best.intensity:.0f} of {best.what}, measured {best.speedup:.3g}x "
+        best = max(gains, key=lambda p: (p.intensity, p.chip == chip))  # on a tie, this chip's own
+        return Fp8Decision(True, f"fp8: {where} >= {best.intensity:.0f} of {best.what}, measured {best.speedup:.3f}x "
                                  f"bf16 on the {best.chip.upper()} ({best.source})", intensity)
     if losses:
-        worst = min(losses, key=lambda p: p.intensity)
+        worst = min(losses, key=lambda p: (p.intensity, p.layers_only, p.chip != chip))  # a whole step's first
         return Fp8Decision(False, f"bf16: {where} <= {worst.intensity:.0f} of {worst.what}, where fp8 measured "
-                                  f"{worst.speedup:.3g}x bf16 on the {worst.chip.upper()}, no gain "
+                                  f"{worst.speedup:.3f}x bf16 on the {worst.chip.upper()}, no gain "
                                   f"({worst.source})", intensity)
     smallest = min(whole_step_gains, key=lambda p: p.intensity, default=None)
     if smallest is None:  # layers-alone gains only: they leave the casts around the layers out
