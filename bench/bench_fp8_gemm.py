@@ -130,7 +130,7 @@ def main() -> None:
             (m * r["k"] + r["k"] * r["n"] + m * r["n"]) * r["count"] for r in rows)
         print(f"  {spec.name} all converted layers: bf16 {bf16:.2f} ms, fp8 {fp8:.2f} ms a forward + backward: "
               f"{bf16 / fp8:.3f}x (intensity {total:.0f}; gain beyond noise from {GAIN}x)")
-        points.append((f"{spec.name} Linear layers, {m:,} tokens/forward", total, bf16 / fp8))
+        points.append((f"{spec.name} Linear layers alone, {m:,} tokens/forward", total, bf16 / fp8, spec_name, m))
     widths = [int(w) for w in args.sweep.split(",") if w.strip()]
     if widths:
         bad = [w for w in widths if w < 1 or w % FP8_ALIGN]
@@ -139,12 +139,14 @@ def main() -> None:
         print(f"sweep at {args.tokens:,} tokens per forward:")
         sweep = Counter({(d, n): 1 for d in widths for n in (d, 4 * d)})
         for r in measure(sweep, args.tokens, device, args.iters, compiled):
-            points.append((f"Linear {r['k']}->{r['n']}, {args.tokens:,} tokens/forward", r["intensity"], r["speedup"]))
+            points.append((f"Linear {r['k']}->{r['n']}, {args.tokens:,} tokens/forward", r["intensity"], r["speedup"],
+                           None, None))
     if points:
         print("\nrows for archsearch/training/fp8_table.py MEASURED (whole-layer times, not a whole step):")
-        for what, value, speedup in points:
+        for what, value, speedup, spec_name, tokens in points:  # layers alone: never a gain (fp8_table.MEASURED)
+            where = f'"{spec_name}", {tokens}, ' if spec_name else ""
             print(f'    Fp8Point("{chip}", "{what}", {value:.1f}, {speedup:.3f},\n'
-                  f'             "bench/bench_fp8_gemm.py {today}, {name}, {versions}"),')
+                  f'             "bench/bench_fp8_gemm.py {today}, {name}, {versions}", {where}layers_only=True),')
 
 
 if __name__ == "__main__":

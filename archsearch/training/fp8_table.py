@@ -9,10 +9,14 @@ forward and backward. So what decides is the GEMM FLOPs per cast element,
     intensity = sum(2*M*K*N) / sum(M*K + K*N + M*N)   over the layers FP8 would convert,
 
 about d_model for square layers when M >> d_model: wide layers and many tokens a step gain, narrow ones do not
-(the casts cost more than the faster GEMM saves). A trial gets fp8 only when a measured point on the same chip
-with a gain beyond noise had an intensity no larger than the trial's (a larger intensity gains at least as much),
-and when no measured point without a gain had a larger intensity (a layers-alone loss counts only where no
-whole-step gain is measured at or below its intensity: see MEASURED).
+(the casts cost more than the faster GEMM saves). A trial gets fp8 only when a measured point that speaks for its
+chip (`points_for`: the chip's own, the H100's gains on the H200, either Hopper's losses on the other) had a gain
+beyond noise at an intensity no larger than the trial's (a larger intensity gains at least as much), and when no
+such point without a gain had a larger intensity. A gain that a whole-step loss at its intensity or above
+contradicts counts for nothing (two runs of one model disagreeing, e.g. compiled whole or layer by layer), and a
+layers-alone loss counts only where no whole-step gain is measured at or below its intensity: see MEASURED.
+Points do not say how the step was compiled beyond their label; the ones taken with the study default (layer by
+layer) are few, so a loss under it overrules a gain measured otherwise.
 
 MEASURED holds the points and where each comes from. `bench/bench_fp8_gemm.py` re-measures the per-layer
 crossover (bf16 vs torchao float8 forward + backward for a spec's Linear shapes at a tokens-per-step) and prints
@@ -48,21 +52,21 @@ class Fp8Point:
 # Intensities computed by `linear_intensity` for the spec and tokens per step named (tests check them).
 # A point is a whole training step or its Linear layers alone (`layers_only`). A layers-alone figure can err either
 # way: it leaves out the casts around the layers, and also the fusions that inductor makes of those casts with
-# their neighbours in a compiled step (trial-d1024: layers alone 0.956x, whole step 1.055x on the H100). So it never
-# counts as a gain, and counts as a loss only where no whole-step gain is measured at its intensity or below (one
-# there means the whole step gains at its intensity too).
+# their neighbours in a compiled step (trial-d1024: layers alone 0.956x, whole step compiled whole 1.055x on the
+# H100). So it never counts as a gain, and counts as a loss only where no whole-step gain stands at its intensity or
+# below (one there means the whole step gains at its intensity too).
 MEASURED: tuple[Fp8Point, ...] = (
-    Fp8Point("h200", "trial-d768 (bench/specs), 32,768 tokens/step, compiled", 1125.2, 1.025,
+    Fp8Point("h200", "trial-d768 (bench/specs), 32,768 tokens/step, compiled (whole model)", 1125.2, 1.025,
              "issue 15: compiled fp8 98.5 ms vs compiled bf16 100.9 ms a step on the H200 (torch 2.11, triton 3.6)",
              "bench/specs/trial-d768.yaml", 32768),
     Fp8Point("h100", "trial-d768 Linear layers alone, 32,768 tokens/forward, compiled", 1125.2, 0.855,
              "bench/bench_fp8_gemm.py, bench/RESULTS.md 'fp8 per Linear shape' (H100, 2026-12-06): 63.94 vs "
              "54.69 ms a forward + backward of the 41 converted layers", "bench/specs/trial-d768.yaml", 32768,
              layers_only=True),
-    Fp8Point("h100", "nemotron-h-1b, 16,384 tokens/step, compiled", 2803.2, 1.134,
+    Fp8Point("h100", "nemotron-h-1b, 16,384 tokens/step, compiled (whole model)", 2803.2, 1.134,
              "bench/RESULTS.md, 'FP8 vs bf16, third session' (H100, 2026-11-24, commit 7b2f677): 77,807 vs "
              "68,603 tokens/s", "nemotron-h-1b", 16384),
-    Fp8Point("h100", "nemotron-h-1b-wide, 16,384 tokens/step, compiled", 5185.1, 1.289,
+    Fp8Point("h100", "nemotron-h-1b-wide, 16,384 tokens/step, compiled (whole model)", 5185.1, 1.289,
              "bench/RESULTS.md, 'FP8 vs bf16, third session': lowest of three runs (1.325x, 1.297x, 1.289x)",
              "nemotron-h-1b-wide", 16384),
     Fp8Point("h100", "trial-d1024 Linear layers alone, 32,768 tokens/forward, compiled", 1543.2, 0.956,
@@ -78,8 +82,8 @@ MEASURED: tuple[Fp8Point, ...] = (
     Fp8Point("h200", "nemotron-h-1b, 16,384 tokens/step, compiled (whole model)", 2803.2, 1.142,
              "bench/profile_training.py, bench/RESULTS.md 'Session of 2026-12-06 (seventh)' (H200): 91,156 vs "
              "79,794 tokens/s", "nemotron-h-1b", 16384),
-    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled layer by layer (the study default)",
-             1543.2, 1.005,
+    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled layer by layer (the study default), "
+             "10 steps", 1543.2, 1.005,
              "bench/gpu/trial_speed.sh, bench/RESULTS.md 'Session of 2026-12-07 (fourth)' (H100): compiled fp8 "
              "128.1 ms vs compiled bf16 128.7 ms a step", "bench/specs/trial-d1024.yaml", 32768),
     Fp8Point("h100", "nemotron-h-1b Linear layers alone, 32,768 tokens/forward, compiled", 2928.5, 1.204,
@@ -88,10 +92,11 @@ MEASURED: tuple[Fp8Point, ...] = (
              layers_only=True),
 )
 # Hopper chips share tensor cores; the H200's faster memory only makes the casts cheaper, so a gain measured on
-# the H100 holds on the H200, and a loss measured on the H200 is a loss on the H100; not the other way round (an
-# H100 loss may be the casts' memory time, which the H200 cuts). `points_for` applies this.
+# the H100 holds on the H200, not the reverse. A loss counts on both: fp8's launch overhead (trial-d1024 layer by
+# layer on the H100: kernels 4.6 ms faster, idle 8.5 ms longer) does not shrink with faster memory, and fp8 must not
+# be taken where it may not pay. `points_for` applies this.
 GAINS_HOLD_ON = {"h100": ("h200",)}  # a gain measured on the key's chip holds on these chips
-LOSSES_HOLD_ON = {"h200": ("h100",)}  # a loss measured on the key's chip holds on these chips
+LOSSES_HOLD_ON = {"h100": ("h200",), "h200": ("h100",)}  # a loss measured on the key's chip holds on these
 
 
 def linear_shapes(spec: ModelSpec, min_dim: int) -> list[tuple[str, int, int]]:
@@ -146,7 +151,9 @@ def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_d
     if not points:
         return Fp8Decision(False, f"bf16: no fp8 measurement for {device_name!r} (run bench/bench_fp8_gemm.py "
                                   "there and add its rows to archsearch/training/fp8_table.py)", intensity)
-    whole_step_gains = [p for p in points if p.speedup >= GAIN and not p.layers_only]
+    step_losses = [p for p in points if p.speedup < GAIN and not p.layers_only]
+    whole_step_gains = [p for p in points if p.speedup >= GAIN and not p.layers_only  # contradicted ones void
+                        and not any(loss.intensity >= p.intensity - ROUNDING for loss in step_losses)]
     gains = [p for p in whole_step_gains if p.intensity <= intensity + ROUNDING]
     losses = [p for p in points if p.speedup < GAIN and p.intensity >= intensity - ROUNDING
               and not (p.layers_only and any(g.intensity <= p.intensity + ROUNDING for g in whole_step_gains))]
@@ -159,8 +166,8 @@ def decide_fp8(spec: ModelSpec, tokens_per_step: int, device_name: str, *, min_d
         return Fp8Decision(False, f"bf16: {where} <= {worst.intensity:.0f} of {worst.what}, where fp8 measured "
                                   f"{worst.speedup:.3f}x bf16 on the {worst.chip.upper()}, no gain "
                                   f"({worst.source})", intensity)
-    smallest = min(whole_step_gains, key=lambda p: p.intensity, default=None)
+    smallest = min(whole_step_gains, key=lambda p: (p.intensity, p.chip != chip), default=None)
     if smallest is None:  # layers-alone gains only: they leave the casts around the layers out
-        return Fp8Decision(False, f"bf16: {where}; no whole-step fp8 gain is measured on this chip", intensity)
-    return Fp8Decision(False, f"bf16: {where} is below every measured fp8 gain on this chip; the smallest is at "
-                              f"{smallest.intensity:.0f} ({smallest.what})", intensity)
+        return Fp8Decision(False, f"bf16: {where}; no whole-step fp8 gain is measured for this chip", intensity)
+    return Fp8Decision(False, f"bf16: {where} is below every measured fp8 gain for this chip; the smallest is at "
+                              f"{smallest.intensity:.0f} ({smallest.what}, {smallest.chip.upper()})", intensity)

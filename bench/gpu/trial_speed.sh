@@ -24,7 +24,8 @@
 #   Both report every Triton autotune not served from disk (by kernel) and, from stacks of the study process
 #   sampled every 2 s, what its first trial's warm-up did (94 s on a warm cache on the H100, 2026-12-07: unexplained)
 # nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
-# d1024: bf16 and fp8, 10 timed steps (the whole step, for precision: auto's table); d512 (90 s did not cover a
+# d1024: bf16 and fp8, 10 timed steps, layer by layer as studies compile (the whole step, for precision: auto's
+#   table: 1.005x on the H100, 2026-12-07; the H200's layer-by-layer point is missing); d512 (90 s did not cover a
 #   cold machine's compile and mamba-ssm autotuning when it ran first, 2026-12-07)
 # PHASES="d768 ssd" runs only those, in that order (default: the PHASES line below); an unknown name is an error
 # before anything runs.
