@@ -1,5 +1,5 @@
-"""precision auto: fp8 per trial only where a measured point that speaks for its chip gained, bf16 otherwise; the decision
-is a pure function of the spec, the tokens per forward and the device name, and the run records it with its
+"""precision auto: fp8 per trial only where a measured point that speaks for its chip gained, bf16 otherwise; the
+decision is a pure function of the spec, the tokens per forward and the device name, and the run records it with its
 reason. No GPU needed: a GPU is what plan_precision sees through monkeypatched torch.cuda queries."""
 
 from pathlib import Path
@@ -129,18 +129,21 @@ def test_chip_names():
 @settings(max_examples=60, deadline=None)
 @given(d_model=st.sampled_from([256, 512, 768, 1024, 2048, 4096]), t1=st.integers(512, 65536),
        t2=st.integers(512, 65536), gain_at=st.floats(300, 6000), loss_at=st.floats(100, 6000),
-       layers_at=st.floats(100, 6000), layers_speedup=st.floats(0.8, 1.3))
-def test_more_tokens_never_turn_fp8_into_bf16(d_model, t1, t2, gain_at, loss_at, layers_at, layers_speedup):
+       layers_at=st.floats(100, 6000), layers_speedup=st.floats(0.8, 1.3),
+       chips=st.tuples(*[st.sampled_from(["h100", "h200"])] * 3),
+       device=st.sampled_from(["NVIDIA H100", "NVIDIA H200"]))
+def test_more_tokens_never_turn_fp8_into_bf16(d_model, t1, t2, gain_at, loss_at, layers_at, layers_speedup, chips,
+                                              device):
     """Intensity grows with the tokens per forward, and the rule is monotone in intensity: with any table (a
-    whole-step gain, a whole-step loss, a layers-alone point), a decision for fp8 at fewer tokens stays fp8 at
-    more."""
+    whole-step gain, a whole-step loss, a layers-alone point, each measured on either Hopper) on either chip, a
+    decision for fp8 at fewer tokens stays fp8 at more."""
     spec = _width(d_model)
-    table = (Fp8Point("h100", "gain", gain_at, GAIN + 0.1, "test"), Fp8Point("h100", "loss", loss_at, 1.0, "test"),
-             Fp8Point("h200", "layers", layers_at, layers_speedup, "test", layers_only=True))
+    table = (Fp8Point(chips[0], "gain", gain_at, GAIN + 0.1, "test"), Fp8Point(chips[1], "loss", loss_at, 1.0, "test"),
+             Fp8Point(chips[2], "layers", layers_at, layers_speedup, "test", layers_only=True))
     low, high = sorted((t1, t2))
     assert linear_intensity(spec, low) <= linear_intensity(spec, high)
-    if decide_fp8(spec, low, "NVIDIA H100", table=table).use_fp8:
-        assert decide_fp8(spec, high, "NVIDIA H100", table=table).use_fp8
+    if decide_fp8(spec, low, device, table=table).use_fp8:
+        assert decide_fp8(spec, high, device, table=table).use_fp8
 
 
 def _width(d_model: int) -> ModelSpec:
