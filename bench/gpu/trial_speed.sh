@@ -20,9 +20,11 @@
 # study_warmup, study (neither in the default PHASES): issue 15 point 3. A one-trial, five-step study from an
 #   empty compile cache (the first trial's cold warm-up), then a 12-trial, 200-step study of the 100M class on the
 #   cache it left, as a rerun or a second worker finds it (bench/bench_study_time.py; /tmp/study-bench holds both).
-#   The 12-trial study did not finish in 330 s on the H100 (2026-12-07): cut short, it now reports what finished.
-#   Both report every Triton autotune not served from disk (by kernel) and, from stacks of the study process
-#   sampled every 2 s, what its first trial's warm-up did (94 s on a warm cache on the H100, 2026-12-07: unexplained)
+#   The 12-trial study took 362 s on the H100 (2026-12-07, cap 400 s); cut short, it reports what finished.
+#   study_first (neither): after study_warmup, the first trial alone again on the warm cache (~100 s, where the
+#   12-trial study takes ~360 s): what a new process's first trial does before its first step. All three report
+#   every Triton autotune not served from disk (by kernel) and, from stacks of the study process sampled every
+#   2 s, what its first trial's warm-up did (94 s on a warm cache on the H100, 2026-12-07: unexplained)
 # nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
 # d1024: bf16 and fp8, 10 timed steps, layer by layer as studies compile (the whole step, for precision: auto's
 #   table: 1.005x on the H100, 2026-12-07; the H200's layer-by-layer point is missing); d512 (90 s did not cover a
@@ -47,7 +49,7 @@ fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
 KNOWN="parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
-KNOWN+=" study_warmup study nemotron1b save_cache"
+KNOWN+=" study_warmup study_first study nemotron1b save_cache"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -83,6 +85,8 @@ phase d512_model_graphs ${D512MG_S:-150} $PY bench/profile_training.py --out "$O
   "${TRIAL[@]}" --precisions bf16 --compile-scope model --inductor triton.cudagraphs=True
 phase study_warmup ${STUDYW_S:-200} $PY bench/bench_study_time.py --trials 1 --steps 5 --runs 1 --cold-cache \
   --keep /tmp/study-bench --json "$OUT/study_warmup.json" --stacks 2
+phase study_first ${STUDYF_S:-200} $PY bench/bench_study_time.py --trials 1 --steps 5 --runs 1 --keep /tmp/study-bench \
+  --json "$OUT/study_first.json" --stacks 2
 phase study ${STUDY_S:-450} $PY bench/bench_study_time.py --trials 12 --steps 200 --runs 1 --keep /tmp/study-bench \
   --json "$OUT/study.json" --stacks 2
 phase nemotron1b ${NEMO_S:-240} $PY bench/profile_training.py --out "$OUT" --spec nemotron-h-1b --precisions bf16
