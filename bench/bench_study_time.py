@@ -85,12 +85,11 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
     url = f"sqlite:///{folder / 'studies.db'}"
     study_args = ["study", "run", str(path), "--storage", url, "--n-trials", str(args.trials), "--workers",
                   str(args.workers)]
+    stacks = str(folder / f"{name}.stacks") if args.stacks else None
     command = [sys.executable, "-m", "archsearch.cli", *study_args]
-    if args.stacks:  # the same command, its stacks sampled into NAME.stacks
-        command = [sys.executable, "-c", stack_samples.prelude(folder / f"{name}.stacks", args.stacks,
-                                                               "archsearch.cli"), *study_args]
+    if stacks:  # the same command, its main thread's stack sampled into NAME.stacks
+        command = [sys.executable, "-c", stack_samples.prelude(stacks, args.stacks, "archsearch.cli"), *study_args]
     log = folder / f"{name}.log"
-    stacks = {"path": str(folder / f"{name}.stacks")} if args.stacks else None
     began, began_at = time.perf_counter(), time.time()
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
@@ -180,10 +179,10 @@ def autotuned(log_text: str) -> dict[str, list[float]]:
 def _warmup_stacks(run: dict, first, timing: dict) -> list[str] | None:
     """What the study's main thread did during the first trial's warm-up, from its sampled stacks (--stacks)."""
     samples = run.get("stacks")
-    if not samples or not Path(samples["path"]).exists() or timing.get("to_first_step_s") is None:
+    if not samples or not Path(samples).exists() or timing.get("to_first_step_s") is None:
         return None
     start = first.datetime_start.timestamp()
-    return stack_samples.summarize(samples["path"], (start, start + timing["to_first_step_s"]))
+    return stack_samples.summarize(samples, (start, start + timing["to_first_step_s"]))
 
 
 def print_report(r: dict) -> None:
