@@ -5,15 +5,21 @@ kernels Triton skips) produced once.
 
 Where: for `sqlite:///path/x.db`, the folder `path/x.compile-cache/`; for any other database (PostgreSQL, an
 in-memory SQLite), `~/.cache/archsearch/compile/<study name>/`. ARCHSEARCH_COMPILE_CACHE=<folder> puts it there
-instead; ARCHSEARCH_COMPILE_CACHE=off leaves the environment as it is. A cache variable already set in the
-environment (say TRITON_CACHE_DIR) is kept. The caches are keyed by their content (graph, versions, device), so one
-folder serves any number of studies and workers at once.
+instead; ARCHSEARCH_COMPILE_CACHE=off leaves the environment as it is. A cache folder or ptxas already set in the
+environment (TRITON_CACHE_DIR, TRITON_PTXAS_PATH, ...) is kept. The caches are keyed by their content (graph,
+versions, device), so one folder serves any number of studies and workers at once.
 
 AOTAutograd's cache skips, by default, every graph holding a custom autograd.Function (torch cannot vouch that
 the function's code is in its key): each Mamba layer has two (our Triton conv, mamba-ssm's gated norm), so every
 process traced their forward and backward again before finding inductor's compiled code. The study's variables
 let that cache take them, and tag every cache key with a fingerprint of what the key would miss: the source of
 archsearch's kernels and mamba-ssm's version. Editing a kernel then misses the cache instead of loading stale code.
+
+Triton keys its compiled kernels and its autotune results by the version of the ptxas it runs. Inductor points
+Triton at torch's own ptxas (CUDA wheels ship one) the first time it compiles a kernel in a process, so a process
+that compiled (a cold one) keyed mamba-ssm's kernels by torch's ptxas and a process that only loaded inductor's
+cached graphs (a warm one) by Triton's: every warm process compiled and autotuned mamba-ssm's scan afresh (~70 s
+on an H100, 2026-12-07). The study sets TRITON_PTXAS_PATH to torch's ptxas from the start, so both agree.
 
 The variables must be in the environment before torch and Triton read them: `study run` sets them in its own
 process (before the first compile) and hands them to every worker it starts. Torch-free.
@@ -39,6 +45,8 @@ DEFAULT_ROOT = Path("~/.cache/archsearch/compile")
 ALLOW_CUSTOM_AUTOGRAD = "TORCHINDUCTOR_AUTOGRAD_CACHE_ALLOW_CUSTOM_AUTOGRAD"
 CACHE_KEY_TAG = "TORCH_COMPILE_CACHE_KEY_TAG"  # part of every inductor and AOTAutograd cache key
 AUTOTUNING_SINCE = (3, 4)  # Triton caches @triton.autotune timings on disk (TRITON_CACHE_AUTOTUNING) from 3.4.0
+PTXAS = "TRITON_PTXAS_PATH"
+KEPT_WHEN_SET = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", PTXAS)  # the user's choice wins
 
 
 def cache_folder(url: str, study_name: str, environ: MutableMapping[str, str] | None = None) -> Path | None:
@@ -75,6 +83,16 @@ def kernels_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def torch_ptxas() -> str | None:
+    """The ptxas that torch ships (CUDA wheels, in torch/bin), which inductor hands to Triton; None without one."""
+    spec = importlib.util.find_spec("torch")  # the package's location, without importing it
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / "bin" / "ptxas"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
 def cache_variables(folder: Path, triton: tuple[int, ...] | None) -> dict[str, str]:
     """The environment variables that keep torch.compile's and Triton's work in `folder`."""
     folder = folder.expanduser().resolve()
@@ -90,11 +108,14 @@ def cache_variables(folder: Path, triton: tuple[int, ...] | None) -> dict[str, s
     }
     if triton is not None and triton >= AUTOTUNING_SINCE:
         env["TRITON_CACHE_AUTOTUNING"] = "1"
+    ptxas = torch_ptxas()
+    if ptxas is not None:  # one ptxas, so one cache key, in cold and warm processes alike (module docstring)
+        env[PTXAS] = ptxas
     return env
 
 
 def study_cache_env(url: str, study_name: str, environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """The variables to add to `environ` for this study (empty when off): a directory variable already set there
+    """The variables to add to `environ` for this study (empty when off): a cache folder or ptxas already set there
     is kept; the cache switches are set on."""
     environ = os.environ if environ is None else environ
     folder = cache_folder(url, study_name, environ)
@@ -104,7 +125,7 @@ def study_cache_env(url: str, study_name: str, environ: MutableMapping[str, str]
     theirs, ours = environ.get(CACHE_KEY_TAG, ""), wanted[CACHE_KEY_TAG]
     if theirs:  # a tag of the user's own: both count (a worker inherits the joined one)
         wanted[CACHE_KEY_TAG] = theirs if ours in theirs else f"{theirs}+{ours}"
-    return {k: v for k, v in wanted.items() if not (k.endswith("_DIR") and environ.get(k))}
+    return {k: v for k, v in wanted.items() if not (k in KEPT_WHEN_SET and environ.get(k))}
 
 
 def use_study_cache(url: str, study_name: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from archsearch.studies import compile_cache
 from archsearch.studies.compile_cache import CACHE_ENV, cache_folder, cache_variables, study_cache_env
 
 VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE",
-             "TORCHINDUCTOR_AUTOGRAD_CACHE", "TRITON_CACHE_AUTOTUNING", CACHE_ENV)
+             "TORCHINDUCTOR_AUTOGRAD_CACHE", "TRITON_CACHE_AUTOTUNING", "TRITON_PTXAS_PATH", CACHE_ENV)
 
 
 @pytest.fixture
@@ -49,6 +49,33 @@ def test_a_folder_set_by_the_user_is_kept_and_a_disabled_cache_is_turned_on(tmp_
                                                             "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"})
     assert "TRITON_CACHE_DIR" not in env and env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "x.compile-cache/inductor")
     assert env["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
+
+
+def _torch_package(monkeypatch, root: Path, ptxas: bool, executable: bool = True) -> None:
+    """Make `torch` a package at `root` (found by spec, never imported), with or without bin/ptxas."""
+    if ptxas:
+        tool = root / "bin" / "ptxas"
+        tool.parent.mkdir(parents=True)
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(0o755 if executable else 0o644)
+    real = compile_cache.importlib.util.find_spec
+    spec = type("Spec", (), {"submodule_search_locations": [str(root)]})()
+    monkeypatch.setattr(compile_cache.importlib.util, "find_spec", lambda name: spec if name == "torch" else real(name))
+
+
+def test_every_process_of_a_study_runs_torchs_ptxas_so_triton_keys_agree(clean_env, tmp_path):
+    # Inductor switches Triton to torch's ptxas only when it compiles; a warm process would key by another.
+    _torch_package(clean_env, tmp_path / "torch", ptxas=True)
+    env = study_cache_env(f"sqlite:///{tmp_path}/x.db", "s", {})
+    assert env["TRITON_PTXAS_PATH"] == str(tmp_path / "torch" / "bin" / "ptxas")
+    mine = study_cache_env(f"sqlite:///{tmp_path}/x.db", "s", {"TRITON_PTXAS_PATH": "/opt/cuda/bin/ptxas"})
+    assert "TRITON_PTXAS_PATH" not in mine  # the user's own ptxas is kept
+
+
+@pytest.mark.parametrize("ptxas, executable", [(False, True), (True, False)])
+def test_without_a_runnable_ptxas_in_torch_triton_keeps_its_own(clean_env, tmp_path, ptxas, executable):
+    _torch_package(clean_env, tmp_path / "torch", ptxas=ptxas, executable=executable)
+    assert "TRITON_PTXAS_PATH" not in cache_variables(tmp_path / "c", (3, 6, 0))
 
 
 def test_an_unwritable_cache_folder_is_one_clear_error(clean_env, tmp_path):
