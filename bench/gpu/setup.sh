@@ -15,6 +15,10 @@ if ! python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/
   export PYTHONPATH="$tree:$PYTHONPATH"
 fi
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/triton-cache}  # shared by the tests and the benchmark
+# One ptxas for every process (torch's, as a study runs it; archsearch/studies/compile_cache.py says why), so that
+# a cache one process filled is one the next can read.
+ptxas=$(python3 -c 'from archsearch.studies.compile_cache import torch_ptxas; print(torch_ptxas() or "")')
+[ -n "$ptxas" ] && export TRITON_PTXAS_PATH=${TRITON_PTXAS_PATH:-$ptxas}
 python3 - <<'PY'
 import torch, triton, sys
 import archsearch.kernels as K
