@@ -16,10 +16,11 @@ let that cache take them, and tag every cache key with a fingerprint of what the
 archsearch's kernels and mamba-ssm's version. Editing a kernel then misses the cache instead of loading stale code.
 
 Triton keys its compiled kernels and its autotune results by the version of the ptxas it runs. Inductor points
-Triton at torch's own ptxas (CUDA wheels ship one) the first time it compiles a kernel in a process, so a process
-that compiled (a cold one) keyed mamba-ssm's kernels by torch's ptxas and a process that only loaded inductor's
-cached graphs (a warm one) by Triton's: every warm process compiled and autotuned mamba-ssm's scan afresh (~70 s
-on an H100, 2026-12-07). The study sets TRITON_PTXAS_PATH to torch's ptxas from the start, so both agree.
+Triton at torch's own ptxas (CUDA wheels ship one) when it compiles a kernel in the process, so a process that
+compiled (a cold one) can key mamba-ssm's kernels by torch's ptxas and one that only loaded inductor's cached
+graphs (a warm one) by Triton's; on the GPU machine they are CUDA 13.0 and 12.8. A warm study process on an H100
+autotuned all twelve of mamba-ssm's scan kernels again (68 s of its 78 s warm-up, 2026-12-07) though every graph
+was a cache hit. The study sets TRITON_PTXAS_PATH to torch's ptxas from the start, so every process keys alike.
 
 The variables must be in the environment before torch and Triton read them: `study run` sets them in its own
 process (before the first compile) and hands them to every worker it starts. Torch-free.
