@@ -19,7 +19,7 @@ Triton keys its compiled kernels and its autotune results by the version of the 
 Triton at torch's own ptxas (CUDA wheels ship one) when it compiles a kernel in the process, so a process that
 compiled (a cold one) can key mamba-ssm's kernels by torch's ptxas and one that only loaded inductor's cached
 graphs (a warm one) by Triton's; on the GPU machine they are CUDA 13.0 and 12.8. A warm study process on an H100
-autotuned all twelve of mamba-ssm's scan kernels again (68 s of its 78 s warm-up, 2026-12-07) though every graph
+autotuned fourteen of mamba-ssm's scan kernels again (68 s of its 78 s warm-up, 2026-12-07) though every graph
 was a cache hit. The study sets TRITON_PTXAS_PATH to torch's ptxas from the start, so every process keys alike.
 
 The variables must be in the environment before torch and Triton read them: `study run` sets them in its own
