@@ -7,8 +7,8 @@ recorded (their "timing" attribute, archsearch.training.loop.Trainer.timing):
   step counted as one ordinary step (the rest of the first step is compile and autotune);
 - the first trial's warm-up (prepare + first step: build, compile, autotune) and the later trials' median;
 - trials per GPU-hour; which precision each trial got and why; how many trials reused this process's compile.
-- with --stacks SECONDS, what the study process's main thread did during the first trial's warm-up (its Python
-  stack sampled by a thread of its own: autotuning, compiling, loading cached code, ...; bench/stack_samples.py);
+- with --stacks SECONDS, what the study process's threads did during the first trial's warm-up (their Python
+  stacks sampled by a thread of its own: autotuning, compiling, loading cached code, ...; bench/stack_samples.py);
 - every Triton autotune that was not served from disk, per kernel (TRITON_PRINT_AUTOTUNING in the study's log).
 
 `--runs 2` runs the same study twice under new names with one cache folder: the second run shows what a rerun
@@ -87,7 +87,7 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
                   str(args.workers)]
     stacks = str(folder / f"{name}.stacks") if args.stacks else None
     command = [sys.executable, "-m", "archsearch.cli", *study_args]
-    if stacks:  # the same command, its main thread's stack sampled into NAME.stacks
+    if stacks:  # the same command, its threads' stacks sampled into NAME.stacks
         command = [sys.executable, "-c", stack_samples.prelude(stacks, args.stacks, "archsearch.cli"), *study_args]
     log = folder / f"{name}.log"
     began, began_at = time.perf_counter(), time.time()
@@ -177,7 +177,7 @@ def autotuned(log_text: str) -> dict[str, list[float]]:
 
 
 def _warmup_stacks(run: dict, first, timing: dict) -> list[str] | None:
-    """What the study's main thread did during the first trial's warm-up, from its sampled stacks (--stacks)."""
+    """What the study's threads did during the first trial's warm-up, from their sampled stacks (--stacks)."""
     samples = run.get("stacks")
     if not samples or not Path(samples).exists() or timing.get("to_first_step_s") is None:
         return None

@@ -1,11 +1,13 @@
-"""Where a process's Python time goes, from its main thread's stack sampled every few seconds by a thread of its
-own (sys._current_frames: safe under the GIL, unlike faulthandler's watchdog, which crashed a study process while
-it imported): used by bench_study_time.py --stacks to say what the first trial's warm-up does.
+"""Where a process's Python time goes, from its threads' stacks sampled every few seconds by a thread of its own
+(sys._current_frames: safe under the GIL, unlike faulthandler's watchdog, which crashed a study process while it
+imported): used by bench_study_time.py --stacks to say what the first trial's warm-up does. The other threads
+count because autograd runs a GPU backward on a device thread of its own: while that thread tunes and compiles the
+backward's kernels, the main thread only waits in `_engine_run_backward`.
 
 `prelude(path, interval, module)` is Python source for `python -c` that starts the sampling into `path` and then
 runs `module` as `python -m module` would; `summarize(path, window)` reads the samples taken inside a time window
 and counts them by activity (the first rule in ACTIVITIES that one of the sample's frames matches) and by
-innermost frame.
+innermost frame, for the main thread and for the other threads where they were busy.
 
     python bench/stack_samples.py FILE     # summarize a whole file
 """
@@ -17,6 +19,7 @@ import collections
 from pathlib import Path
 
 SAMPLE = "# sample at "  # then the epoch time; then one "file<TAB>line<TAB>function" line a frame, innermost first
+THREAD = "# thread "  # then a thread's name; its frames follow (the main thread's come first, unlabelled)
 
 # (activity, path fragment of a frame, function names or None for any): the first rule any frame matches wins,
 # so the specific ones (autotuning, compiling) come before the packages they run inside
@@ -36,20 +39,28 @@ ACTIVITIES = [
 
 
 def prelude(path: str | Path, interval: float, module: str) -> str:
-    """Source for `python -c`: sample the main thread's stack into `path` every `interval` s from a daemon thread,
+    """Source for `python -c`: sample every thread's stack into `path` every `interval` s from a daemon thread,
     then run `module` as `python -m module` would, with the rest of argv."""
     return (
         "import runpy, sys, threading, time, traceback\n"
+        "def _lines(frame):\n"
+        "    frames = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)\n"
+        "    return [f'{f.filename}\\t{f.lineno}\\t{f.name}\\n' for f in frames]\n"
         "def _sample(path, interval, main):\n"
+        "    me = threading.get_ident()\n"
         "    with open(path, 'w') as out:\n"
         "        while True:\n"
         "            time.sleep(interval)\n"
-        "            frame = sys._current_frames().get(main)\n"
-        "            if frame is None:\n"
+        "            frames = sys._current_frames()\n"
+        "            if main not in frames:\n"
         "                return\n"
-        "            frames = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)\n"
+        "            names = {t.ident: t.name for t in threading.enumerate()}\n"
         f"            out.write({SAMPLE!r} + repr(time.time()) + '\\n')\n"
-        "            out.writelines(f'{f.filename}\\t{f.lineno}\\t{f.name}\\n' for f in frames)\n"
+        "            out.writelines(_lines(frames.pop(main)))\n"
+        "            for ident, frame in frames.items():\n"
+        "                if ident != me:\n"
+        f"                    out.write({THREAD!r} + names.get(ident, str(ident)) + '\\n')\n"
+        "                    out.writelines(_lines(frame))\n"
         "            out.flush()\n"
         f"threading.Thread(target=_sample, args=({str(path)!r}, {float(interval)!r}, threading.get_ident()),\n"
         "                 name='stack-sampler', daemon=True).start()\n"
@@ -58,16 +69,26 @@ def prelude(path: str | Path, interval: float, module: str) -> str:
     )
 
 
-def read_samples(text: str) -> list[tuple[float, list[tuple[str, str]]]]:
-    """(time, frames innermost first as (file, function)) for each sample."""
-    samples = []
+Frames = list[tuple[str, str]]  # innermost first, as (file, function)
+
+
+def read_threads(text: str) -> list[tuple[float, str, Frames]]:
+    """(time, thread, frames) for each thread of each sample; the main thread is "main"."""
+    stacks: list[tuple[float, str, Frames]] = []
     for line in text.splitlines():
         if line.startswith(SAMPLE):
-            samples.append((float(line[len(SAMPLE):]), []))
-        elif samples and line.count("\t") >= 2:
+            stacks.append((float(line[len(SAMPLE):]), "main", []))
+        elif line.startswith(THREAD) and stacks:
+            stacks.append((stacks[-1][0], line[len(THREAD):], []))
+        elif stacks and line.count("\t") >= 2:
             file, _, func = line.rsplit("\t", 2)
-            samples[-1][1].append((file, func))
-    return samples
+            stacks[-1][2].append((file, func))
+    return stacks
+
+
+def read_samples(text: str) -> list[tuple[float, Frames]]:
+    """(time, the main thread's frames) for each sample."""
+    return [(at, frames) for at, thread, frames in read_threads(text) if thread == "main"]
 
 
 def activity(frames: list[tuple[str, str]]) -> str:
@@ -90,21 +111,35 @@ def _innermost(frames: list[tuple[str, str]]) -> str:
     return f"{'/'.join(Path(file).parts[-2:])}:{func}"
 
 
-def summarize(path: str | Path, window: tuple[float, float] | None = None) -> list[str]:
-    """Lines saying what the main thread was doing in the samples taken inside `window` (epoch seconds)."""
-    samples = read_samples(Path(path).read_text(errors="replace"))
-    picked = [frames for at, frames in samples if window is None or window[0] <= at <= window[1]]
-    if not picked:
-        return [f"no stack sample in {path} inside the window"]
-    times = [at for at, _ in samples]
-    apart = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else float("nan")
+def _busy(frames: Frames) -> bool:
+    """Running Python of its own or inside a library (a thread parked in threading's or queue's wait is not)."""
+    return bool(frames) and not _stdlib(frames[0][0])
+
+
+def _counts(picked: list[Frames], n: int) -> list[str]:
     by_activity = collections.Counter(activity(frames) for frames in picked)
     by_frame = collections.Counter(_innermost(frames) for frames in picked)
-    n = len(picked)
-    lines = [f"main thread, {n} samples ({apart:.1f} s apart on average):"]
-    lines += [f"  {count:5d}  {count / n:4.0%}  {name}" for name, count in by_activity.most_common()]
+    lines = [f"  {count:5d}  {count / n:4.0%}  {name}" for name, count in by_activity.most_common()]
     lines.append("  innermost frames outside the standard library:")
     lines += [f"  {count:5d}  {count / n:4.0%}  {name}" for name, count in by_frame.most_common(12)]
+    return lines
+
+
+def summarize(path: str | Path, window: tuple[float, float] | None = None) -> list[str]:
+    """Lines saying what the main thread, and the other threads where busy, were doing in the samples taken
+    inside `window` (epoch seconds)."""
+    stacks = read_threads(Path(path).read_text(errors="replace"))
+    inside = [(thread, frames) for at, thread, frames in stacks if window is None or window[0] <= at <= window[1]]
+    picked = [frames for thread, frames in inside if thread == "main"]
+    if not picked:
+        return [f"no stack sample in {path} inside the window"]
+    times = [at for at, thread, _ in stacks if thread == "main"]
+    apart = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else float("nan")
+    n = len(picked)
+    lines = [f"main thread, {n} samples ({apart:.1f} s apart on average):", *_counts(picked, n)]
+    others = [frames for thread, frames in inside if thread != "main" and _busy(frames)]
+    if others:  # counted against the main thread's samples: 50% = busy half the time (one thread's worth)
+        lines += [f"other threads, busy in {len(others)} thread-samples (of {n} samples):", *_counts(others, n)]
     return lines
 
 

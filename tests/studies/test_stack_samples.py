@@ -1,5 +1,5 @@
-"""bench/stack_samples.py: a process's main-thread stacks sampled from a thread of its own, summed by activity and
-by innermost frame inside a time window."""
+"""bench/stack_samples.py: a process's thread stacks sampled from a thread of its own, summed by activity and by
+innermost frame inside a time window (the main thread, then the other threads where busy)."""
 
 import importlib.util
 import subprocess
@@ -17,7 +17,7 @@ TORCH = "/venv/lib/python3.12/site-packages/torch"
 TRITON = "/venv/lib/python3.12/site-packages/triton"
 
 
-def test_the_prelude_runs_the_module_with_its_arguments_and_samples_its_main_thread(tmp_path):
+def test_the_prelude_runs_the_module_with_its_arguments_and_samples_its_threads(tmp_path):
     (tmp_path / "busy_module.py").write_text(textwrap.dedent("""
         import sys, threading, time
 
@@ -26,10 +26,14 @@ def test_the_prelude_runs_the_module_with_its_arguments_and_samples_its_main_thr
             while time.time() < end:
                 pass
 
-        def idle_helper():
-            time.sleep(5)
+        def helper_at_work(seconds):  # as autograd's device thread, while the main thread waits for it
+            spin_in_known_place(seconds)
 
-        threading.Thread(target=idle_helper, daemon=True).start()  # not the main thread: never sampled
+        def parked_helper():
+            threading.Event().wait(5)  # waiting in threading: not busy
+
+        threading.Thread(target=parked_helper, daemon=True).start()
+        threading.Thread(target=helper_at_work, args=(float(sys.argv[1]),), daemon=True).start()
         spin_in_known_place(float(sys.argv[1]))
         print("args", sys.argv[1:])
     """))
@@ -41,9 +45,15 @@ def test_the_prelude_runs_the_module_with_its_arguments_and_samples_its_main_thr
     samples = stack_samples.read_samples(stacks.read_text())
     assert len(samples) >= 5
     assert all(frames[-1][1] in ("<module>", "_run_module_as_main", "_run_code") for _, frames in samples[:3])
-    assert not any(func == "idle_helper" for _, frames in samples for _, func in frames)
+    assert not any(func in ("helper_at_work", "parked_helper") for _, frames in samples for _, func in frames)
+    threads = stack_samples.read_threads(stacks.read_text())
+    assert any(func == "parked_helper" for _, thread, frames in threads if thread != "main" for _, func in frames)
+    assert not any(func == "_sample" for _, _, frames in threads for _, func in frames)  # never itself
     summary = "\n".join(stack_samples.summarize(stacks))
-    assert "busy_module.py:spin_in_known_place" in summary.split("innermost")[1]
+    main, others = summary.split("other threads, busy in ")
+    assert "busy_module.py:spin_in_known_place" in main.split("innermost")[1]
+    assert "busy_module.py:spin_in_known_place" in others.split("innermost")[1]
+    assert "parked_helper" not in summary and "threading.py" not in summary
 
 
 def _write(path, samples):
