@@ -244,7 +244,9 @@ def main() -> None:
     cache = folder / "studies.compile-cache"  # the study's own default beside studies.db
     if args.cold_cache and cache.exists():
         shutil.rmtree(cache)
-    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    # what the study sets for itself (compile_cache.py) is left to it, so that its own code is what is measured
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
+                                                             "TRITON_PTXAS_PATH")}
     env["TRITON_PRINT_AUTOTUNING"] = "1"  # every autotune not served from disk, into the study's log (reported)
     env.pop("ARCHSEARCH_COMPILE_CACHE", None)
     if args.smoke:

@@ -42,10 +42,14 @@ def prelude(path: str | Path, interval: float, module: str) -> str:
     """Source for `python -c`: sample every thread's stack into `path` every `interval` s from a daemon thread,
     then run `module` as `python -m module` would, with the rest of argv."""
     return (
-        "import runpy, sys, threading, time, traceback\n"
-        "def _lines(frame):\n"
-        "    frames = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)\n"
-        "    return [f'{f.filename}\\t{f.lineno}\\t{f.name}\\n' for f in frames]\n"
+        "import runpy, sys, threading, time\n"
+        "def _lines(frame):\n"  # the frames themselves, not traceback's (no linecache: inductor clears it)
+        "    lines = []\n"
+        "    while frame is not None:\n"
+        "        code = frame.f_code\n"
+        "        lines.append(f'{code.co_filename}\\t{frame.f_lineno}\\t{code.co_name}\\n')\n"
+        "        frame = frame.f_back\n"
+        "    return lines\n"
         "def _sample(path, interval, main):\n"
         "    me = threading.get_ident()\n"
         "    with open(path, 'w') as out:\n"
@@ -54,13 +58,15 @@ def prelude(path: str | Path, interval: float, module: str) -> str:
         "            frames = sys._current_frames()\n"
         "            if main not in frames:\n"
         "                return\n"
-        "            names = {t.ident: t.name for t in threading.enumerate()}\n"
-        f"            out.write({SAMPLE!r} + repr(time.time()) + '\\n')\n"
-        "            out.writelines(_lines(frames.pop(main)))\n"
-        "            for ident, frame in frames.items():\n"
-        "                if ident != me:\n"
-        f"                    out.write({THREAD!r} + names.get(ident, str(ident)) + '\\n')\n"
-        "                    out.writelines(_lines(frame))\n"
+        "            try:\n"  # one bad sample must not end the sampling
+        "                names = {t.ident: t.name for t in threading.enumerate()}\n"
+        f"                text = [{SAMPLE!r} + repr(time.time()) + '\\n', *_lines(frames.pop(main))]\n"
+        "                for ident, frame in frames.items():\n"
+        "                    if ident != me:\n"
+        f"                        text += [{THREAD!r} + names.get(ident, str(ident)) + '\\n', *_lines(frame)]\n"
+        "            except Exception:\n"
+        "                continue\n"
+        "            out.writelines(text)\n"
         "            out.flush()\n"
         f"threading.Thread(target=_sample, args=({str(path)!r}, {float(interval)!r}, threading.get_ident()),\n"
         "                 name='stack-sampler', daemon=True).start()\n"
@@ -111,9 +117,18 @@ def _innermost(frames: list[tuple[str, str]]) -> str:
     return f"{'/'.join(Path(file).parts[-2:])}:{func}"
 
 
+# Library threads that spend their lives blocked in a read: innermost (path fragment, function). A thread blocked
+# in C looks like its innermost Python frame, so these would read as busy all along.
+PARKED = [("compile_worker/subproc_pool.py", "_recv_msg")]  # inductor's compile-pool reader ("InductorSubproc")
+
+
 def _busy(frames: Frames) -> bool:
-    """Running Python of its own or inside a library (a thread parked in threading's or queue's wait is not)."""
-    return bool(frames) and not _stdlib(frames[0][0])
+    """Running Python of its own or inside a library (a thread parked in threading's or queue's wait, or in one of
+    PARKED, is not; a thread blocked in some other C call, a GPU sync say, counts as busy)."""
+    if not frames or _stdlib(frames[0][0]):
+        return False
+    file, func = frames[0]
+    return not any(fragment in file and func == name for fragment, name in PARKED)
 
 
 def _counts(picked: list[Frames], n: int) -> list[str]:
@@ -137,9 +152,13 @@ def summarize(path: str | Path, window: tuple[float, float] | None = None) -> li
     apart = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else float("nan")
     n = len(picked)
     lines = [f"main thread, {n} samples ({apart:.1f} s apart on average):", *_counts(picked, n)]
-    others = [frames for thread, frames in inside if thread != "main" and _busy(frames)]
-    if others:  # counted against the main thread's samples: 50% = busy half the time (one thread's worth)
-        lines += [f"other threads, busy in {len(others)} thread-samples (of {n} samples):", *_counts(others, n)]
+    busy = [(thread, frames) for thread, frames in inside if thread != "main" and _busy(frames)]
+    if busy:  # counted against the main thread's samples: 50% = busy half the time (one thread's worth)
+        # threads started in C++ (autograd's device threads) have no Python name: they show as their id
+        names = collections.Counter(thread for thread, _ in busy)
+        lines.append(f"other threads, busy in {len(busy)} thread-samples (of {n} samples): "
+                     + ", ".join(f"{name} {count}" for name, count in names.most_common(6)))
+        lines += _counts([frames for _, frames in busy], n)
     return lines
 
 

@@ -15,12 +15,16 @@ process traced their forward and backward again before finding inductor's compil
 let that cache take them, and tag every cache key with a fingerprint of what the key would miss: the source of
 archsearch's kernels and mamba-ssm's version. Editing a kernel then misses the cache instead of loading stale code.
 
-Triton keys its compiled kernels and its autotune results by the version of the ptxas it runs. Inductor points
-Triton at torch's own ptxas (CUDA wheels ship one) when it compiles a kernel in the process, so a process that
-compiled (a cold one) can key mamba-ssm's kernels by torch's ptxas and one that only loaded inductor's cached
-graphs (a warm one) by Triton's; on the GPU machine they are CUDA 13.0 and 12.8. A warm study process on an H100
-autotuned fourteen of mamba-ssm's scan kernels again (68 s of its 78 s warm-up, 2026-12-07) though every graph
-was a cache hit. The study sets TRITON_PTXAS_PATH to torch's ptxas from the start, so every process keys alike.
+Triton keys its compiled kernels and its autotune results by the version of the ptxas it runs, read once per
+process, the first time a key is made. Inductor points Triton at torch's own ptxas (torch 2.11's CUDA 13.0 wheel
+ships one in torch/bin; on the GPU machine it is CUDA 13.0, Triton's own 12.8) when it compiles a kernel in the
+process, so which version a process keys by depends on whether something made a key before that switch: one
+process can key mamba-ssm's kernels by one version and the next by the other. Measured on an H100 (2026-12-07): a
+warm study process autotuned fourteen of mamba-ssm's scan kernels again (68 s of its 78 s warm-up) though every
+graph was a cache hit; that this order is why is inferred, not yet measured away. Setting TRITON_PTXAS_PATH to
+torch's ptxas from the start gives every process one version whatever the order (and the ptxas torch bundles to
+avoid miscompiles by Triton's, pytorch#163801). Blackwell's ptxas is another variable (TRITON_PTXAS_BLACKWELL_PATH),
+which inductor leaves alone.
 
 The variables must be in the environment before torch and Triton read them: `study run` sets them in its own
 process (before the first compile) and hands them to every worker it starts. Torch-free.

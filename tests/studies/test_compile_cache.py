@@ -60,7 +60,8 @@ def _torch_package(monkeypatch, root: Path, ptxas: bool, executable: bool = True
         tool.chmod(0o755 if executable else 0o644)
     real = compile_cache.importlib.util.find_spec
     spec = type("Spec", (), {"submodule_search_locations": [str(root)]})()
-    monkeypatch.setattr(compile_cache.importlib.util, "find_spec", lambda name: spec if name == "torch" else real(name))
+    monkeypatch.setattr(compile_cache.importlib.util, "find_spec",
+                        lambda name, package=None: spec if name == "torch" else real(name, package))
 
 
 def test_every_process_of_a_study_runs_torchs_ptxas_so_triton_keys_agree(clean_env, tmp_path):

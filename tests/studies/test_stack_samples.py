@@ -33,7 +33,7 @@ def test_the_prelude_runs_the_module_with_its_arguments_and_samples_its_threads(
             threading.Event().wait(5)  # waiting in threading: not busy
 
         threading.Thread(target=parked_helper, daemon=True).start()
-        threading.Thread(target=helper_at_work, args=(float(sys.argv[1]),), daemon=True).start()
+        threading.Thread(target=helper_at_work, args=(float(sys.argv[1]),), name="at-work", daemon=True).start()
         spin_in_known_place(float(sys.argv[1]))
         print("args", sys.argv[1:])
     """))
@@ -53,6 +53,7 @@ def test_the_prelude_runs_the_module_with_its_arguments_and_samples_its_threads(
     main, others = summary.split("other threads, busy in ")
     assert "busy_module.py:spin_in_known_place" in main.split("innermost")[1]
     assert "busy_module.py:spin_in_known_place" in others.split("innermost")[1]
+    assert others.split("\n")[0].split(": ")[1].startswith("at-work ")  # the busy thread, by name
     assert "parked_helper" not in summary and "threading.py" not in summary
 
 
@@ -81,3 +82,23 @@ def test_samples_are_counted_by_activity_inside_the_window_only(tmp_path):
     assert "runtime/autotuner.py:_bench" in frames[0]  # threading's wait skipped
     assert stack_samples.summarize(path, (t + 100, t + 200)) == [f"no stack sample in {path} inside the window"]
     assert stack_samples.activity([("/x/y.py", "f")]) == "other"
+
+
+def test_a_library_thread_parked_in_a_read_is_not_busy(tmp_path):
+    reader = [(f"{TORCH}/_inductor/compile_worker/subproc_pool.py", "_recv_msg"),
+              (f"{TORCH}/_inductor/compile_worker/subproc_pool.py", "_read_thread")]
+    backward = [(f"{TRITON}/runtime/autotuner.py", "_bench"), ("/repo/kernels/ssd_mamba_op.py", "_backward")]
+    t = time.time()
+    path = tmp_path / "s.stacks"
+    lines = []
+    for i in range(4):
+        lines += [f"{stack_samples.SAMPLE}{t + i!r}", f"{TORCH}/autograd/graph.py\t1\t_engine_run_backward",
+                  f"{stack_samples.THREAD}InductorSubproc", *(f"{f}\t1\t{g}" for f, g in reader)]
+        if i < 2:
+            lines += [f"{stack_samples.THREAD}140213", *(f"{f}\t1\t{g}" for f, g in backward)]
+    path.write_text("\n".join(lines) + "\n")
+    summary = stack_samples.summarize(path)
+    assert summary[0].startswith("main thread, 4 samples")
+    others = summary[summary.index("  innermost frames outside the standard library:") + 2:]
+    assert others[0] == "other threads, busy in 2 thread-samples (of 4 samples): 140213 2"
+    assert "2   50%  Triton autotune" in others[1]
