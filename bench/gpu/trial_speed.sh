@@ -24,7 +24,8 @@
 #   study_first (neither): after study_warmup, the first trial alone again on the warm cache (~100 s, where the
 #   12-trial study takes ~360 s): what a new process's first trial does before its first step. All three report
 #   every Triton autotune not served from disk (by kernel) and, from stacks of the study process sampled every
-#   2 s, what its first trial's warm-up did (94 s on a warm cache on the H100, 2026-12-07: unexplained)
+#   2 s, what its first trial's warm-up did (78 s on a warm cache on the H100, 2026-12-07, 68 s of it mamba-ssm's
+#   scan re-tuned; a study now pins one ptxas, compile_cache.py: study_first should show no autotune)
 # nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
 # d1024: bf16 and fp8, 10 timed steps, layer by layer as studies compile (the whole step, for precision: auto's
 #   table: 1.005x on the H100, 2026-12-07; the H200's layer-by-layer point is missing); d512 (90 s did not cover a
