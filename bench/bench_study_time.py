@@ -79,6 +79,24 @@ def _stop(signum, frame):
     raise Stopped(signum)
 
 
+# Which ptxas the process's Triton keyed its kernels and autotune results by (read once per process, cached), and
+# the variable that chose it: when a warm process still re-tunes, a key that differs from the cold one's shows here.
+PTXAS_AT_EXIT = (
+    "import atexit, os, sys\n"
+    "def _ptxas_at_exit():\n"
+    "    compiler = sys.modules.get('triton.backends.nvidia.compiler')\n"
+    "    version = getattr(compiler, 'get_ptxas_version', None)\n"
+    "    try:\n"  # sm_90's entry: Hopper's (a call made now would read it afresh where none is cached yet)
+    "        keyed = version(90).split('release')[-1].strip() if version.cache_info().currsize else None\n"
+    "    except Exception as error:\n"
+    "        keyed = f'unread ({error!r})'\n"
+    "    print(f'ptxas at exit: TRITON_PTXAS_PATH={os.environ.get(\"TRITON_PTXAS_PATH\")!r}, Triton keyed by '\n"
+    "          f'ptxas release {keyed}', flush=True)\n"
+    "atexit.register(_ptxas_at_exit)\n"
+)
+PTXAS_LINE = re.compile(r"^ptxas at exit: .*$", re.M)
+
+
 def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study_document(name, args), sort_keys=False))
@@ -87,8 +105,9 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
                   str(args.workers)]
     stacks = str(folder / f"{name}.stacks") if args.stacks else None
     command = [sys.executable, "-m", "archsearch.cli", *study_args]
-    if stacks:  # the same command, its threads' stacks sampled into NAME.stacks
-        command = [sys.executable, "-c", stack_samples.prelude(stacks, args.stacks, "archsearch.cli"), *study_args]
+    if stacks:  # the same command, its threads' stacks sampled into NAME.stacks, the ptxas it keyed by at its exit
+        command = [sys.executable, "-c", PTXAS_AT_EXIT + stack_samples.prelude(stacks, args.stacks, "archsearch.cli"),
+                   *study_args]
     log = folder / f"{name}.log"
     began, began_at = time.perf_counter(), time.time()
     previous = signal.signal(signal.SIGTERM, _stop)
@@ -155,6 +174,7 @@ def report(run: dict, gpus: int) -> dict:
         "dynamo_resets": sum(bool((t.get("compile") or {}).get("dynamo_reset")) for t in timings),
         "precision": {k: v for k, v in precision.items()},
         "first_trial_warmup_stacks": _warmup_stacks(run, trials[0], timings[0]),
+        "ptxas_at_exit": PTXAS_LINE.findall(Path(run["log"]).read_text(errors="replace")) if run.get("log") else [],
         "autotuned_not_from_disk": autotuned(Path(run["log"]).read_text(errors="replace")) if run.get("log") else {},
         "per_trial": [{"number": tr.number, **{k: (round(v, 2) if isinstance(v, float) else v)
                                                for k, v in t.items() if k != "compile"}}
@@ -202,6 +222,8 @@ def print_report(r: dict) -> None:
     print(f"  Triton autotuning not served from disk: {sum(n for n, _ in tuned.values())} times, "
           f"{sum(t for _, t in tuned.values()):.1f} s" + "".join(f"\n    {n:3d}x {t:7.2f} s  {name}"
                                                             for name, (n, t) in list(tuned.items())[:12]))
+    for line in r.get("ptxas_at_exit") or []:
+        print(f"  {line}")
     if r.get("first_trial_warmup_stacks"):
         print("  the first trial's warm-up, by sampled stacks of the study process:")
         print("\n".join("    " + line for line in r["first_trial_warmup_stacks"]))
