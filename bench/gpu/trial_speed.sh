@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 15 on one GPU call, after `source bench/gpu/setup.sh`:
 #   R=$OUT; OUT=/tmp/ts bash bench/gpu/trial_speed.sh; tar czf $R/ts.tgz -C /tmp ts
-# parity: the scan's (through our opaque ops), the whole model's (a fullgraph layer-by-layer step included) and the
-#   conv's GPU parity tests, newest first (after a kernel change, before any timing; mamba-ssm's cold autotuning
-#   ~80 s; 220 s covered only the conv's 59 and 4 of the scan's on a cold H100, 2026-12-07, none failing)
+# parity: every GPU test (-m gpu, 105), newest first: the scan's through our opaque ops, the whole model's (a
+#   fullgraph layer-by-layer step included), then the kernels', fp8's and the checks' (after a kernel change, before
+#   any timing; mamba-ssm's cold autotuning takes ~80 s a new shape: 230 s covered 7 tests on a cold H100)
 # d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too) at the trial's xBC layout (a
@@ -59,9 +59,11 @@ phase() {  # NAME CAP_S CMD...: defines a phase; run in PHASES' order below (std
   local name=$1; shift
   COMMANDS[$name]=$(printf '%q ' timeout "$@")
 }
-phase parity ${PARITY_S:-300} $PY -m pytest -q -m gpu -p no:cacheprovider \
+phase parity ${PARITY_S:-300} $PY -m pytest -q -m gpu -p no:cacheprovider --durations=30 \
   tests/kernels/test_ssd.py::test_gpu_ops_match_mamba_ssms_own_function tests/blocks/test_gpu_parity.py \
-  tests/kernels/test_ssd.py tests/kernels/test_conv1d.py
+  tests/kernels/test_ssd.py tests/kernels/test_attention.py tests/kernels/test_autotune_cache.py \
+  tests/kernels/test_gated_norm.py tests/kernels/test_decode.py tests/kernels/test_conv1d.py tests/training/test_fp8.py \
+  tests/checks/test_measure.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles \
