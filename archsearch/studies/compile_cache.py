@@ -16,9 +16,8 @@ let that cache take them, and tag every cache key with a fingerprint of what the
 archsearch's kernels and mamba-ssm's version. Editing a kernel then misses the cache instead of loading stale code.
 
 Triton keys its compiled kernels and its autotune results by the version of the ptxas it runs, read once per
-process, the first time a key is made. Inductor points Triton at torch's own ptxas (torch 2.11's CUDA 13.0 wheel
-ships one in torch/bin: CUDA 13.0 on the GPU machine, where Triton's is 12.8) when it compiles a kernel in the
-process, so which version a process keys by depends on whether something made a key before that switch: one
+process, the first time a key is made. Inductor points Triton at torch's own ptxas (CUDA wheels ship one: torch
+2.11's in torch/bin, CUDA 13.0 on the GPU machine where Triton's is 12.8) when it compiles a kernel in the process, so which version a process keys by depends on whether something made a key before that switch: one
 process can key mamba-ssm's kernels by one version and the next by the other. Measured on an H100 (2026-12-07): a
 warm study process autotuned fourteen of mamba-ssm's scan kernels again (68 s of its 78 s warm-up) though every
 graph was a cache hit; that this order is why is inferred, not yet measured away. Setting TRITON_PTXAS_PATH to
@@ -88,13 +87,19 @@ def kernels_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+# Where torch's CUDA wheels put their ptxas, and inductor looks for it: torch/_inductor/bin since pytorch#186020,
+# torch/bin before (torch 2.11, the GPU machine's)
+TORCH_PTXAS_PLACES = (Path("_inductor") / "bin" / "ptxas", Path("bin") / "ptxas")
+
+
 def torch_ptxas() -> str | None:
-    """The ptxas that torch ships (CUDA wheels, in torch/bin), which inductor hands to Triton; None without one."""
+    """The ptxas that torch ships, which inductor hands to Triton; None without one."""
     spec = importlib.util.find_spec("torch")  # the package's location, without importing it
     for root in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(root) / "bin" / "ptxas"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
+        for place in TORCH_PTXAS_PLACES:
+            candidate = Path(root) / place
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
     return None
 
 

@@ -51,10 +51,10 @@ def test_a_folder_set_by_the_user_is_kept_and_a_disabled_cache_is_turned_on(tmp_
     assert env["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
 
 
-def _torch_package(monkeypatch, root: Path, ptxas: bool, executable: bool = True) -> None:
-    """Make `torch` a package at `root` (found by spec, never imported), with or without bin/ptxas."""
+def _torch_package(monkeypatch, root: Path, ptxas: bool, executable: bool = True, place: str = "bin") -> None:
+    """Make `torch` a package at `root` (found by spec, never imported), with or without PLACE/ptxas."""
     if ptxas:
-        tool = root / "bin" / "ptxas"
+        tool = root / place / "ptxas"
         tool.parent.mkdir(parents=True)
         tool.write_text("#!/bin/sh\n")
         tool.chmod(0o755 if executable else 0o644)
@@ -64,11 +64,12 @@ def _torch_package(monkeypatch, root: Path, ptxas: bool, executable: bool = True
                         lambda name, package=None: spec if name == "torch" else real(name, package))
 
 
-def test_every_process_of_a_study_runs_torchs_ptxas_so_triton_keys_agree(clean_env, tmp_path):
+@pytest.mark.parametrize("place", ["bin", "_inductor/bin"])  # torch 2.11's place, and newer torch's
+def test_every_process_of_a_study_runs_torchs_ptxas_so_triton_keys_agree(clean_env, tmp_path, place):
     # Inductor switches Triton to torch's ptxas only when it compiles; a warm process would key by another.
-    _torch_package(clean_env, tmp_path / "torch", ptxas=True)
+    _torch_package(clean_env, tmp_path / "torch", ptxas=True, place=place)
     env = study_cache_env(f"sqlite:///{tmp_path}/x.db", "s", {})
-    assert env["TRITON_PTXAS_PATH"] == str(tmp_path / "torch" / "bin" / "ptxas")
+    assert env["TRITON_PTXAS_PATH"] == str(tmp_path / "torch" / place / "ptxas")
     mine = study_cache_env(f"sqlite:///{tmp_path}/x.db", "s", {"TRITON_PTXAS_PATH": "/opt/cuda/bin/ptxas"})
     assert "TRITON_PTXAS_PATH" not in mine  # the user's own ptxas is kept
 
