@@ -20,12 +20,13 @@
 # study_warmup, study (neither in the default PHASES): issue 15 point 3. A one-trial, five-step study from an
 #   empty compile cache (the first trial's cold warm-up), then a 12-trial, 200-step study of the 100M class on the
 #   cache it left, as a rerun or a second worker finds it (bench/bench_study_time.py; /tmp/study-bench holds both).
-#   The 12-trial study took 362 s on the H100 (2026-12-07, cap 400 s); cut short, it reports what finished.
-#   study_first (neither): after study_warmup, the first trial alone again on the warm cache (~100 s, where the
-#   12-trial study takes ~360 s): what a new process's first trial does before its first step. All three report
-#   every Triton autotune not served from disk (by kernel) and, from stacks of the study process sampled every
-#   2 s, what its first trial's warm-up did (78 s on a warm cache on the H100, 2026-12-07, 68 s of it mamba-ssm's
-#   scan re-tuned; a study now pins one ptxas, compile_cache.py: study_first should show no autotune)
+#   The 12-trial study took 272 s on the H100 (2026-12-07, sixth session, 89.9% in steps; 362 s before the ptxas
+#   pin); cut short, it reports what finished.
+#   study_first (neither): after study_warmup, the first trial alone again on the warm cache: what a new process's
+#   first trial does before its first step. All three report every Triton autotune not served from disk (by
+#   kernel), which ptxas the process's Triton keyed by, and, from stacks of the study process sampled every 2 s,
+#   what its first trial's warm-up did (9.4 s warm on the H100 with a study's ptxas pin, compile_cache.py; 78 s
+#   before it, 68 s of that mamba-ssm's scan re-tuned)
 # nemotron1b (not in the default PHASES): point 2, nemotron-h-1b compiled bf16 (>= 77.7k tokens/s)
 # d1024: bf16 and fp8, 10 timed steps, layer by layer as studies compile (the whole step, for precision: auto's
 #   table: 1.005x on the H100, 2026-12-07; the H200's layer-by-layer point is missing); d512 (90 s did not cover a
