@@ -56,11 +56,12 @@ for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
 declare -A COMMANDS
-phase() {  # NAME CAP_S CMD...: defines a phase; run in PHASES' order below (stdout+stderr -> $OUT/NAME.log)
+phase() {  # NAME [timeout OPTIONS] CAP_S CMD...: defines a phase, run in PHASES' order (output: $OUT/NAME.log)
   local name=$1; shift
   COMMANDS[$name]=$(printf '%q ' timeout "$@")
 }
-phase parity ${PARITY_S:-300} $PY -m pytest -q -m gpu -p no:cacheprovider --durations=30 \
+# SIGINT at the cap (-k: KILL 30 s later): pytest then still prints its summary, skip reasons and slowest tests
+phase parity -s INT -k 30 ${PARITY_S:-300} $PY -m pytest -q -rs -m gpu -p no:cacheprovider --durations=30 \
   tests/kernels/test_ssd.py::test_gpu_ops_match_mamba_ssms_own_function tests/blocks/test_gpu_parity.py \
   tests/kernels/test_ssd.py tests/kernels/test_attention.py tests/kernels/test_autotune_cache.py \
   tests/kernels/test_gated_norm.py tests/kernels/test_decode.py tests/kernels/test_conv1d.py tests/training/test_fp8.py \
