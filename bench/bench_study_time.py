@@ -8,7 +8,8 @@ recorded (their "timing" attribute, archsearch.training.loop.Trainer.timing):
 - the first trial's warm-up (prepare + first step: build, compile, autotune) and the later trials' median;
 - trials per GPU-hour; which precision each trial got and why; how many trials reused this process's compile.
 - with --stacks SECONDS, what the study process's threads did during the first trial's warm-up (their Python
-  stacks sampled by a thread of its own: autotuning, compiling, loading cached code, ...; bench/stack_samples.py);
+  stacks sampled by a thread of its own: autotuning, compiling, loading cached code, ...; bench/stack_samples.py),
+  and which ptxas its Triton keyed kernels by (bench/ptxas_probe.py);
 - every Triton autotune that was not served from disk, per kernel (TRITON_PRINT_AUTOTUNING in the study's log).
 
 `--runs 2` runs the same study twice under new names with one cache folder: the second run shows what a rerun
@@ -39,7 +40,8 @@ from archsearch.training.recipe import COMPILE_SCOPES, DEFAULT_COMPILE_SCOPE
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-import stack_samples  # noqa: E402  (bench/ is not a package)
+import ptxas_probe  # noqa: E402  (bench/ is not a package)
+import stack_samples  # noqa: E402
 # Patterns of the 100M class: the issue's trial and variants with the same layer count (12 mixers + 12 MLPs).
 PATTERNS_100M = ["M-L-M-*-M-M-L-M-*-M-*-M-", "M-M-L-M-*-M-M-L-M-*-M-*-", "M-L-M-M-*-M-L-M-M-*-M-*-",
                  "M-M-M-L-M-*-M-M-L-M-*-*-"]
@@ -79,22 +81,7 @@ def _stop(signum, frame):
     raise Stopped(signum)
 
 
-# Which ptxas the process's Triton keyed its kernels and autotune results by (read once per process, cached), and
-# the variable that chose it: when a warm process still re-tunes, a key that differs from the cold one's shows here.
-PTXAS_AT_EXIT = (
-    "import atexit, os, sys\n"
-    "def _ptxas_at_exit():\n"
-    "    compiler = sys.modules.get('triton.backends.nvidia.compiler')\n"
-    "    version = getattr(compiler, 'get_ptxas_version', None)\n"
-    "    try:\n"  # sm_90's entry: Hopper's (a call made now would read it afresh where none is cached yet)
-    "        keyed = version(90).split('release')[-1].strip() if version.cache_info().currsize else None\n"
-    "    except Exception as error:\n"
-    "        keyed = f'unread ({error!r})'\n"
-    "    print(f'ptxas at exit: TRITON_PTXAS_PATH={os.environ.get(\"TRITON_PTXAS_PATH\")!r}, Triton keyed by '\n"
-    "          f'ptxas release {keyed}', flush=True)\n"
-    "atexit.register(_ptxas_at_exit)\n"
-)
-PTXAS_LINE = re.compile(r"^ptxas at exit: .*$", re.M)
+PTXAS_LINE = re.compile(rf"^{re.escape(ptxas_probe.LINE)}.*$", re.M)
 
 
 def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
@@ -106,8 +93,8 @@ def run_study(name: str, folder: Path, args, env: dict[str, str]) -> dict:
     stacks = str(folder / f"{name}.stacks") if args.stacks else None
     command = [sys.executable, "-m", "archsearch.cli", *study_args]
     if stacks:  # the same command, its threads' stacks sampled into NAME.stacks, the ptxas it keyed by at its exit
-        command = [sys.executable, "-c", PTXAS_AT_EXIT + stack_samples.prelude(stacks, args.stacks, "archsearch.cli"),
-                   *study_args]
+        sampled = stack_samples.prelude(stacks, args.stacks, "archsearch.cli")
+        command = [sys.executable, "-c", ptxas_probe.prelude() + sampled, *study_args]
     log = folder / f"{name}.log"
     began, began_at = time.perf_counter(), time.time()
     previous = signal.signal(signal.SIGTERM, _stop)
@@ -250,7 +237,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the reports here")
     parser.add_argument("--stacks", type=float, default=0, metavar="SECONDS",
                         help="sample the study process's Python stacks every SECONDS and report what its first "
-                             "trial's warm-up did (bench/stack_samples.py); 0: off")
+                             "trial's warm-up did (bench/stack_samples.py), and the ptxas its Triton keyed by; 0: off")
     args = parser.parse_args()
     if args.smoke:
         args.trials, args.steps = min(args.trials, 3), min(args.steps, 3)

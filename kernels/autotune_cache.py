@@ -4,9 +4,9 @@ With TRITON_CACHE_AUTOTUNING=1 (Triton >= 3.4; a study turns it on) each @triton
 stored beside its compiled kernels, so a second process picks the winner without benchmarking. Triton skips any
 kernel with a pre-hook on a config, though: a function cannot be written to JSON. mamba-ssm (2.3.2) zeroes the
 accumulators of eight of its kernels with such hooks (`init_to_zero`); its scan's backward runs four of them
-(7-9 configs each), so every process benchmarked ~32 configs again before its first backward, whatever the
-study's cache held. On an H100 (2026-12-07) a warm study process benchmarked none of mamba-ssm's kernels, hooked
-or not (bench/RESULTS.md, with the ptxas pin of archsearch/studies/compile_cache.py).
+(7-9 configs each), so without this module every process would benchmark ~32 configs again before its first
+backward, whatever the study's cache held. On an H100 (2026-12-07) a warm study process benchmarked none of
+mamba-ssm's kernels, hooked or not (bench/RESULTS.md, with the ptxas pin of archsearch/studies/compile_cache.py).
 
 The hook is code, not data, and this process's configs still carry it. So a config is stored as what is the same
 in every process (its kwargs, warps, stages, CTAs, register cap); on a hit the matching config of this process,

@@ -21,10 +21,10 @@ process, the first time a key is made. Inductor points Triton at torch's own ptx
 process, so which version a process keys by depends on whether something made a key before that switch: one
 process can key mamba-ssm's kernels by one version and the next by the other. Setting TRITON_PTXAS_PATH to torch's
 ptxas from the start gives every process one version whatever the order; torch's, because torch bundles it against
-miscompiles by Triton's (pytorch#163801). Measured on an H100 (2026-12-07, bench/RESULTS.md): without it a warm
-study process autotuned all fourteen of mamba-ssm's scan kernels again (68 s of a 78 s warm-up, every graph a
-cache hit); with it, none (warm-up 9.4 s). Blackwell's ptxas is another variable (TRITON_PTXAS_BLACKWELL_PATH),
-which inductor leaves alone.
+miscompiles by Triton's (pytorch#163801). On an H100 (2026-12-07, bench/RESULTS.md; before and after, in two
+sessions): without it a warm study process autotuned all fourteen of mamba-ssm's scan kernels again (68 s of a
+78 s warm-up, every graph a cache hit); with it, none (warm-up 9.4 s). Blackwell's ptxas is another variable
+(TRITON_PTXAS_BLACKWELL_PATH), which inductor leaves alone.
 
 The variables must be in the environment before torch and Triton read them: `study run` sets them in its own
 process (before the first compile) and hands them to every worker it starts. Torch-free.

@@ -3,7 +3,8 @@
 #   R=$OUT; OUT=/tmp/ts bash bench/gpu/trial_speed.sh; tar czf $R/ts.tgz -C /tmp ts
 # parity: every GPU test (-m gpu, 105), newest first: the scan's through our opaque ops, the whole model's (a
 #   fullgraph layer-by-layer step included), then the kernels', fp8's and the checks' (after a kernel change, before
-#   any timing; mamba-ssm's cold autotuning takes ~80 s a new shape: 230 s covered 7 tests on a cold H100)
+#   any timing; on a cold Triton cache mamba-ssm's autotuning takes ~80 s a new shape: 470 s covered 100 of the 105
+#   on an H100, 2026-12-07, the memory-measurement tests left)
 # d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too) at the trial's xBC layout (a
@@ -60,12 +61,13 @@ phase() {  # NAME [timeout OPTIONS] CAP_S CMD...: defines a phase, run in PHASES
   local name=$1; shift
   COMMANDS[$name]=$(printf '%q ' timeout "$@")
 }
-# SIGINT at the cap (-k: KILL 30 s later): pytest then still prints its summary, skip reasons and slowest tests
-phase parity -s INT -k 30 ${PARITY_S:-300} $PY -m pytest -q -rs -m gpu -p no:cacheprovider --durations=30 \
+# SIGINT at the cap (-k: KILL 30 s later): pytest then still prints its summary, failures, skip reasons and slowest
+# tests. The scan's file is named by test: a whole file after one of its tests would run that test in file order.
+phase parity -s INT -k 30 ${PARITY_S:-520} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=30 \
   tests/kernels/test_ssd.py::test_gpu_ops_match_mamba_ssms_own_function tests/blocks/test_gpu_parity.py \
-  tests/kernels/test_ssd.py tests/kernels/test_attention.py tests/kernels/test_autotune_cache.py \
-  tests/kernels/test_gated_norm.py tests/kernels/test_decode.py tests/kernels/test_conv1d.py tests/training/test_fp8.py \
-  tests/checks/test_measure.py
+  tests/kernels/test_ssd.py::test_gpu_backends_match_reference_bf16 tests/kernels/test_attention.py \
+  tests/kernels/test_autotune_cache.py tests/kernels/test_gated_norm.py tests/kernels/test_decode.py \
+  tests/kernels/test_conv1d.py tests/training/test_fp8.py tests/checks/test_measure.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles \
