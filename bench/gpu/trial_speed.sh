@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15 on one GPU call, after `source bench/gpu/setup.sh`:
 #   R=$OUT; OUT=/tmp/ts bash bench/gpu/trial_speed.sh; tar czf $R/ts.tgz -C /tmp ts
-# parity: the GPU tests of the ten files that hold them (105), newest first: the scan's opaque ops, the whole model's (a
+# parity: the GPU tests of the nine files that hold them (105), newest first: the scan's opaque ops, the whole model's (a
 #   fullgraph layer-by-layer step included), then the kernels', fp8's and the checks' (after a kernel change, before
 #   any timing; on a cold Triton cache mamba-ssm's autotuning takes ~80 s a new shape: 470 s covered 100 of the 105
 #   on an H100, 2026-12-07, the memory-measurement tests left)
