@@ -137,6 +137,7 @@ def report(run: dict, gpus: int) -> dict:
     timings = [t.user_attrs["timing"] for t in trials]
     steps = sum(t["steps_s"] + (t["steps_s"] / t["timed_steps"] if t["timed_steps"] else 0) for t in timings)
     warm = [t["to_first_step_s"] for t in timings if t["to_first_step_s"] is not None]
+    log_text = Path(run["log"]).read_text(errors="replace") if run.get("log") else ""  # the study's output
     precision = {}
     for t in trials:
         p = t.user_attrs.get("precision", {})
@@ -161,8 +162,8 @@ def report(run: dict, gpus: int) -> dict:
         "dynamo_resets": sum(bool((t.get("compile") or {}).get("dynamo_reset")) for t in timings),
         "precision": {k: v for k, v in precision.items()},
         "first_trial_warmup_stacks": _warmup_stacks(run, trials[0], timings[0]),
-        "ptxas_at_exit": PTXAS_LINE.findall(Path(run["log"]).read_text(errors="replace")) if run.get("log") else [],
-        "autotuned_not_from_disk": autotuned(Path(run["log"]).read_text(errors="replace")) if run.get("log") else {},
+        "ptxas_at_exit": PTXAS_LINE.findall(log_text),
+        "autotuned_not_from_disk": autotuned(log_text),
         "per_trial": [{"number": tr.number, **{k: (round(v, 2) if isinstance(v, float) else v)
                                                for k, v in t.items() if k != "compile"}}
                       for tr, t in zip(trials, timings)],
