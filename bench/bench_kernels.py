@@ -195,9 +195,11 @@ CONV_TILES_SHAPE = {"b": 4, "d": 4096 + 2 * 1024, "l": 4096, "row": 0}
 
 @guarded
 def conv1d_tiles(quick):
-    """Our Triton conv's tile shapes per kernel and layout: what `triton_conv1d._tiles` should choose. Each row
-    changes one kernel's tiles ("fwd", "dpre" or "dx") and keeps the chosen ones for the others; dpre rows with a
-    fourth number (l-blocks per program) are the looped kernel."""
+    """Our Triton conv's tile shapes per kernel and layout: what `triton_conv1d._tiles` and `_walk` should choose.
+    Each tiled row changes one kernel's tiles ("fwd", "dpre" or "dx") and keeps the chosen ones for the others, with
+    the walk kernels off; dpre rows with a fourth number (l-blocks per program) are the looped kernel. Walk rows
+    ("walk fwd", "walk bwd": block_d, chunk, warps; channel-last only) change one walk kernel's tiles. --quick: of
+    the tiled kernels, only the tiles chosen today (the baseline the walk rows are read against)."""
     from archsearch.kernels import triton_conv1d
 
     b, d, l, k = CONV_TILES_SHAPE["b"], CONV_TILES_SHAPE["d"], CONV_TILES_SHAPE["l"], 4
@@ -207,7 +209,7 @@ def conv1d_tiles(quick):
     w = torch.randn(d, k, device="cuda", requires_grad=True)
     bias = torch.randn(d, device="cuda", requires_grad=True)
     io = b * d * l * 2
-    chosen = triton_conv1d._tiles
+    chosen, chosen_walk = triton_conv1d._tiles, triton_conv1d._walk
     shapes = [(128, 16, 4), (128, 32, 4), (64, 64, 4), (32, 64, 4), (32, 128, 4), (16, 256, 4), (64, 32, 4),
               (256, 16, 8), (64, 64, 8)]
     dpre = shapes + triton_conv1d.DPRE_LOOPED_CANDIDATES  # 4 numbers: the looped kernel (k <= 4)
@@ -221,21 +223,35 @@ def conv1d_tiles(quick):
                 with K.force_backend("causal_conv1d", "triton"):
                     return K.causal_conv1d(x, w, bias, activation="silu")
 
+            rows = f" rows {row}" if layout == "channel-last" and row > d else ""
+
+            def measure(kernel, tiles):
+                shape = f"b{b} d{d} L{l} {layout}{rows} {kernel} tiles {tiles}"
+                if kernel.endswith("fwd"):
+                    with torch.no_grad():
+                        record("conv1d fwd " + shape, "triton", bench(fn), nbytes=2 * io)
+                else:
+                    record("conv1d fwd+bwd " + shape, "triton", bench(fwd_bwd(fn, [leaf, w, bias]),
+                                                                       grad_to_none=[leaf, w, bias]), nbytes=5 * io)
+
+            triton_conv1d._walk = lambda kern, d_, l_: None
             for kernel in ("fwd", "dpre", "dx"):
-                for tiles in (dpre if kernel == "dpre" else shapes):
+                candidates = dpre if kernel == "dpre" else shapes
+                if quick:
+                    candidates = [tuple(chosen(kernel, 1 << 20, 1 << 20, layout == "channel-last"))]
+                for tiles in candidates:
                     triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles, kernel=kernel: (
                         triton_conv1d.Tiles(*t) if kern == kernel else chosen(kern, d_, l_, cl_))
-                    rows = f" rows {row}" if layout == "channel-last" and row > d else ""
-                    shape = f"b{b} d{d} L{l} {layout}{rows} {kernel} tiles {tiles}"
-                    if kernel == "fwd":
-                        with torch.no_grad():
-                            record("conv1d fwd " + shape, "triton", bench(fn), nbytes=2 * io)
-                    else:
-                        record("conv1d fwd+bwd " + shape, "triton", bench(fwd_bwd(fn, [leaf, w, bias]),
-                                                                           grad_to_none=[leaf, w, bias]),
-                               nbytes=5 * io)
+                    measure(kernel, tiles)
+            triton_conv1d._tiles = chosen
+            if layout == "channel-last":
+                for kernel in ("fwd", "bwd"):
+                    for tiles in triton_conv1d.WALK_CANDIDATES:
+                        triton_conv1d._walk = lambda kern, d_, l_, t=tiles, kernel=kernel: (
+                            triton_conv1d.Walk(*t) if kern == kernel else chosen_walk(kern, d_, l_))
+                        measure("walk " + kernel, tiles)
     finally:
-        triton_conv1d._tiles = chosen
+        triton_conv1d._tiles, triton_conv1d._walk = chosen, chosen_walk
 
 
 @guarded

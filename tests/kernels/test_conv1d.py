@@ -175,7 +175,8 @@ def test_gpu_looped_dpre_matches_reference_at_every_candidate_tile():
     xbc = torch.randn(2, l, d + 40, device="cuda", generator=gen).to(torch.bfloat16)
     x_contiguous = torch.randn(2, d, l, device="cuda", generator=gen).to(torch.bfloat16)
     weight, bias = torch.randn(d, 4, device="cuda", generator=gen), torch.randn(d, device="cuda", generator=gen)
-    chosen = triton_conv1d._tiles
+    chosen, chosen_walk = triton_conv1d._tiles, triton_conv1d._walk
+    triton_conv1d._walk = lambda kern, d_, l_: None  # channel-last x would take the walk kernels
     try:
         for tiles in triton_conv1d.DPRE_LOOPED_CANDIDATES:
             triton_conv1d._tiles = lambda kern, d_, l_, cl_, t=tiles: (
@@ -193,7 +194,42 @@ def test_gpu_looped_dpre_matches_reference_at_every_candidate_tile():
                 except AssertionError as err:
                     raise AssertionError(f"tiles {tiles}, x {layout}: {err}") from None
     finally:
-        triton_conv1d._tiles = chosen
+        triton_conv1d._tiles, triton_conv1d._walk = chosen, chosen_walk
+
+
+@pytest.mark.gpu
+def test_gpu_walk_kernels_match_reference_at_every_candidate_tile():
+    """Every tile the bench sweeps for the walk kernels (channel-last x and dy), so the one a sweep picks is already
+    checked: a length that ends inside a chunk, initial states, k 2 to 4, bf16 and fp32."""
+    from archsearch.kernels import triton_conv1d
+
+    ok, why = K.registry.get_backend("causal_conv1d", "triton").available()
+    if not ok:
+        pytest.skip(why)
+    gen = torch.Generator("cuda").manual_seed(5)
+    d, l = 600, 777
+    chosen = triton_conv1d._walk
+    try:
+        for tiles, k, dtype in [(t, 4, torch.bfloat16) for t in triton_conv1d.WALK_CANDIDATES] + [
+                (triton_conv1d.WALK_CANDIDATES[0], 2, torch.float32), (triton_conv1d.WALK_CANDIDATES[0], 3, torch.bfloat16)]:
+            triton_conv1d._walk = lambda kern, d_, l_, t=tiles: triton_conv1d.Walk(*t)
+            inputs = dict(leaf=torch.randn(2, l, d + 40, device="cuda", generator=gen).to(dtype),
+                          weight=torch.randn(d, k, device="cuda", generator=gen),
+                          bias=torch.randn(d, device="cuda", generator=gen),
+                          initial_states=torch.randn(2, d, k - 1, device="cuda", generator=gen).to(dtype))
+
+            def call(backend, leaf, **kw):
+                return conv(backend, "silu")(x=leaf[..., 24:24 + d].transpose(1, 2), **kw)
+
+            got = run_with_grads(lambda **kw: call("triton", **kw), inputs)
+            want = run_with_grads(lambda **kw: call("reference", **kw), inputs, upcast=True)
+            tol = 1e-5 if dtype == torch.float32 else None
+            try:
+                assert_same_call(got, want, dtype, tol=tol, grad_tol=tol)
+            except AssertionError as err:
+                raise AssertionError(f"walk tiles {tiles}, k {k}, {dtype}: {err}") from None
+    finally:
+        triton_conv1d._walk = chosen
 
 
 INTERPRETED = """
@@ -201,7 +237,7 @@ import torch
 from archsearch.kernels import triton_conv1d
 from archsearch.kernels.conv1d import causal_conv1d_reference
 
-chosen = triton_conv1d._tiles
+chosen, chosen_walk = triton_conv1d._tiles, triton_conv1d._walk
 
 
 def looped(tiles):  # the dpre pass's tiles forced (four numbers: the looped kernel; three: the per-block one)
@@ -223,6 +259,7 @@ def compare(x_of, leaf0, w, bias, s0, dy, what, silu=True):
 
 
 b, d, l = 2, 48, 40
+triton_conv1d._walk = lambda kern, d_, l_: None  # the tiled kernels first, then the walk kernels below
 # k 5 takes the per-block kernel even with looped tiles (one accumulator per tap, up to 4)
 for k, init, dy_layout, bias_on, silu in [(4, False, "channel-last", True, True), (4, True, "contiguous", True, True),
                                            (2, True, "channel-last", False, True), (3, True, "contiguous", True, False),
@@ -243,9 +280,22 @@ gen = torch.Generator().manual_seed(1)
 x, w, bias = torch.randn(1, 20, 150, generator=gen), torch.randn(20, 4, generator=gen), torch.randn(20, generator=gen)
 triton_conv1d._tiles = looped((16, 16, 4, 4))
 compare(lambda leaf: leaf, x, w, bias, None, torch.randn(1, 20, 150, generator=gen), "contiguous, 3 looped programs")
-# the default tile table as shipped (the looped kernel for both layouts)
+# the walk kernels (channel-last x and dy, k <= 4): chunks that end inside the length and a chunk past it, one
+# program for all channels and several, every k, with and without initial states, bias and SiLU
 triton_conv1d._tiles = chosen
+for k, init, bias_on, silu, walk in [(4, True, True, True, (16, 16, 1)), (4, False, True, False, (64, 8, 1)),
+                                     (3, True, False, True, (32, 16, 1)), (2, False, True, True, (16, 64, 1)),
+                                     (1, True, True, True, (16, 16, 1))]:
+    triton_conv1d._walk = lambda kern, d_, l_, t=walk: triton_conv1d.Walk(*t)
+    gen = torch.Generator().manual_seed(10 + k)
+    xbc, w, bias = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, k, generator=gen), torch.randn(d, generator=gen)
+    s0 = torch.randn(b, d, k - 1, generator=gen) if init else None
+    compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias if bias_on else None, s0,
+            torch.randn(b, l, d, generator=gen).transpose(1, 2), f"walk {walk}, k={k}, init={init}, silu={silu}", silu)
+# the default tables as shipped: the walk kernels for channel-last x and dy, the looped dpre kernel otherwise
+triton_conv1d._walk = chosen_walk
 assert chosen("dpre", 3584, 2048, True).steps > 0 and chosen("dpre", 3584, 2048, False).steps > 0
+assert chosen_walk("fwd", 3584, 2048) is not None and chosen_walk("bwd", 3584, 2048) is not None
 xbc, w, bias = torch.randn(b, l, d + 16, generator=gen), torch.randn(d, 4, generator=gen), torch.randn(d, generator=gen)
 compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias, torch.randn(b, d, 3, generator=gen),
         torch.randn(b, l, d, generator=gen).transpose(1, 2), "default tiles, channel-last")
@@ -257,7 +307,7 @@ print("ok")
 def test_triton_kernels_match_reference_under_the_interpreter():
     """Our Triton kernels themselves (not a GPU stand-in) on the CPU through Triton's interpreter, float32: forward
     and every gradient against the reference, with and without initial states and bias, dy in x's layout and across
-    it, both dpre kernels (per-block, and looped where k <= 4)."""
+    it, both dpre kernels (per-block, and looped where k <= 4) and the walk kernels (channel-last, k <= 4)."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     done = subprocess.run([sys.executable, "-c", INTERPRETED], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
