@@ -204,6 +204,9 @@ def main() -> None:
     parser.add_argument("--backend", action="append", default=[], metavar="OP=NAME",
                         help="force a kernel op's backend, e.g. causal_conv1d=reference (plain torch: inductor fuses "
                              "it under compile); repeatable, named in the output file")
+    parser.add_argument("--conv-kernels", default="walk", choices=("walk", "tiled"),
+                        help="tiled: our Triton conv's tiled kernels even where its walk kernels apply (channel-last "
+                             "x, k <= 4): the baseline they are read against; named in the output file")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
     if args.steps < 1:
@@ -215,6 +218,10 @@ def main() -> None:
         set_inductor(parser, setting)
     for setting in args.backend:
         force_backend(parser, setting)
+    if args.conv_kernels == "tiled":
+        from archsearch.kernels import triton_conv1d
+
+        triton_conv1d._walk = lambda kernel, d, l: None
     for spec_name in args.spec.split(","):
         spec = load_spec(spec_name)
         # random tokens: the step's cost does not depend on the text
@@ -225,9 +232,11 @@ def main() -> None:
             report = profile_precision(spec, task, args, precision)
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
-                          compile=args.compile, inductor=args.inductor, forced_backends=args.backend)
+                          compile=args.compile, inductor=args.inductor, forced_backends=args.backend,
+                          conv_kernels=args.conv_kernels)
             scope = ("" if args.compile in (False, DEFAULT_COMPILE_SCOPE) else f"_{args.compile}") + \
-                "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting) for setting in args.inductor + args.backend)
+                "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting) for setting in args.inductor + args.backend) + \
+                ("_conv-tiled" if args.conv_kernels == "tiled" else "")
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]
         if "bf16" in steps and "fp8" in steps:

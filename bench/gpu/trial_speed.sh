@@ -11,6 +11,7 @@
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too, and the walk kernels' tiles)
 #   at the trial's xBC layout (a 3584-wide slice of 5144-wide rows) and contiguous (CONV_QUICK=1: of the tiled
 #   kernels, only today's tiles); ssd: mamba-ssm's scan per chunk size at the trial's shape
+# d768_conv_tiled (not in the default PHASES): d768 with our conv's tiled kernels, the baseline of its walk kernels
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -53,7 +54,7 @@ if compgen -G ".gpu/cache/triton-cache.tgz.part*" >/dev/null && [ ! -d "$TRITON_
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity conv_parity d768 conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
+KNOWN="parity conv_parity d768 d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
 KNOWN+=" study_warmup study_first study nemotron1b save_cache"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
@@ -74,6 +75,8 @@ phase conv_parity -s INT -k 30 ${CONVP_S:-240} $PY -m pytest -q -rfEs -m gpu -p 
   tests/kernels/test_conv1d.py tests/blocks/test_gpu_parity.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
+phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --conv-kernels tiled
 phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles ${CONV_QUICK:+--quick} \
   --conv-shape 16,3584,2048 --conv-row 5144
 phase ssd ${SSD_S:-120} $PY bench/bench_kernels.py --out "$OUT/ssd" --only ssd_chunks
