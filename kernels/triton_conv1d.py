@@ -6,13 +6,20 @@ Outputs and input gradients follow x's layout: in Mamba-2, x is a channel-last v
 and a (b, d, l) output there made the steps around it (the scan's B/C copies, the gradient concatenation before
 the backward) work across the layout: about 18 ms of a 242 ms training step of the 1B hybrid on the H100.
 
-Forward: one program per (l-block, d-block, batch) tile computes y at BLOCK_L positions as k shifted loads.
-Backward, two passes: (1) dpre = dy * silu'(pre), the pre-activation recomputed from k shifted x tiles, stored
-in x's dtype, plus partial sums of dweight and dbias (reduced by torch: deterministic, no atomics): looped where
-k <= 4 (each program walks several l-blocks with one accumulator per tap and sums once at its end: 1.5x faster
-than summing per block at the 100M trial's conv), per block otherwise (k + 1 sums over l per tile);
-(2) dx[t] = sum_s w[k-1-s] * dpre[t+s], the forward's taps mirrored. A one-pass backward that kept the 2k-1
-shifted x tiles live to recompute pre at every shift was 1.2-1.6x slower at every tile shape tried on the H100.
+Channel-last x (Mamba-2's case) with k <= 4 takes the walk kernels: each program holds BLOCK_D channels and walks
+CHUNK positions one row at a time, keeping the last k rows of x (and, in the backward, the last k-1 rows of
+dpre = dy * silu'(pre)) in registers. The forward reads each x row once; the backward is one pass that walks
+downwards, so dx[t] = sum_s w[k-1-s] * dpre[t+s] finds every dpre it needs already computed and no dpre buffer is
+written or read; dweight and dbias are summed per thread and written once per program. The walk backward also
+needs dy channel-last (it reads one row per step); a dy across the layout takes the tiled backward.
+
+Other layouts (and k > 4) take the tiled kernels. Forward: one program per (l-block, d-block, batch) tile computes
+y at BLOCK_L positions as k shifted loads. Backward, two passes: (1) dpre, the pre-activation recomputed from k
+shifted x tiles, stored in x's dtype, plus partial sums of dweight and dbias (reduced by torch: deterministic, no
+atomics): looped where k <= 4 (each program walks several l-blocks with one accumulator per tap and sums once at
+its end: 1.5x faster than summing per block at the 100M trial's conv), per block otherwise (k + 1 sums over l per
+tile); (2) dx from dpre, the forward's taps mirrored. A one-pass tiled backward that kept the 2k-1 shifted x tiles
+live to recompute pre at every shift was 1.2-1.6x slower at every tile shape tried on the H100.
 The gradient of initial_states touches only k-1 columns and is done in torch.
 """
 
