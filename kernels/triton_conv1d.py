@@ -10,8 +10,8 @@ Channel-last x (Mamba-2's case) with k <= 4 takes the walk kernels: each program
 CHUNK positions one row at a time, keeping the last k rows of x (and, in the backward, the last k-1 rows of
 dpre = dy * silu'(pre)) in registers. The forward reads each x row once; the backward is one pass that walks
 downwards, so dx[t] = sum_s w[k-1-s] * dpre[t+s] finds every dpre it needs already computed and no dpre buffer is
-written or read; dweight and dbias are summed per thread and written once per program. The walk backward also
-needs dy channel-last (it reads one row per step); a dy across the layout takes the tiled backward.
+written or read; dweight and dbias are summed per thread and written once per program. The walk backward reads
+one dy row a step, so a dy across the layout is first copied into x's layout.
 
 Other layouts (and k > 4) take the tiled kernels. Forward: one program per (l-block, d-block, batch) tile computes
 y at BLOCK_L positions as k shifted loads. Backward, two passes: (1) dpre, the pre-activation recomputed from k
@@ -266,8 +266,13 @@ def _conv_bwd_walk_kernel(X, W, BIAS, INIT, DY, DX, DW_PART, DB_PART, D, L, n_ch
     xc = _row(X, INIT, pid_b, offs_d, top - 2, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)  # x[t-2]
     x_next = _row(X, INIT, pid_b, offs_d, top - 3, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
     dy_next = tl.load(DY + pid_b * sgb + offs_d * sgd + top * sgl, mask=mask_d & (top < L), other=0.0)
+    # dpre at t+1, t+2, t+3 (0 past L). Three separate zeros: Triton carries a variable through the loop only if
+    # the loop leaves it bound to another value than before, so with one shared zero the shift g3, g2 = g2, g1
+    # would look unchanged and g2 and g3 would stay 0 in the compiled kernel (not in the interpreter)
+    g1 = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    g2 = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    g3 = tl.zeros((BLOCK_D,), dtype=tl.float32)
     zero = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    g1, g2, g3 = zero, zero, zero  # dpre at t+1, t+2, t+3 (0 past L)
     dc0, dc1, dc2, dc3, db = zero, zero, zero, zero, zero  # dweight by lag, dbias
     for i in range(CHUNK + K - 1):
         t = top - i
@@ -407,7 +412,11 @@ class _CausalConv1dFn(torch.autograd.Function):
         x, weight, bias, initial_states = ctx.saved_tensors
         b, d, l = x.shape
         k = weight.shape[1]
-        walk = _walk("bwd", d, l) if _channel_last(x) and _channel_last(dy) and k <= WALK_MAX_K else None
+        walk = _walk("bwd", d, l) if _channel_last(x) and k <= WALK_MAX_K else None
+        if walk is not None and not _channel_last(dy):
+            # the walk reads one dy row a step: a compiled step hands dy over (b, d, l)-contiguous (H100, 2026-12-07),
+            # so it is copied into x's layout first (inductor can write it there directly from dy's producer)
+            dy = dy.transpose(1, 2).contiguous().transpose(1, 2)
         with _on_device_of(x):
             if walk is not None:
                 dx, dw_part, db_part = _backward_walk(x, weight, bias, initial_states, dy, ctx.silu, walk)

@@ -292,7 +292,11 @@ for k, init, bias_on, silu, walk in [(4, True, True, True, (16, 16, 1)), (4, Fal
     s0 = torch.randn(b, d, k - 1, generator=gen) if init else None
     compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias if bias_on else None, s0,
             torch.randn(b, l, d, generator=gen).transpose(1, 2), f"walk {walk}, k={k}, init={init}, silu={silu}", silu)
-# the default tables as shipped: the walk kernels for channel-last x and dy, the looped dpre kernel otherwise
+# a dy across x's layout, as a compiled step hands it over: copied into x's layout, then the walk
+triton_conv1d._walk = lambda kern, d_, l_: triton_conv1d.Walk(16, 16, 1)
+compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias, None,
+        torch.randn(b, d, l, generator=gen), "walk, dy (b, d, l)-contiguous")
+# the default tables as shipped: the walk kernels for channel-last x, the looped dpre kernel otherwise
 triton_conv1d._walk = chosen_walk
 assert chosen("dpre", 3584, 2048, True).steps > 0 and chosen("dpre", 3584, 2048, False).steps > 0
 assert chosen_walk("fwd", 3584, 2048) is not None and chosen_walk("bwd", 3584, 2048) is not None
@@ -301,6 +305,49 @@ compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias, torch.ran
         torch.randn(b, l, d, generator=gen).transpose(1, 2), "default tiles, channel-last")
 print("ok")
 """
+
+
+def _loop_carried(kernel, constexprs: dict) -> set[str]:
+    """Names of the variables Triton carries through the kernel's first loop, from its Triton IR (made on the CPU
+    for an sm_90 target: no GPU needed). Tensor arguments (the walk kernels' capitalised names but D and L) are bf16
+    pointers, the rest int32."""
+    import re
+
+    import triton
+    from triton._C.libtriton import ir
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    signature = {n: "constexpr" if n in constexprs else "*bf16" if n.isupper() and n not in ("D", "L") else "i32"
+                 for n in names}
+    source = ASTSource(kernel, signature, constexprs={(names.index(n),): v for n, v in constexprs.items()})
+    target = GPUTarget("cuda", 90, 32)
+    backend = triton.compiler.make_backend(target)
+    options = backend.parse_options({})
+    context = ir.context()
+    ir.load_dialects(context)
+    backend.load_dialects(context)
+    module = source.make_ir(target, options, backend.get_codegen_implementation(options), backend.get_module_map(),
+                            context)
+    loop = next(line for line in str(module).splitlines() if "scf.for" in line)
+    return set(re.findall(r"%([A-Za-z_]\w*?)(?:_\d+)? = %", loop.split("iter_args(", 1)[1]))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package")
+def test_walk_kernels_carry_every_row_they_shift_through_the_loop():
+    """Triton carries a variable through a loop only if the loop leaves it bound to another value than before: a
+    shift (g3, g2, g1 = g2, g1, g) whose rows start as one shared zero looks unchanged for g2 and g3, which then stay
+    0 in the compiled kernel, though Triton's interpreter gets it right. That is what the first walk backward did on
+    the H100 (dx off by 72%, 2026-12-07); this reads the compiled loop's carried variables instead."""
+    from archsearch.kernels import triton_conv1d
+
+    flags = dict(K=4, HAS_BIAS=True, HAS_INIT=True, SILU=True, BLOCK_D=256, CHUNK=64)
+    forward = _loop_carried(triton_conv1d._conv_fwd_walk_kernel, flags)
+    assert {"x1", "x2", "x3", "x_next"} <= forward, forward
+    backward = _loop_carried(triton_conv1d._conv_bwd_walk_kernel, flags)
+    assert {"xa", "xb", "xc", "x_next", "dy_next", "g1", "g2", "g3", "dc0", "dc1", "dc2", "dc3", "db"} <= backward, \
+        backward
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package (its interpreter)")
