@@ -328,8 +328,9 @@ def _pow2_at_least_16(n: int) -> int:
 
 
 def _tiles(kernel: str, d: int, l: int, channel_last: bool) -> Tiles:
-    """Tile shape per kernel ("fwd", "dpre", "dx") and layout, from sweeps on the H100 and H200 (bench/RESULTS.md):
-    long in the contiguous dimension; the dpre pass, which also reduces over l for dweight, wants squarer tiles.
+    """The tiled kernels' tile shape per kernel ("fwd", "dpre", "dx") and layout (channel-last x takes them only
+    where the walk kernels do not apply), from sweeps on the H100 and H200 (bench/RESULTS.md): long in the
+    contiguous dimension; the dpre pass, which also reduces over l for dweight, wants squarer tiles.
     A dpre entry with a fourth number (l-blocks per program) takes the looped kernel where k <= LOOPED_MAX_K."""
     # dpre: the looped kernel, fwd+bwd at the 100M trial's conv (b16 d3584 L2048, H100, 2026-12-07): channel-last
     # 1.42 ms with (128, 16, 4, 16) vs 2.16 ms for the per-block kernel's (32, 64, 4); contiguous 0.85 vs 1.02 ms.
@@ -379,7 +380,10 @@ WALK_CANDIDATES = [(256, 64, 1), (256, 32, 1), (256, 128, 1), (128, 64, 1), (512
 def _walk(kernel: str, d: int, l: int) -> Walk | None:
     """The walk kernels' tiles ("fwd", "bwd") for channel-last x (and dy, for "bwd") with k <= WALK_MAX_K; None
     keeps the tiled kernels for that case."""
-    block_d, chunk, warps = {"fwd": (256, 64, 1), "bwd": (256, 64, 1)}[kernel]
+    # the sweep at the 100M trial's conv (b16 d3584 L2048, a slice of 5144-wide rows, H100, 2026-12-07): fwd 0.228 ms
+    # with (128, 64, 1) against 0.241 for (256, 64, 1) and 0.377 for the tiled kernel; fwd+bwd 1.035 ms against 1.080
+    # and 1.447 (bench/RESULTS.md). In that trial's step the conv fell from 11.0 to 4.5 ms (with (256, 64, 1))
+    block_d, chunk, warps = {"fwd": (128, 64, 1), "bwd": (128, 64, 1)}[kernel]
     return Walk(min(block_d, _pow2_at_least_16(d)), min(chunk, _pow2_at_least_16(l)), warps)
 
 
