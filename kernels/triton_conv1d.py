@@ -372,14 +372,14 @@ class Walk(NamedTuple):
 
 WALK_MAX_K = 4  # the walk kernels hold the last k rows of x (and k-1 of dpre) in registers, one variable each
 # the walk kernels' tiles that bench_kernels.py sweeps and the GPU parity tests run: (block_d, chunk, warps); a
-# thread holds block_d / (32 warps) channels, 8 bf16 of them a 16-byte load
+# thread holds block_d / (32 x warps) channels, 8 bf16 of them a 16-byte load
 WALK_CANDIDATES = [(256, 64, 1), (256, 32, 1), (256, 128, 1), (128, 64, 1), (512, 64, 2), (512, 32, 2),
                    (256, 64, 2), (1024, 64, 4), (128, 32, 1)]
 
 
 def _walk(kernel: str, d: int, l: int) -> Walk | None:
-    """The walk kernels' tiles ("fwd", "bwd") for channel-last x (and dy, for "bwd") with k <= WALK_MAX_K; None
-    keeps the tiled kernels for that case."""
+    """The walk kernels' tiles ("fwd", "bwd") for channel-last x with k <= WALK_MAX_K; None keeps the tiled kernels
+    for that case."""
     # the sweep at the 100M trial's conv (b16 d3584 L2048, a slice of 5144-wide rows, H100, 2026-12-07): fwd 0.228 ms
     # with (128, 64, 1) against 0.241 for (256, 64, 1) and 0.377 for the tiled kernel; fwd+bwd 1.035 ms against 1.080
     # and 1.447 (bench/RESULTS.md). In that trial's step the conv fell from 11.0 to 4.5 ms (with (256, 64, 1))
