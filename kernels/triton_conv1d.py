@@ -13,7 +13,8 @@ downwards, so dx[t] = sum_s w[k-1-s] * dpre[t+s] finds every dpre it needs alrea
 written or read; dweight and dbias are summed per thread and written once per program. The walk backward reads
 one dy row a step, so a dy across the layout is first copied into x's layout.
 
-Other layouts (and k > 4) take the tiled kernels. Forward: one program per (l-block, d-block, batch) tile computes
+Other layouts take the tiled kernels (so would k > 4, which only a direct call of causal_conv1d_fn can ask for:
+the registry gives this backend k <= 4). Forward: one program per (l-block, d-block, batch) tile computes
 y at BLOCK_L positions as k shifted loads. Backward, two passes: (1) dpre, the pre-activation recomputed from k
 shifted x tiles, stored in x's dtype, plus partial sums of dweight and dbias (reduced by torch: deterministic, no
 atomics): looped where k <= 4 (each program walks several l-blocks with one accumulator per tap and sums once at
@@ -218,11 +219,24 @@ def _lag_taps(W, BIAS, offs_d, mask_d, swd, swk, K: tl.constexpr, HAS_BIAS: tl.c
 
 
 @triton.jit
+def _by_lag(c0, c1, c2, c3, v0, v1, v2, v3, K: tl.constexpr):
+    """sum_s c_s * v_s over the lags s < K only: a row past the taps could hold an inf that 0 * inf would spread."""
+    acc = c0 * v0
+    if K > 1:
+        acc += c1 * v1
+    if K > 2:
+        acc += c2 * v2
+    if K > 3:
+        acc += c3 * v3
+    return acc
+
+
+@triton.jit
 def _conv_fwd_walk_kernel(X, W, BIAS, INIT, Y, D, L, sxb, sxd, sxl, swd, swk, sib, sid, sil, syb, syd, syl,
                           K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
                           BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
     # channel-last x, k <= 4: each program walks CHUNK positions of BLOCK_D channels one row at a time, keeping the
-    # last k-1 rows in registers, so every x row is read once (the tiled kernel re-reads k shifted tiles) and each
+    # k-1 rows before the current one in registers, so every x row is read once (the tiled kernel re-reads k shifted tiles) and each
     # row's load is issued one step ahead of its use
     pid_b = tl.program_id(2).to(tl.int64)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -237,7 +251,7 @@ def _conv_fwd_walk_kernel(X, W, BIAS, INIT, Y, D, L, sxb, sxd, sxl, swd, swk, si
         t = t0 + i
         x0 = x_next
         x_next = _row(X, INIT, pid_b, offs_d, t + 1, mask_d, L, sxb, sxd, sxl, sib, sid, sil, K, HAS_INIT)
-        acc = bias + c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
+        acc = bias + _by_lag(c0, c1, c2, c3, x0, x1, x2, x3, K)
         if SILU:
             acc = acc * tl.sigmoid(acc)
         tl.store(Y + pid_b * syb + offs_d * syd + t * syl, acc.to(Y.dtype.element_ty), mask=mask_d & (t < L))
@@ -281,17 +295,20 @@ def _conv_bwd_walk_kernel(X, W, BIAS, INIT, DY, DX, DW_PART, DB_PART, D, L, n_ch
         dy_next = tl.load(DY + pid_b * sgb + offs_d * sgd + (t - 1) * sgl, mask=mask_d & (t >= 1) & (t - 1 < L),
                           other=0.0)
         if SILU:
-            a = bias + c0 * xa + c1 * xb + c2 * xc + c3 * xd
+            a = bias + _by_lag(c0, c1, c2, c3, xa, xb, xc, xd, K)
             sg = tl.sigmoid(a)
             g = g * sg * (1.0 + a * (1.0 - sg))
         own = t < t_end
-        dx = c0 * g + c1 * g1 + c2 * g2 + c3 * g3
+        dx = _by_lag(c0, c1, c2, c3, g, g1, g2, g3, K)
         tl.store(DX + pid_b * sdb + offs_d * sdd + t * sdl, dx.to(DX.dtype.element_ty), mask=mask_d & own & (t < L))
         g_own = tl.where(own, g, 0.0)
         dc0 += g_own * xa
-        dc1 += g_own * xb
-        dc2 += g_own * xc
-        dc3 += g_own * xd
+        if K > 1:
+            dc1 += g_own * xb
+        if K > 2:
+            dc2 += g_own * xc
+        if K > 3:
+            dc3 += g_own * xd
         db += g_own
         g3, g2, g1 = g2, g1, g
         xa, xb, xc = xb, xc, xd
@@ -372,14 +389,14 @@ class Walk(NamedTuple):
 
 WALK_MAX_K = 4  # the walk kernels hold the last k rows of x (and k-1 of dpre) in registers, one variable each
 # the walk kernels' tiles that bench_kernels.py sweeps and the GPU parity tests run: (block_d, chunk, warps); a
-# thread holds block_d / (32 x warps) channels, 8 bf16 of them a 16-byte load
+# thread holds block_d / (32 x warps) channels (4 with the default (128, 64, 1): an 8-byte bf16 load a row)
 WALK_CANDIDATES = [(256, 64, 1), (256, 32, 1), (256, 128, 1), (128, 64, 1), (512, 64, 2), (512, 32, 2),
                    (256, 64, 2), (1024, 64, 4), (128, 32, 1)]
 
 
 def _walk(kernel: str, d: int, l: int) -> Walk | None:
-    """The walk kernels' tiles ("fwd", "bwd") for channel-last x with k <= WALK_MAX_K; None keeps the tiled kernels
-    for that case."""
+    """The walk kernels' tiles ("fwd", "bwd") for channel-last x with k <= WALK_MAX_K. Benches and tests replace
+    this function with one that returns None to run the tiled kernels (the baseline) for that case."""
     # the sweep at the 100M trial's conv (b16 d3584 L2048, a slice of 5144-wide rows, H100, 2026-12-07): fwd 0.228 ms
     # with (128, 64, 1) against 0.241 for (256, 64, 1) and 0.377 for the tiled kernel; fwd+bwd 1.035 ms against 1.080
     # and 1.447 (bench/RESULTS.md). In that trial's step the conv fell from 11.0 to 4.5 ms (with (256, 64, 1))

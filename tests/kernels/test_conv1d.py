@@ -199,8 +199,10 @@ def test_gpu_looped_dpre_matches_reference_at_every_candidate_tile():
 
 @pytest.mark.gpu
 def test_gpu_walk_kernels_match_reference_at_every_candidate_tile():
-    """Every tile the bench sweeps for the walk kernels (channel-last x and dy), so the one a sweep picks is already
-    checked: a length that ends inside a chunk, initial states, k 2 to 4, bf16 and fp32."""
+    """Every tile the bench sweeps for the walk kernels (channel-last x), so the one a sweep picks is already
+    checked, and the compiled kernels at every k with and without SiLU and bias: a length that ends inside a chunk,
+    initial states, bf16 and fp32. The output gradient comes (b, d, l)-contiguous and is copied into x's layout;
+    the walk backward must have run every time."""
     from archsearch.kernels import triton_conv1d
 
     ok, why = K.registry.get_backend("causal_conv1d", "triton").available()
@@ -208,28 +210,36 @@ def test_gpu_walk_kernels_match_reference_at_every_candidate_tile():
         pytest.skip(why)
     gen = torch.Generator("cuda").manual_seed(5)
     d, l = 600, 777
-    chosen = triton_conv1d._walk
+    chosen, walk_backward = triton_conv1d._walk, triton_conv1d._backward_walk
+    backward_calls = []
+    triton_conv1d._backward_walk = lambda *args: backward_calls.append(1) or walk_backward(*args)
+    first = triton_conv1d.WALK_CANDIDATES[0]
+    cases = [(t, 4, torch.bfloat16, "silu", True) for t in triton_conv1d.WALK_CANDIDATES] + [
+        (first, 3, torch.bfloat16, "silu", True), (first, 2, torch.float32, "silu", False),
+        (first, 1, torch.bfloat16, None, True), (first, 4, torch.float32, None, False)]
     try:
-        for tiles, k, dtype in [(t, 4, torch.bfloat16) for t in triton_conv1d.WALK_CANDIDATES] + [
-                (triton_conv1d.WALK_CANDIDATES[0], 2, torch.float32), (triton_conv1d.WALK_CANDIDATES[0], 3, torch.bfloat16)]:
+        for tiles, k, dtype, activation, with_bias in cases:
             triton_conv1d._walk = lambda kern, d_, l_, t=tiles: triton_conv1d.Walk(*t)
             inputs = dict(leaf=torch.randn(2, l, d + 40, device="cuda", generator=gen).to(dtype),
                           weight=torch.randn(d, k, device="cuda", generator=gen),
-                          bias=torch.randn(d, device="cuda", generator=gen),
+                          bias=torch.randn(d, device="cuda", generator=gen) if with_bias else None,
                           initial_states=torch.randn(2, d, k - 1, device="cuda", generator=gen).to(dtype))
 
             def call(backend, leaf, **kw):
-                return conv(backend, "silu")(x=leaf[..., 24:24 + d].transpose(1, 2), **kw)
+                return conv(backend, activation)(x=leaf[..., 24:24 + d].transpose(1, 2), **kw)
 
+            calls_before = len(backward_calls)
             got = run_with_grads(lambda **kw: call("triton", **kw), inputs)
             want = run_with_grads(lambda **kw: call("reference", **kw), inputs, upcast=True)
+            what = f"walk tiles {tiles}, k {k}, {dtype}, activation {activation}, bias {with_bias}"
+            assert len(backward_calls) == calls_before + 1, f"{what}: the walk backward did not run"
             tol = 1e-5 if dtype == torch.float32 else None
             try:
                 assert_same_call(got, want, dtype, tol=tol, grad_tol=tol)
             except AssertionError as err:
-                raise AssertionError(f"walk tiles {tiles}, k {k}, {dtype}: {err}") from None
+                raise AssertionError(f"{what}: {err}") from None
     finally:
-        triton_conv1d._walk = chosen
+        triton_conv1d._walk, triton_conv1d._backward_walk = chosen, walk_backward
 
 
 INTERPRETED = """
@@ -309,8 +319,9 @@ print("ok")
 
 def _loop_carried(kernel, constexprs: dict) -> set[str]:
     """Names of the variables Triton carries through the kernel's first loop, from its Triton IR (made on the CPU
-    for an sm_90 target: no GPU needed). Tensor arguments (the walk kernels' capitalised names but D and L) are bf16
-    pointers, the rest int32."""
+    for an sm_90 target: no GPU needed). Tensor arguments (the walk kernels' capitalised names but D and L) are
+    given as bf16 pointers (the partial sums are fp32 in real calls; the loop's structure does not depend on it),
+    the rest int32."""
     import re
 
     import triton
@@ -348,6 +359,13 @@ def test_walk_kernels_carry_every_row_they_shift_through_the_loop():
     backward = _loop_carried(triton_conv1d._conv_bwd_walk_kernel, flags)
     assert {"xa", "xb", "xc", "x_next", "dy_next", "g1", "g2", "g3", "dc0", "dc1", "dc2", "dc3", "db"} <= backward, \
         backward
+    for k in (1, 2, 3):  # narrower convs use fewer rows and taps; what they use is carried
+        flags.update(K=k, HAS_BIAS=k != 2, SILU=k != 3, HAS_INIT=k != 1)
+        forward = _loop_carried(triton_conv1d._conv_fwd_walk_kernel, flags)
+        assert {"x1", "x_next"} <= forward, (k, forward)
+        backward = _loop_carried(triton_conv1d._conv_bwd_walk_kernel, flags)
+        taps = {f"dc{s}" for s in range(k)} | {f"g{s}" for s in range(1, k)}
+        assert {"xa", "x_next", "dy_next"} | taps <= backward, (k, backward)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package (its interpreter)")
