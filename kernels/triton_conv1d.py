@@ -236,8 +236,8 @@ def _conv_fwd_walk_kernel(X, W, BIAS, INIT, Y, D, L, sxb, sxd, sxl, swd, swk, si
                           K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
                           BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
     # channel-last x, k <= 4: each program walks CHUNK positions of BLOCK_D channels one row at a time, keeping the
-    # k-1 rows before the current one in registers, so every x row is read once (the tiled kernel re-reads k shifted tiles) and each
-    # row's load is issued one step ahead of its use
+    # k-1 rows before the current one in registers, so every x row is read once (the tiled kernel re-reads k
+    # shifted tiles) and each row's load is issued one step ahead of its use
     pid_b = tl.program_id(2).to(tl.int64)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
@@ -377,6 +377,11 @@ def _on_device_of(x: torch.Tensor):
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
+def _pointers(x, weight, bias, initial_states):
+    """The kernels' first four arguments, a stand-in for an absent bias or initial_states (never read then)."""
+    return x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x
+
+
 def _strides3(t):
     return (t.stride(0), t.stride(1), t.stride(2)) if t is not None else (0, 0, 0)
 
@@ -411,8 +416,8 @@ class _CausalConv1dFn(torch.autograd.Function):
         k = weight.shape[1]
         y = _empty_in_layout_of(x)
         walk = _walk("fwd", d, l) if _channel_last(x) and k <= WALK_MAX_K else None
-        args = (x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
-                y, d, l, *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states), *_strides3(y))
+        args = (*_pointers(x, weight, bias, initial_states), y, d, l, *_strides3(x), weight.stride(0), weight.stride(1),
+                *_strides3(initial_states), *_strides3(y))
         flags = dict(K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu)
         with _on_device_of(x):
             if walk is not None:
@@ -463,8 +468,8 @@ def _backward_walk(x, weight, bias, initial_states, dy, silu, walk: Walk):
     dx = _empty_in_layout_of(x)
     dw_part, db_part = _partial_sums(x, k, b * n_chunks, bias is not None)
     _conv_bwd_walk_kernel[(n_chunks, triton.cdiv(d, walk.block_d), b)](
-        x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
-        dy, dx, dw_part, db_part if db_part is not None else dw_part, d, l, n_chunks,
+        *_pointers(x, weight, bias, initial_states), dy, dx, dw_part, db_part if db_part is not None else dw_part,
+        d, l, n_chunks,
         *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states), *_strides3(dy),
         *_strides3(dx), K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
         BLOCK_D=walk.block_d, CHUNK=walk.chunk, num_warps=walk.warps,
@@ -483,7 +488,7 @@ def _backward_tiled(x, weight, bias, initial_states, dy, silu):
     n_groups = triton.cdiv(triton.cdiv(l, tiles.block_l), tiles.steps if looped else 1)  # programs along l
     dpre, dx = _empty_in_layout_of(x), _empty_in_layout_of(x)
     dw_part, db_part = _partial_sums(x, k, b * n_groups, bias is not None)
-    args = (x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x,
+    args = (*_pointers(x, weight, bias, initial_states),
             dy, dpre, dw_part, db_part if db_part is not None else dw_part, d, l, n_groups,
             *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states), *_strides3(dy),
             *_strides3(dpre))
