@@ -3,6 +3,8 @@
 in_proj -> [z (d_inner), xBC (d_inner + 2 g n), dt (h)]; xBC -> depthwise causal conv1d + SiLU -> x, B, C;
 y = SSD scan (A = -exp(A_log), dt' = clamp(softplus(dt + dt_bias), dt_limit), D skip);
 gated RMSNorm per group: rmsnorm(y * silu(z)) * norm.weight (norm_before_gate=False); out_proj.
+Everything between the two projections is one kernel op (`mamba_mixer`: fused on a GPU, else conv, scan and norm
+as separate ops); decoding one token at a time takes the state-update ops.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import math
 import torch
 from torch import nn
 
-from archsearch.kernels import (causal_conv1d, conv_state_update, gated_rms_norm, ssd_chunk_scan,
-                                ssm_state_update)
+from archsearch.kernels import conv_state_update, gated_rms_norm, mamba_mixer, ssm_state_update
 from archsearch.spec import Mamba2Block
 
 from .init import Initializer
@@ -78,9 +79,12 @@ class Mamba2Mixer(nn.Module):
                  ("causal_conv1d", dict(base, width=m.conv_kernel)),
                  ("conv_state_update", dict(base)),
                  ("ssm_state_update", dict(base, dt_limit=tuple(block.dt_limit or NO_DT_LIMIT)))]
+        itemsize = torch.empty((), dtype=dtype).element_size()
         if block.gated_norm:
-            itemsize = torch.empty((), dtype=dtype).element_size()
             calls.append(("gated_rmsnorm", dict(base, group_size=m.d_inner // m.n_groups, itemsize=itemsize)))
+        mixer = dict(base, width=m.conv_kernel, headdim=m.head_dim, dstate=m.d_state, norm=block.gated_norm,
+                     group_size=m.d_inner // m.n_groups, itemsize=itemsize)
+        calls += [("mamba_mixer", dict(mixer, states=False)), ("mamba_mixer", dict(mixer, states=True))]
         return calls
 
     def allocate_cache(self, batch: int, max_len: int, device, dtype) -> MambaState:
@@ -88,33 +92,24 @@ class Mamba2Mixer(nn.Module):
                                    self.dims.conv_kernel, device, dtype)
 
     def forward(self, x_BTD: torch.Tensor, cache: MambaState | None = None, start: int = 0) -> torch.Tensor:
-        b, t, _ = x_BTD.shape
         zxbcdt_BTE = self.in_proj(x_BTD)
-        z_BTI, xBC_BTC, dt_BTH = zxbcdt_BTE.split([self.d_inner, self.conv_dim, self.n_heads], dim=-1)
         A_H = -torch.exp(self.A_log.float())
         conv_weight_CK = self.conv1d.weight.squeeze(1)
-        if cache is not None and t == 1:
+        if cache is not None and zxbcdt_BTE.shape[1] == 1:
+            z_BTI, xBC_BTC, dt_BTH = zxbcdt_BTE.split([self.d_inner, self.conv_dim, self.n_heads], dim=-1)
             return self._decode(z_BTI, xBC_BTC, dt_BTH, A_H, conv_weight_CK, cache)
-        if cache is None:
-            xBC_BCT = causal_conv1d(xBC_BTC.transpose(1, 2), conv_weight_CK, self.conv1d.bias, "silu")
-        else:
-            xBC_BCT, conv_final = causal_conv1d(xBC_BTC.transpose(1, 2), conv_weight_CK, self.conv1d.bias, "silu",
-                                                initial_states=cache.conv_BDK, return_final_states=True)
-            cache.conv_BDK.copy_(conv_final)
-        x_BTI, B_BTG, C_BTG = xBC_BCT.transpose(1, 2).split(
-            [self.d_inner, self.n_groups * self.d_state, self.n_groups * self.d_state], dim=-1)
-        scan = ssd_chunk_scan(
-            x_BTI.reshape(b, t, self.n_heads, self.head_dim), dt_BTH, A_H,
-            B_BTG.reshape(b, t, self.n_groups, self.d_state), C_BTG.reshape(b, t, self.n_groups, self.d_state),
-            self.chunk_size, D=self.D, z=None if self.norm is not None else z_BTI.reshape(b, t, self.n_heads, -1),
-            dt_bias=self.dt_bias, dt_softplus=True, dt_limit=self.dt_limit,
-            initial_states=None if cache is None else cache.ssm_BHPN, return_final_states=cache is not None)
+        states = {} if cache is None else dict(conv_state=cache.conv_BDK, ssm_state=cache.ssm_BHPN)
+        mixed = mamba_mixer(zxbcdt_BTE, conv_weight_CK, self.conv1d.bias, self.dt_bias, A_H, self.D,
+                            None if self.norm is None else self.norm.weight, n_heads=self.n_heads,
+                            n_groups=self.n_groups, d_state=self.d_state, chunk_size=self.chunk_size,
+                            norm_eps=self.norm_eps, dt_limit=self.dt_limit, **states)
         if cache is not None:
-            y_BTHP, ssm_final = scan
+            y_BTI, conv_final, ssm_final = mixed
+            cache.conv_BDK.copy_(conv_final)
             cache.ssm_BHPN.copy_(ssm_final)
         else:
-            y_BTHP = scan
-        return self._output(y_BTHP.reshape(b, t, self.d_inner), z_BTI)
+            y_BTI = mixed
+        return self.out_proj(y_BTI.to(self.out_proj.weight.dtype))
 
     def _decode(self, z_BTI, xBC_BTC, dt_BTH, A_H, conv_weight_CK, cache: MambaState) -> torch.Tensor:
         b = z_BTI.shape[0]

@@ -10,6 +10,7 @@ from .attn_positions import CachePositions
 from .conv1d import causal_conv1d, causal_conv1d_reference
 from .decode import conv_state_update, conv_state_update_reference, ssm_state_update, ssm_state_update_reference
 from .gated_norm import gated_rms_norm, gated_rms_norm_reference
+from .mixer import mamba_mixer
 from .registry import (
     BackendError,
     BackendRecord,
@@ -43,6 +44,7 @@ __all__ = [
     "format_report",
     "gated_rms_norm",
     "gated_rms_norm_reference",
+    "mamba_mixer",
     "recording",
     "reset_backends_used",
     "select",

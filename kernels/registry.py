@@ -57,6 +57,9 @@ class Op:
     doc: str
     default_call: Callable[[], dict[str, Any]]  # the call info `describe()` asks about
     backends: dict[str, Backend] = field(default_factory=dict)
+    # ops a backend of this one fuses: their overrides are part of this op's choice (a fused backend refuses a call
+    # whose component is forced elsewhere, so that forcing the conv onto its reference also reaches the fused layer)
+    components: tuple[str, ...] = ()
 
     def ranked(self) -> list[Backend]:
         return sorted(self.backends.values(), key=lambda b: -b.priority)
@@ -99,8 +102,9 @@ def _accept_all(**_: Any) -> Refusal:
     return None
 
 
-def register_op(name: str, doc: str, default_call: Callable[[], dict[str, Any]]) -> None:
-    _OPS.setdefault(name, Op(name, doc, default_call))
+def register_op(name: str, doc: str, default_call: Callable[[], dict[str, Any]],
+                components: tuple[str, ...] = ()) -> None:
+    _OPS.setdefault(name, Op(name, doc, default_call, components=components))
     _used.setdefault(name, _Choice())
     _scope.setdefault(name, _Choice())
 
@@ -238,7 +242,7 @@ def _select(op: str, call_items: tuple, call_info: dict[str, Any] | None = None)
     what can change the answer (a forced backend, the raw override variable, the call items) and is built
     without formatting anything; registering or forcing a backend clears the cache."""
     try:
-        key = (op, _forced.get(op), _env_raw(op), call_items)
+        key = _cache_key(op, call_items)
         backend = _choice_cache.get(key)
     except TypeError:  # an unhashable call-info value: no caching
         key, backend = None, None
@@ -261,14 +265,23 @@ def _select(op: str, call_items: tuple, call_info: dict[str, Any] | None = None)
     return backend
 
 
+def _cache_key(op: str, call_items: tuple) -> tuple:
+    """What can change `op`'s choice: its own override (forced, environment), its components' overrides, the call."""
+    key = (op, _forced.get(op), _env_raw(op), call_items)
+    components = _OPS[op].components if op in _OPS else ()
+    if components:
+        key += tuple((_forced.get(c), _env_raw(c)) for c in components)
+    return key
+
+
 @torch.compiler.assume_constant_result
 def _chosen_name(op: str, call_items: tuple) -> str:
     """The selected backend's name for hashable, plain call info. Under torch.compile, dynamo calls this once
     while tracing and bakes the answer into the graph instead of tracing the registry's caches and lock (which
     recompiled on every new cache entry and hit the recompile limit); a new call signature is a new shape or
     constant, which dynamo guards on anyway."""
-    try:  # _select's cache hit, inlined: this runs on every op call
-        backend = _choice_cache.get((op, _forced.get(op), _env_raw(op), call_items))
+    try:  # _select's cache hit: this runs on every op call
+        backend = _choice_cache.get(_cache_key(op, call_items))
     except TypeError:
         backend = None
     return (backend or _select(op, call_items)).name

@@ -207,6 +207,11 @@ def scan_elements_per_sequence(x, B, chunk_size: int) -> int:
     states (chunks h p n, float32), C.B^T (chunks g Q Q) or B/C (l g n)."""
     _, l, h, p = x.shape
     _, _, g, n = B.shape
+    return scan_elements(l, h, p, g, n, chunk_size)
+
+
+def scan_elements(l: int, h: int, p: int, g: int, n: int, chunk_size: int) -> int:
+    """`scan_elements_per_sequence` from the sizes."""
     chunks = -(-l // chunk_size)
     return max(l * h * p, chunks * h * p * n, chunks * g * chunk_size * chunk_size, l * g * n)
 

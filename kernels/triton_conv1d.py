@@ -409,47 +409,59 @@ def _walk(kernel: str, d: int, l: int) -> Walk | None:
     return Walk(min(block_d, _pow2_at_least_16(d)), min(chunk, _pow2_at_least_16(l)), warps)
 
 
+def conv_forward(x, weight, bias, initial_states, silu):
+    """y (b, d, l) in x's layout; no autograd (the autograd.Function below and the fused Mamba mixer call it)."""
+    b, d, l = x.shape
+    k = weight.shape[1]
+    y = _empty_in_layout_of(x)
+    walk = _walk("fwd", d, l) if _channel_last(x) and k <= WALK_MAX_K else None
+    args = (*_pointers(x, weight, bias, initial_states), y, d, l, *_strides3(x), weight.stride(0), weight.stride(1),
+            *_strides3(initial_states), *_strides3(y))
+    flags = dict(K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu)
+    with _on_device_of(x):
+        if walk is not None:
+            grid = (triton.cdiv(l, walk.chunk), triton.cdiv(d, walk.block_d), b)
+            _conv_fwd_walk_kernel[grid](*args, **flags, BLOCK_D=walk.block_d, CHUNK=walk.chunk, num_warps=walk.warps)
+        else:
+            tiles = _tiles("fwd", d, l, _channel_last(x))
+            grid = (triton.cdiv(l, tiles.block_l), triton.cdiv(d, tiles.block_d), b)
+            _conv_fwd_kernel[grid](*args, **flags, BLOCK_D=tiles.block_d, BLOCK_L=tiles.block_l,
+                                   num_warps=tiles.warps)
+    return y
+
+
+def conv_backward(x, weight, bias, initial_states, dy, silu, dx=None):
+    """(dx, dweight, dbias or None) without the initial states' gradient; no autograd. dx, when given, is written
+    in place (any (b, d, l) view: the fused Mamba mixer passes a slice of its input projection's gradient)."""
+    b, d, l = x.shape
+    k = weight.shape[1]
+    walk = _walk("bwd", d, l) if _channel_last(x) and k <= WALK_MAX_K else None
+    if walk is not None and not _channel_last(dy):
+        # the walk reads one dy row a step: a compiled step hands dy over (b, d, l)-contiguous (H100, 2026-12-07),
+        # so it is copied into x's layout first (inductor can write it there directly from dy's producer)
+        dy = dy.transpose(1, 2).contiguous().transpose(1, 2)
+    if dx is None:
+        dx = _empty_in_layout_of(x)
+    with _on_device_of(x):
+        if walk is not None:
+            dw_part, db_part = _backward_walk(x, weight, bias, initial_states, dy, silu, walk, dx)
+        else:
+            dw_part, db_part = _backward_tiled(x, weight, bias, initial_states, dy, silu, dx)
+    dweight = dw_part.sum(0).to(weight.dtype)
+    return dx, dweight, db_part.sum(0).to(bias.dtype) if bias is not None else None
+
+
 class _CausalConv1dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, initial_states, silu):
-        b, d, l = x.shape
-        k = weight.shape[1]
-        y = _empty_in_layout_of(x)
-        walk = _walk("fwd", d, l) if _channel_last(x) and k <= WALK_MAX_K else None
-        args = (*_pointers(x, weight, bias, initial_states), y, d, l, *_strides3(x), weight.stride(0), weight.stride(1),
-                *_strides3(initial_states), *_strides3(y))
-        flags = dict(K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu)
-        with _on_device_of(x):
-            if walk is not None:
-                grid = (triton.cdiv(l, walk.chunk), triton.cdiv(d, walk.block_d), b)
-                _conv_fwd_walk_kernel[grid](*args, **flags, BLOCK_D=walk.block_d, CHUNK=walk.chunk,
-                                            num_warps=walk.warps)
-            else:
-                tiles = _tiles("fwd", d, l, _channel_last(x))
-                grid = (triton.cdiv(l, tiles.block_l), triton.cdiv(d, tiles.block_d), b)
-                _conv_fwd_kernel[grid](*args, **flags, BLOCK_D=tiles.block_d, BLOCK_L=tiles.block_l,
-                                       num_warps=tiles.warps)
         ctx.save_for_backward(x, weight, bias, initial_states)
         ctx.silu = silu
-        return y
+        return conv_forward(x, weight, bias, initial_states, silu)
 
     @staticmethod
     def backward(ctx, dy):
         x, weight, bias, initial_states = ctx.saved_tensors
-        b, d, l = x.shape
-        k = weight.shape[1]
-        walk = _walk("bwd", d, l) if _channel_last(x) and k <= WALK_MAX_K else None
-        if walk is not None and not _channel_last(dy):
-            # the walk reads one dy row a step: a compiled step hands dy over (b, d, l)-contiguous (H100, 2026-12-07),
-            # so it is copied into x's layout first (inductor can write it there directly from dy's producer)
-            dy = dy.transpose(1, 2).contiguous().transpose(1, 2)
-        with _on_device_of(x):
-            if walk is not None:
-                dx, dw_part, db_part = _backward_walk(x, weight, bias, initial_states, dy, ctx.silu, walk)
-            else:
-                dx, dw_part, db_part = _backward_tiled(x, weight, bias, initial_states, dy, ctx.silu)
-        dweight = dw_part.sum(0).to(weight.dtype)
-        dbias = db_part.sum(0).to(bias.dtype) if bias is not None else None
+        dx, dweight, dbias = conv_backward(x, weight, bias, initial_states, dy, ctx.silu)
         dinit = _initial_states_grad(x, weight, bias, initial_states, dy, ctx.silu) if initial_states is not None else None
         return dx, dweight, dbias, dinit, None
 
@@ -461,11 +473,11 @@ def _partial_sums(x, k, rows, has_bias):
     return dw_part, torch.empty((rows, d), dtype=torch.float32, device=x.device) if has_bias else None
 
 
-def _backward_walk(x, weight, bias, initial_states, dy, silu, walk: Walk):
+def _backward_walk(x, weight, bias, initial_states, dy, silu, walk: Walk, dx):
+    """Writes dx; returns dweight's and dbias's per-program partial sums."""
     b, d, l = x.shape
     k = weight.shape[1]
     n_chunks = triton.cdiv(l, walk.chunk)
-    dx = _empty_in_layout_of(x)
     dw_part, db_part = _partial_sums(x, k, b * n_chunks, bias is not None)
     _conv_bwd_walk_kernel[(n_chunks, triton.cdiv(d, walk.block_d), b)](
         *_pointers(x, weight, bias, initial_states), dy, dx, dw_part, db_part if db_part is not None else dw_part,
@@ -474,10 +486,10 @@ def _backward_walk(x, weight, bias, initial_states, dy, silu, walk: Walk):
         *_strides3(dx), K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
         BLOCK_D=walk.block_d, CHUNK=walk.chunk, num_warps=walk.warps,
     )
-    return dx, dw_part, db_part
+    return dw_part, db_part
 
 
-def _backward_tiled(x, weight, bias, initial_states, dy, silu):
+def _backward_tiled(x, weight, bias, initial_states, dy, silu, dx):
     # dy is read in whatever layout it comes: copying a (b, d, l)-contiguous dy into a channel-last x's layout
     # first cost more than reading it across (2.83 vs 2.10 ms fwd+bwd at the 100M trial's conv, H200)
     b, d, l = x.shape
@@ -486,7 +498,7 @@ def _backward_tiled(x, weight, bias, initial_states, dy, silu):
     tiles, dx_tiles = _tiles("dpre", d, l, channel_last), _tiles("dx", d, l, channel_last)
     looped = tiles.steps > 0 and k <= LOOPED_MAX_K
     n_groups = triton.cdiv(triton.cdiv(l, tiles.block_l), tiles.steps if looped else 1)  # programs along l
-    dpre, dx = _empty_in_layout_of(x), _empty_in_layout_of(x)
+    dpre = _empty_in_layout_of(x)
     dw_part, db_part = _partial_sums(x, k, b * n_groups, bias is not None)
     args = (*_pointers(x, weight, bias, initial_states),
             dy, dpre, dw_part, db_part if db_part is not None else dw_part, d, l, n_groups,
@@ -503,7 +515,7 @@ def _backward_tiled(x, weight, bias, initial_states, dy, silu):
         dpre, weight, dx, d, l, *_strides3(dpre), weight.stride(0), weight.stride(1), *_strides3(dx),
         K=k, BLOCK_D=dx_tiles.block_d, BLOCK_L=dx_tiles.block_l, num_warps=dx_tiles.warps,
     )
-    return dx, dw_part, db_part
+    return dw_part, db_part
 
 
 def _initial_states_grad(x, weight, bias, initial_states, dy, silu):

@@ -25,6 +25,8 @@ def test_builder_weights_and_caches_match_the_estimate(name):
 def test_kernels_profile_follows_the_scan_then_the_device():
     assert kernels_profile({"ssd_scan": "mamba_ssm", "attention": "sdpa"}, cuda=True) == "fused"
     assert kernels_profile({"ssd_scan": "torch_chunked"}, cuda=True) == "eager"
+    assert kernels_profile({"mamba_mixer": "fused", "attention": "sdpa"}, cuda=False) == "fused"
+    assert kernels_profile({"mamba_mixer": "composite", "ssd_scan": "torch_chunked"}, cuda=True) == "eager"
     assert kernels_profile({"attention": "sdpa"}, cuda=True) == "fused"  # no mask on CUDA
     assert kernels_profile({"attention": "sdpa"}, cuda=False) == "eager"
 

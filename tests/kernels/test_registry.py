@@ -132,7 +132,7 @@ def test_backends_used_records_what_ran_and_resets():
 def test_describe_and_report_cover_every_op_and_backend():
     info = K.describe()
     assert set(info) == {"ssd_scan", "causal_conv1d", "attention", "gated_rmsnorm", "ssm_state_update",
-                         "conv_state_update"}
+                         "conv_state_update", "mamba_mixer"}
     report = K.format_report()
     for op, entry in info.items():
         assert entry["chosen"] is not None, (op, entry["error"])
