@@ -2,7 +2,8 @@
 
 norm_before_gate=False (Mamba-2): y = rmsnorm(x * silu(z)) * weight; True: y = rmsnorm(x) * weight * silu(z).
 The norm is taken per group of `group_size` channels (Mamba-2 uses d_inner / ngroups), over the last dim.
-Backends: mamba_ssm's Triton `layernorm_gated`, torch (float32, also the reference).
+Backends: mamba_ssm's Triton `layernorm_gated`, triton (ours, kernels/triton_gated_norm.py), torch (float32, also
+the reference).
 """
 
 from __future__ import annotations
@@ -73,6 +74,25 @@ def gated_rms_norm_mamba_ssm(x, weight, z=None, eps=1e-6, group_size=None, norm_
     return module.rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size, norm_before_gate=norm_before_gate)
 
 
+def gated_rms_norm_triton(x, weight, z=None, eps=1e-6, group_size=None, norm_before_gate=False):
+    from . import triton_gated_norm  # imports triton: only on first use
+
+    return triton_gated_norm.gated_rms_norm_fn(x, weight, z, eps, group_size, norm_before_gate)
+
+
+TRITON_MAX_GROUP = 8192  # one program holds a tile of whole groups in registers
+
+
+def _triton_accepts(**info) -> registry.Refusal:
+    refusal = _optional.refuse_unless_cuda(info) or _optional.refuse_dtype(info, _optional.HALF_OR_FLOAT)
+    if refusal:
+        return refusal
+    g = info.get("group_size")
+    if g is not None and g > TRITON_MAX_GROUP:
+        return f"group of {g} channels > {TRITON_MAX_GROUP} (a program holds whole groups in registers)"
+    return None
+
+
 def _mamba_accepts(**info) -> registry.Refusal:
     refusal = _optional.refuse_unless_cuda(info) or _optional.refuse_dtype(info, _optional.HALF_OR_FLOAT)
     if refusal:
@@ -92,6 +112,8 @@ def _default_call():
 registry.register_op(OP, "gated RMSNorm (Mamba-2)", _default_call)
 registry.register_backend(OP, "mamba_ssm", 100, gated_rms_norm_mamba_ssm,
                           probe=_optional.probe_module(_MAMBA_MODULE, mamba=True), accepts=_mamba_accepts)
+registry.register_backend(OP, "triton", 90, gated_rms_norm_triton, probe=_optional.triton_status,
+                          accepts=_triton_accepts)
 registry.register_backend(OP, "torch", 50, gated_rms_norm_reference)
 
 
@@ -105,6 +127,11 @@ def gated_rms_norm(
 ) -> torch.Tensor:
     """(..., d) in x.dtype."""
     _validate(x, weight, z, eps, group_size)
-    items = (("device", _checks.device_type(x)), ("dtype", x.dtype), ("group_size", group_size or x.shape[-1]),
-             ("itemsize", x.element_size()))  # sorted by name
-    return registry.backend_fn(OP, items)(x, weight, z, eps, group_size, norm_before_gate)
+    return registry.backend_fn(OP, call_items(x, group_size or x.shape[-1]))(x, weight, z, eps, group_size,
+                                                                             norm_before_gate)
+
+
+def call_items(x: torch.Tensor, group_size: int) -> tuple:
+    """The call info as items sorted by name (the registry's key)."""
+    return (("device", _checks.device_type(x)), ("dtype", x.dtype), ("group_size", group_size),
+            ("itemsize", x.element_size()))

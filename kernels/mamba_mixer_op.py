@@ -8,8 +8,9 @@ reads its inputs as views of one buffer and writes its gradients straight into s
 own `mamba_split_conv1d_scan_combined` does: the scan's backward fills dx/dB/dC inside one dxBC and ddt inside
 dzxbcdt, the norm's backward fills dz there, and our conv's backward writes dxBC's gradient there.
 
-The kernels: our Triton conv (kernels/triton_conv1d.py) and mamba-ssm's Triton scan and gated norm, through the
-functions their own autograd.Functions call, so the numbers are theirs. The forward returns, besides y, what the
+The kernels: our Triton conv (kernels/triton_conv1d.py), mamba-ssm's Triton scan, and the gated norm the
+gated_rmsnorm op would choose (mamba-ssm's or ours, kernels/triton_gated_norm.py), through the functions their own
+autograd.Functions call, so the numbers are theirs. The forward returns, besides y, what the
 backward reads (the conv's output, y before the norm and the norm's rstd), the same tensors the three separate ops
 saved, so memory stays as it was; nothing is recomputed.
 """
@@ -33,21 +34,56 @@ class Kernels(NamedTuple):
     """The functions the ops call (the CPU tests put torch stand-ins here)."""
     scan_forward: Any  # mamba-ssm's _mamba_chunk_scan_combined_fwd
     scan_backward: Any  # mamba-ssm's _mamba_chunk_scan_combined_bwd (fills given dx, ddt, dB, dC, dz)
-    norm_forward: Any  # mamba-ssm's _layer_norm_fwd -> (out, mean, rstd)
-    norm_backward: Any  # mamba-ssm's _layer_norm_bwd (fills a given dz)
+    norm_forward: Any  # (rows x, weight, rows z, eps, group_size) -> (y, rstd (groups x rows, float32))
+    norm_backward: Any  # (dy, x, weight, z, rstd, eps, group_size, dz to fill) -> (dx, dweight, dz)
     conv_forward: Any  # our triton_conv1d.conv_forward
     conv_backward: Any  # our triton_conv1d.conv_backward (fills a given dx)
 
 
-def kernels() -> Kernels:
-    scan, why_scan = _optional.import_mamba(SCAN_MODULE)
-    norm, why_norm = _optional.import_mamba(NORM_MODULE)
-    if scan is None or norm is None:
-        raise RuntimeError(f"op 'mamba_mixer': mamba-ssm's Triton kernels unavailable: {why_scan if scan is None else why_norm}")
+NORMS = ("mamba_ssm", "triton")  # the gated norm's kernels: mamba-ssm's or ours (the gated_rmsnorm op's choice)
+
+
+def kernels(norm: str) -> Kernels:
+    scan, why = _optional.import_mamba(SCAN_MODULE)
+    if scan is None:
+        raise RuntimeError(f"op 'mamba_mixer': mamba-ssm's Triton scan unavailable: {why}")
     from . import triton_conv1d  # imports triton: only on first use
 
-    return Kernels(scan._mamba_chunk_scan_combined_fwd, scan._mamba_chunk_scan_combined_bwd, norm._layer_norm_fwd,
-                   norm._layer_norm_bwd, triton_conv1d.conv_forward, triton_conv1d.conv_backward)
+    norm_forward, norm_backward = _norm_kernels(norm)
+    return Kernels(scan._mamba_chunk_scan_combined_fwd, scan._mamba_chunk_scan_combined_bwd, norm_forward,
+                   norm_backward, triton_conv1d.conv_forward, triton_conv1d.conv_backward)
+
+
+def _norm_kernels(norm: str):
+    """(forward, backward) with Kernels' signatures, norm_before_gate=False (Mamba-2's)."""
+    if norm == "triton":
+        from . import triton_gated_norm
+
+        def forward(x, weight, z, eps, group_size):
+            return triton_gated_norm.norm_forward(x, weight, z, eps, group_size, False)
+
+        def backward(dy, x, weight, z, rstd, eps, group_size, dz):
+            return triton_gated_norm.norm_backward(dy, x, weight, z, rstd, group_size, False, dz=dz)
+
+        return forward, backward
+    if norm != "mamba_ssm":
+        raise ValueError(f"op 'mamba_mixer': argument norm={norm!r} is invalid; allowed: {', '.join(NORMS)}")
+    module, why = _optional.import_mamba(NORM_MODULE)
+    if module is None:
+        raise RuntimeError(f"op 'mamba_mixer': mamba-ssm's Triton gated norm unavailable: {why}")
+
+    def forward(x, weight, z, eps, group_size):
+        y, _mean, rstd = module._layer_norm_fwd(x, weight, None, eps, z=z, group_size=group_size,
+                                                norm_before_gate=False, is_rms_norm=True)
+        return y, rstd
+
+    def backward(dy, x, weight, z, rstd, eps, group_size, dz):
+        dx, dweight, _dbias, dz = module._layer_norm_bwd(dy, x, weight, None, eps, None, rstd, z,
+                                                         group_size=group_size, norm_before_gate=False,
+                                                         is_rms_norm=True, dz=dz)
+        return dx, dweight, dz
+
+    return forward, backward
 
 
 def _d_inner(zxbcdt: Tensor, n_heads: int, n_groups: int, d_state: int) -> int:
@@ -84,11 +120,12 @@ def _rows(t: Tensor) -> Tensor:
 def mamba_mixer_forward(
     zxbcdt: Tensor, conv_weight: Tensor, conv_bias: Optional[Tensor], dt_bias: Tensor, A: Tensor, D: Tensor,
     norm_weight: Optional[Tensor], n_heads: int, n_groups: int, d_state: int, chunk_size: int, norm_eps: float,
-    dt_min: float, dt_max: float,
+    norm: str, dt_min: float, dt_max: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y (b, l, d_inner), the conv's output (b, l, conv_dim), y before the norm or the z gate, the norm's rstd
-    (float32, empty without a norm)). zxbcdt (b, l, d_inner + conv_dim + h) is the input projection's output."""
-    k = kernels()
+    (float32, empty without a norm)). zxbcdt (b, l, d_inner + conv_dim + h) is the input projection's output; norm
+    names the gated norm's kernels (NORMS)."""
+    k = kernels(norm)
     d_inner = _d_inner(zxbcdt, n_heads, n_groups, d_state)
     views = _split_input(zxbcdt, d_inner, n_heads)
     xBC_conv = k.conv_forward(views.xBC.transpose(1, 2), conv_weight, conv_bias, None, True).transpose(1, 2)
@@ -99,14 +136,13 @@ def mamba_mixer_forward(
     b, l = zxbcdt.shape[:2]
     if norm_weight is None:
         return out.reshape(b, l, d_inner), xBC_conv.contiguous(), out_x.reshape(b, l, d_inner), A.new_empty(_EMPTY)
-    y, _mean, rstd = k.norm_forward(_rows(out), norm_weight, None, norm_eps, z=_rows(views.z),
-                                    group_size=d_inner // n_groups, norm_before_gate=False, is_rms_norm=True)
+    y, rstd = k.norm_forward(_rows(out), norm_weight, _rows(views.z), norm_eps, d_inner // n_groups)
     return y.view(b, l, d_inner), xBC_conv.contiguous(), out.reshape(b, l, d_inner), rstd
 
 
 @mamba_mixer_forward.register_fake
 def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups, d_state, chunk_size, norm_eps,
-      dt_min, dt_max):
+      norm, dt_min, dt_max):
     b, l, _ = zxbcdt.shape
     d_inner = _d_inner(zxbcdt, n_heads, n_groups, d_state)
     rows = b * l * n_groups if norm_weight is not None else 0
@@ -118,10 +154,10 @@ def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_gro
 def mamba_mixer_backward(
     dy: Tensor, zxbcdt: Tensor, xBC_conv: Tensor, y_before_norm: Tensor, rstd: Tensor, conv_weight: Tensor,
     conv_bias: Optional[Tensor], dt_bias: Tensor, A: Tensor, D: Tensor, norm_weight: Optional[Tensor], n_heads: int,
-    n_groups: int, d_state: int, chunk_size: int, norm_eps: float, dt_min: float, dt_max: float,
+    n_groups: int, d_state: int, chunk_size: int, norm_eps: float, norm: str, dt_min: float, dt_max: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight); empty where that input is None."""
-    k = kernels()
+    k = kernels(norm)
     b, l, _ = zxbcdt.shape
     d_inner = _d_inner(zxbcdt, n_heads, n_groups, d_state)
     views = _split_input(zxbcdt, d_inner, n_heads)
@@ -133,9 +169,8 @@ def mamba_mixer_backward(
     dy = dy.contiguous()
     head_shape = (b, l, n_heads, d_inner // n_heads)
     if norm_weight is not None:
-        dout, dnorm_weight, _db, _dz = k.norm_backward(
-            _rows(dy), _rows(y_before_norm), norm_weight, None, norm_eps, None, rstd, _rows(views.z),
-            group_size=d_inner // n_groups, norm_before_gate=False, is_rms_norm=True, dz=_rows(grad.z))
+        dout, dnorm_weight, _dz = k.norm_backward(_rows(dy), _rows(y_before_norm), norm_weight, _rows(views.z), rstd,
+                                                  norm_eps, d_inner // n_groups, _rows(grad.z))
         scan_grads = k.scan_backward(dout.view(head_shape), x, views.dt, A, B, C, y_before_norm.view(head_shape),
                                      chunk_size, D=D, z=None, dt_bias=dt_bias, dt_softplus=True,
                                      dt_limit=(dt_min, dt_max), dx=dx, ddt=grad.dt, dB=dB, dC=dC)
@@ -156,17 +191,17 @@ def mamba_mixer_backward(
 
 @mamba_mixer_backward.register_fake
 def _(dy, zxbcdt, xBC_conv, y_before_norm, rstd, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads,
-      n_groups, d_state, chunk_size, norm_eps, dt_min, dt_max):
+      n_groups, d_state, chunk_size, norm_eps, norm, dt_min, dt_max):
     inputs = (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight)
     return tuple(zxbcdt.new_empty(_EMPTY) if t is None else t.new_empty(t.shape) for t in inputs)
 
 
 def _setup_context(ctx, inputs, output):
     (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups, d_state, chunk_size, norm_eps,
-     dt_min, dt_max) = inputs
+     norm, dt_min, dt_max) = inputs
     _y, xBC_conv, y_before_norm, rstd = output
     ctx.save_for_backward(zxbcdt, xBC_conv, y_before_norm, rstd, conv_weight, conv_bias, dt_bias, A, D, norm_weight)
-    ctx.sizes = (n_heads, n_groups, d_state, chunk_size, norm_eps, dt_min, dt_max)
+    ctx.sizes = (n_heads, n_groups, d_state, chunk_size, norm_eps, norm, dt_min, dt_max)
 
 
 def _backward(ctx, dy, _dxBC_conv, _dy_before_norm, _drstd):
@@ -175,16 +210,16 @@ def _backward(ctx, dy, _dxBC_conv, _dy_before_norm, _drstd):
                                  norm_weight, *ctx.sizes)
     inputs = (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight)
     present = [None if t is None else g for g, t in zip(grads, inputs)]
-    return (*present, None, None, None, None, None, None, None)
+    return (*present, None, None, None, None, None, None, None, None)
 
 
 mamba_mixer_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 def mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups, d_state,
-                      chunk_size, norm_eps, dt_limit=(0.0, math.inf)):
+                      chunk_size, norm_eps, dt_limit=(0.0, math.inf), norm="mamba_ssm"):
     """y (b, l, d_inner) through the ops above."""
     y, _xBC_conv, _y_before_norm, _rstd = mamba_mixer_forward(
         zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups, d_state, chunk_size,
-        float(norm_eps), float(dt_limit[0]), float(dt_limit[1]))
+        float(norm_eps), norm, float(dt_limit[0]), float(dt_limit[1]))
     return y

@@ -5,7 +5,7 @@
     y = rmsnorm(y * silu(z)) * norm_weight per group               (when there is a norm; norm_before_gate=False)
 
 Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA, no
-cache states) and composite (the three ops above through the registry, each with its own backend: any device,
+cache states; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the three ops above through the registry, each with its own backend: any device,
 and the path that takes and returns a decoder's conv and SSM states).
 """
 
@@ -18,9 +18,9 @@ import torch
 from . import _batching, _checks, _optional, conv1d, gated_norm, mamba_mixer_op, registry, ssd
 
 OP = "mamba_mixer"
-# the component ops and the backend of each that the fused path runs: forcing a component elsewhere makes the
-# fused backend refuse, so the override still takes effect
-FUSED_COMPONENTS = {conv1d.OP: "triton", ssd.OP: "mamba_ssm", gated_norm.OP: "mamba_ssm"}
+# the component ops and the backends of each that the fused path can run: forcing a component elsewhere makes the
+# fused backend refuse, so the override still takes effect. The norm's kernels follow the gated_rmsnorm op's choice.
+FUSED_COMPONENTS = {conv1d.OP: ("triton",), ssd.OP: ("mamba_ssm",), gated_norm.OP: mamba_mixer_op.NORMS}
 
 
 def _validate(zxbcdt, conv_weight, n_heads, n_groups, d_state, norm_weight):
@@ -76,8 +76,14 @@ def mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight
         registry.note(OP, "batch too large for the fused layer's 32-bit offsets: ran the composite path")
         return mamba_mixer_composite(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups,
                                      d_state, chunk_size, norm_eps, dt_limit)
+    norm = "mamba_ssm"
+    if norm_weight is not None:
+        norm = registry.chosen(gated_norm.OP, gated_norm.call_items(zxbcdt, d_inner // n_groups))
+        if norm not in mamba_mixer_op.NORMS:  # only where the fused backend's accepts let it be chosen
+            raise registry.BackendError(f"op {OP!r}: the gated norm's backend {norm!r} is not one the fused layer "
+                                        f"runs ({', '.join(mamba_mixer_op.NORMS)})")
     return mamba_mixer_op.mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads,
-                                            n_groups, d_state, chunk_size, norm_eps, dt_limit)
+                                            n_groups, d_state, chunk_size, norm_eps, dt_limit, norm)
 
 
 def _fused_accepts(**info) -> registry.Refusal:
@@ -86,21 +92,27 @@ def _fused_accepts(**info) -> registry.Refusal:
         return refusal
     if info.get("states"):
         return "takes no decoder states (a prefill runs the composite path)"
-    for op, fused in FUSED_COMPONENTS.items():
+    for op, runs in FUSED_COMPONENTS.items():
         forced = registry.forced_backend(op)
-        if forced is not None and forced[0] != fused:
-            return f"op {op} is forced to {forced[0]!r} by {forced[1]}; the fused layer runs {fused!r}"
-    return (conv1d._triton_accepts(width=info.get("width", 4)) or ssd._mamba_accepts(**info)
-            or (gated_norm._mamba_accepts(**info) if info.get("norm", True) else None))
+        if forced is not None and forced[0] not in runs:
+            return f"op {op} is forced to {forced[0]!r} by {forced[1]}; the fused layer runs {' or '.join(runs)}"
+    refusal = conv1d._triton_accepts(width=info.get("width", 4)) or ssd._mamba_accepts(**info)
+    if refusal or not info.get("norm", True):
+        return refusal
+    norm_info = {k: info[k] for k in ("device", "dtype", "group_size", "itemsize") if k in info}
+    try:
+        norm = registry.check(gated_norm.OP, **norm_info).name
+    except registry.BackendError as e:
+        return str(e)
+    return None if norm in mamba_mixer_op.NORMS else f"the gated norm would run on {norm!r}, which it does not fuse"
 
 
 def _fused_probe() -> tuple[bool, str]:
-    for probe in (conv1d._triton_probe, _optional.probe_module(mamba_mixer_op.SCAN_MODULE, mamba=True),
-                  _optional.probe_module(mamba_mixer_op.NORM_MODULE, mamba=True)):
+    for probe in (conv1d._triton_probe, _optional.probe_module(mamba_mixer_op.SCAN_MODULE, mamba=True)):
         ok, why = probe()
         if not ok:
             return False, why
-    return True, "our Triton conv, mamba-ssm's Triton scan and gated norm"
+    return True, "our Triton conv, mamba-ssm's Triton scan, the gated norm's chosen kernels"
 
 
 def _default_call():

@@ -291,10 +291,16 @@ def backend_fn(op: str, call_items: tuple) -> Callable[..., Any]:
     """The callable of the backend selected for `call_items` (call info as items sorted by name, i.e.
     `tuple(sorted(call_info.items()))`), recorded in `backends_used()`. The ops' hot path: they build the items
     in sorted order and call the backend with plain positional arguments, so no dict is sorted or re-packed."""
+    return _OPS[op].backends[chosen(op, call_items)].fn
+
+
+def chosen(op: str, call_items: tuple) -> str:
+    """The name of the backend selected for `call_items`, recorded as `backend_fn` records it: for a fused op that
+    runs a component's kernels itself (the Mamba mixer picks its norm kernels this way)."""
     name = _chosen_name(op, call_items)
     _used[op].name = name
     _scope[op].name = name
-    return _OPS[op].backends[name].fn
+    return name
 
 
 def run(op: str, call_info: dict[str, Any], *args: Any, **kwargs: Any) -> Any:

@@ -5,8 +5,8 @@
 #   fullgraph layer-by-layer step included), then the kernels', fp8's and the checks' (after a kernel change, before
 #   any timing; on a cold Triton cache mamba-ssm's autotuning takes ~80 s a new shape: 470 s covered 100 of the 105
 #   on an H100, 2026-12-07, the memory-measurement tests left)
-# conv_parity (not in the default PHASES): after a change to our conv or the fused Mamba mixer, their GPU tests and
-#   the model's
+# conv_parity (not in the default PHASES): after a change to our conv, gated norm or the fused Mamba mixer, their GPU
+#   tests and the model's
 # d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too, and the walk kernels' tiles)
@@ -14,7 +14,7 @@
 #   kernels, only today's tiles); ssd: mamba-ssm's scan per chunk size at the trial's shape
 # d768_conv_tiled (not in the default PHASES): d768 with our conv's tiled kernels, the baseline of its walk kernels
 # d768_composite (not in the default PHASES): d768 with the Mamba mixer's conv, scan and norm as three ops (the
-#   baseline of the fused mixer, kernels/mamba_mixer_op.py)
+#   baseline of the fused mixer, kernels/mamba_mixer_op.py); d768_norm (neither): d768 with our Triton gated norm
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -57,7 +57,7 @@ if compgen -G ".gpu/cache/triton-cache.tgz.part*" >/dev/null && [ ! -d "$TRITON_
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity conv_parity d768 d768_composite d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
+KNOWN="parity conv_parity d768 d768_composite d768_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
 KNOWN+=" study_warmup study_first study nemotron1b save_cache"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
@@ -76,11 +76,14 @@ phase parity -s INT -k 30 ${PARITY_S:-520} $PY -m pytest -q -rfEs -m gpu -p no:c
   tests/kernels/test_conv1d.py tests/kernels/test_mamba_mixer.py tests/training/test_fp8.py \
   tests/checks/test_measure.py
 phase conv_parity -s INT -k 30 ${CONVP_S:-240} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=10 \
-  tests/kernels/test_mamba_mixer.py tests/blocks/test_gpu_parity.py tests/kernels/test_conv1d.py
+  tests/kernels/test_mamba_mixer.py tests/kernels/test_gated_norm.py tests/blocks/test_gpu_parity.py \
+  tests/kernels/test_conv1d.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase d768_composite ${D768C_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=composite
+phase d768_norm ${D768N_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --backend gated_rmsnorm=triton
 phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --conv-kernels tiled
 phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles ${CONV_QUICK:+--quick} \

@@ -1,4 +1,10 @@
-"""Gated RMSNorm (Mamba-2): the torch path against an independent float64 formula; the Triton path on GPU."""
+"""Gated RMSNorm (Mamba-2): the torch path against an independent float64 formula; our Triton kernels under
+Triton's interpreter on the CPU; mamba-ssm's and our Triton kernels on the GPU."""
+
+import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -63,11 +69,75 @@ def test_default_on_cpu_is_torch_and_bad_group_is_named():
 @pytest.mark.parametrize("shape,group_size,z,norm_before_gate",
                          [((2, 256, 1024), 256, True, False), ((4, 100, 512), None, True, True), ((8, 64), 32, False, False)],
                          ids=["B2-T256-D1024-G256", "B4-T100-D512-normfirst", "B8-D64-G32-noz"])
-def test_gpu_mamba_triton_matches_torch(shape, group_size, z, norm_before_gate, dtype):
-    ok, why = K.registry.get_backend("gated_rmsnorm", "mamba_ssm").available()
+@pytest.mark.parametrize("backend", ["mamba_ssm", "triton"])
+def test_gpu_triton_backends_match_torch(shape, group_size, z, norm_before_gate, dtype, backend):
+    ok, why = K.registry.get_backend("gated_rmsnorm", backend).available()
     if not ok:
         pytest.skip(why)
     inputs = make_inputs(shape, z, dtype=dtype, device="cuda")
-    got = run_with_grads(norm("mamba_ssm", group_size, norm_before_gate), inputs)
+    got = run_with_grads(norm(backend, group_size, norm_before_gate), inputs)
     want = run_with_grads(norm("torch", group_size, norm_before_gate), inputs, upcast=True)
     assert_same_call(got, want, dtype, tol=1e-4 if dtype == torch.float32 else None)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_gpu_ours_at_the_mamba_mixers_layout(dtype):
+    """Our kernels as the fused Mamba mixer calls them: z a slice of wider rows, dz written into a slice, 192-channel
+    groups (the 100M trial's), enough rows that each backward program walks several tiles."""
+    from archsearch.kernels import triton_gated_norm
+
+    gen = torch.Generator().manual_seed(3)
+    M, N, G = 4099, 768, 192
+    x = torch.randn(M, N, generator=gen).to("cuda", dtype)
+    rows = torch.randn(M, 2 * N + 40, generator=gen).to("cuda", dtype)
+    z, weight = rows[:, 7:7 + N], (1 + 0.1 * torch.randn(N, generator=gen)).to("cuda", dtype)
+    dy = torch.randn(M, N, generator=gen).to("cuda", dtype)
+    y, rstd = triton_gated_norm.norm_forward(x, weight, z, 1e-5, G, False)
+    dz_rows = torch.zeros_like(rows)
+    dx, dweight, dz = triton_gated_norm.norm_backward(dy, x, weight, z, rstd, G, False, dz=dz_rows[:, 7:7 + N])
+    leaves = [t.detach().double().requires_grad_() for t in (x, weight, z)]
+    want = oracle(*leaves[:1], leaves[1], leaves[2], 1e-5, G, False)
+    want.backward(dy.double())
+    tol = 1e-4 if dtype == torch.float32 else None
+    assert_close(y, want, dtype, "y", tol)
+    for name, got, leaf in (("dx", dx, leaves[0]), ("dweight", dweight, leaves[1]), ("dz", dz, leaves[2])):
+        assert_close(got, leaf.grad, dtype, name, tol)
+    assert dz_rows[:, :7].abs().sum() == 0 and dz_rows[:, 7 + N:].abs().sum() == 0  # only its slice written
+
+
+INTERPRETED = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from archsearch.kernels import triton_gated_norm
+from test_gated_norm import oracle, make_inputs
+
+# every branch (z or none, norm before or after the gate), groups that are not a power of two, rows not a multiple
+# of the tile, a z with strided rows, several backward tiles a program
+for (M, N, G), z_on, before in [((37, 48, 24), True, False), ((130, 60, 20), True, True), ((5, 64, 64), False, False),
+                                ((300, 40, 40), True, False)]:
+    gen = torch.Generator().manual_seed(M)
+    x, w = torch.randn(M, N, generator=gen), 1 + 0.2 * torch.randn(N, generator=gen)
+    rows = torch.randn(M, N + 9, generator=gen)
+    z = rows[:, 5:5 + N] if z_on else None
+    dy = torch.randn(M, N, generator=gen)
+    leaves = [t.clone().requires_grad_() if t is not None else None for t in (x, w, z)]
+    y = triton_gated_norm.gated_rms_norm_fn(*leaves[:2], leaves[2], 1e-5, G, before)
+    y.backward(dy)
+    dleaves = [t.double().detach().requires_grad_() if t is not None else None for t in (x, w, z)]
+    want = oracle(dleaves[0], dleaves[1], dleaves[2], 1e-5, G, before)
+    want.backward(dy.double())
+    torch.testing.assert_close(y.double(), want, rtol=1e-5, atol=1e-5)
+    for got, ref in zip(leaves, dleaves):
+        if got is not None:
+            torch.testing.assert_close(got.grad.double(), ref.grad, rtol=1e-5, atol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package (its interpreter)")
+def test_our_triton_kernels_match_the_oracle_under_the_interpreter():
+    script = INTERPRETED.format(tests=os.path.dirname(__file__))
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "TRITON_INTERPRET": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

@@ -36,23 +36,20 @@ def _norm(x, weight, z, eps, group_size):
     return gated_norm.gated_rms_norm_reference(x, weight, z, eps, group_size, norm_before_gate=False)
 
 
-def norm_forward(x, weight, bias, eps, z=None, out=None, group_size=None, norm_before_gate=True, is_rms_norm=False):
-    """mamba-ssm's `_layer_norm_fwd` for rows (M, N): (out, mean None for RMS, rstd (groups x M) float32)."""
-    assert bias is None and out is None and not norm_before_gate and is_rms_norm
-    assert x.stride(-1) == 1 and z.stride(-1) == 1  # what the real kernel asserts; z's rows may be strided
+def norm_forward(x, weight, z, eps, group_size):
+    """The norm kernels' contract for rows (M, N): (y, rstd (groups x M) float32, group-major as both kernels)."""
+    assert x.stride(-1) == 1 and z.stride(-1) == 1  # what the real kernels need; z's rows may be strided
     h = (x.float() * F.silu(z.float())).view(x.shape[0], -1, group_size)
-    rstd = torch.rsqrt(h.square().mean(-1) + eps).t().reshape(-1)  # group-major, as mamba-ssm stores it
-    return _norm(x, weight, z, eps, group_size), None, rstd
+    rstd = torch.rsqrt(h.square().mean(-1) + eps).t().reshape(-1)
+    return _norm(x, weight, z, eps, group_size), rstd
 
 
-def norm_backward(dy, x, weight, bias, eps, mean, rstd, z=None, group_size=None, norm_before_gate=True,
-                  is_rms_norm=False, recompute_output=False, dz=None, out=None):
-    """mamba-ssm's `_layer_norm_bwd`: (dx, dweight, dbias None, dz), dz written into the given one."""
-    assert bias is None and mean is None and not norm_before_gate and is_rms_norm and not recompute_output
-    torch.testing.assert_close(rstd, norm_forward(x, weight, None, eps, z, None, group_size, False, True)[2])
+def norm_backward(dy, x, weight, z, rstd, eps, group_size, dz):
+    """(dx, dweight, dz), dz written into the given one; rstd must be the forward's."""
+    torch.testing.assert_close(rstd, norm_forward(x, weight, z, eps, group_size)[1])
     _, vjp = torch.func.vjp(lambda x_, w_, z_: _norm(x_, w_, z_, eps, group_size), x, weight, z)
     dx, dw, dz_new = vjp(dy)
-    return dx, dw, None, dz.copy_(dz_new) if dz is not None else dz_new
+    return dx, dw, dz.copy_(dz_new)
 
 
 def conv_forward(x, weight, bias, initial_states, silu):
@@ -78,7 +75,7 @@ STAND_INS = mamba_mixer_op.Kernels(scan_forward, scan_backward, norm_forward, no
 
 @pytest.fixture
 def stand_ins(monkeypatch):
-    monkeypatch.setattr(mamba_mixer_op, "kernels", lambda: STAND_INS)
+    monkeypatch.setattr(mamba_mixer_op, "kernels", lambda norm: STAND_INS)
 
 
 def make_mixer_inputs(b=2, l=40, h=4, p=8, g=2, n=8, k=4, norm=True, conv_bias=True, dtype=torch.float32, seed=0,
@@ -142,7 +139,8 @@ def test_opcheck_fake_shapes_and_autograd_registration(stand_ins, norm):
     for t in inputs.values():
         if t is not None:
             t.requires_grad_(True)
-    torch.library.opcheck(mamba_mixer_op.mamba_mixer_forward, (*inputs.values(), 4, 2, 8, 16, 1e-5, 0.0, 3.0))
+    torch.library.opcheck(mamba_mixer_op.mamba_mixer_forward,
+                          (*inputs.values(), 4, 2, 8, 16, 1e-5, "mamba_ssm", 0.0, 3.0))
 
 
 def test_cpu_takes_the_composite_path_and_bad_sizes_are_named():
@@ -163,9 +161,10 @@ GPU_CALL = dict(device="cuda", dtype=torch.bfloat16, width=4, headdim=64, dstate
 
 @pytest.fixture
 def fused_available(monkeypatch):
-    """The fused backend as on a GPU; the choices cached meanwhile are dropped afterwards."""
+    """The fused backend (and mamba-ssm's norm) as on a GPU; the choices cached meanwhile are dropped afterwards."""
     fused = registry.get_backend(mixer.OP, "fused")
     monkeypatch.setattr(fused, "_availability", (True, "as on a GPU (test)"))
+    monkeypatch.setattr(registry.get_backend("gated_rmsnorm", "mamba_ssm"), "_availability", (True, "test"))
     registry._choice_cache.clear()
     yield fused
     registry._choice_cache.clear()
@@ -185,6 +184,8 @@ def test_fused_backend_refuses_states_and_components_forced_elsewhere(fused_avai
     monkeypatch.setenv(registry.env_var("ssd_scan"), "mamba_ssm")
     assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "fused"
     assert "width 5" in fused.accepts(**{**GPU_CALL, "width": 5}, states=False)
+    with registry.force_backend("gated_rmsnorm", "torch"):  # a norm it does not run
+        assert "forced to 'torch'" in fused.accepts(**GPU_CALL, states=False)
 
 
 INTERPRETED = """
@@ -195,8 +196,8 @@ import test_mamba_mixer as t
 from kernels_testlib import assert_same_call, run_with_grads
 
 # our Triton conv (walk kernels: xBC is a channel-last slice) inside the fused ops, mamba-ssm's kernels stood in for
-mamba_mixer_op.kernels = lambda: t.STAND_INS._replace(conv_forward=triton_conv1d.conv_forward,
-                                                      conv_backward=triton_conv1d.conv_backward)
+mamba_mixer_op.kernels = lambda norm: t.STAND_INS._replace(conv_forward=triton_conv1d.conv_forward,
+                                                           conv_backward=triton_conv1d.conv_backward)
 for case in ({{}}, {{"norm": False, "conv_bias": False, "l": 37}}):
     inputs = t.make_mixer_inputs(**case)
     got = run_with_grads(t._mixer("fused"), inputs)
