@@ -5,8 +5,9 @@ Why: run as three ops, a compiled training step copied between them three times 
 conv's output for the scan, the scan's dx/dB/dC concatenated into the conv's dy, and dz/dxBC/ddt concatenated into
 zxbcdt's gradient (about 5 ms of the 100M trial's 98 ms step on the H100, bench/RESULTS.md). Here each kernel
 reads its inputs as views of one buffer and writes its gradients straight into slices of one buffer, as mamba-ssm's
-own `mamba_split_conv1d_scan_combined` does: the scan's backward fills dx/dB/dC inside one dxBC and ddt inside
-dzxbcdt, the norm's backward fills dz there, and our conv's backward writes dxBC's gradient there.
+own `mamba_split_conv1d_scan_combined` does: the scan's backward fills dx/dB/dC side by side in one buffer (the conv
+output's gradient, which the conv's backward reads in its own layout) and ddt inside dzxbcdt, the norm's backward
+fills dz there, and our conv's backward writes its input's gradient there.
 
 The kernels: our Triton conv (kernels/triton_conv1d.py), mamba-ssm's Triton scan, and the gated norm the
 gated_rmsnorm op would choose (mamba-ssm's or ours, kernels/triton_gated_norm.py), through the functions their own
@@ -17,6 +18,7 @@ saved, so memory stays as it was; nothing is recomputed.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple, Optional
 
@@ -43,6 +45,7 @@ class Kernels(NamedTuple):
 NORMS = ("mamba_ssm", "triton")  # the gated norm's kernels: mamba-ssm's or ours (the gated_rmsnorm op's choice)
 
 
+@functools.lru_cache(maxsize=None)
 def kernels(norm: str) -> Kernels:
     scan, why = _optional.import_mamba(SCAN_MODULE)
     if scan is None:
@@ -135,7 +138,8 @@ def mamba_mixer_forward(
                                     dt_limit=(dt_min, dt_max))
     b, l = zxbcdt.shape[:2]
     if norm_weight is None:
-        return out.reshape(b, l, d_inner), xBC_conv.contiguous(), out_x.reshape(b, l, d_inner), A.new_empty(_EMPTY)
+        return (out.reshape(b, l, d_inner), xBC_conv.contiguous(), out_x.reshape(b, l, d_inner),
+                zxbcdt.new_empty(_EMPTY, dtype=torch.float32))
     y, rstd = k.norm_forward(_rows(out), norm_weight, _rows(views.z), norm_eps, d_inner // n_groups)
     return y.view(b, l, d_inner), xBC_conv.contiguous(), out.reshape(b, l, d_inner), rstd
 
@@ -147,7 +151,7 @@ def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_gro
     d_inner = _d_inner(zxbcdt, n_heads, n_groups, d_state)
     rows = b * l * n_groups if norm_weight is not None else 0
     return (zxbcdt.new_empty((b, l, d_inner)), zxbcdt.new_empty((b, l, conv_weight.shape[0])),
-            zxbcdt.new_empty((b, l, d_inner)), A.new_empty((rows,), dtype=torch.float32))
+            zxbcdt.new_empty((b, l, d_inner)), zxbcdt.new_empty((rows,), dtype=torch.float32))
 
 
 @torch.library.custom_op("archsearch::mamba_mixer_backward", mutates_args=())
@@ -164,8 +168,8 @@ def mamba_mixer_backward(
     x, B, C = _split_xBC(xBC_conv, n_heads, n_groups, d_state)
     dzxbcdt = torch.empty_like(zxbcdt)
     grad = _split_input(dzxbcdt, d_inner, n_heads)
-    dxBC = torch.empty_like(xBC_conv)  # the scan's dx, dB, dC side by side: the conv's dy in its output's layout
-    dx, dB, dC = _split_xBC(dxBC, n_heads, n_groups, d_state)
+    dxBC_conv = torch.empty_like(xBC_conv)  # the scan's dx, dB, dC side by side: the conv output's gradient
+    dx, dB, dC = _split_xBC(dxBC_conv, n_heads, n_groups, d_state)
     dy = dy.contiguous()
     head_shape = (b, l, n_heads, d_inner // n_heads)
     if norm_weight is not None:
@@ -180,8 +184,9 @@ def mamba_mixer_backward(
                                      chunk_size, D=D, z=views.z, dt_bias=dt_bias, dt_softplus=True,
                                      dt_limit=(dt_min, dt_max), dx=dx, ddt=grad.dt, dB=dB, dC=dC, dz=grad.z)
     _dx, _ddt, dA, _dB, _dC, dD, _dz, ddt_bias, _dinit = scan_grads[:9]
+    # the conv input's gradient goes straight into its slice of dzxbcdt
     _dxBC, dconv_weight, dconv_bias = k.conv_backward(views.xBC.transpose(1, 2), conv_weight, conv_bias, None,
-                                                      dxBC.transpose(1, 2), True, dx=grad.xBC.transpose(1, 2))
+                                                      dxBC_conv.transpose(1, 2), True, dx=grad.xBC.transpose(1, 2))
     grads = (dconv_weight, dconv_bias, ddt_bias, dA, dD, dnorm_weight)
     inputs = (conv_weight, conv_bias, dt_bias, A, D, norm_weight)
     # in each input's dtype and contiguous (a custom op's outputs match its fake); empty for an absent input

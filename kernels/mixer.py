@@ -1,12 +1,13 @@
 """The middle of a Mamba-2 mixer, from the input projection's output to what the output projection reads:
 
     z, xBC, dt = split(zxbcdt);  x, B, C = split(silu(causal_conv1d(xBC)))
-    y = ssd_scan(x, dt, A, B, C, D, dt_bias, softplus, dt_limit)  (gated by silu(z) in the scan when there is no norm)
-    y = rmsnorm(y * silu(z)) * norm_weight per group               (when there is a norm; norm_before_gate=False)
+    y = ssd_scan(x, dt, A, B, C, D, dt_bias, softplus, dt_limit)   (times silu(z) in the scan if there is no norm)
+    y = rmsnorm(y * silu(z)) * norm_weight per group                (with a norm; norm_before_gate=False)
 
 Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA, no
-cache states; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the three ops above through the registry, each with its own backend: any device,
-and the path that takes and returns a decoder's conv and SSM states).
+cache states; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the
+three ops above through the registry, each with its own backend: any device, and the path that takes and returns a
+decoder's conv and SSM states).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight
         if norm not in mamba_mixer_op.NORMS:  # only where the fused backend's accepts let it be chosen
             raise registry.BackendError(f"op {OP!r}: the gated norm's backend {norm!r} is not one the fused layer "
                                         f"runs ({', '.join(mamba_mixer_op.NORMS)})")
-    return mamba_mixer_op.mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads,
-                                            n_groups, d_state, chunk_size, norm_eps, dt_limit, norm)
+    # the ops' gradient buffer is laid out as zxbcdt's fake (contiguous): the input projection's output always is
+    return mamba_mixer_op.mamba_mixer_fused(zxbcdt.contiguous(), conv_weight, conv_bias, dt_bias, A, D, norm_weight,
+                                            n_heads, n_groups, d_state, chunk_size, norm_eps, dt_limit, norm)
 
 
 def _fused_accepts(**info) -> registry.Refusal:
@@ -93,6 +95,8 @@ def _fused_accepts(**info) -> registry.Refusal:
     if info.get("states"):
         return "takes no decoder states (a prefill runs the composite path)"
     for op, runs in FUSED_COMPONENTS.items():
+        if op == gated_norm.OP and not info.get("norm", True):
+            continue  # a mixer without the norm: its override does not apply
         forced = registry.forced_backend(op)
         if forced is not None and forced[0] not in runs:
             return f"op {op} is forced to {forced[0]!r} by {forced[1]}; the fused layer runs {' or '.join(runs)}"

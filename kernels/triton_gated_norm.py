@@ -42,7 +42,7 @@ def _gated_rms_fwd_kernel(X, Z, W, Y, RSTD, M, G, sx, sz, sy, eps,
                           BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr):
     """Grid (row tiles, groups)."""
     group = tl.program_id(1)
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # 64-bit: rows x stride may pass 2^31
     offs = tl.arange(0, BLOCK_G)
     cols = group * G + offs
     mask = (rows < M)[:, None] & (offs < G)[None, :]
@@ -56,7 +56,7 @@ def _gated_rms_fwd_kernel(X, Z, W, Y, RSTD, M, G, sx, sz, sy, eps,
     if HAS_Z and NORM_BEFORE_GATE:
         y = y * _silu_parts(z)[0]
     tl.store(Y + rows[:, None] * sy + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
-    tl.store(RSTD + group * M + rows, rstd, mask=rows < M)
+    tl.store(RSTD + group.to(tl.int64) * M + rows, rstd, mask=rows < M)
 
 
 @triton.jit
@@ -71,12 +71,12 @@ def _gated_rms_bwd_kernel(X, Z, W, RSTD, DY, DX, DZ, DW_PART, M, G, N, sx, sz, s
     w = tl.load(W + cols, mask=mask_g, other=0.0).to(tl.float32)
     dw = tl.zeros((BLOCK_G,), dtype=tl.float32)
     for i in range(TILES):  # a constexpr count: Triton 3.6's interpreter cannot loop over a runtime one
-        rows = (tl.program_id(0) + i * tl.num_programs(0)) * BLOCK_M + tl.arange(0, BLOCK_M)
+        rows = (tl.program_id(0) + i * tl.num_programs(0)).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
         mask_m = rows < M
         mask = mask_m[:, None] & mask_g[None, :]
         x, z = _tile(X, Z, rows, cols, mask, sx, sz, HAS_Z)
         dy = tl.load(DY + rows[:, None] * sdy + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        rstd = tl.load(RSTD + group * M + rows, mask=mask_m, other=0.0)
+        rstd = tl.load(RSTD + group.to(tl.int64) * M + rows, mask=mask_m, other=0.0)
         if HAS_Z:
             silu_z, dsilu_z = _silu_parts(z)
         if HAS_Z and not NORM_BEFORE_GATE:
@@ -121,14 +121,26 @@ def _programs_along_rows(x: torch.Tensor, n_tiles: int, n_groups: int) -> int:
     return max(1, min(n_tiles, -(-4 * sms // n_groups)))
 
 
+def _tiles_per_program(n_tiles: int, programs: int) -> int:
+    """A power of two (tiles past the rows are masked), so that few lengths share one compiled backward."""
+    return triton.next_power_of_2(triton.cdiv(n_tiles, programs))
+
+
 def _on_device_of(x: torch.Tensor):
     """Launch on x's GPU; CPU tensors only reach here under Triton's interpreter (TRITON_INTERPRET=1, tests)."""
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
+def _unit_column_stride(**rows: torch.Tensor | None) -> None:
+    for name, t in rows.items():
+        if t is not None and t.stride(-1) != 1:
+            raise ValueError(f"triton gated norm: {name} needs unit column stride, got strides {t.stride()}")
+
+
 def norm_forward(x, weight, z, eps, group_size, norm_before_gate, out=None):
     """x, z: rows (M, N), unit column stride. (y (M, N) in x's dtype, or written into `out`; rstd (groups * M,)
     float32, group-major)."""
+    _unit_column_stride(x=x, z=z, out=out)
     M, N = x.shape
     n_groups = N // group_size
     y = torch.empty_like(x, memory_format=torch.contiguous_format) if out is None else out
@@ -144,6 +156,7 @@ def norm_forward(x, weight, z, eps, group_size, norm_before_gate, out=None):
 
 def norm_backward(dy, x, weight, z, rstd, group_size, norm_before_gate, dz=None):
     """(dx (M, N) in x's dtype, dweight in weight's dtype, dz or None); dz, when given, is written in place."""
+    _unit_column_stride(dy=dy, x=x, z=z, dz=dz)
     M, N = x.shape
     n_groups = N // group_size
     block_m, block_g, warps = _block(group_size)
@@ -158,7 +171,7 @@ def norm_backward(dy, x, weight, z, rstd, group_size, norm_before_gate, dz=None)
             x, z if z is not None else x, weight, rstd, dy, dx, dz if dz is not None else dx, dw_part, M, group_size,
             N, x.stride(0), z.stride(0) if z is not None else 0, dy.stride(0), dx.stride(0),
             dz.stride(0) if dz is not None else 0, HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate,
-            TILES=triton.cdiv(n_tiles, programs), BLOCK_M=block_m, BLOCK_G=block_g, num_warps=warps)
+            TILES=_tiles_per_program(n_tiles, programs), BLOCK_M=block_m, BLOCK_G=block_g, num_warps=warps)
     return dx, dw_part.sum(0).to(weight.dtype), dz
 
 

@@ -186,6 +186,7 @@ def test_fused_backend_refuses_states_and_components_forced_elsewhere(fused_avai
     assert "width 5" in fused.accepts(**{**GPU_CALL, "width": 5}, states=False)
     with registry.force_backend("gated_rmsnorm", "torch"):  # a norm it does not run
         assert "forced to 'torch'" in fused.accepts(**GPU_CALL, states=False)
+        assert fused.accepts(**{**GPU_CALL, "norm": False}, states=False) is None  # no norm: no matter
 
 
 INTERPRETED = """
@@ -218,14 +219,40 @@ def test_fused_ops_with_our_triton_conv_under_the_interpreter():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("case", [dict(), dict(norm=False, conv_bias=False)], ids=["norm", "gate-in-scan"])
-def test_gpu_fused_mixer_matches_the_composite_path(dtype, case):
-    """mamba-ssm's Triton scan and norm and our Triton conv through the fused ops, against the composite path on
-    the same kernels (outputs and every gradient), at a Mamba-2 layer's sizes (h 8 x p 64, g 2, n 64, chunk 64)."""
+@pytest.mark.parametrize("case,norm", [(dict(), "mamba_ssm"), (dict(), "triton"),
+                                       (dict(norm=False, conv_bias=False), "mamba_ssm")],
+                         ids=["mamba-norm", "our-norm", "gate-in-scan"])
+def test_gpu_fused_mixer_matches_the_composite_path(dtype, case, norm):
+    """mamba-ssm's Triton scan, our Triton conv and the chosen norm kernels through the public op's fused backend,
+    against the composite path on the same kernels (outputs and every gradient), at a Mamba-2 layer's sizes
+    (h 8 x p 64, g 2, n 64, chunk 64)."""
     inputs = make_mixer_inputs(b=2, l=300, h=8, p=64, g=2, n=64, dtype=dtype, device="cuda", **case)
-    inputs["A"] = inputs["A"].float()
     sizes = dict(h=8, g=2, n=64, chunk=64)
-    assert registry.check(mixer.OP, **{**GPU_CALL, "dtype": dtype}, states=False).name == "fused"
-    got = run_with_grads(_mixer("fused", **sizes), inputs)
-    want = run_with_grads(_mixer("composite", **sizes), inputs)
+
+    def public(**kw):
+        return mixer.mamba_mixer(*kw.values(), n_heads=8, n_groups=2, d_state=64, chunk_size=64, norm_eps=1e-5,
+                                 dt_limit=(0.0, 3.0))
+
+    with registry.force_backend("gated_rmsnorm", norm):
+        with registry.recording() as used:
+            got = run_with_grads(public, inputs)
+        want = run_with_grads(_mixer("composite", **sizes), inputs)
+    assert used["mamba_mixer"] == "fused"
+    if case.get("norm", True):
+        assert used["gated_rmsnorm"] == norm  # the fused ops ran the norm kernels the op chose
     assert_same_call(got, want, dtype)
+
+
+def test_fused_backend_runs_the_composite_path_past_32_bit_offsets(monkeypatch):
+    """A batch whose scan or norm would index past 2^31 elements takes the composite path (which splits it)."""
+    from archsearch.kernels import _batching
+
+    inputs = make_mixer_inputs(b=4)
+    want = mixer.mamba_mixer_composite(*inputs.values(), 4, 2, 8, 16, 1e-5, (0.0, 3.0))
+    monkeypatch.setattr(_batching, "INT32_ELEMENTS", inputs["zxbcdt"].stride(0) * 2)  # two sequences a call
+    calls = []
+    monkeypatch.setattr(mamba_mixer_op, "mamba_mixer_fused", lambda *a, **k: calls.append(1))
+    with registry.recording() as used:
+        got = mixer.mamba_mixer_fused(*inputs.values(), 4, 2, 8, 16, 1e-5, (0.0, 3.0))
+    assert calls == [] and "composite path" in used.notes["mamba_mixer"]
+    torch.testing.assert_close(got, want)
