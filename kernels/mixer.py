@@ -5,7 +5,7 @@
     y = rmsnorm(y * silu(z)) * norm_weight per group                (with a norm; norm_before_gate=False)
 
 Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA, no
-cache states; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the
+cache states, only when forced until its GPU parity is shown; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the
 three ops above through the registry, each with its own backend: any device, and the path that takes and returns a
 decoder's conv and SSM states).
 """
@@ -127,7 +127,12 @@ def _default_call():
 
 registry.register_op(OP, "Mamba-2 mixer between its projections (conv, scan, gated norm)", _default_call,
                      components=tuple(FUSED_COMPONENTS))
-registry.register_backend(OP, "fused", 100, mamba_mixer_fused, probe=_fused_probe, accepts=_fused_accepts)
+# Opt-in (ARCHSEARCH_BACKEND_MAMBA_MIXER=fused) until its GPU parity tests have passed: on the H100 it ran the 100M
+# trial's step in 97.1 ms against 99.5 (with our gated norm, bench/RESULTS.md), but those tests did not finish in
+# the one device call it had (2026-12-07). Then it becomes the default by turning this on.
+FUSED_BY_DEFAULT = False
+registry.register_backend(OP, "fused", 100, mamba_mixer_fused, probe=_fused_probe, accepts=_fused_accepts,
+                          auto=FUSED_BY_DEFAULT)
 registry.register_backend(OP, "composite", 50, mamba_mixer_composite,
                           probe=lambda: (True, "conv, scan and norm as three ops, each on its own backend"))
 

@@ -13,8 +13,9 @@
 #   at the trial's xBC layout (a 3584-wide slice of 5144-wide rows) and contiguous (CONV_QUICK=1: of the tiled
 #   kernels, only today's tiles); ssd: mamba-ssm's scan per chunk size at the trial's shape
 # d768_conv_tiled (not in the default PHASES): d768 with our conv's tiled kernels, the baseline of its walk kernels
-# d768_composite (not in the default PHASES): d768 with the Mamba mixer's conv, scan and norm as three ops (the
-#   baseline of the fused mixer, kernels/mamba_mixer_op.py); d768_norm (neither): d768 with our Triton gated norm
+# d768_fused, d768_fused_mamba_norm, d768_composite (not in the default PHASES): d768 with the fused Mamba mixer
+#   (kernels/mamba_mixer_op.py, opt-in until its GPU parity is shown) and our Triton gated norm, the same with
+#   mamba-ssm's norm, and the mixer as three ops (the default while the fused one is opt-in)
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -57,7 +58,7 @@ if compgen -G ".gpu/cache/triton-cache.tgz.part*" >/dev/null && [ ! -d "$TRITON_
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity conv_parity d768 d768_composite d768_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
+KNOWN="parity conv_parity d768 d768_composite d768_fused d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
 KNOWN+=" study_warmup study_first study nemotron1b save_cache"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
@@ -82,8 +83,10 @@ phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/pr
   --precisions bf16
 phase d768_composite ${D768C_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=composite
-phase d768_norm ${D768N_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
-  "${TRIAL[@]}" --precisions bf16 --backend gated_rmsnorm=triton
+phase d768_fused ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton
+phase d768_fused_mamba_norm ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" \
+  --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused
 phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --conv-kernels tiled
 phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles ${CONV_QUICK:+--quick} \

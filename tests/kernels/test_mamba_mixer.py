@@ -161,9 +161,11 @@ GPU_CALL = dict(device="cuda", dtype=torch.bfloat16, width=4, headdim=64, dstate
 
 @pytest.fixture
 def fused_available(monkeypatch):
-    """The fused backend (and mamba-ssm's norm) as on a GPU; the choices cached meanwhile are dropped afterwards."""
+    """The fused backend (and mamba-ssm's norm) as on a GPU, chosen without being forced (as it will be once its GPU
+    parity is shown: FUSED_BY_DEFAULT); the choices cached meanwhile are dropped afterwards."""
     fused = registry.get_backend(mixer.OP, "fused")
     monkeypatch.setattr(fused, "_availability", (True, "as on a GPU (test)"))
+    monkeypatch.setattr(fused, "auto", True)
     monkeypatch.setattr(registry.get_backend("gated_rmsnorm", "mamba_ssm"), "_availability", (True, "test"))
     registry._choice_cache.clear()
     yield fused
@@ -234,7 +236,7 @@ def test_gpu_fused_mixer_matches_the_composite_path(dtype, case, norm):
                                  dt_limit=(0.0, 3.0))
 
     with registry.force_backend("gated_rmsnorm", norm):
-        with registry.recording() as used:
+        with registry.force_backend(mixer.OP, "fused"), registry.recording() as used:
             got = run_with_grads(public, inputs)
         want = run_with_grads(_mixer("composite", **sizes), inputs)
     assert used["mamba_mixer"] == "fused"
@@ -256,3 +258,13 @@ def test_fused_backend_runs_the_composite_path_past_32_bit_offsets(monkeypatch):
         got = mixer.mamba_mixer_fused(*inputs.values(), 4, 2, 8, 16, 1e-5, (0.0, 3.0))
     assert calls == [] and "composite path" in used.notes["mamba_mixer"]
     torch.testing.assert_close(got, want)
+
+
+def test_fused_backend_is_opt_in_until_its_gpu_parity_is_shown(fused_available, monkeypatch):
+    """Only ARCHSEARCH_BACKEND_MAMBA_MIXER=fused (or force_backend) runs it while FUSED_BY_DEFAULT is off."""
+    monkeypatch.setattr(fused_available, "auto", mixer.FUSED_BY_DEFAULT)
+    registry._choice_cache.clear()
+    want = "fused" if mixer.FUSED_BY_DEFAULT else "composite"
+    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == want
+    monkeypatch.setenv(registry.env_var(mixer.OP), "fused")
+    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "fused"
