@@ -84,7 +84,7 @@ class Mamba2Mixer(nn.Module):
             calls.append(("gated_rmsnorm", dict(base, group_size=m.d_inner // m.n_groups, itemsize=itemsize)))
         mixer = dict(base, width=m.conv_kernel, headdim=m.head_dim, dstate=m.d_state, norm=block.gated_norm,
                      group_size=m.d_inner // m.n_groups, itemsize=itemsize)
-        calls += [("mamba_mixer", dict(mixer, states=False)), ("mamba_mixer", dict(mixer, states=True))]
+        calls.append(("mamba_mixer", mixer))
         return calls
 
     def allocate_cache(self, batch: int, max_len: int, device, dtype) -> MambaState:

@@ -4,8 +4,8 @@
     y = ssd_scan(x, dt, A, B, C, D, dt_bias, softplus, dt_limit)   (times silu(z) in the scan if there is no norm)
     y = rmsnorm(y * silu(z)) * norm_weight per group                (with a norm; norm_before_gate=False)
 
-Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA, no
-cache states, only when forced until its GPU parity is shown; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the
+Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA; a
+prefill with decoder states runs the composite path; only when forced until its GPU parity is shown; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the
 three ops above through the registry, each with its own backend: any device, and the path that takes and returns a
 decoder's conv and SSM states).
 """
@@ -69,6 +69,10 @@ def mamba_mixer_composite(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_we
 
 def mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups, d_state,
                       chunk_size, norm_eps, dt_limit, conv_state=None, ssm_state=None):
+    if conv_state is not None:  # a decoder's prefill: the fused ops carry no states (and it needs no backward)
+        registry.note(OP, "a prefill with decoder states ran the composite path")
+        return mamba_mixer_composite(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups,
+                                     d_state, chunk_size, norm_eps, dt_limit, conv_state, ssm_state)
     b, l, _ = zxbcdt.shape
     d_inner = (zxbcdt.shape[-1] - n_heads - 2 * n_groups * d_state) // 2
     per_sequence = ssd.scan_elements(l, n_heads, d_inner // n_heads, n_groups, d_state, chunk_size)
@@ -92,8 +96,6 @@ def _fused_accepts(**info) -> registry.Refusal:
     refusal = _optional.refuse_unless_cuda(info) or _optional.refuse_dtype(info, _optional.HALF_OR_FLOAT)
     if refusal:
         return refusal
-    if info.get("states"):
-        return "takes no decoder states (a prefill runs the composite path)"
     for op, runs in FUSED_COMPONENTS.items():
         if op == gated_norm.OP and not info.get("norm", True):
             continue  # a mixer without the norm: its override does not apply
@@ -122,7 +124,7 @@ def _fused_probe() -> tuple[bool, str]:
 def _default_call():
     cuda = _optional.has_cuda()
     return dict(device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32, width=4,
-                headdim=64, dstate=128, norm=True, group_size=4096, itemsize=2 if cuda else 4, states=False)
+                headdim=64, dstate=128, norm=True, group_size=4096, itemsize=2 if cuda else 4)
 
 
 registry.register_op(OP, "Mamba-2 mixer between its projections (conv, scan, gated norm)", _default_call,
@@ -162,6 +164,6 @@ def mamba_mixer(
     items = (("device", _checks.device_type(zxbcdt)), ("dstate", d_state), ("dtype", zxbcdt.dtype),
              ("group_size", d_inner // n_groups), ("headdim", d_inner // n_heads),
              ("itemsize", zxbcdt.element_size()), ("norm", norm_weight is not None),
-             ("states", conv_state is not None), ("width", conv_weight.shape[1]))  # sorted by name
+             ("width", conv_weight.shape[1]))  # sorted by name
     return registry.backend_fn(OP, items)(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads,
                                           n_groups, d_state, chunk_size, norm_eps, dt_limit, conv_state, ssm_state)

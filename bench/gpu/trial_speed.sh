@@ -7,6 +7,9 @@
 #   on an H100, 2026-12-07, the memory-measurement tests left)
 # conv_parity (not in the default PHASES): after a change to our conv, gated norm or the fused Mamba mixer, their GPU
 #   tests and the model's
+# mixer_parity (not in the default PHASES): what the fused Mamba mixer (opt-in) needs before it can be the default:
+#   our gated norm's GPU tests, the model's (fused training step against the reference model, prefill + decode)
+#   with the fused mixer and our norm forced, then the mixer's own (cold mamba-ssm autotuning at its shape first)
 # d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too, and the walk kernels' tiles)
@@ -58,7 +61,7 @@ if compgen -G ".gpu/cache/triton-cache.tgz.part*" >/dev/null && [ ! -d "$TRITON_
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity conv_parity d768 d768_composite d768_fused d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
+KNOWN="parity conv_parity mixer_parity d768 d768_composite d768_fused d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
 KNOWN+=" study_warmup study_first study nemotron1b save_cache"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
@@ -79,6 +82,9 @@ phase parity -s INT -k 30 ${PARITY_S:-520} $PY -m pytest -q -rfEs -m gpu -p no:c
 phase conv_parity -s INT -k 30 ${CONVP_S:-240} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=10 \
   tests/kernels/test_mamba_mixer.py tests/kernels/test_gated_norm.py tests/blocks/test_gpu_parity.py \
   tests/kernels/test_conv1d.py
+phase mixer_parity -s INT -k 30 ${MIXP_S:-300} env ARCHSEARCH_BACKEND_MAMBA_MIXER=fused \
+  ARCHSEARCH_BACKEND_GATED_RMSNORM=triton $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=10 \
+  tests/kernels/test_gated_norm.py tests/blocks/test_gpu_parity.py tests/kernels/test_mamba_mixer.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase d768_composite ${D768C_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \

@@ -172,23 +172,22 @@ def fused_available(monkeypatch):
     registry._choice_cache.clear()
 
 
-def test_fused_backend_refuses_states_and_components_forced_elsewhere(fused_available, monkeypatch):
+def test_fused_backend_refuses_components_forced_elsewhere(fused_available, monkeypatch):
     fused = fused_available
-    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "fused"
-    assert registry.select(mixer.OP, **GPU_CALL, states=True).name == "composite"
+    assert registry.select(mixer.OP, **GPU_CALL).name == "fused"
     with registry.force_backend("causal_conv1d", "reference"):
-        assert "forced to 'reference' by force_backend()" in fused.accepts(**GPU_CALL, states=False)
-        assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "composite"
+        assert "forced to 'reference' by force_backend()" in fused.accepts(**GPU_CALL)
+        assert registry.select(mixer.OP, **GPU_CALL).name == "composite"
     # an environment override of a component changes the cached choice too (it is part of the cache's key)
-    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "fused"
+    assert registry.select(mixer.OP, **GPU_CALL).name == "fused"
     monkeypatch.setenv(registry.env_var("ssd_scan"), "torch_chunked")
-    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "composite"
+    assert registry.select(mixer.OP, **GPU_CALL).name == "composite"
     monkeypatch.setenv(registry.env_var("ssd_scan"), "mamba_ssm")
-    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "fused"
-    assert "width 5" in fused.accepts(**{**GPU_CALL, "width": 5}, states=False)
+    assert registry.select(mixer.OP, **GPU_CALL).name == "fused"
+    assert "width 5" in fused.accepts(**{**GPU_CALL, "width": 5})
     with registry.force_backend("gated_rmsnorm", "torch"):  # a norm it does not run
-        assert "forced to 'torch'" in fused.accepts(**GPU_CALL, states=False)
-        assert fused.accepts(**{**GPU_CALL, "norm": False}, states=False) is None  # no norm: no matter
+        assert "forced to 'torch'" in fused.accepts(**GPU_CALL)
+        assert fused.accepts(**{**GPU_CALL, "norm": False}) is None  # no norm: no matter
 
 
 INTERPRETED = """
@@ -260,11 +259,24 @@ def test_fused_backend_runs_the_composite_path_past_32_bit_offsets(monkeypatch):
     torch.testing.assert_close(got, want)
 
 
+def test_fused_backend_runs_a_prefill_with_states_on_the_composite_path(monkeypatch):
+    """Decoder states (a prefill) go through the composite path, which returns the final states."""
+    inputs = make_mixer_inputs()
+    states = dict(conv_state=torch.randn(2, 64, 3), ssm_state=torch.randn(2, 4, 8, 8))  # conv_dim 32 + 2 x 2 x 8
+    monkeypatch.setattr(mamba_mixer_op, "mamba_mixer_fused", lambda *a, **k: pytest.fail("the fused ops ran"))
+    with registry.recording() as used:
+        got = mixer.mamba_mixer_fused(*inputs.values(), 4, 2, 8, 16, 1e-5, (0.0, 3.0), **states)
+    want = mixer.mamba_mixer_composite(*inputs.values(), 4, 2, 8, 16, 1e-5, (0.0, 3.0), **states)
+    assert "prefill" in used.notes["mamba_mixer"] and len(got) == 3
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_fused_backend_is_opt_in_until_its_gpu_parity_is_shown(fused_available, monkeypatch):
     """Only ARCHSEARCH_BACKEND_MAMBA_MIXER=fused (or force_backend) runs it while FUSED_BY_DEFAULT is off."""
     monkeypatch.setattr(fused_available, "auto", mixer.FUSED_BY_DEFAULT)
     registry._choice_cache.clear()
     want = "fused" if mixer.FUSED_BY_DEFAULT else "composite"
-    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == want
+    assert registry.select(mixer.OP, **GPU_CALL).name == want
     monkeypatch.setenv(registry.env_var(mixer.OP), "fused")
-    assert registry.select(mixer.OP, **GPU_CALL, states=False).name == "fused"
+    assert registry.select(mixer.OP, **GPU_CALL).name == "fused"
