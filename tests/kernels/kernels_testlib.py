@@ -1,4 +1,5 @@
-"""Helpers shared by tests/kernels: tolerances keyed by dtype, a norm-relative comparison, gradients of a call."""
+"""Helpers shared by tests/kernels: tolerances keyed by dtype, a norm-relative comparison, gradients of a call, the
+graphs torch.compile makes of one."""
 
 from __future__ import annotations
 
@@ -63,3 +64,16 @@ def assert_same_call(actual, expected, dtype, tol: float | None = None, grad_tol
 def shape_id(**dims) -> str:
     """Readable test ids such as B2-L64-H4."""
     return "-".join(f"{k}{v}" for k, v in dims.items())
+
+
+def compiled_call_targets(fn: Callable, **inputs) -> list[list[str]]:
+    """Run torch.compile(fn, fullgraph=True) (a graph break raises) on inputs; the call targets of each graph it made."""
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch.compile(fn, backend=backend, fullgraph=True)(**inputs)
+    return [[str(node.target) for node in gm.graph.nodes if node.op == "call_function"] for gm in graphs]

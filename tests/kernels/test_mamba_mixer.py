@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from archsearch.kernels import conv1d, gated_norm, mamba_mixer_op, mixer, registry
-from kernels_testlib import assert_same_call, run_with_grads
+from kernels_testlib import assert_same_call, compiled_call_targets, run_with_grads
 from test_ssd_mamba_op import _stand_in_backward as scan_backward_returning, _stand_in_forward as scan_forward
 
 
@@ -118,19 +118,10 @@ def test_fused_ops_match_the_composite_path_with_every_gradient(stand_ins, case,
 
 
 def test_compiled_mixer_is_one_graph_holding_one_forward_op(stand_ins):
-    torch._dynamo.reset()
-    graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    inputs = make_mixer_inputs()
     fn = _mixer("fused")
-    torch.compile(lambda **kw: fn(**kw).square().sum(), backend=backend, fullgraph=True)(**inputs)
+    graphs = compiled_call_targets(lambda **kw: fn(**kw).square().sum(), **make_mixer_inputs())
     assert len(graphs) == 1
-    targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
-    assert sum("mamba_mixer_forward" in t for t in targets) == 1, targets
+    assert sum("mamba_mixer_forward" in t for t in graphs[0]) == 1, graphs[0]
 
 
 @pytest.mark.parametrize("norm", [True, False], ids=["norm", "gate-in-scan"])
@@ -195,7 +186,7 @@ import sys, torch
 sys.path.insert(0, {tests!r})
 from archsearch.kernels import mamba_mixer_op, triton_conv1d
 import test_mamba_mixer as t
-from kernels_testlib import assert_same_call, run_with_grads
+from kernels_testlib import assert_same_call, compiled_call_targets, run_with_grads
 
 # our Triton conv (walk kernels: xBC is a channel-last slice) inside the fused ops, mamba-ssm's kernels stood in for
 mamba_mixer_op.kernels = lambda norm: t.STAND_INS._replace(conv_forward=triton_conv1d.conv_forward,

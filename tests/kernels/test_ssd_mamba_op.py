@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from archsearch.kernels import ssd, ssd_mamba_op
-from kernels_testlib import assert_same_call, run_with_grads
+from kernels_testlib import assert_same_call, compiled_call_targets, run_with_grads
 from test_ssd import make_inputs, scan
 
 
@@ -81,24 +81,14 @@ def test_ops_give_the_scans_outputs_final_states_and_every_gradient(stand_in, op
 
 def test_compiled_scan_is_one_graph_with_the_ops_inside(stand_in):
     """fullgraph=True raises at any graph break; the ops appear in the graph as single calls."""
-    torch._dynamo.reset()
-    graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    inputs = make_inputs(1, 32, 4, 8, 2, 16)
-
     def step(**kw):
         y, final = ssd_mamba_op.mamba_chunk_scan_combined(chunk_size=16, dt_softplus=True, return_final_states=True,
                                                           **kw)
         return y.relu().sum() + final.sum()
 
-    torch.compile(step, backend=backend, fullgraph=True)(**inputs)
+    graphs = compiled_call_targets(step, **make_inputs(1, 32, 4, 8, 2, 16))
     assert len(graphs) == 1
-    targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
-    assert sum("mamba_ssd_forward" in t for t in targets) == 1, targets
+    assert sum("mamba_ssd_forward" in t for t in graphs[0]) == 1, graphs[0]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
