@@ -208,6 +208,11 @@ def main() -> None:
     parser.add_argument("--conv-kernels", default="walk", choices=("walk", "tiled"),
                         help="tiled: our Triton conv's tiled kernels even where its walk kernels apply (channel-last "
                              "x, k <= 4): the baseline they are read against; named in the output file")
+    parser.add_argument("--custom-op-layout", default=None,
+                        choices=("needs_exact_strides", "needs_fixed_stride_order", "flexible_layout"),
+                        help="torch._functorch.config.custom_op_default_layout_constraint: the strides inductor must "
+                             "hand our custom ops (the scan's, the fused Mamba mixer's); torch's default "
+                             "needs_exact_strides copies an input laid out otherwise; named in the output file")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
     if args.steps < 1:
@@ -219,6 +224,10 @@ def main() -> None:
         set_inductor(parser, setting)
     for setting in args.backend:
         force_backend(parser, setting)
+    if args.custom_op_layout:
+        import torch._functorch.config as functorch_config
+
+        functorch_config.custom_op_default_layout_constraint = args.custom_op_layout
     if args.conv_kernels == "tiled":
         from archsearch.kernels import triton_conv1d
 
@@ -234,10 +243,11 @@ def main() -> None:
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
                           compile=args.compile, inductor=args.inductor, forced_backends=args.backend,
-                          conv_kernels=args.conv_kernels)
+                          conv_kernels=args.conv_kernels, custom_op_layout=args.custom_op_layout)
             scope = ("" if args.compile in (False, DEFAULT_COMPILE_SCOPE) else f"_{args.compile}") + \
                 "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting) for setting in args.inductor + args.backend) + \
-                ("_conv-tiled" if args.conv_kernels == "tiled" else "")
+                ("_conv-tiled" if args.conv_kernels == "tiled" else "") + \
+                (f"_{args.custom_op_layout}" if args.custom_op_layout else "")
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]
         if "bf16" in steps and "fp8" in steps:

@@ -18,7 +18,10 @@
 # d768_conv_tiled (not in the default PHASES): d768 with our conv's tiled kernels, the baseline of its walk kernels
 # d768_fused, d768_fused_mamba_norm, d768_composite (not in the default PHASES): d768 with the fused Mamba mixer
 #   (kernels/mamba_mixer_op.py, opt-in until its GPU parity is shown) and our Triton gated norm, the same with
-#   mamba-ssm's norm, and the mixer as three ops (the default while the fused one is opt-in)
+#   mamba-ssm's norm, and the mixer as three ops (the default while the fused one is opt-in). D768F_LOGS=output_code
+#   writes inductor's code into d768_fused.log (which kernel copies zxbcdt on each side of the fused ops, 1.55 ms a
+#   step each on the H100); d768_fused_flexible (neither): d768_fused with inductor free to hand the custom ops any
+#   strides (torch's default for custom ops, needs_exact_strides, copies an input laid out otherwise)
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -61,7 +64,7 @@ if compgen -G ".gpu/cache/triton-cache.tgz.part*" >/dev/null && [ ! -d "$TRITON_
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
-KNOWN="parity conv_parity mixer_parity d768 d768_composite d768_fused d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
+KNOWN="parity conv_parity mixer_parity d768 d768_composite d768_fused d768_fused_flexible d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
 KNOWN+=" study_warmup study_first study nemotron1b save_cache"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
@@ -89,8 +92,12 @@ phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/pr
   --precisions bf16
 phase d768_composite ${D768C_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=composite
-phase d768_fused ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
-  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton
+phase d768_fused ${D768F_S:-150} env TORCH_LOGS=${D768F_LOGS:-graph_breaks} $PY bench/profile_training.py \
+  --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused \
+  --backend gated_rmsnorm=triton
+phase d768_fused_flexible ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton \
+  --custom-op-layout flexible_layout
 phase d768_fused_mamba_norm ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" \
   --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused
 phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
