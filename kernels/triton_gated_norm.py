@@ -69,7 +69,9 @@ def _gated_rms_bwd_kernel(X, Z, W, RSTD, DY, DX, DZ, DW_PART, M, G, N, sx, sz, s
     cols = group * G + offs
     mask_g = offs < G
     w = tl.load(W + cols, mask=mask_g, other=0.0).to(tl.float32)
-    dw = tl.zeros((BLOCK_G,), dtype=tl.float32)
+    # dweight's partial sums stay per row of the tile (a sum over the rows, across warps, once at the end instead of
+    # once a tile)
+    dw = tl.zeros((BLOCK_M, BLOCK_G), dtype=tl.float32)
     for i in range(TILES):  # a constexpr count: Triton 3.6's interpreter cannot loop over a runtime one
         rows = (tl.program_id(0) + i * tl.num_programs(0)).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
         mask_m = rows < M
@@ -89,7 +91,7 @@ def _gated_rms_bwd_kernel(X, Z, W, RSTD, DY, DX, DZ, DW_PART, M, G, N, sx, sz, s
             dz = dy * xhat * w[None, :] * dsilu_z
         else:
             dnormed = dy
-        dw += tl.sum(dnormed * xhat, axis=0)
+        dw += dnormed * xhat
         dxhat = dnormed * w[None, :]
         dh = (dxhat - xhat * (tl.sum(dxhat * xhat, axis=1) / G)[:, None]) * rstd[:, None]
         if HAS_Z and not NORM_BEFORE_GATE:
@@ -100,7 +102,7 @@ def _gated_rms_bwd_kernel(X, Z, W, RSTD, DY, DX, DZ, DW_PART, M, G, N, sx, sz, s
         tl.store(DX + rows[:, None] * sdx + cols[None, :], dx.to(DX.dtype.element_ty), mask=mask)
         if HAS_Z:
             tl.store(DZ + rows[:, None] * sdz + cols[None, :], dz.to(DZ.dtype.element_ty), mask=mask)
-    tl.store(DW_PART + tl.program_id(0) * N + cols, dw, mask=mask_g)
+    tl.store(DW_PART + tl.program_id(0) * N + cols, tl.sum(dw, axis=0), mask=mask_g)
 
 
 def _block(group_size: int) -> tuple[int, int, int]:
