@@ -210,7 +210,7 @@ def test_fused_ops_with_our_triton_conv_under_the_interpreter():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)  # bf16, the training dtype, first
 @pytest.mark.parametrize("case,norm", [(dict(), "mamba_ssm"), (dict(), "triton"),
                                        (dict(norm=False, conv_bias=False), "mamba_ssm")],
                          ids=["mamba-norm", "our-norm", "gate-in-scan"])
