@@ -112,8 +112,11 @@ def _default_call():
 registry.register_op(OP, "gated RMSNorm (Mamba-2)", _default_call)
 registry.register_backend(OP, "mamba_ssm", 100, gated_rms_norm_mamba_ssm,
                           probe=_optional.probe_module(_MAMBA_MODULE, mamba=True), accepts=_mamba_accepts)
+# Ours runs only when forced (ARCHSEARCH_BACKEND_GATED_RMSNORM=triton) until its GPU parity tests have passed: they
+# did not run in the one device call it had (2026-12-07, bench/RESULTS.md). Below mamba-ssm's either way.
+TRITON_BY_DEFAULT = False
 registry.register_backend(OP, "triton", 90, gated_rms_norm_triton, probe=_optional.triton_status,
-                          accepts=_triton_accepts)
+                          accepts=_triton_accepts, auto=TRITON_BY_DEFAULT)
 registry.register_backend(OP, "torch", 50, gated_rms_norm_reference)
 
 
