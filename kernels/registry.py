@@ -491,7 +491,7 @@ def format_report() -> str:
             if r["available"] and r["refusal"]:
                 note += f"; refuses default call: {r['refusal']}"
             if not r["auto"]:
-                note += "; reference, only when forced"
+                note += "; only when forced"
             lines.append(f"  {mark} {r['name']:<{width}}  prio {r['priority']:>3}  {status:<11}  {note}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
