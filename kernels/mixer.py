@@ -69,6 +69,7 @@ def mamba_mixer_composite(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_we
 
 def mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups, d_state,
                       chunk_size, norm_eps, dt_limit, conv_state=None, ssm_state=None):
+    """The opaque ops, with the norm kernels the gated_rmsnorm op chooses; the composite path where they cannot go."""
     if conv_state is not None:  # a decoder's prefill: the fused ops carry no states (and it needs no backward)
         registry.note(OP, "a prefill with decoder states ran the composite path")
         return mamba_mixer_composite(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups,
