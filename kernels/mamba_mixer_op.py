@@ -90,24 +90,25 @@ def _norm_kernels(norm: str):
     return forward, backward
 
 
-def _d_inner(zxbcdt: Tensor, n_heads: int, n_groups: int, d_state: int) -> int:
+def d_inner_of(zxbcdt: Tensor, n_heads: int, n_groups: int, d_state: int) -> int:
     """zxbcdt's width is 2 d_inner + 2 g n + h (z, then x, B, C, then dt)."""
     return (zxbcdt.shape[-1] - n_heads - 2 * n_groups * d_state) // 2
 
 
-class _Views(NamedTuple):
+class ZxBCdt(NamedTuple):
     z: Tensor  # (b, l, h, p)
     xBC: Tensor  # (b, l, conv_dim)
     dt: Tensor  # (b, l, h)
 
 
-def _split_input(zxbcdt: Tensor, d_inner: int, n_heads: int) -> _Views:
+def split_zxbcdt(zxbcdt: Tensor, d_inner: int, n_heads: int) -> ZxBCdt:
+    """The input projection's output as views (here and in the composite path, kernels/mixer.py)."""
     z, xBC, dt = zxbcdt.split([d_inner, zxbcdt.shape[-1] - d_inner - n_heads, n_heads], dim=-1)
     b, l, _ = zxbcdt.shape
-    return _Views(z.view(b, l, n_heads, d_inner // n_heads), xBC, dt)
+    return ZxBCdt(z.view(b, l, n_heads, d_inner // n_heads), xBC, dt)
 
 
-def _split_xBC(xBC: Tensor, n_heads: int, n_groups: int, d_state: int) -> tuple[Tensor, Tensor, Tensor]:
+def split_xBC(xBC: Tensor, n_heads: int, n_groups: int, d_state: int) -> tuple[Tensor, Tensor, Tensor]:
     """x (b, l, h, p), B and C (b, l, g, n): views."""
     b, l, width = xBC.shape
     gn = n_groups * d_state
@@ -130,10 +131,10 @@ def mamba_mixer_forward(
     (float32, empty without a norm)). zxbcdt (b, l, d_inner + conv_dim + h) is the input projection's output; norm
     names the gated norm's kernels (NORMS)."""
     k = kernels(norm)
-    d_inner = _d_inner(zxbcdt, n_heads, n_groups, d_state)
-    views = _split_input(zxbcdt, d_inner, n_heads)
+    d_inner = d_inner_of(zxbcdt, n_heads, n_groups, d_state)
+    views = split_zxbcdt(zxbcdt, d_inner, n_heads)
     xBC_conv = k.conv_forward(views.xBC.transpose(1, 2), conv_weight, conv_bias, None, True).transpose(1, 2)
-    x, B, C = _split_xBC(xBC_conv, n_heads, n_groups, d_state)
+    x, B, C = split_xBC(xBC_conv, n_heads, n_groups, d_state)
     gate = None if norm_weight is not None else views.z
     out, out_x, *_ = k.scan_forward(x, views.dt, A, B, C, chunk_size, D=D, z=gate, dt_bias=dt_bias, dt_softplus=True,
                                     dt_limit=(dt_min, dt_max))
@@ -149,7 +150,7 @@ def mamba_mixer_forward(
 def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups, d_state, chunk_size, norm_eps,
       norm, dt_min, dt_max):
     b, l, _ = zxbcdt.shape
-    d_inner = _d_inner(zxbcdt, n_heads, n_groups, d_state)
+    d_inner = d_inner_of(zxbcdt, n_heads, n_groups, d_state)
     rows = b * l * n_groups if norm_weight is not None else 0
     return (zxbcdt.new_empty((b, l, d_inner)), zxbcdt.new_empty((b, l, conv_weight.shape[0])),
             zxbcdt.new_empty((b, l, d_inner)), zxbcdt.new_empty((rows,), dtype=torch.float32))
@@ -164,13 +165,13 @@ def mamba_mixer_backward(
     """Gradients of (zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight); empty where that input is None."""
     k = kernels(norm)
     b, l, _ = zxbcdt.shape
-    d_inner = _d_inner(zxbcdt, n_heads, n_groups, d_state)
-    views = _split_input(zxbcdt, d_inner, n_heads)
-    x, B, C = _split_xBC(xBC_conv, n_heads, n_groups, d_state)
+    d_inner = d_inner_of(zxbcdt, n_heads, n_groups, d_state)
+    views = split_zxbcdt(zxbcdt, d_inner, n_heads)
+    x, B, C = split_xBC(xBC_conv, n_heads, n_groups, d_state)
     dzxbcdt = torch.empty_like(zxbcdt)
-    grad = _split_input(dzxbcdt, d_inner, n_heads)
+    grad = split_zxbcdt(dzxbcdt, d_inner, n_heads)
     dxBC_conv = torch.empty_like(xBC_conv)  # the scan's dx, dB, dC side by side: the conv output's gradient
-    dx, dB, dC = _split_xBC(dxBC_conv, n_heads, n_groups, d_state)
+    dx, dB, dC = split_xBC(dxBC_conv, n_heads, n_groups, d_state)
     dy = dy.contiguous()
     head_shape = (b, l, n_heads, d_inner // n_heads)
     if norm_weight is not None:

@@ -46,23 +46,20 @@ def mamba_mixer_composite(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_we
                           chunk_size, norm_eps, dt_limit, conv_state=None, ssm_state=None):
     """y (b, l, d_inner); with states (a decoder's prefill): (y, final conv state, final SSM state)."""
     b, l, _ = zxbcdt.shape
-    d_inner = (zxbcdt.shape[-1] - n_heads - 2 * n_groups * d_state) // 2
-    z, xBC, dt = zxbcdt.split([d_inner, zxbcdt.shape[-1] - d_inner - n_heads, n_heads], dim=-1)
+    d_inner = mamba_mixer_op.d_inner_of(zxbcdt, n_heads, n_groups, d_state)
+    z, xBC, dt = mamba_mixer_op.split_zxbcdt(zxbcdt, d_inner, n_heads)
     with_states = conv_state is not None
     conv = conv1d.causal_conv1d(xBC.transpose(1, 2), conv_weight, conv_bias, "silu", initial_states=conv_state,
                                 return_final_states=with_states)
     xBC_BCL, conv_final = conv if with_states else (conv, None)
-    gn = n_groups * d_state
-    x, B, C = xBC_BCL.transpose(1, 2).split([d_inner, gn, gn], dim=-1)
-    heads = (b, l, n_heads, d_inner // n_heads)
+    x, B, C = mamba_mixer_op.split_xBC(xBC_BCL.transpose(1, 2), n_heads, n_groups, d_state)
     scan = ssd.ssd_chunk_scan(
-        x.reshape(heads), dt, A, B.reshape(b, l, n_groups, d_state), C.reshape(b, l, n_groups, d_state),
-        chunk_size, D=D, z=None if norm_weight is not None else z.reshape(heads), dt_bias=dt_bias, dt_softplus=True,
+        x, dt, A, B, C, chunk_size, D=D, z=None if norm_weight is not None else z, dt_bias=dt_bias, dt_softplus=True,
         dt_limit=dt_limit, initial_states=ssm_state, return_final_states=with_states)
     y, ssm_final = scan if with_states else (scan, None)
     y = y.reshape(b, l, d_inner)
     if norm_weight is not None:
-        y = gated_norm.gated_rms_norm(y, norm_weight, z, norm_eps, group_size=d_inner // n_groups,
+        y = gated_norm.gated_rms_norm(y, norm_weight, z.flatten(2), norm_eps, group_size=d_inner // n_groups,
                                       norm_before_gate=False)
     return (y, conv_final, ssm_final) if with_states else y
 
@@ -75,7 +72,7 @@ def mamba_mixer_fused(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight
         return mamba_mixer_composite(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_groups,
                                      d_state, chunk_size, norm_eps, dt_limit, conv_state, ssm_state)
     b, l, _ = zxbcdt.shape
-    d_inner = (zxbcdt.shape[-1] - n_heads - 2 * n_groups * d_state) // 2
+    d_inner = mamba_mixer_op.d_inner_of(zxbcdt, n_heads, n_groups, d_state)
     per_sequence = ssd.scan_elements(l, n_heads, d_inner // n_heads, n_groups, d_state, chunk_size)
     if _batching.sub_batch(b, per_sequence, _batching.INT32_ELEMENTS, zxbcdt) < b:
         # mamba-ssm's scan and norm index with 32 bits: the composite path splits the batch for them

@@ -268,9 +268,9 @@ def _select(op: str, call_items: tuple, call_info: dict[str, Any] | None = None)
 def _cache_key(op: str, call_items: tuple) -> tuple:
     """What can change `op`'s choice: its own override (forced, environment), its components' overrides, the call."""
     key = (op, _forced.get(op), _env_raw(op), call_items)
-    components = _OPS[op].components if op in _OPS else ()
-    if components:
-        key += tuple((_forced.get(c), _env_raw(c)) for c in components)
+    entry = _OPS.get(op)
+    if entry is not None and entry.components:
+        key += tuple((_forced.get(c), _env_raw(c)) for c in entry.components)
     return key
 
 

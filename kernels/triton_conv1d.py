@@ -26,12 +26,13 @@ The gradient of initial_states touches only k-1 columns and is done in torch.
 
 from __future__ import annotations
 
-import contextlib
 from typing import NamedTuple
 
 import torch
 import triton
 import triton.language as tl
+
+from ._optional import launch_device
 
 
 @triton.jit
@@ -372,10 +373,6 @@ def _empty_in_layout_of(x: torch.Tensor) -> torch.Tensor:
     return torch.empty((b, d, l), dtype=x.dtype, device=x.device)
 
 
-def _on_device_of(x: torch.Tensor):
-    """Launch on x's GPU; CPU tensors only reach here under Triton's interpreter (TRITON_INTERPRET=1, tests)."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-
 
 def _pointers(x, weight, bias, initial_states):
     """The kernels' first four arguments, a stand-in for an absent bias or initial_states (never read then)."""
@@ -418,7 +415,7 @@ def conv_forward(x, weight, bias, initial_states, silu):
     args = (*_pointers(x, weight, bias, initial_states), y, d, l, *_strides3(x), weight.stride(0), weight.stride(1),
             *_strides3(initial_states), *_strides3(y))
     flags = dict(K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu)
-    with _on_device_of(x):
+    with launch_device(x):
         if walk is not None:
             grid = (triton.cdiv(l, walk.chunk), triton.cdiv(d, walk.block_d), b)
             _conv_fwd_walk_kernel[grid](*args, **flags, BLOCK_D=walk.block_d, CHUNK=walk.chunk, num_warps=walk.warps)
@@ -442,7 +439,7 @@ def conv_backward(x, weight, bias, initial_states, dy, silu, dx=None):
         dy = dy.transpose(1, 2).contiguous().transpose(1, 2)
     if dx is None:
         dx = _empty_in_layout_of(x)
-    with _on_device_of(x):
+    with launch_device(x):
         if walk is not None:
             dw_part, db_part = _backward_walk(x, weight, bias, initial_states, dy, silu, walk, dx)
         else:

@@ -15,12 +15,13 @@ column stride. Math in float32, as gated_norm.gated_rms_norm_reference.
 
 from __future__ import annotations
 
-import contextlib
 from functools import lru_cache
 
 import torch
 import triton
 import triton.language as tl
+
+from ._optional import launch_device
 
 
 @triton.jit
@@ -131,10 +132,6 @@ def _tiles_per_program(n_tiles: int, programs: int) -> int:
     return triton.next_power_of_2(triton.cdiv(n_tiles, programs))
 
 
-def _on_device_of(x: torch.Tensor):
-    """Launch on x's GPU; CPU tensors only reach here under Triton's interpreter (TRITON_INTERPRET=1, tests)."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-
 
 def _unit_column_stride(**rows: torch.Tensor | None) -> None:
     for name, t in rows.items():
@@ -151,7 +148,7 @@ def norm_forward(x, weight, z, eps, group_size, norm_before_gate, out=None):
     y = torch.empty_like(x, memory_format=torch.contiguous_format) if out is None else out
     rstd = torch.empty((n_groups * M,), dtype=torch.float32, device=x.device)
     block_m, block_g, warps = _block(group_size)
-    with _on_device_of(x):
+    with launch_device(x):
         _gated_rms_fwd_kernel[(triton.cdiv(M, block_m), n_groups)](
             x, z if z is not None else x, weight, y, rstd, M, group_size, x.stride(0),
             z.stride(0) if z is not None else 0, y.stride(0), eps, HAS_Z=z is not None,
@@ -171,7 +168,7 @@ def norm_backward(dy, x, weight, z, rstd, group_size, norm_before_gate, dz=None)
     if z is not None and dz is None:
         dz = torch.empty_like(z, memory_format=torch.contiguous_format)
     dw_part = torch.empty((programs, N), dtype=torch.float32, device=x.device)
-    with _on_device_of(x):
+    with launch_device(x):
         _gated_rms_bwd_kernel[(programs, n_groups)](
             x, z if z is not None else x, weight, rstd, dy, dx, dz if dz is not None else dx, dw_part, M, group_size,
             N, x.stride(0), z.stride(0) if z is not None else 0, dy.stride(0), dx.stride(0),
