@@ -21,7 +21,8 @@
 #   mamba-ssm's norm, and the mixer as three ops (the default while the fused one is opt-in). D768F_LOGS=output_code
 #   writes inductor's code into d768_fused.log (which kernel copies zxbcdt on each side of the fused ops, 1.55 ms a
 #   step each on the H100); d768_fused_flexible (neither): d768_fused with inductor free to hand the custom ops any
-#   strides (torch's default for custom ops, needs_exact_strides, copies an input laid out otherwise)
+#   strides (torch's default for custom ops, needs_exact_strides, copies an input laid out otherwise;
+#   D768F_LAYOUT=needs_fixed_stride_order: any strides in the traced order)
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -97,7 +98,7 @@ phase d768_fused ${D768F_S:-150} env TORCH_LOGS=${D768F_LOGS:-graph_breaks} $PY 
   --backend gated_rmsnorm=triton
 phase d768_fused_flexible ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton \
-  --custom-op-layout flexible_layout
+  --custom-op-layout ${D768F_LAYOUT:-flexible_layout}
 phase d768_fused_mamba_norm ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" \
   --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused
 phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
