@@ -8,7 +8,6 @@ A dict lookup it traces, and the registry's probe has filled the dict before any
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import importlib.util
@@ -39,12 +38,6 @@ def triton_status() -> tuple[bool, str]:
     import triton
 
     return True, f"triton {triton.__version__}"
-
-
-def launch_device(x: torch.Tensor):
-    """Where our Triton kernels launch for x: its GPU; CPU tensors only reach them under Triton's interpreter
-    (TRITON_INTERPRET=1, tests)."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
 _MODULES: dict[str, tuple[Any, str]] = {}  # name -> import_module's answer

@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._optional import launch_device
+from .triton_launch import launch_device, promise_multiple, stride_alignment
 
 
 @triton.jit
@@ -235,10 +235,13 @@ def _by_lag(c0, c1, c2, c3, v0, v1, v2, v3, K: tl.constexpr):
 @triton.jit
 def _conv_fwd_walk_kernel(X, W, BIAS, INIT, Y, D, L, sxb, sxd, sxl, swd, swk, sib, sid, sil, syb, syd, syl,
                           K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
-                          BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+                          BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr):
     # channel-last x, k <= 4: each program walks CHUNK positions of BLOCK_D channels one row at a time, keeping the
     # k-1 rows before the current one in registers, so every x row is read once (the tiled kernel re-reads k
-    # shifted tiles) and each row's load is issued one step ahead of its use
+    # shifted tiles) and each row's load is issued one step ahead of its use. ALIGN divides the batch and row
+    # strides (triton_launch.stride_alignment: vector loads from a slice of 5,144-wide rows)
+    sxb, sxl = promise_multiple(sxb, ALIGN), promise_multiple(sxl, ALIGN)
+    syb, syl = promise_multiple(syb, ALIGN), promise_multiple(syl, ALIGN)
     pid_b = tl.program_id(2).to(tl.int64)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
@@ -263,12 +266,15 @@ def _conv_fwd_walk_kernel(X, W, BIAS, INIT, Y, D, L, sxb, sxd, sxl, swd, swk, si
 def _conv_bwd_walk_kernel(X, W, BIAS, INIT, DY, DX, DW_PART, DB_PART, D, L, n_chunks,
                           sxb, sxd, sxl, swd, swk, sib, sid, sil, sgb, sgd, sgl, sdb, sdd, sdl,
                           K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, SILU: tl.constexpr,
-                          BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+                          BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, ALIGN: tl.constexpr):
     # channel-last x and dy, k <= 4, one pass: each program walks its CHUNK positions downwards, from the k-1
     # positions past its end (their dpre feeds dx at the chunk's last positions), recomputing the pre-activation
     # from the last k rows of x it holds, and keeps dpre = dy * silu'(pre) of the k-1 positions above in registers:
     # dx[t] = sum_s c_s dpre[t + s] needs no dpre buffer, and dweight / dbias are summed per thread, once per
-    # program. Reads x and dy once, writes dx once.
+    # program. Reads x and dy once, writes dx once. ALIGN divides the batch and row strides (as in the forward).
+    sxb, sxl = promise_multiple(sxb, ALIGN), promise_multiple(sxl, ALIGN)
+    sgb, sgl = promise_multiple(sgb, ALIGN), promise_multiple(sgl, ALIGN)
+    sdb, sdl = promise_multiple(sdb, ALIGN), promise_multiple(sdl, ALIGN)
     pid_c = tl.program_id(0)
     pid_b = tl.program_id(2).to(tl.int64)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -406,6 +412,11 @@ def _walk(kernel: str, d: int, l: int) -> Walk | None:
     return Walk(min(block_d, _pow2_at_least_16(d)), min(chunk, _pow2_at_least_16(l)), warps)
 
 
+def _walk_alignment(*channel_last: torch.Tensor) -> int:
+    """What the walk kernels may promise about their (b, d, l) tensors' batch and position strides."""
+    return stride_alignment(*(stride for t in channel_last for stride in (t.stride(0), t.stride(2))))
+
+
 def conv_forward(x, weight, bias, initial_states, silu):
     """y (b, d, l) in x's layout; no autograd (the autograd.Function below and the fused Mamba mixer call it)."""
     b, d, l = x.shape
@@ -418,7 +429,8 @@ def conv_forward(x, weight, bias, initial_states, silu):
     with launch_device(x):
         if walk is not None:
             grid = (triton.cdiv(l, walk.chunk), triton.cdiv(d, walk.block_d), b)
-            _conv_fwd_walk_kernel[grid](*args, **flags, BLOCK_D=walk.block_d, CHUNK=walk.chunk, num_warps=walk.warps)
+            _conv_fwd_walk_kernel[grid](*args, **flags, BLOCK_D=walk.block_d, CHUNK=walk.chunk,
+                                        ALIGN=_walk_alignment(x, y), num_warps=walk.warps)
         else:
             tiles = _tiles("fwd", d, l, _channel_last(x))
             grid = (triton.cdiv(l, tiles.block_l), triton.cdiv(d, tiles.block_d), b)
@@ -481,7 +493,7 @@ def _backward_walk(x, weight, bias, initial_states, dy, silu, walk: Walk, dx):
         d, l, n_chunks,
         *_strides3(x), weight.stride(0), weight.stride(1), *_strides3(initial_states), *_strides3(dy),
         *_strides3(dx), K=k, HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
-        BLOCK_D=walk.block_d, CHUNK=walk.chunk, num_warps=walk.warps,
+        BLOCK_D=walk.block_d, CHUNK=walk.chunk, ALIGN=_walk_alignment(x, dy, dx), num_warps=walk.warps,
     )
     return dw_part, db_part
 

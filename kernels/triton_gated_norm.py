@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._optional import launch_device
+from .triton_launch import launch_device, promise_multiple, stride_alignment
 
 
 @triton.jit
@@ -43,8 +43,9 @@ def _tile(X, Z, rows, cols, mask, sx, sz, HAS_Z: tl.constexpr):
 @triton.jit
 def _gated_rms_fwd_kernel(X, Z, W, Y, RSTD, M, G, sx, sz, sy, eps,
                           HAS_Z: tl.constexpr, NORM_BEFORE_GATE: tl.constexpr,
-                          BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr):
-    """Grid (row tiles, groups)."""
+                          BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr, ALIGN: tl.constexpr):
+    """Grid (row tiles, groups). ALIGN divides every row stride (triton_launch.stride_alignment)."""
+    sx, sz, sy = promise_multiple(sx, ALIGN), promise_multiple(sz, ALIGN), promise_multiple(sy, ALIGN)
     group = tl.program_id(1)
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # 64-bit: rows x stride may pass 2^31
     offs = tl.arange(0, BLOCK_G)
@@ -66,8 +67,11 @@ def _gated_rms_fwd_kernel(X, Z, W, Y, RSTD, M, G, sx, sz, sy, eps,
 @triton.jit
 def _gated_rms_bwd_kernel(X, Z, W, RSTD, DY, DX, DZ, DW_PART, M, G, N, sx, sz, sdy, sdx, sdz,
                           HAS_Z: tl.constexpr, NORM_BEFORE_GATE: tl.constexpr, TILES: tl.constexpr,
-                          BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr):
-    """Grid (programs along the rows, groups): program p takes row tiles p, p + programs, ... (past M: masked)."""
+                          BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr, ALIGN: tl.constexpr):
+    """Grid (programs along the rows, groups): program p takes row tiles p, p + programs, ... (past M: masked).
+    ALIGN divides every row stride (triton_launch.stride_alignment)."""
+    sx, sz, sdy = promise_multiple(sx, ALIGN), promise_multiple(sz, ALIGN), promise_multiple(sdy, ALIGN)
+    sdx, sdz = promise_multiple(sdx, ALIGN), promise_multiple(sdz, ALIGN)
     group = tl.program_id(1)
     offs = tl.arange(0, BLOCK_G)
     cols = group * G + offs
@@ -132,6 +136,9 @@ def _tiles_per_program(n_tiles: int, programs: int) -> int:
     return triton.next_power_of_2(triton.cdiv(n_tiles, programs))
 
 
+def _row_alignment(*rows: torch.Tensor | None) -> int:
+    return stride_alignment(*(t.stride(0) for t in rows if t is not None))
+
 
 def _unit_column_stride(**rows: torch.Tensor | None) -> None:
     for name, t in rows.items():
@@ -152,7 +159,8 @@ def norm_forward(x, weight, z, eps, group_size, norm_before_gate, out=None):
         _gated_rms_fwd_kernel[(triton.cdiv(M, block_m), n_groups)](
             x, z if z is not None else x, weight, y, rstd, M, group_size, x.stride(0),
             z.stride(0) if z is not None else 0, y.stride(0), eps, HAS_Z=z is not None,
-            NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g, num_warps=warps)
+            NORM_BEFORE_GATE=norm_before_gate, BLOCK_M=block_m, BLOCK_G=block_g,
+            ALIGN=_row_alignment(x, z, y), num_warps=warps)
     return y, rstd
 
 
@@ -173,7 +181,8 @@ def norm_backward(dy, x, weight, z, rstd, group_size, norm_before_gate, dz=None)
             x, z if z is not None else x, weight, rstd, dy, dx, dz if dz is not None else dx, dw_part, M, group_size,
             N, x.stride(0), z.stride(0) if z is not None else 0, dy.stride(0), dx.stride(0),
             dz.stride(0) if dz is not None else 0, HAS_Z=z is not None, NORM_BEFORE_GATE=norm_before_gate,
-            TILES=_tiles_per_program(n_tiles, programs), BLOCK_M=block_m, BLOCK_G=block_g, num_warps=warps)
+            TILES=_tiles_per_program(n_tiles, programs), BLOCK_M=block_m, BLOCK_G=block_g,
+            ALIGN=_row_alignment(x, z, dy, dx, dz), num_warps=warps)
     return dx, dw_part.sum(0).to(weight.dtype), dz
 
 

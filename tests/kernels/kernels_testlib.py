@@ -77,3 +77,28 @@ def compiled_call_targets(fn: Callable, **inputs) -> list[list[str]]:
 
     torch.compile(fn, backend=backend, fullgraph=True)(**inputs)
     return [[str(node.target) for node in gm.graph.nodes if node.op == "call_function"] for gm in graphs]
+
+
+def sm90_source(kernel, constexprs: dict, pointers: set[str], fp32: frozenset[str] = frozenset(),
+                multiples_of_16: frozenset[str] = frozenset()):
+    """(ASTSource, target) of a Triton kernel for an H100 (sm_90), made on the CPU: no GPU needed. Pointer
+    arguments are bf16 but those named in fp32; the other arguments int32, and those in multiples_of_16 marked as
+    Triton marks such a value when launched with it (pointers are taken as 16-byte aligned, as torch allocates)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    signature = {n: "constexpr" if n in constexprs else ("*fp32" if n in fp32 else "*bf16") if n in pointers else "i32"
+                 for n in names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n in pointers or n in multiples_of_16}
+    source = ASTSource(kernel, signature, constexprs={(names.index(n),): v for n, v in constexprs.items()},
+                       attrs=attrs)
+    return source, GPUTarget("cuda", 90, 32)
+
+
+def sm90_ptx(kernel, constexprs: dict, pointers: set[str], num_warps: int = 4, **kinds) -> str:
+    """The PTX Triton makes of the kernel for an H100 (Triton ships its own ptxas, so this runs on the CPU)."""
+    import triton
+
+    source, target = sm90_source(kernel, constexprs, pointers, **kinds)
+    return triton.compile(source, target=target, options=dict(num_warps=num_warps)).asm["ptx"]

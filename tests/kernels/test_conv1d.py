@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import archsearch.kernels as K
-from kernels_testlib import REL_TOL_GPU_FP32, assert_close, assert_same_call, run_with_grads, shape_id
+from kernels_testlib import REL_TOL_GPU_FP32, assert_close, assert_same_call, run_with_grads, shape_id, sm90_source
 
 
 def make_inputs(b, d, l, k, *, bias=True, init=False, dtype=torch.float32, device="cpu", seed=0):
@@ -326,14 +326,9 @@ def _loop_carried(kernel, constexprs: dict) -> set[str]:
 
     import triton
     from triton._C.libtriton import ir
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
 
-    names = kernel.arg_names
-    signature = {n: "constexpr" if n in constexprs else "*bf16" if n.isupper() and n not in ("D", "L") else "i32"
-                 for n in names}
-    source = ASTSource(kernel, signature, constexprs={(names.index(n),): v for n, v in constexprs.items()})
-    target = GPUTarget("cuda", 90, 32)
+    pointers = {n for n in kernel.arg_names if n.isupper() and n not in ("D", "L")}
+    source, target = sm90_source(kernel, constexprs, pointers)
     backend = triton.compiler.make_backend(target)
     options = backend.parse_options({})
     context = ir.context()
@@ -353,7 +348,7 @@ def test_walk_kernels_carry_every_row_they_shift_through_the_loop():
     the H100 (dx off by 72%, 2026-12-07); this reads the compiled loop's carried variables instead."""
     from archsearch.kernels import triton_conv1d
 
-    flags = dict(K=4, HAS_BIAS=True, HAS_INIT=True, SILU=True, BLOCK_D=256, CHUNK=64)
+    flags = dict(K=4, HAS_BIAS=True, HAS_INIT=True, SILU=True, BLOCK_D=256, CHUNK=64, ALIGN=8)
     forward = _loop_carried(triton_conv1d._conv_fwd_walk_kernel, flags)
     assert {"x1", "x2", "x3", "x_next"} <= forward, forward
     backward = _loop_carried(triton_conv1d._conv_bwd_walk_kernel, flags)
