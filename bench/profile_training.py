@@ -70,7 +70,8 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     recipe = Recipe(steps=args.warmup + args.steps + 1, batch_size=args.batch, seq_len=args.seq, lr=3e-4,
                     min_lr=3e-5, warmup=2, precision=precision, require_fp8=precision == "fp8" and args.device != "cpu",
                     fp8_emulate=precision == "fp8" and args.device == "cpu",
-                    fp8_recipe=args.fp8_recipe, compile=args.compile, eval_every=10_000, seed=0)
+                    fp8_recipe=args.fp8_recipe, compile=args.compile, eval_every=10_000, seed=0,
+                    cuda_graph=args.cuda_graph)
     run = prepare(spec, task, recipe, out_dir=None, device=args.device, resume=False)
     trainer = Trainer(run, callback=None, progress=False)
     started = time.perf_counter()
@@ -100,7 +101,8 @@ def profile_precision(spec, task, args, precision: str) -> dict:
                   tokens_per_s=tokens / step_ms * 1e3, kernel_ms=sum(per_kernel.values()),
                   warmup_s=warm_s, graph_breaks=breaks, idle=gaps, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                   categories=dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
-                  top=[dict(name=n[:160], ms=ms, category=category(n)) for n, ms in top])
+                  top=[dict(name=n[:160], ms=ms, category=category(n)) for n, ms in top],
+                  cuda_graph=trainer.step_graph.describe() if trainer.step_graph is not None else None)
     print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
           f"(read one step behind, as run_to_end does; {synced_ms:.1f} ms reading each step before the next) "
           f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, warm-up {warm_s:.0f} s")
@@ -213,6 +215,9 @@ def main() -> None:
                         help="torch._functorch.config.custom_op_default_layout_constraint: the strides inductor must "
                              "hand our custom ops (the scan's, the fused Mamba mixer's); torch's default "
                              "needs_exact_strides copies an input laid out otherwise; named in the output file")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="recipe cuda_graph: the whole step captured once and replayed (training/step_graph.py; "
+                             "captured at the third step, so keep --warmup >= 3); named in the output file")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel times)")
     args = parser.parse_args()
     if args.steps < 1:
@@ -243,11 +248,12 @@ def main() -> None:
             report.update(spec=spec.name, batch=args.batch, seq=args.seq, torch=torch.__version__,
                           device=torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
                           compile=args.compile, inductor=args.inductor, forced_backends=args.backend,
-                          conv_kernels=args.conv_kernels, custom_op_layout=args.custom_op_layout)
+                          conv_kernels=args.conv_kernels, custom_op_layout=args.custom_op_layout,
+                          cuda_graph=args.cuda_graph)
             scope = ("" if args.compile in (False, DEFAULT_COMPILE_SCOPE) else f"_{args.compile}") + \
                 "".join("_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting) for setting in args.inductor + args.backend) + \
                 ("_conv-tiled" if args.conv_kernels == "tiled" else "") + \
-                (f"_{args.custom_op_layout}" if args.custom_op_layout else "")
+                (f"_{args.custom_op_layout}" if args.custom_op_layout else "") + ("_graph" if args.cuda_graph else "")
             (Path(args.out) / f"profile_{spec.name}_{precision}{scope}.json").write_text(json.dumps(report, indent=1))
             steps[precision] = report["step_ms"]
         if "bf16" in steps and "fp8" in steps:

@@ -6,8 +6,10 @@ bench/RESULTS.md). Here a program holds a tile of BLOCK_M rows of one group: the
 and the backward walks several such tiles, keeping dweight's partial sum in registers, written once per program
 and reduced by torch (deterministic, no atomics). rstd is kept from the forward (float32, one per row and group).
 Measured in that trial's step (H100, first version): forward 0.79 ms against mamba-ssm's 1.13, backward 3.61 ms
-against 3.23, but 3.61 against 5.07 inside the fused Mamba mixer, where dz goes into a strided slice. Its backend
-runs only when forced for now; the fused mixer runs whichever the gated_rmsnorm op chooses.
+against 3.23, but 3.61 against 5.07 inside the fused Mamba mixer, where dz goes into a strided slice. Both read z
+(and there write dz) as slices of 5,144-wide rows, a stride Triton cannot prove 16-byte aligned, so those moved one
+bf16 at a time; the kernels now state the alignment their strides share (triton_launch.py; not yet timed on a GPU).
+Its backend runs only when forced for now; the fused mixer runs whichever the gated_rmsnorm op chooses.
 
 Layout: rows (M, N) with any row stride (z and its gradient are slices of the input projection's rows), unit
 column stride. Math in float32, as gated_norm.gated_rms_norm_reference.

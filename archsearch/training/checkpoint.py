@@ -138,11 +138,26 @@ def read_definition(out: Path) -> tuple[ModelSpec, dict, dict]:
     return spec, _json_object(out, "recipe.json"), _json_object(out, "task.json")
 
 
+def portable_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer's state_dict as a plain step would save it: a captured step's device learning rate
+    (training/step_graph.py) becomes a number again and `capturable` false, so a checkpoint does not depend on how
+    its steps ran."""
+    groups = []
+    for group in state["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
+        if group.get("capturable"):
+            group["capturable"] = False
+        groups.append(group)
+    return {**state, "param_groups": groups}
+
+
 def save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Weights (safetensors), optimizer state, RNG states, and `state` (step, tokens, curve...)."""
     out.mkdir(parents=True, exist_ok=True)
     _atomic(out / "model.safetensors", lambda p: save_model(model, str(p)))
-    _atomic(out / "optimizer.pt", lambda p: torch.save(optimizer.state_dict(), p))
+    _atomic(out / "optimizer.pt", lambda p: torch.save(portable_optimizer_state(optimizer.state_dict()), p))
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())

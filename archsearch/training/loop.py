@@ -25,6 +25,7 @@ from .recipe import Recipe
 from .result import TrainResult, TrainingStopped
 from .runinfo import device_peak_flops, peak_memory, versions
 from .schedule import lr_at, schedule_note
+from .step_graph import StepGraph, unsupported
 from .tasks import Batch, TaskSpec
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -115,6 +116,15 @@ class Trainer:
         self.to_first_step_s: float | None = None  # from prepare()'s start to the end of the first step
         self.eval_s = self.save_s = self.score_s = 0.0
         self.bar = ProgressBar(progress, self.total_steps, self.step, f"{run.spec.name} on {run.task.name}")
+        # recipe cuda_graph: the step as one CUDA graph where it applies (step_graph.py), else why not
+        self.step_graph: StepGraph | None = None
+        self.step_graph_off = "off: not asked (recipe cuda_graph: false)"
+        if self.recipe.cuda_graph:
+            why_not = unsupported(run.device, run.parallel.active, run.teacher is not None)
+            if why_not is None:
+                self.step_graph = StepGraph(run.optimizer, self.step_body, run.device)
+            else:
+                self.step_graph_off = f"off: {why_not}"
         if run.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(run.device)
 
@@ -142,15 +152,27 @@ class Trainer:
         """One optimizer step, queued on the device: nothing here waits for it (read() does)."""
         run, recipe = self.run, self.recipe
         lr = lr_at(recipe, self.step, self.schedule_steps)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        run.optimizer.zero_grad(set_to_none=True)
+        first = self.step * recipe.grad_accum
+        batches = [run.parallel.shard(run.task.train_batch(first + micro, recipe.batch_size))
+                   for micro in range(recipe.grad_accum)]
+        if self.step_graph is not None:
+            total, grad_norm, parts = self.step_graph.step(batches, lr, self.step)
+        else:
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            run.optimizer.zero_grad(set_to_none=True)
+            total, grad_norm, parts = self.step_body([batch.to(run.device) for batch in batches])
+        self.step += 1
+        return QueuedStep(self.step, lr, total, grad_norm, parts)
+
+    def step_body(self, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and backward of each micro-batch (on the device), clipping and the optimizer's step: (loss,
+        gradient norm, loss parts), all on the device. What a CUDA graph captures (step_graph.py)."""
+        run, recipe = self.run, self.recipe
         total = torch.zeros((), device=run.device)
         parts: dict[str, torch.Tensor] = {}
-        for micro in range(recipe.grad_accum):
-            batch = run.task.train_batch(self.step * recipe.grad_accum + micro, recipe.batch_size)
-            batch = run.parallel.shard(batch).to(run.device)
-            with run.parallel.sync(run.forward, last_micro_batch=micro == recipe.grad_accum - 1):
+        for micro, batch in enumerate(batches):
+            with run.parallel.sync(run.forward, last_micro_batch=micro == len(batches) - 1):
                 loss, pieces = self.objective(batch)
                 (loss / recipe.grad_accum).backward()
             total += loss.detach() / recipe.grad_accum
@@ -160,8 +182,7 @@ class Trainer:
         clip = recipe.grad_clip if recipe.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
         run.optimizer.step()
-        self.step += 1
-        return QueuedStep(self.step, lr, total, grad_norm, parts)
+        return total, grad_norm, parts
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -393,6 +414,7 @@ class Trainer:
                    "timing": self.timing(wall), "compile_info": run.compile_info,
                    "schedule_steps": self.schedule_steps, "schedule_note": self.schedule_note,
                    "precision_auto": run.precision.auto,
+                   "cuda_graph": self.step_graph.describe() if self.step_graph is not None else self.step_graph_off,
                    **({"cpu_threads": torch.get_num_threads()} if run.device.type == "cpu" else {}),
                    **({"world_size": run.parallel.world_size, "ranks": ranks} if ranks else {})})
         return result

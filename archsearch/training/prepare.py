@@ -31,7 +31,7 @@ from .tasks import Task, TaskSpec, make_task
 
 # recipe fields a resumed run may change without leaving the original trajectory
 RESUMABLE_CHANGES = {"steps", "tokens", "flops", "eval_every", "eval_batches", "checkpoint_every", "log_every",
-                     "compile"}
+                     "compile", "cuda_graph"}
 
 
 @dataclass

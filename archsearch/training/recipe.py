@@ -80,6 +80,10 @@ class Recipe(BaseModel):
     # pattern; training/compile_session.py), "model" (the whole forward as one program), or "auto" (the default
     # of study trials): layers on a GPU, eager on a CPU, where inductor's compile outweighs a short trial's steps
     compile: bool | Literal["model", "layers", "auto"] = False
+    # the whole step (every micro-batch's forward and backward, clipping, the optimizer) as one CUDA graph after
+    # two plain steps: one host call a step instead of one a kernel (training/step_graph.py); a run where it cannot
+    # apply (CPU, data-parallel, a failed capture) steps as usual and records why
+    cuda_graph: bool = False
     # CPU intra-op threads; None: one for models under 5M parameters, torch's default otherwise (training/threads.py)
     cpu_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     eval_every: Steps | Fraction = 50  # steps, or a fraction of the run
@@ -139,6 +143,9 @@ class Recipe(BaseModel):
             self.__dict__["steps"] = DEFAULT_STEPS
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
+        if self.cuda_graph and self.distill is not None:
+            raise ValueError("cuda_graph: true cannot capture a distillation step (its loss selects target positions "
+                             "by a mask of data-dependent size); allowed: cuda_graph false with distill, or no distill")
         if self.require_fp8 and self.precision != "fp8":
             raise ValueError(f"require_fp8 needs precision: fp8 (got {self.precision})")
         return self

@@ -23,6 +23,10 @@
 #   step each on the H100); d768_fused_flexible (neither): d768_fused with inductor free to hand the custom ops any
 #   strides (torch's default for custom ops, needs_exact_strides, copies an input laid out otherwise;
 #   D768F_LAYOUT=needs_fixed_stride_order: any strides in the traced order)
+# graph_parity, d768_graph, d768_fused_graph, d512_graph (none in the default PHASES): recipe cuda_graph, the whole
+#   step captured once and replayed (archsearch/training/step_graph.py): its GPU tests (graphed steps against plain
+#   ones, a capture that fails falling back), then the step with it, on the default path, on the fused mixer (with
+#   D768F_LAYOUT) and at d512 (where launch gaps weigh most)
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -66,7 +70,7 @@ fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
 KNOWN="parity conv_parity mixer_parity d768 d768_composite d768_fused d768_fused_flexible d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
-KNOWN+=" study_warmup study_first study nemotron1b save_cache"
+KNOWN+=" study_warmup study_first study nemotron1b save_cache d768_graph d768_fused_graph d512_graph graph_parity"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -78,6 +82,7 @@ phase() {  # NAME [timeout OPTIONS] CAP_S CMD...: defines a phase, run in PHASES
 # SIGINT at the cap (-k: KILL 30 s later): pytest then still prints its summary, failures, skip reasons and slowest
 # tests. The scan's file is named by test: a whole file after one of its tests would run that test in file order.
 phase parity -s INT -k 30 ${PARITY_S:-520} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=30 \
+  tests/training/test_step_graph.py \
   tests/kernels/test_ssd.py::test_gpu_ops_match_mamba_ssms_own_function tests/blocks/test_gpu_parity.py \
   tests/kernels/test_ssd.py::test_gpu_backends_match_reference_bf16 tests/kernels/test_attention.py \
   tests/kernels/test_autotune_cache.py tests/kernels/test_gated_norm.py tests/kernels/test_decode.py \
@@ -102,6 +107,13 @@ phase d768_fused_flexible ${D768F_S:-150} $PY bench/profile_training.py --out "$
   --custom-op-layout ${D768F_LAYOUT:-flexible_layout}
 phase d768_fused_mamba_norm ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" \
   --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused
+phase d768_graph ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --cuda-graph
+phase d768_fused_graph ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton \
+  --custom-op-layout ${D768F_LAYOUT:-flexible_layout} --cuda-graph
+phase graph_parity -s INT -k 30 ${GRAPHP_S:-120} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider \
+  tests/training/test_step_graph.py
 phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --conv-kernels tiled
 phase conv ${CONV_S:-180} $PY bench/bench_kernels.py --out "$OUT/conv" --only conv1d_tiles ${CONV_QUICK:+--quick} \
@@ -120,6 +132,8 @@ phase d1024 ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec be
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10
 phase d512 ${D512_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml "${TRIAL[@]}" \
   --precisions bf16
+phase d512_graph ${D512_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
+  "${TRIAL[@]}" --precisions bf16 --cuda-graph
 phase d512_graphs ${D512G_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
   "${TRIAL[@]}" --precisions bf16 --inductor triton.cudagraphs=True
 phase d512_model_graphs ${D512MG_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
