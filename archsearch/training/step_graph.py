@@ -87,7 +87,7 @@ class StepGraph:
         self.outputs: StepOutputs | None = None
         self.captured_at: int | None = None  # the step (1-based, as Trainer.step counts) that was captured
         self.failed: str | None = None  # why the capture failed: later steps run plain
-        self.plain_steps = 0  # steps that ran plain after the capture failed or for a batch of another shape
+        self.plain_steps = 0  # steps after the capture that ran plain: their batches had another shape
 
     def step(self, batches: list[Batch], lr: float, step: int) -> StepOutputs:
         """One optimizer step on these micro-batches (on the host or the device), queued on the device."""
@@ -97,9 +97,14 @@ class StepGraph:
                 with self.runtime.side_stream():
                     return self.plain(batches, lr)
             self._capture(batches, lr, step)
-        if self.replay is None or not self._load(batches, lr):
-            self.plain_steps += 1
+        if self.replay is None:
             return self.plain(batches, lr)
+        if not self._load(batches, lr):
+            self.plain_steps += 1
+            outputs = self.plain(batches, lr)
+            for group in self.optimizer.param_groups:  # what the captured optimizer reads, for the next replay
+                group["lr"] = self.lr
+            return outputs
         self.replay()
         loss, grad_norm, parts = self.outputs
         # the next replay overwrites the static outputs before this step's are read (Trainer reads one behind)

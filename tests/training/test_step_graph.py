@@ -123,6 +123,7 @@ def test_a_batch_of_another_shape_runs_plain(spec):
     replays = runtime.replays
     graph.step([other, other], 1e-3, trainer.step)
     assert runtime.replays == replays and graph.plain_steps == 1
+    assert all(g["lr"] is graph.lr for g in trainer.run.optimizer.param_groups)  # the next replay's learning rate
     assert "1 step(s) with batches of another shape ran plain" in graph.describe()
 
 
