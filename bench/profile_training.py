@@ -27,6 +27,7 @@ from archsearch.spec import load_spec
 from archsearch.training import Recipe, TaskSpec
 from archsearch.training import compile_session
 from archsearch.training.loop import Trainer
+from archsearch.training.step_graph import WARMUP_STEPS
 from archsearch.training.recipe import COMPILE_SCOPES, DEFAULT_COMPILE_SCOPE
 from archsearch.training.prepare import prepare
 
@@ -102,7 +103,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
                   warmup_s=warm_s, graph_breaks=breaks, idle=gaps, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                   categories=dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
                   top=[dict(name=n[:160], ms=ms, category=category(n)) for n, ms in top],
-                  cuda_graph=trainer.step_graph.describe() if trainer.step_graph is not None else None)
+                  step_graph=trainer.step_graph.describe() if trainer.step_graph is not None else None)
     print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
           f"(read one step behind, as run_to_end does; {synced_ms:.1f} ms reading each step before the next) "
           f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, warm-up {warm_s:.0f} s")
@@ -222,6 +223,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1:
         parser.error(f"--steps {args.steps}: allowed: an integer >= 1")
+    if args.cuda_graph and args.warmup <= WARMUP_STEPS:
+        parser.error(f"--warmup {args.warmup} with --cuda-graph: allowed: > {WARMUP_STEPS} (the step after the "
+                     f"{WARMUP_STEPS} plain ones is captured; timed steps must come after it)")
     args.compile = False if args.eager else args.compile_scope  # Recipe.compile
     if args.inductor and args.eager:
         parser.error("--inductor needs a compiled step: drop --eager")

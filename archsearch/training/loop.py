@@ -62,21 +62,38 @@ class Diverged(Exception):
 
 @dataclass
 class QueuedStep:
-    """A step whose kernels may still be running: its loss and gradient norm stay on the device until read()."""
+    """A step whose kernels may still be running: its loss, gradient norm and loss parts are read by read()."""
     step: int  # the step count once this step is done
     lr: float
-    loss: torch.Tensor
-    grad_norm: torch.Tensor
-    parts: dict[str, torch.Tensor]
+    values: torch.Tensor  # loss, gradient norm, then the parts (float32); on the host once `ready` has passed
+    part_names: tuple[str, ...]
+    ready: torch.cuda.Event | None = None  # recorded after the copy to the host; None: the values are there
+
+    @classmethod
+    def queue(cls, step: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor,
+              parts: dict[str, torch.Tensor]) -> "QueuedStep":
+        """Copies the step's numbers to pinned host memory behind its kernels. read() then waits for this step
+        only: a plain read of a device tensor would queue its copy behind the next step, which run_to_end has
+        queued by then, and the device would drain before the step after it could be queued. It also frees a
+        CUDA graph's static outputs for the next replay."""
+        values = torch.stack([t.detach().float() for t in (loss, grad_norm, *parts.values())])
+        if not values.is_cuda:
+            return cls(step, lr, values, tuple(parts))
+        host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        host.copy_(values, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return cls(step, lr, host, tuple(parts), ready)
 
     def read(self) -> dict[str, float]:
-        loss_value, norm_value = float(self.loss), float(self.grad_norm)  # waits for this step's kernels
+        if self.ready is not None:
+            self.ready.synchronize()  # waits for this step's kernels
+        loss_value, norm_value, *part_values = self.values.tolist()
         if not math.isfinite(loss_value):
             raise Diverged(f"non-finite loss ({loss_value}) at step {self.step}", self.step)
         if not math.isfinite(norm_value):
             raise Diverged(f"non-finite gradient norm ({norm_value}) at step {self.step}", self.step)
-        return {"loss": loss_value, "lr": self.lr, "grad_norm": norm_value,
-                **{k: float(v) for k, v in self.parts.items()}}
+        return {"loss": loss_value, "lr": self.lr, "grad_norm": norm_value, **dict(zip(self.part_names, part_values))}
 
 
 class Trainer:
@@ -114,15 +131,16 @@ class Trainer:
         self.started = time.perf_counter()
         self.first_step_s: float | None = None  # this run's first step: compile, autotune and one step
         self.to_first_step_s: float | None = None  # from prepare()'s start to the end of the first step
+        self.capture_step_s: float | None = None  # the step captured as a CUDA graph (recipe cuda_graph): not timed
         self.eval_s = self.save_s = self.score_s = 0.0
         self.bar = ProgressBar(progress, self.total_steps, self.step, f"{run.spec.name} on {run.task.name}")
         # recipe cuda_graph: the step as one CUDA graph where it applies (step_graph.py), else why not
         self.step_graph: StepGraph | None = None
         self.step_graph_off = "off: not asked (recipe cuda_graph: false)"
         if self.recipe.cuda_graph:
-            why_not = unsupported(run.device, run.parallel.active, run.teacher is not None)
+            why_not = unsupported(run.device, run.parallel.active, run.precision.fp8_backend)
             if why_not is None:
-                self.step_graph = StepGraph(run.optimizer, self.step_body, run.device)
+                self.step_graph = StepGraph(run.optimizer, run.device)
             else:
                 self.step_graph_off = f"off: {why_not}"
         if run.device.type == "cuda":
@@ -156,14 +174,14 @@ class Trainer:
         batches = [run.parallel.shard(run.task.train_batch(first + micro, recipe.batch_size))
                    for micro in range(recipe.grad_accum)]
         if self.step_graph is not None:
-            total, grad_norm, parts = self.step_graph.step(batches, lr, self.step)
+            total, grad_norm, parts = self.step_graph.step(self.step_body, batches, lr, self.step)
         else:
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             run.optimizer.zero_grad(set_to_none=True)
             total, grad_norm, parts = self.step_body([batch.to(run.device) for batch in batches])
         self.step += 1
-        return QueuedStep(self.step, lr, total, grad_norm, parts)
+        return QueuedStep.queue(self.step, lr, total, grad_norm, parts)
 
     def step_body(self, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Forward and backward of each micro-batch (on the device), clipping and the optimizer's step: (loss,
@@ -231,7 +249,12 @@ class Trainer:
                 else:
                     waiting = queued
                 elapsed = time.perf_counter() - began
-                if self.warmed_up or self.step == total:  # a one-step run times its only step
+                # the step captured as a CUDA graph runs it on the host first and instantiates the graph: its own
+                # record, as the first step's compile
+                captured = self.step_graph is not None and self.step_graph.tried_at == self.step
+                if captured:
+                    self.capture_step_s = elapsed
+                if (self.warmed_up and not captured) or self.step == total:  # a one-step run times its only step
                     self.train_time += elapsed
                     self.timed_steps += 1
                 if not self.warmed_up:
@@ -369,10 +392,12 @@ class Trainer:
         steps_s: the timed steps (all but the first: it compiles); first_step_s: the first step, compile and
         autotune included; to_first_step_s: from prepare()'s start (build, conversion) to the first step's end;
         compile_caches: the process's cache hits and misses so far, earlier trials of a worker included
-        (compile_session.cache_counters)."""
+        (compile_session.cache_counters); capture_step_s: the step captured as a CUDA graph, not among the timed
+        ones (recipe cuda_graph; None without a capture)."""
         return {"setup_s": self.run.setup_s, "first_step_s": self.first_step_s, "to_first_step_s": self.to_first_step_s,
                 "steps_s": self.train_time, "timed_steps": self.timed_steps, "eval_s": self.eval_s,
-                "checkpoint_s": self.save_s, "score_s": self.score_s, "wall_s": self.run.setup_s + wall,
+                "checkpoint_s": self.save_s, "score_s": self.score_s, "capture_step_s": self.capture_step_s,
+                "wall_s": self.run.setup_s + wall,
                 "compile_caches": cache_counters()}
 
     def finish(self, status: str, reason: str | None) -> TrainResult:

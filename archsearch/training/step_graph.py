@@ -10,14 +10,13 @@ backward of every micro-batch, clipping, the optimizer) is one host call.
 How (PyTorch's "whole-network capture"): the first WARMUP_STEPS steps of a process run as usual, on a side stream:
 compiling, autotuning and the optimizer's first state all happen there, and none of them may happen inside a
 capture. The next step is captured with its batches in static input buffers, the learning rate as a device tensor
-that the fused, capturable AdamW reads, and the gradients in the graph's own memory; from then on a step copies
-its batches into those buffers, sets the learning rate and replays. The kernels and their inputs are the plain
-step's, so are the numbers.
+that the fused AdamW reads in its capturable form, and the gradients in the graph's own memory; from then on a step
+copies its batches into those buffers, sets the learning rate and replays. The kernels and the data are the plain
+step's; only the optimizer takes its capturable path.
 
-Where it does not apply (a CPU, a data-parallel run, a teacher's distillation loss, which selects positions by a
-mask of data-dependent size, or a capture that fails), steps run as before, and the run's record says which and
-why (result.extra["cuda_graph"]). Memory: the graph keeps its step's activations allocated between steps, and an
-evaluation allocates beside them.
+Where it does not apply (a CPU, a data-parallel run, Transformer Engine's fp8, a capture that fails), steps run as
+before, and the run's record says which and why (result.extra["cuda_graph"]); a recipe refuses it with a teacher.
+Memory: the graph keeps its step's activations allocated between steps, and an evaluation allocates beside them.
 """
 
 from __future__ import annotations
@@ -35,15 +34,14 @@ StepOutputs = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]  # loss
 StepBody = Callable[[list[Batch]], StepOutputs]  # micro-batches on the device -> outputs, the optimizer stepped
 
 
-def unsupported(device: torch.device, data_parallel: bool, teacher: bool) -> str | None:
+def unsupported(device: torch.device, data_parallel: bool, fp8_backend: str | None) -> str | None:
     """Why a run's step cannot be one CUDA graph, or None."""
     if device.type != "cuda":
         return f"needs a CUDA device (this run is on {device.type})"
     if data_parallel:
         return "a data-parallel run is not captured (DDP's gradient hooks)"
-    if teacher:
-        return ("the distillation loss selects target positions by a mask of data-dependent size, which a graph "
-                "cannot capture")
+    if fp8_backend == "transformer_engine":
+        return "Transformer Engine's fp8 keeps its scaling state on the host (it graphs through its own API)"
     return None
 
 
@@ -65,63 +63,98 @@ class CudaRuntime:
         current.wait_stream(self.stream)
 
     def capture(self, body: Callable[[], StepOutputs]) -> tuple[Callable[[], None], StepOutputs]:
-        """(replay, the outputs' static tensors). Nothing runs: the first replay does the captured step."""
+        """(replay, the outputs' static tensors). Nothing runs: the first replay does the captured step.
+
+        Not torch.cuda.graph: when a capture fails (an op that waits for the host invalidates it), its exit raises
+        from capture_end before it restores the current stream or tells the caching allocator that the capture is
+        over, which breaks every later allocation and capture of the process (a study's next trial). Here the
+        stream is restored whatever happens, the allocator is told, the graph's memory pool released, and the
+        error raised is the body's, not the invalidated capture's."""
         torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()  # the plain steps' cached blocks, which the graph's own pool cannot use
+        pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream):
-            outputs = body()
+        with torch.cuda.stream(self.stream):
+            graph.capture_begin(pool=pool)
+            try:
+                outputs = body()
+            except BaseException:
+                self._abandon(graph, pool)
+                raise
+            try:
+                graph.capture_end()
+            except BaseException:
+                self._release(pool)
+                raise
         return graph.replay, outputs
+
+    def _abandon(self, graph: torch.cuda.CUDAGraph, pool: Any) -> None:
+        try:
+            graph.capture_end()  # ends the stream's capture; raises when the capture was invalidated
+        except RuntimeError:
+            self._release(pool)
+        else:
+            graph.reset()  # frees the graph and its pool
+
+    def _release(self, pool: Any) -> None:
+        """The allocator's side of a capture whose capture_end failed: what capture_end would have done, then the
+        pool given back (its blocks are freed once the tensors allocated in it are)."""
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        torch._C._cuda_endAllocateToPool(index, pool)
+        torch._C._cuda_releasePool(index, pool)
 
 
 class StepGraph:
     """Runs a run's steps: plain ones first, then one captured step replayed (module docstring)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, body: StepBody, device: torch.device,
-                 runtime: Any = None, warmup_steps: int = WARMUP_STEPS):
-        self.optimizer, self.body, self.device = optimizer, body, device
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, runtime: Any = None,
+                 warmup_steps: int = WARMUP_STEPS):
+        self.optimizer, self.device = optimizer, device
         self.runtime = runtime if runtime is not None else CudaRuntime(device)
         self.lr = torch.zeros((), dtype=torch.float32, device=device)  # what the captured optimizer reads
-        self.warmup_left = warmup_steps
+        self.warmup_steps = self.warmup_left = warmup_steps
         self.inputs: list[Batch] | None = None  # the static micro-batches the graph reads
         self.replay: Callable[[], None] | None = None
         self.outputs: StepOutputs | None = None
-        self.captured_at: int | None = None  # the step (1-based, as Trainer.step counts) that was captured
+        self.tried_at: int | None = None  # the step (1-based, as Trainer.step counts) whose capture was tried
+        self.captured_at: int | None = None  # the same step if the capture succeeded
         self.failed: str | None = None  # why the capture failed: later steps run plain
         self.plain_steps = 0  # steps after the capture that ran plain: their batches had another shape
 
-    def step(self, batches: list[Batch], lr: float, step: int) -> StepOutputs:
-        """One optimizer step on these micro-batches (on the host or the device), queued on the device."""
+    def step(self, body: StepBody, batches: list[Batch], lr: float, step: int) -> StepOutputs:
+        """One optimizer step on these micro-batches (on the host or the device), queued on the device. After the
+        capture the outputs are the graph's static tensors: read (copy) them before the next step overwrites them.
+        The body is passed in, not kept, so the graph holds no reference to its trainer (and to its run's memory)."""
         if self.replay is None and self.failed is None:
             if self.warmup_left > 0:
                 self.warmup_left -= 1
                 with self.runtime.side_stream():
-                    return self.plain(batches, lr)
-            self._capture(batches, lr, step)
+                    return self.plain(body, batches, lr)
+            self._capture(body, batches, lr, step)
         if self.replay is None:
-            return self.plain(batches, lr)
+            return self.plain(body, batches, lr)
         if not self._load(batches, lr):
             self.plain_steps += 1
-            outputs = self.plain(batches, lr)
+            # into the graph's own gradient buffers (p.grad still holds them), so none are allocated beside them
+            outputs = self.plain(body, batches, lr, keep_gradients=True)
             for group in self.optimizer.param_groups:  # what the captured optimizer reads, for the next replay
                 group["lr"] = self.lr
             return outputs
         self.replay()
-        loss, grad_norm, parts = self.outputs
-        # the next replay overwrites the static outputs before this step's are read (Trainer reads one behind)
-        return loss.clone(), grad_norm.clone(), {k: v.clone() for k, v in parts.items()}
+        return self.outputs
 
-    def plain(self, batches: list[Batch], lr: float) -> StepOutputs:
+    def plain(self, body: StepBody, batches: list[Batch], lr: float, keep_gradients: bool = False) -> StepOutputs:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        return self.body([batch.to(self.device) for batch in batches])
+        self.optimizer.zero_grad(set_to_none=not keep_gradients)
+        return body([batch.to(self.device) for batch in batches])
 
     def describe(self) -> str:
         """What the run's steps did, for its record."""
         if self.failed is not None:
             return f"off: {self.failed}"
         if self.captured_at is None:
-            return f"on, not captured: the run ended within its {WARMUP_STEPS} plain warm-up steps"
+            return f"on, not captured: the run ended within its {self.warmup_steps} plain warm-up steps"
         extra = f"; {self.plain_steps} step(s) with batches of another shape ran plain" if self.plain_steps else ""
         return f"on: captured at step {self.captured_at}, replayed after{extra}"
 
@@ -139,7 +172,7 @@ class StepGraph:
         self.lr.fill_(lr)
         return True
 
-    def _capture(self, batches: list[Batch], lr: float, step: int) -> None:
+    def _capture(self, body: StepBody, batches: list[Batch], lr: float, step: int) -> None:
         self.inputs = [Batch(torch.empty(b.input_ids_BT.shape, dtype=b.input_ids_BT.dtype, device=self.device),
                              torch.empty(b.targets_BT.shape, dtype=b.targets_BT.dtype, device=self.device))
                        for b in batches]
@@ -149,13 +182,15 @@ class StepGraph:
         for group in groups:
             group["capturable"], group["lr"] = self.runtime.capturable, self.lr
         self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates them in the graph's memory
+        inputs = self.inputs
+        self.tried_at = step + 1
         try:
-            self.replay, self.outputs = self.runtime.capture(lambda: self.body(self.inputs))
+            self.replay, self.outputs = self.runtime.capture(lambda: body(inputs))
             self.captured_at = step + 1
         except Exception as err:  # e.g. an op that waits for the host: the run goes on with plain steps
+            self.failed = f"the capture at step {step + 1} failed ({type(err).__name__}: {str(err)[:300]})"
+        if self.failed is not None:  # outside the except block, so the traceback's tensors are gone first
             for group, (capturable, group_lr) in zip(groups, before):
                 group["capturable"], group["lr"] = capturable, group_lr
             self.optimizer.zero_grad(set_to_none=True)
-            self.inputs, self.replay, self.outputs = None, None, None
-            self.failed = f"the capture at step {step + 1} failed ({type(err).__name__}: {str(err)[:300]})"
-
+            self.inputs = self.replay = self.outputs = None

@@ -302,8 +302,15 @@ for k, init, bias_on, silu, walk in [(4, True, True, True, (16, 16, 1)), (4, Fal
     s0 = torch.randn(b, d, k - 1, generator=gen) if init else None
     compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias if bias_on else None, s0,
             torch.randn(b, l, d, generator=gen).transpose(1, 2), f"walk {walk}, k={k}, init={init}, silu={silu}", silu)
-# a dy across x's layout, as a compiled step hands it over: copied into x's layout, then the walk
+# rows whose stride is no multiple of 16 (the input projection's are 5,144 wide): the kernels' alignment promise
+# (triton_launch.promise_multiple) must take 4 for rows of 60 and 1 for rows of 57, or these offsets go wrong
 triton_conv1d._walk = lambda kern, d_, l_: triton_conv1d.Walk(16, 16, 1)
+for extra in (12, 9):
+    xbc, w = torch.randn(b, l, d + extra, generator=gen), torch.randn(d, 4, generator=gen)
+    bias = torch.randn(d, generator=gen)
+    compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias, torch.randn(b, d, 3, generator=gen),
+            torch.randn(b, l, d, generator=gen).transpose(1, 2), f"walk, rows of {d + extra}")
+# a dy across x's layout, as a compiled step hands it over: copied into x's layout, then the walk
 compare(lambda leaf: leaf[..., 8:8 + d].transpose(1, 2), xbc, w, bias, None,
         torch.randn(b, d, l, generator=gen), "walk, dy (b, d, l)-contiguous")
 # the default tables as shipped: the walk kernels for channel-last x, the looped dpre kernel otherwise

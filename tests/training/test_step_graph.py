@@ -83,7 +83,7 @@ def _run_steps(spec, steps: int, runtime=None):
     trainer = Trainer(run, callback=None, progress=False)
     if runtime is not None:
         runtime.watch(run.model, run.optimizer)
-        trainer.step_graph = StepGraph(run.optimizer, trainer.step_body, run.device, runtime=runtime)
+        trainer.step_graph = StepGraph(run.optimizer, run.device, runtime=runtime)
     result = trainer.run_to_end()
     return result, {k: v.clone() for k, v in run.model.state_dict().items()}, trainer
 
@@ -100,6 +100,10 @@ def test_replayed_steps_match_plain_steps(spec):
         torch.testing.assert_close(graphed_weights[name], value, rtol=0, atol=0, msg=name)
     assert trainer.step_graph.describe() == f"on: captured at step {WARMUP_STEPS + 1}, replayed after"
     assert graphed.extra["cuda_graph"] == trainer.step_graph.describe()
+    # the capture step (a host-side run of the step and the graph's instantiation) is recorded, not timed
+    timing = graphed.extra["timing"]
+    assert timing["capture_step_s"] > 0 and graphed.extra["timed_steps"] == 7 - 2
+    assert plain.extra["timing"]["capture_step_s"] is None and plain.extra["timed_steps"] == 7 - 1
 
 
 def test_a_failed_capture_leaves_plain_steps_that_match(spec):
@@ -121,17 +125,18 @@ def test_a_batch_of_another_shape_runs_plain(spec):
     graph = trainer.step_graph
     other = trainer.run.task.train_batch(0, 2)  # 2 rows, not the captured 4
     replays = runtime.replays
-    graph.step([other, other], 1e-3, trainer.step)
+    graph.step(trainer.step_body, [other, other], 1e-3, trainer.step)
     assert runtime.replays == replays and graph.plain_steps == 1
     assert all(g["lr"] is graph.lr for g in trainer.run.optimizer.param_groups)  # the next replay's learning rate
     assert "1 step(s) with batches of another shape ran plain" in graph.describe()
 
 
 def test_where_a_step_graph_does_not_apply():
-    assert unsupported(torch.device("cpu"), False, False) == "needs a CUDA device (this run is on cpu)"
-    assert "data-parallel" in unsupported(torch.device("cuda"), True, False)
-    assert "mask of data-dependent size" in unsupported(torch.device("cuda"), False, True)
-    assert unsupported(torch.device("cuda"), False, False) is None
+    assert unsupported(torch.device("cpu"), False, None) == "needs a CUDA device (this run is on cpu)"
+    assert "data-parallel" in unsupported(torch.device("cuda"), True, None)
+    assert "Transformer Engine" in unsupported(torch.device("cuda"), False, "transformer_engine")
+    assert unsupported(torch.device("cuda"), False, "torchao") is None
+    assert unsupported(torch.device("cuda"), False, None) is None
 
 
 def test_cpu_run_asking_for_a_graph_trains_and_says_why_not(spec):
@@ -211,7 +216,15 @@ def test_gpu_capture_that_waits_for_the_host_falls_back_to_plain_steps(spec):
         loss.item()
         return loss, grad_norm, parts
 
-    trainer.step_graph.body = host_reading_body
+    trainer.step_body = host_reading_body
     result = trainer.run_to_end()
     assert result.status == "completed" and result.steps == 5
     assert result.extra["cuda_graph"].startswith(f"off: the capture at step {WARMUP_STEPS + 1} failed")
+    assert "capturing" in result.extra["cuda_graph"]  # the body's own error, not the invalidated capture's
+    # the process is left as it was: the default stream current, the allocator out of capture mode, and a new
+    # capture possible (a study's next trial in the same worker)
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    torch.cuda.empty_cache()
+    again = train(spec, SMALL_MQAR, Recipe(steps=4, batch_size=8, seq_len=64, eval_every=4, cuda_graph=True),
+                  progress=False, device="cuda")
+    assert again.extra["cuda_graph"] == f"on: captured at step {WARMUP_STEPS + 1}, replayed after"
