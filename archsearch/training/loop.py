@@ -231,9 +231,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ the run
     def run_to_end(self) -> TrainResult:
         """Steps are pipelined: step k's loss is read once step k+1 is queued, so the host prepares the next step
-        while the device runs this one (measured on the H100: 0.4-0.9% of a 100M trial's step, RESULTS.md; the
-        idle that remains lies inside the step). Where something must see the weights of step k (evaluation, a
-        pause, a checkpoint, the end), step k is read before step k+1 is queued."""
+        while the device runs this one (the read waits for step k only: QueuedStep.queue; until 2026-12-07 it
+        waited for step k+1 too, and pipelining gained 0.4-0.9% of a 100M trial's step on the H100, RESULTS.md).
+        Where something must see the weights of step k (evaluation, a pause, a checkpoint, the end), step k is read
+        before step k+1 is queued."""
         recipe, total = self.recipe, self.total_steps
         waiting: QueuedStep | None = None  # queued, not yet read
         try:
