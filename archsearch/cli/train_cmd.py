@@ -170,6 +170,9 @@ def train_command(
                                       "program per distinct layer: less compiling across specs)"),
         compile_model: bool = typer.Option(False, "--compile-model", help="torch.compile the whole forward as one "
                                            "program (each new pattern compiles anew)"),
+        cuda_graph: bool = typer.Option(False, "--cuda-graph", help="capture the whole step as one CUDA graph "
+                                        "after two plain steps and replay it (recipe cuda_graph; the result says "
+                                        "whether it ran)"),
         eval_every: Optional[int] = bounded(None, "--eval-every", low=1, high=limits.MAX_STEPS,
                                             help=f"evaluate every this many steps (default: {_default('eval_every')}, "
                                                  "and at the last step)"),
@@ -221,7 +224,7 @@ def train_command(
     task_spec = TaskSpec(name=task, options=parse_task_options(task_option)) if task is not None else None
     overrides = dict(steps=steps, tokens=tokens, flops=flops, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
                      precision=precision, require_fp8=require_fp8 or None,
-                     compile="model" if compile_model else compile_ or None,
+                     compile="model" if compile_model else compile_ or None, cuda_graph=cuda_graph or None,
                      eval_every=eval_every)
     if init_from is not None:
         overrides["init_from"] = str(init_from)
@@ -256,6 +259,8 @@ def print_summary(result) -> None:
     table.add_row("tokens/s", speed)
     table.add_row("MFU", f"{result.mfu:.1%}" if result.mfu is not None else f"- ({result.peak_flops_source})")
     table.add_row("precision", f"{result.precision} ({result.precision_reason})")
+    if result.recipe.get("cuda_graph"):
+        table.add_row("CUDA graph", result.extra.get("cuda_graph", "-"))
     table.add_row("wall time", f"{result.wall_time_s:.1f} s")
     if result.reason:
         table.add_row("reason", result.reason)

@@ -268,3 +268,16 @@ def test_train_compile_scopes_are_one_or_the_other(capsys):
                          "--compile-model")
     assert_refused((code, out, err), "--compile and --compile-model")
     assert "--compile-model (the whole forward as one program)" in err
+
+
+def test_train_cuda_graph_on_a_cpu_trains_and_says_why_not(capsys):
+    code, out, err = run(capsys, "train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--steps", "2",
+                         "--batch-size", "2", "--seq-len", "32", "--cuda-graph")
+    assert code == 0, err
+    assert "CUDA graph" in out and "off: needs a CUDA device (this run is on cpu)" in out
+
+
+def test_train_cuda_graph_with_a_teacher_is_refused(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "qwen3-tiny", "--task", "mqar", "--device", "cpu", "--cuda-graph",
+                         "--teacher", str(tmp_path))
+    assert_refused((code, out, err), "cuda_graph: true cannot capture a distillation step")
