@@ -86,7 +86,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
         trainer.train_step()  # each step's loss read before the next is queued (as runs did before 2026-12-06)
     synchronize()
     synced_ms = (time.perf_counter() - timed) / args.steps * 1e3
-    step_ms = pipelined_steps_ms(trainer, args.steps)
+    step_ms, host_ms = pipelined_steps_ms(trainer, args.steps)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         pipelined_steps_ms(trainer, args.steps)
     per_kernel = {name: us / args.steps / 1e3 for name, us in kernel_times(prof).items()}  # ms per step
@@ -98,7 +98,7 @@ def profile_precision(spec, task, args, precision: str) -> dict:
     tokens = args.batch * args.seq
     report = dict(precision=run.precision.label, fp8_layers=len(run.fp8_layers), step_ms=step_ms,
                   backends=registry.backends_used(),
-                  synced_step_ms=synced_ms,
+                  synced_step_ms=synced_ms, host_queue_ms=host_ms,
                   tokens_per_s=tokens / step_ms * 1e3, kernel_ms=sum(per_kernel.values()),
                   warmup_s=warm_s, graph_breaks=breaks, idle=gaps, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
                   categories=dict(sorted(per_category.items(), key=lambda kv: -kv[1])),
@@ -106,7 +106,8 @@ def profile_precision(spec, task, args, precision: str) -> dict:
                   step_graph=trainer.step_graph.describe() if trainer.step_graph is not None else None)
     print(f"\n== {precision}: {report['precision']}, {len(run.fp8_layers)} fp8 layers; step {step_ms:.1f} ms "
           f"(read one step behind, as run_to_end does; {synced_ms:.1f} ms reading each step before the next) "
-          f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, warm-up {warm_s:.0f} s")
+          f"({report['tokens_per_s']:,.0f} tokens/s), kernels {report['kernel_ms']:.1f} ms/step, the host queueing "
+          f"it {host_ms:.1f} ms, warm-up {warm_s:.0f} s")
     print(f"  compiled graphs {breaks['graphs']}, graph breaks {breaks['total']}; backends "
           f"{', '.join(f'{op}={name}' for op, name in sorted(report['backends'].items()))}")
     for reason, count in breaks["reasons"].items():
@@ -136,18 +137,22 @@ def compile_breaks() -> dict:
                 reasons=reasons)
 
 
-def pipelined_steps_ms(trainer: Trainer, steps: int) -> float:
-    """ms a step when each step's loss is read after the next is queued, as Trainer.run_to_end does."""
+def pipelined_steps_ms(trainer: Trainer, steps: int) -> tuple[float, float]:
+    """(ms a step when each step's loss is read after the next is queued, as Trainer.run_to_end does; ms a step
+    the host spends queueing it). Queueing as long as the step means the host, not the GPU, sets the pace."""
     began = time.perf_counter()
+    queueing = 0.0
     waiting = None
     for _ in range(steps):
+        queue_began = time.perf_counter()
         queued = trainer.queue_step()
+        queueing += time.perf_counter() - queue_began
         if waiting is not None:
             waiting.read()
         waiting = queued
     waiting.read()
     synchronize()
-    return (time.perf_counter() - began) / steps * 1e3
+    return (time.perf_counter() - began) / steps * 1e3, queueing / steps * 1e3
 
 
 def set_inductor(parser: argparse.ArgumentParser, setting: str) -> None:
