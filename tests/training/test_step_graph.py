@@ -3,8 +3,8 @@
 On the CPU the capture runs through a stand-in runtime that replays by calling the captured step again on the
 same static tensors: what a CUDA graph replays is the same kernels on the same memory, so the plumbing it checks is
 the part that a real graph depends on (each step's batches copied into the static inputs, the learning rate set
-on the tensor the optimizer reads, the outputs copied before the next replay overwrites them). The GPU tests
-capture for real."""
+on the tensor the optimizer reads, the outputs read (QueuedStep.queue copies them) before the next replay
+overwrites them). The GPU tests capture for real."""
 
 import contextlib
 
@@ -60,6 +60,7 @@ class ReplayByCalling:
 
     def watch(self, model, optimizer):
         self._optimizer_params = lambda: [p for group in optimizer.param_groups for p in group["params"]]
+
         def snapshot():
             weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
