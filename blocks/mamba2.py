@@ -3,8 +3,8 @@
 in_proj -> [z (d_inner), xBC (d_inner + 2 g n), dt (h)]; xBC -> depthwise causal conv1d + SiLU -> x, B, C;
 y = SSD scan (A = -exp(A_log), dt' = clamp(softplus(dt + dt_bias), dt_limit), D skip);
 gated RMSNorm per group: rmsnorm(y * silu(z)) * norm.weight (norm_before_gate=False); out_proj.
-Everything between the two projections is one kernel op (`mamba_mixer`: fused on a GPU, else conv, scan and norm
-as separate ops); decoding one token at a time takes the state-update ops.
+Everything between the two projections is one kernel op (`mamba_mixer`: conv, scan and norm as separate ops, or
+two fused ops on a GPU where that backend is chosen); decoding one token at a time takes the state-update ops.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ autograd.Functions call, so the numbers are theirs. The forward returns, besides
 conv's output, y before the norm and the norm's rstd), the same tensors the three separate ops saved, so memory
 stays as it was; nothing is recomputed. On the H100 the three copies are gone, but inductor copies zxbcdt on each
 side of the ops instead (1.55 ms a step each at the 100M trial, cause not yet known; bench/RESULTS.md). mamba-ssm's
-norm backward was 1.6x slower here than as its own op: it writes dz into zxbcdt's gradient, 5,144-wide rows that
-Triton cannot prove aligned, one bf16 at a time (our norm states the alignment, triton_launch.py).
+norm backward was 1.6x slower here than as its own op, most likely because it writes dz into zxbcdt's gradient,
+5,144-wide rows that Triton cannot prove aligned, one bf16 at a time (as our norm's PTX did before it stated the
+alignment, triton_launch.py).
 """
 
 from __future__ import annotations

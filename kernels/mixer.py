@@ -5,9 +5,10 @@
     y = rmsnorm(y * silu(z)) * norm_weight per group                (with a norm; norm_before_gate=False)
 
 Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA; a
-prefill with decoder states runs the composite path; only when forced until its GPU parity is shown; the norm's kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the
-three ops above through the registry, each with its own backend: any device, and the path that takes and returns a
-decoder's conv and SSM states).
+prefill with decoder states runs the composite path; only when forced until its GPU parity is shown; the norm's
+kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the three ops above through
+the registry, each with its own backend: any device, and the path that takes and returns a decoder's conv and SSM
+states).
 """
 
 from __future__ import annotations

@@ -379,7 +379,6 @@ def _empty_in_layout_of(x: torch.Tensor) -> torch.Tensor:
     return torch.empty((b, d, l), dtype=x.dtype, device=x.device)
 
 
-
 def _pointers(x, weight, bias, initial_states):
     """The kernels' first four arguments, a stand-in for an absent bias or initial_states (never read then)."""
     return x, weight, bias if bias is not None else weight, initial_states if initial_states is not None else x

@@ -63,8 +63,9 @@ def _torch_dtype(name: str):
 
 def kernels_profile(backends: dict[str, str], cuda: bool) -> str:
     """The workspace profile (settings.kernels) that matches what ran: the Mamba-2 scan's backend where there is
-    one (or the fused Mamba-2 mixer's); otherwise the device, since only the CPU's SDPA path needs an element mask for a chunk that does not
-    start at position 0 (a transformer on CUDA read 17% under an "eager" estimate, H100 2026-11-24)."""
+    one (or the fused Mamba-2 mixer's); otherwise the device, since only the CPU's SDPA path needs an element mask
+    for a chunk that does not start at position 0 (a transformer on CUDA read 17% under an "eager" estimate, H100
+    2026-11-24)."""
     if backends.get("mamba_mixer") == "fused" or backends.get("ssd_scan") == "mamba_ssm":
         return "fused"
     if "ssd_scan" in backends:
