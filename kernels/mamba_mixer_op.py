@@ -13,8 +13,9 @@ The kernels: our Triton conv (kernels/triton_conv1d.py), mamba-ssm's Triton scan
 gated_rmsnorm op would choose (mamba-ssm's or ours, kernels/triton_gated_norm.py), through the functions their own
 autograd.Functions call, so the numbers are theirs. The forward returns, besides y, what the backward reads (the
 conv's output, y before the norm and the norm's rstd), the same tensors the three separate ops saved, so memory
-stays as it was; nothing is recomputed. On the H100 the three copies are gone, but inductor copies zxbcdt on each
-side of the ops instead (1.55 ms a step each at the 100M trial, cause not yet known; bench/RESULTS.md). mamba-ssm's
+stays as it was; nothing is recomputed. On the H100 the three copies are gone; the two copies of zxbcdt inductor
+then made on each side of the ops (torch's default layout rule for custom ops) went with the LAYOUT tag below.
+mamba-ssm's
 norm backward was 1.6x slower here than as its own op, most likely because it writes dz into zxbcdt's gradient,
 5,144-wide rows that Triton cannot prove aligned, one bf16 at a time (as our norm's PTX did before it stated the
 alignment, triton_launch.py).
@@ -47,6 +48,10 @@ class Kernels(NamedTuple):
 
 
 NORMS = ("mamba_ssm", "triton")  # the gated norm's kernels: mamba-ssm's or ours (the gated_rmsnorm op's choice)
+# Inductor may hand the ops their inputs in any layout: every kernel takes strided views (the scan copies what it
+# cannot), where torch's default for custom ops (needs_exact_strides) made inductor copy zxbcdt on each side of the
+# ops to the traced strides (1.55 ms a step each at the 100M trial on the H100; gone with this tag, 2026-12-07).
+LAYOUT = (torch.Tag.flexible_layout,)
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,26 +110,28 @@ class ZxBCdt(NamedTuple):
 
 
 def split_zxbcdt(zxbcdt: Tensor, d_inner: int, n_heads: int) -> ZxBCdt:
-    """The input projection's output as views (here and in the composite path, kernels/mixer.py)."""
+    """The input projection's output as views (here and in the composite path, kernels/mixer.py; a layout that
+    allows none, possible only for an input, is copied)."""
     z, xBC, dt = zxbcdt.split([d_inner, zxbcdt.shape[-1] - d_inner - n_heads, n_heads], dim=-1)
     b, l, _ = zxbcdt.shape
-    return ZxBCdt(z.view(b, l, n_heads, d_inner // n_heads), xBC, dt)
+    return ZxBCdt(z.reshape(b, l, n_heads, d_inner // n_heads), xBC, dt)
 
 
 def split_xBC(xBC: Tensor, n_heads: int, n_groups: int, d_state: int) -> tuple[Tensor, Tensor, Tensor]:
-    """x (b, l, h, p), B and C (b, l, g, n): views."""
+    """x (b, l, h, p), B and C (b, l, g, n): views (as split_zxbcdt)."""
     b, l, width = xBC.shape
     gn = n_groups * d_state
     x, B, C = xBC.split([width - 2 * gn, gn, gn], dim=-1)
-    return (x.view(b, l, n_heads, -1), B.view(b, l, n_groups, d_state), C.view(b, l, n_groups, d_state))
+    return (x.reshape(b, l, n_heads, -1), B.reshape(b, l, n_groups, d_state), C.reshape(b, l, n_groups, d_state))
 
 
 def _rows(t: Tensor) -> Tensor:
-    """(b, l, ...) -> (b * l, rest) as a view, as mamba-ssm's norm kernels take it (rows may be strided)."""
-    return t.view(t.shape[0] * t.shape[1], -1)
+    """(b, l, ...) -> (b * l, rest), as mamba-ssm's norm kernels take it (rows may be strided): a view where the
+    layout allows, a copy otherwise (an input only: every tensor the ops write into is one they made, row-major)."""
+    return t.reshape(t.shape[0] * t.shape[1], -1)
 
 
-@torch.library.custom_op("archsearch::mamba_mixer_forward", mutates_args=())
+@torch.library.custom_op("archsearch::mamba_mixer_forward", mutates_args=(), tags=LAYOUT)
 def mamba_mixer_forward(
     zxbcdt: Tensor, conv_weight: Tensor, conv_bias: Optional[Tensor], dt_bias: Tensor, A: Tensor, D: Tensor,
     norm_weight: Optional[Tensor], n_heads: int, n_groups: int, d_state: int, chunk_size: int, norm_eps: float,
@@ -159,7 +166,7 @@ def _(zxbcdt, conv_weight, conv_bias, dt_bias, A, D, norm_weight, n_heads, n_gro
             zxbcdt.new_empty((b, l, d_inner)), zxbcdt.new_empty((rows,), dtype=torch.float32))
 
 
-@torch.library.custom_op("archsearch::mamba_mixer_backward", mutates_args=())
+@torch.library.custom_op("archsearch::mamba_mixer_backward", mutates_args=(), tags=LAYOUT)
 def mamba_mixer_backward(
     dy: Tensor, zxbcdt: Tensor, xBC_conv: Tensor, y_before_norm: Tensor, rstd: Tensor, conv_weight: Tensor,
     conv_bias: Optional[Tensor], dt_bias: Tensor, A: Tensor, D: Tensor, norm_weight: Optional[Tensor], n_heads: int,
@@ -171,21 +178,21 @@ def mamba_mixer_backward(
     d_inner = d_inner_of(zxbcdt, n_heads, n_groups, d_state)
     views = split_zxbcdt(zxbcdt, d_inner, n_heads)
     x, B, C = split_xBC(xBC_conv, n_heads, n_groups, d_state)
-    dzxbcdt = torch.empty_like(zxbcdt)
+    dzxbcdt = zxbcdt.new_empty(zxbcdt.shape)  # row-major whatever zxbcdt's layout (the norm fills dz as rows)
     grad = split_zxbcdt(dzxbcdt, d_inner, n_heads)
-    dxBC_conv = torch.empty_like(xBC_conv)  # the scan's dx, dB, dC side by side: the conv output's gradient
+    dxBC_conv = xBC_conv.new_empty(xBC_conv.shape)  # the scan's dx, dB, dC side by side: the conv output's gradient
     dx, dB, dC = split_xBC(dxBC_conv, n_heads, n_groups, d_state)
     dy = dy.contiguous()
     head_shape = (b, l, n_heads, d_inner // n_heads)
     if norm_weight is not None:
         dout, dnorm_weight, _dz = k.norm_backward(_rows(dy), _rows(y_before_norm), norm_weight, _rows(views.z), rstd,
                                                   norm_eps, d_inner // n_groups, _rows(grad.z))
-        scan_grads = k.scan_backward(dout.view(head_shape), x, views.dt, A, B, C, y_before_norm.view(head_shape),
+        scan_grads = k.scan_backward(dout.view(head_shape), x, views.dt, A, B, C, y_before_norm.reshape(head_shape),
                                      chunk_size, D=D, z=None, dt_bias=dt_bias, dt_softplus=True,
                                      dt_limit=(dt_min, dt_max), dx=dx, ddt=grad.dt, dB=dB, dC=dC)
     else:
         dnorm_weight = None
-        scan_grads = k.scan_backward(dy.view(head_shape), x, views.dt, A, B, C, y_before_norm.view(head_shape),
+        scan_grads = k.scan_backward(dy.view(head_shape), x, views.dt, A, B, C, y_before_norm.reshape(head_shape),
                                      chunk_size, D=D, z=views.z, dt_bias=dt_bias, dt_softplus=True,
                                      dt_limit=(dt_min, dt_max), dx=dx, ddt=grad.dt, dB=dB, dC=dC, dz=grad.z)
     _dx, _ddt, dA, _dB, _dC, dD, _dz, ddt_bias, _dinit = scan_grads[:9]

@@ -93,8 +93,8 @@ phase conv_parity -s INT -k 30 ${CONVP_S:-240} $PY -m pytest -q -rfEs -m gpu -p 
   tests/kernels/test_conv1d.py
 phase mixer_parity -s INT -k 30 ${MIXP_S:-300} env ARCHSEARCH_BACKEND_MAMBA_MIXER=fused \
   ARCHSEARCH_BACKEND_GATED_RMSNORM=triton $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=10 \
-  tests/kernels/test_gated_norm.py tests/blocks/test_gpu_parity.py tests/kernels/test_mamba_mixer.py \
-  tests/kernels/test_conv1d.py
+  tests/kernels/test_conv1d.py tests/kernels/test_gated_norm.py tests/kernels/test_mamba_mixer.py \
+  tests/blocks/test_gpu_parity.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase d768_composite ${D768C_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \

@@ -124,6 +124,26 @@ def test_compiled_mixer_is_one_graph_holding_one_forward_op(stand_ins):
     assert sum("mamba_mixer_forward" in t for t in graphs[0]) == 1, graphs[0]
 
 
+LAYOUTS = {  # zxbcdt as inductor may hand it to ops tagged flexible_layout: rows padded, or position-major
+    "padded-rows": lambda t: F.pad(t, (0, 8))[..., :t.shape[-1]],
+    "position-major": lambda t: t.transpose(0, 1).contiguous().transpose(0, 1),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("norm", [True, False], ids=["norm", "gate-in-scan"])
+def test_fused_ops_take_zxbcdt_in_any_layout(stand_ins, layout, norm):
+    """The ops carry torch.Tag.flexible_layout (no copy to the traced strides on either side of them), so they must
+    give the same values and gradients whatever strides zxbcdt arrives with."""
+    for op in (torch.ops.archsearch.mamba_mixer_forward.default, torch.ops.archsearch.mamba_mixer_backward.default):
+        assert torch.Tag.flexible_layout in op.tags, op
+    fused, relayout = _mixer("fused"), LAYOUTS[layout]
+    inputs = make_mixer_inputs(norm=norm)
+    assert not relayout(inputs["zxbcdt"]).is_contiguous()
+    got = run_with_grads(lambda zxbcdt, **rest: fused(zxbcdt=relayout(zxbcdt), **rest), inputs)
+    assert_same_call(got, run_with_grads(_mixer("composite"), inputs), torch.float32)
+
+
 @pytest.mark.parametrize("norm", [True, False], ids=["norm", "gate-in-scan"])
 def test_opcheck_fake_shapes_and_autograd_registration(stand_ins, norm):
     inputs = make_mixer_inputs(norm=norm)
