@@ -15,10 +15,9 @@ autograd.Functions call, so the numbers are theirs. The forward returns, besides
 conv's output, y before the norm and the norm's rstd), the same tensors the three separate ops saved, so memory
 stays as it was; nothing is recomputed. On the H100 the three copies are gone; the two copies of zxbcdt inductor
 then made on each side of the ops (torch's default layout rule for custom ops) went with the LAYOUT tag below.
-mamba-ssm's
-norm backward was 1.6x slower here than as its own op, most likely because it writes dz into zxbcdt's gradient,
-5,144-wide rows that Triton cannot prove aligned, one bf16 at a time (as our norm's PTX did before it stated the
-alignment, triton_launch.py).
+mamba-ssm's norm backward was 1.6x slower here than as its own op, most likely because it writes dz into zxbcdt's
+gradient, 5,144-wide rows that Triton cannot prove aligned, one bf16 at a time (as our norm's PTX did before it
+stated the alignment, triton_launch.py).
 """
 
 from __future__ import annotations
