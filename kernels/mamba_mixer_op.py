@@ -125,9 +125,11 @@ def split_xBC(xBC: Tensor, n_heads: int, n_groups: int, d_state: int) -> tuple[T
 
 
 def _rows(t: Tensor) -> Tensor:
-    """(b, l, ...) -> (b * l, rest), as mamba-ssm's norm kernels take it (rows may be strided): a view where the
-    layout allows, a copy otherwise (an input only: every tensor the ops write into is one they made, row-major)."""
-    return t.reshape(t.shape[0] * t.shape[1], -1)
+    """(b, l, ...) -> (b * l, rest), as the norm kernels take it (rows may be strided, a row's elements not): a view
+    where the layout allows, a copy otherwise (an input only: every tensor the ops write into is one they made,
+    row-major)."""
+    rows = t.reshape(t.shape[0] * t.shape[1], -1)
+    return rows if rows.stride(-1) == 1 else rows.contiguous()
 
 
 @torch.library.custom_op("archsearch::mamba_mixer_forward", mutates_args=(), tags=LAYOUT)

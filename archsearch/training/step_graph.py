@@ -97,11 +97,29 @@ class CudaRuntime:
             graph.reset()  # frees the graph and its pool
 
     def _release(self, pool: Any) -> None:
-        """The allocator's side of a capture whose capture_end failed: what capture_end would have done, then the
-        pool given back (its blocks are freed once the tensors allocated in it are)."""
+        """Undo what a capture whose capture_end failed left behind: the allocator still routing to the graph's
+        pool (then the pool given back: its blocks are freed once the tensors allocated in it are), and the device's
+        random generator still in capture mode. Each step may already be done where a newer torch does it itself
+        (it then raises, and the body's error stays the one reported)."""
         index = self.device.index if self.device.index is not None else torch.cuda.current_device()
-        torch._C._cuda_endAllocateToPool(index, pool)
-        torch._C._cuda_releasePool(index, pool)
+        with contextlib.suppress(RuntimeError):
+            torch._C._cuda_endAllocateToPool(index, pool)
+        with contextlib.suppress(RuntimeError):
+            torch._C._cuda_releasePool(index, pool)
+        with contextlib.suppress(RuntimeError):
+            self._settle_generator()
+
+    def _settle_generator(self) -> None:
+        """capture_end takes the device's random generator out of capture mode only when it succeeds (torch 2.11);
+        left in it, every later random draw on the device raises ("Offset increment outside graph capture"), such
+        as the next trial's weight initialisation. A capture that ends normally takes it out."""
+        scratch = torch.zeros(1, device=self.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.stream(self.stream):
+            graph.capture_begin()
+            scratch.add_(1)
+            graph.capture_end()
+        graph.reset()
 
 
 class StepGraph:

@@ -225,6 +225,7 @@ def test_gpu_capture_that_waits_for_the_host_falls_back_to_plain_steps(spec):
     # the process is left as it was: the default stream current, the allocator out of capture mode, and a new
     # capture possible (a study's next trial in the same worker)
     assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    torch.rand(1, device="cuda")  # the random generator out of capture mode (a new model's initialisation draws)
     torch.cuda.empty_cache()
     again = train(spec, SMALL_MQAR, Recipe(steps=4, batch_size=8, seq_len=64, eval_every=4, cuda_graph=True),
                   progress=False, device="cuda")
