@@ -8,8 +8,9 @@
 # conv_parity (not in the default PHASES): after a change to our conv, gated norm or the fused Mamba mixer, their GPU
 #   tests and the model's
 # mixer_parity (not in the default PHASES): what the fused Mamba mixer (opt-in) needs before it can be the default:
-#   our gated norm's GPU tests, the model's (fused training step against the reference model, prefill + decode)
-#   with the fused mixer and our norm forced, then the mixer's own (cold mamba-ssm autotuning at its shape first)
+#   the model's GPU tests (fused training step against the reference model, prefill + decode, layers compiled)
+#   with the fused mixer and our norm forced, the mixer's own, our gated norm's, then the conv's (cold mamba-ssm
+#   autotuning and Triton compiles: 259 s covered 21 of the ~90 on an H100 from an empty cache, 2026-12-07)
 # d768: the 100M trial's compiled step (bench/specs/trial-d768.yaml, 16 x 2048 tokens), each step read before the
 #   next (synced) and read one behind (pipelined, as Trainer.run_to_end runs), with its kernel profile
 # conv: our conv's tiles per kernel (the looped dpre kernel's l-blocks per program too, and the walk kernels' tiles)
@@ -93,8 +94,8 @@ phase conv_parity -s INT -k 30 ${CONVP_S:-240} $PY -m pytest -q -rfEs -m gpu -p 
   tests/kernels/test_conv1d.py
 phase mixer_parity -s INT -k 30 ${MIXP_S:-300} env ARCHSEARCH_BACKEND_MAMBA_MIXER=fused \
   ARCHSEARCH_BACKEND_GATED_RMSNORM=triton $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=10 \
-  tests/kernels/test_conv1d.py tests/kernels/test_gated_norm.py tests/kernels/test_mamba_mixer.py \
-  tests/blocks/test_gpu_parity.py
+  tests/blocks/test_gpu_parity.py tests/kernels/test_mamba_mixer.py tests/kernels/test_gated_norm.py \
+  tests/kernels/test_conv1d.py
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase d768_composite ${D768C_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
