@@ -137,8 +137,8 @@ class Trainer:
         # recipe cuda_graph: the step as one CUDA graph where it applies (step_graph.py), else why not
         self.step_graph: StepGraph | None = None
         self.step_graph_off = "off: not asked (recipe cuda_graph: false)"
-        if self.recipe.cuda_graph:
-            why_not = unsupported(run.device, run.parallel.active, run.precision.fp8_backend)
+        if self.recipe.cuda_graph:  # true or "auto"
+            why_not = unsupported(run.device, run.parallel.active, run.precision.fp8_backend, run.teacher is not None)
             if why_not is None:
                 self.step_graph = StepGraph(run.optimizer, run.device)
             else:

@@ -82,8 +82,9 @@ class Recipe(BaseModel):
     compile: bool | Literal["model", "layers", "auto"] = False
     # the whole step (every micro-batch's forward and backward, clipping, the optimizer) as one CUDA graph after
     # two plain steps: one host call a step instead of one a kernel (training/step_graph.py); a run where it cannot
-    # apply (CPU, data-parallel, a failed capture) steps as usual and records why
-    cuda_graph: bool = False
+    # apply (CPU, data-parallel, a failed capture) steps as usual and records why. "auto": the same, and a
+    # distillation step (which true refuses) steps as usual too
+    cuda_graph: bool | Literal["auto"] = False
     # CPU intra-op threads; None: one for models under 5M parameters, torch's default otherwise (training/threads.py)
     cpu_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     eval_every: Steps | Fraction = 50  # steps, or a fraction of the run
@@ -119,6 +120,18 @@ class Recipe(BaseModel):
                          f"{', '.join(repr(s) for s in COMPILE_SCOPES)}, 'auto' ({DEFAULT_COMPILE_SCOPE!r} on a GPU, "
                          f"false on a CPU)")
 
+    @field_validator("cuda_graph", mode="before")
+    @classmethod
+    def _cuda_graph(cls, value):
+        if value == "auto":
+            return value
+        try:
+            return _BOOL.validate_python(value)
+        except ValidationError:
+            pass
+        raise ValueError(f"cuda_graph {value!r} is not allowed; allowed: true, false, 'auto' (true where the step can "
+                         f"be captured, distillation included as plain steps)")
+
     @field_validator("warmup", "eval_every", mode="before")
     @classmethod
     def _steps_or_fraction(cls, value, info: ValidationInfo):
@@ -143,9 +156,10 @@ class Recipe(BaseModel):
             self.__dict__["steps"] = DEFAULT_STEPS
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
-        if self.cuda_graph and self.distill is not None:
+        if self.cuda_graph is True and self.distill is not None:
             raise ValueError("cuda_graph: true cannot capture a distillation step (its loss selects target positions "
-                             "by a mask of data-dependent size); allowed: cuda_graph false with distill, or no distill")
+                             "by a mask of data-dependent size); allowed: cuda_graph false or 'auto' (plain steps "
+                             "when distilling) with distill, or no distill")
         if self.require_fp8 and self.precision != "fp8":
             raise ValueError(f"require_fp8 needs precision: fp8 (got {self.precision})")
         return self

@@ -15,7 +15,8 @@ copies its batches into those buffers, sets the learning rate and replays. The k
 step's; only the optimizer takes its capturable path.
 
 Where it does not apply (a CPU, a data-parallel run, Transformer Engine's fp8, a capture that fails), steps run as
-before, and the run's record says which and why (result.extra["cuda_graph"]); a recipe refuses it with a teacher.
+before, and the run's record says which and why (result.extra["cuda_graph"]); with a teacher, a recipe refuses
+`cuda_graph: true` and "auto" steps plain.
 Memory: the graph keeps its step's activations allocated between steps, and an evaluation allocates beside them.
 """
 
@@ -34,8 +35,11 @@ StepOutputs = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]  # loss
 StepBody = Callable[[list[Batch]], StepOutputs]  # micro-batches on the device -> outputs, the optimizer stepped
 
 
-def unsupported(device: torch.device, data_parallel: bool, fp8_backend: str | None) -> str | None:
+def unsupported(device: torch.device, data_parallel: bool, fp8_backend: str | None,
+                distilling: bool = False) -> str | None:
     """Why a run's step cannot be one CUDA graph, or None."""
+    if distilling:  # recipe cuda_graph "auto" with a teacher (true is refused by the recipe)
+        return "a distillation step is not captured (its loss selects positions by a mask of data-dependent size)"
     if device.type != "cuda":
         return f"needs a CUDA device (this run is on {device.type})"
     if data_parallel:

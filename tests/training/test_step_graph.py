@@ -138,6 +138,7 @@ def test_where_a_step_graph_does_not_apply():
     assert "Transformer Engine" in unsupported(torch.device("cuda"), False, "transformer_engine")
     assert unsupported(torch.device("cuda"), False, "torchao") is None
     assert unsupported(torch.device("cuda"), False, None) is None
+    assert "distillation" in unsupported(torch.device("cuda"), False, None, distilling=True)
 
 
 def test_cpu_run_asking_for_a_graph_trains_and_says_why_not(spec):
@@ -149,10 +150,20 @@ def test_cpu_run_asking_for_a_graph_trains_and_says_why_not(spec):
     assert plain.extra["cuda_graph"] == "off: not asked (recipe cuda_graph: false)"
 
 
-def test_recipe_refuses_a_graph_of_a_distillation_step():
+def test_recipe_refuses_a_graph_of_a_distillation_step_unless_auto():
     with pytest.raises(ValueError, match="cuda_graph: true cannot capture a distillation step"):
         Recipe(cuda_graph=True, distill={"teacher": "runs/teacher"})
+    assert Recipe(cuda_graph="auto", distill={"teacher": "runs/teacher"}).cuda_graph == "auto"
     assert Recipe().cuda_graph is False and Recipe(cuda_graph="yes").cuda_graph is True
+    with pytest.raises(ValueError, match=r"cuda_graph 'sometimes' is not allowed; allowed: true, false, 'auto'"):
+        Recipe(cuda_graph="sometimes")
+
+
+def test_auto_graph_on_a_cpu_trains_plain_and_says_why(spec):
+    result = train(spec, SMALL_MQAR, Recipe(steps=2, batch_size=4, seq_len=16, cuda_graph="auto"), progress=False,
+                   device="cpu")
+    assert result.status == "completed" and result.recipe["cuda_graph"] == "auto"
+    assert result.extra["cuda_graph"] == "off: needs a CUDA device (this run is on cpu)"
 
 
 def test_resume_may_turn_the_graph_on(spec, tmp_path):
