@@ -57,7 +57,10 @@
 #   (compiled kernels and autotune results of the parity tests and profile_training; the study phases keep their
 #   own cache under /tmp/study-bench) as 15 MiB parts $CACHE_OUT/triton-cache.tgz.partNN. CACHE_OUT must be the
 #   call's own $OUT, not the folder tarred into ts.tgz (a returned file may be at most 16 MiB: parts inside ts.tgz
-#   would lose it whole). Replace .gpu/cache/ with the new set of parts (old parts would join a corrupt archive)
+#   would lose it whole), and its autotune timings alone as $CACHE_OUT/autotune-seed.tgz, labelled with this card
+#   (commit it over bench/gpu/autotune-seed.tgz from a call seeded by AUTOTUNE_SEED=auto or 0: one seeded from
+#   another card's timings would label them as this card's). Replace .gpu/cache/ with the new set of parts
+#   (old parts would join a corrupt archive)
 #   and carry .gpu (64 MiB a call in all, wheels ~13 MiB: ~3 parts): the next call starts from them (mamba-ssm's
 #   cold autotuning and compiling took most of a 280 s parity run). Call: R=$OUT; CACHE_OUT=$R OUT=/tmp/ts ...
 set -u
@@ -67,6 +70,19 @@ PY=${PYTHON:-python3}
 export TRITON_CACHE_AUTOTUNING=1 TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/triton-cache}
 if compgen -G ".gpu/cache/triton-cache.tgz.part*" >/dev/null && [ ! -d "$TRITON_CACHE_DIR" ]; then
   mkdir -p "$TRITON_CACHE_DIR" && cat .gpu/cache/triton-cache.tgz.part* | tar xzf - -C "$TRITON_CACHE_DIR"
+fi
+# bench/gpu/autotune-seed.tgz (committed, ~20 KB): the autotune timings earlier calls left (mamba-ssm's kernels at the
+# tests' and the trials' shapes, keyed by Triton, the kernel's source and ptxas as setup.sh pins it), so that a new
+# session's kernels compile the config chosen then instead of benchmarking every config (~80 s a new shape). The
+# choices are the seed's card's (its CARD file): AUTOTUNE_SEED=auto (default) seeds on that card only, 1 on any card
+# (parity runs: any valid config gives the same numbers), 0 never. save_cache writes a new seed.
+seed=bench/gpu/autotune-seed.tgz
+if [ -f "$seed" ] && [ "${AUTOTUNE_SEED:-auto}" != 0 ]; then
+  card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  if [ "${AUTOTUNE_SEED:-auto}" = 1 ] || [ "$(tar xzf "$seed" -O ./CARD)" = "$card" ]; then
+    mkdir -p "$TRITON_CACHE_DIR" && tar xzf "$seed" -C "$TRITON_CACHE_DIR" --skip-old-files --exclude=./CARD &&
+      echo "autotune seed: $(tar tzf "$seed" | grep -c autotune) timings of $(tar xzf "$seed" -O ./CARD)" >>"$OUT/phases.txt"
+  fi
 fi
 TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for one step on the H100 (2026-12-07)
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
@@ -150,8 +166,11 @@ if [[ " $PHASES " == *" save_cache "* ]] && [ -z "${CACHE_OUT:-}" ]; then
   echo "PHASES: save_cache needs CACHE_OUT, the call's own \$OUT (not a folder tarred into one archive)" >&2; exit 2
 fi
 phase save_cache ${SAVE_S:-120} bash -c 'set -o pipefail; mkdir -p "$1" && du -sh "$0" && tar czf - -C "$0" . |
-    split -b 15m -d - "$1/triton-cache.tgz.part" && ls -l "$1"/triton-cache.tgz.part*' "$TRITON_CACHE_DIR" \
-  "${CACHE_OUT:-}"
+    split -b 15m -d - "$1/triton-cache.tgz.part" && ls -l "$1"/triton-cache.tgz.part* &&
+    nvidia-smi --query-gpu=name --format=csv,noheader | head -1 >"$0/CARD" &&
+    (cd "$0" && find . -name "*.autotune.json" -o -name "*.autotune-hooked.json" | sort) >/tmp/seed-list &&
+    tar czf "$1/autotune-seed.tgz" --owner=0 --group=0 -C "$0" ./CARD -T /tmp/seed-list &&
+    tar tzf "$1/autotune-seed.tgz" | grep -c autotune' "$TRITON_CACHE_DIR" "${CACHE_OUT:-}"
 for name in $PHASES; do
   began=$(date +%s)
   eval "${COMMANDS[$name]}" >"$OUT/$name.log" 2>&1
