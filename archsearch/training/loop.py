@@ -25,7 +25,7 @@ from .recipe import Recipe
 from .result import TrainResult, TrainingStopped
 from .runinfo import device_peak_flops, peak_memory, versions
 from .schedule import lr_at, schedule_note
-from .step_graph import StepGraph, unsupported
+from .step_graph import StepGraph, plain_step, unsupported
 from .tasks import Batch, TaskSpec
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -176,10 +176,7 @@ class Trainer:
         if self.step_graph is not None:
             total, grad_norm, parts = self.step_graph.step(self.step_body, batches, lr, self.step)
         else:
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr
-            run.optimizer.zero_grad(set_to_none=True)
-            total, grad_norm, parts = self.step_body([batch.to(run.device) for batch in batches])
+            total, grad_norm, parts = plain_step(run.optimizer, run.device, self.step_body, batches, lr)
         self.step += 1
         return QueuedStep.queue(self.step, lr, total, grad_norm, parts)
 

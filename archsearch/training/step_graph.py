@@ -49,6 +49,16 @@ def unsupported(device: torch.device, data_parallel: bool, fp8_backend: str | No
     return None
 
 
+def plain_step(optimizer: torch.optim.Optimizer, device: torch.device, body: StepBody, batches: list[Batch],
+               lr: float, keep_gradients: bool = False) -> StepOutputs:
+    """One uncaptured step: the learning rate set, the gradients cleared (or zeroed in place: a graph's own buffers),
+    the micro-batches moved to the device and the body run."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=not keep_gradients)
+    return body([batch.to(device) for batch in batches])
+
+
 class CudaRuntime:
     """The CUDA side of StepGraph (tests put a CPU stand-in here)."""
     capturable = True  # the optimizer's flag: its step count and learning rate stay on the device
@@ -151,25 +161,19 @@ class StepGraph:
             if self.warmup_left > 0:
                 self.warmup_left -= 1
                 with self.runtime.side_stream():
-                    return self.plain(body, batches, lr)
+                    return plain_step(self.optimizer, self.device, body, batches, lr)
             self._capture(body, batches, lr, step)
         if self.replay is None:
-            return self.plain(body, batches, lr)
+            return plain_step(self.optimizer, self.device, body, batches, lr)
         if not self._load(batches, lr):
             self.plain_steps += 1
             # into the graph's own gradient buffers (p.grad still holds them), so none are allocated beside them
-            outputs = self.plain(body, batches, lr, keep_gradients=True)
+            outputs = plain_step(self.optimizer, self.device, body, batches, lr, keep_gradients=True)
             for group in self.optimizer.param_groups:  # what the captured optimizer reads, for the next replay
                 group["lr"] = self.lr
             return outputs
         self.replay()
         return self.outputs
-
-    def plain(self, body: StepBody, batches: list[Batch], lr: float, keep_gradients: bool = False) -> StepOutputs:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=not keep_gradients)
-        return body([batch.to(self.device) for batch in batches])
 
     def describe(self) -> str:
         """What the run's steps did, for its record."""
