@@ -27,7 +27,8 @@
 # graph_parity, d768_graph, d768_fused_graph, d512_graph (none in the default PHASES): recipe cuda_graph, the whole
 #   step captured once and replayed (archsearch/training/step_graph.py): its GPU tests (graphed steps against plain
 #   ones, a capture that fails falling back), then the step with it, on the default path, on the fused mixer (with
-#   D768F_LAYOUT) and at d512 (where launch gaps weigh most)
+#   D768F_LAYOUT) and at d512 (where launch gaps weigh most); d512_fused_graph, d1024_fused_graph: d512 and d1024
+#   with all three (the fused ops carry flexible_layout themselves), d1024 in bf16 and fp8
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -88,6 +89,7 @@ TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
 KNOWN="parity conv_parity mixer_parity d768 d768_composite d768_fused d768_fused_flexible d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
 KNOWN+=" study_warmup study_first study nemotron1b save_cache d768_graph d768_fused_graph d512_graph graph_parity"
+KNOWN+=" d512_fused_graph d1024_fused_graph"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -129,6 +131,10 @@ phase d768_graph ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spe
 phase d768_fused_graph ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton \
   --custom-op-layout ${D768F_LAYOUT:-flexible_layout} --cuda-graph
+phase d512_fused_graph ${D512_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d512.yaml \
+  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton --cuda-graph
+phase d1024_fused_graph ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
+  "${TRIAL[@]}" --precisions bf16,fp8 --steps 10 --backend mamba_mixer=fused --backend gated_rmsnorm=triton --cuda-graph
 phase graph_parity -s INT -k 30 ${GRAPHP_S:-120} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider \
   tests/training/test_step_graph.py
 phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
