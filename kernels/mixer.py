@@ -4,11 +4,11 @@
     y = ssd_scan(x, dt, A, B, C, D, dt_bias, softplus, dt_limit)   (times silu(z) in the scan if there is no norm)
     y = rmsnorm(y * silu(z)) * norm_weight per group                (with a norm; norm_before_gate=False)
 
-Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA; a
-prefill with decoder states runs the composite path; only when forced until its GPU parity is shown; the norm's
-kernels are those the gated_rmsnorm op chooses, mamba-ssm's or ours) and composite (the three ops above through
-the registry, each with its own backend: any device, and the path that takes and returns a decoder's conv and SSM
-states).
+Backends: fused (two opaque ops that read and write one buffer each way, kernels/mamba_mixer_op.py: CUDA, the
+default where it runs since its GPU parity tests passed; a prefill with decoder states runs the composite path; the
+norm's kernels are those the gated_rmsnorm op chooses, ours or mamba-ssm's) and composite (the three ops above
+through the registry, each with its own backend: any device, and the path that takes and returns a decoder's conv
+and SSM states).
 """
 
 from __future__ import annotations
@@ -128,10 +128,10 @@ def _default_call():
 
 registry.register_op(OP, "Mamba-2 mixer between its projections (conv, scan, gated norm)", _default_call,
                      components=tuple(FUSED_COMPONENTS))
-# Opt-in (ARCHSEARCH_BACKEND_MAMBA_MIXER=fused) until its GPU parity tests have passed: on the H100 it ran the 100M
-# trial's step in 97.1 ms against 99.5 (with our gated norm, bench/RESULTS.md), but those tests did not finish in
-# the one device call it had (2026-12-07). Then it becomes the default by turning this on.
-FUSED_BY_DEFAULT = False
+# The default wherever it is available since its GPU parity tests passed (H100, 2026-12-08: the model's fused
+# training step, prefill + decode and layer compile, the mixer against the composite path in both norms and gate-in-
+# scan, fp32 and bf16, every gradient; bench/RESULTS.md). ARCHSEARCH_BACKEND_MAMBA_MIXER=composite runs the three ops.
+FUSED_BY_DEFAULT = True
 registry.register_backend(OP, "fused", 100, mamba_mixer_fused, probe=_fused_probe, accepts=_fused_accepts,
                           auto=FUSED_BY_DEFAULT)
 registry.register_backend(OP, "composite", 50, mamba_mixer_composite,

@@ -10,7 +10,8 @@ against 3.23, but 3.61 against 5.07 inside the fused Mamba mixer, where dz goes 
 (and there write dz) as slices of 5,144-wide rows, a stride Triton cannot prove 16-byte aligned, so those moved one
 bf16 at a time; the kernels now state the alignment their strides share (triton_launch.py): in the fused mixer's
 step the backward then took 1.49 ms, the whole norm 2.23 (H100, 2026-12-07).
-Its backend runs only when forced for now; the fused mixer runs whichever the gated_rmsnorm op chooses.
+Its backend is chosen before mamba-ssm's (which stays for groups too wide for a tile); the fused mixer runs
+whichever the gated_rmsnorm op chooses.
 
 Layout: rows (M, N) with any row stride (z and its gradient are slices of the input projection's rows), unit
 column stride. Math in float32, as gated_norm.gated_rms_norm_reference.

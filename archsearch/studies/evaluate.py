@@ -38,6 +38,7 @@ def resolve_training(task: str | dict, recipe: dict, seed: int | None = None):
         data.setdefault("seed", seed)
     data.setdefault("precision", "auto")  # a study's trials: fp8 on a GPU only where it pays (training.fp8_table)
     data.setdefault("compile", "auto")  # layer by layer on a GPU (a later trial compiles nothing), eager on a CPU
+    data.setdefault("cuda_graph", "auto")  # the step replayed as one CUDA graph where it can be (GPU, no teacher)
     try:
         recipe_obj = Recipe.model_validate(data)
     except ValidationError as err:

@@ -7,7 +7,7 @@
 #   on an H100, 2026-12-07, the memory-measurement tests left)
 # conv_parity (not in the default PHASES): after a change to our conv, gated norm or the fused Mamba mixer, their GPU
 #   tests and the model's
-# mixer_parity (not in the default PHASES): what the fused Mamba mixer (opt-in) needs before it can be the default:
+# mixer_parity (not in the default PHASES): the GPU tests of the fused Mamba mixer (the default since 2026-12-08):
 #   the model's GPU tests (fused training step against the reference model, prefill + decode, layers compiled)
 #   with the fused mixer and our norm forced, the mixer's own, our gated norm's, then the conv's (cold mamba-ssm
 #   autotuning and Triton compiles: 259 s covered 21 of the ~90 on an H100 from an empty cache, 2026-12-07)
@@ -18,8 +18,8 @@
 #   kernels, only today's tiles); ssd: mamba-ssm's scan per chunk size at the trial's shape
 # d768_conv_tiled (not in the default PHASES): d768 with our conv's tiled kernels, the baseline of its walk kernels
 # d768_fused, d768_fused_mamba_norm, d768_composite (not in the default PHASES): d768 with the fused Mamba mixer
-#   (kernels/mamba_mixer_op.py, opt-in until its GPU parity is shown) and our Triton gated norm, the same with
-#   mamba-ssm's norm, and the mixer as three ops (the default while the fused one is opt-in). D768F_LOGS=output_code
+#   (kernels/mamba_mixer_op.py) and our Triton gated norm forced (both the defaults since 2026-12-08), the same with
+#   mamba-ssm's norm, and the mixer as three ops (the default before). D768F_LOGS=output_code
 #   writes inductor's code into d768_fused.log (which kernel copies zxbcdt on each side of the fused ops, 1.55 ms a
 #   step each on the H100); d768_fused_flexible (neither): d768_fused with inductor free to hand the custom ops any
 #   strides (torch's default for custom ops, needs_exact_strides, copies an input laid out otherwise;

@@ -64,6 +64,25 @@ def test_default_on_cpu_is_torch_and_bad_group_is_named():
         K.gated_rms_norm(**make_inputs((2, 8)), group_size=3)
 
 
+def test_ours_is_chosen_before_mamba_ssms_on_a_gpu_and_either_can_be_forced(monkeypatch):
+    """Our kernels passed their GPU parity tests and are faster on both sides, so a GPU call gets them; a group too
+    wide for them falls to mamba-ssm's, and the environment can force either."""
+    from archsearch.kernels import gated_norm, registry
+
+    for name in ("triton", "mamba_ssm"):
+        monkeypatch.setattr(registry.get_backend(gated_norm.OP, name), "_availability", (True, "as on a GPU (test)"))
+    registry._choice_cache.clear()
+    try:
+        call = dict(device="cuda", dtype=torch.bfloat16, group_size=768, itemsize=2)
+        assert gated_norm.TRITON_BY_DEFAULT and registry.select(gated_norm.OP, **call).name == "triton"
+        wide = {**call, "group_size": gated_norm.TRITON_MAX_GROUP * 2}
+        assert registry.select(gated_norm.OP, **wide).name == "mamba_ssm"
+        monkeypatch.setenv(registry.env_var(gated_norm.OP), "mamba_ssm")
+        assert registry.select(gated_norm.OP, **call).name == "mamba_ssm"
+    finally:
+        registry._choice_cache.clear()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("shape,group_size,z,norm_before_gate",

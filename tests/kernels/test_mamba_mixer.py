@@ -173,11 +173,9 @@ GPU_CALL = dict(device="cuda", dtype=torch.bfloat16, width=4, headdim=64, dstate
 
 @pytest.fixture
 def fused_available(monkeypatch):
-    """The fused backend (and mamba-ssm's norm) as on a GPU, chosen without being forced (as it will be once its GPU
-    parity is shown: FUSED_BY_DEFAULT); the choices cached meanwhile are dropped afterwards."""
+    """The fused backend (and mamba-ssm's norm) as on a GPU; the choices cached meanwhile are dropped afterwards."""
     fused = registry.get_backend(mixer.OP, "fused")
     monkeypatch.setattr(fused, "_availability", (True, "as on a GPU (test)"))
-    monkeypatch.setattr(fused, "auto", True)
     monkeypatch.setattr(registry.get_backend("gated_rmsnorm", "mamba_ssm"), "_availability", (True, "test"))
     registry._choice_cache.clear()
     yield fused
@@ -284,11 +282,10 @@ def test_fused_backend_runs_a_prefill_with_states_on_the_composite_path(monkeypa
         torch.testing.assert_close(a, b)
 
 
-def test_fused_backend_is_opt_in_until_its_gpu_parity_is_shown(fused_available, monkeypatch):
-    """Only ARCHSEARCH_BACKEND_MAMBA_MIXER=fused (or force_backend) runs it while FUSED_BY_DEFAULT is off."""
-    monkeypatch.setattr(fused_available, "auto", mixer.FUSED_BY_DEFAULT)
-    registry._choice_cache.clear()
-    want = "fused" if mixer.FUSED_BY_DEFAULT else "composite"
-    assert registry.select(mixer.OP, **GPU_CALL).name == want
-    monkeypatch.setenv(registry.env_var(mixer.OP), "fused")
+def test_fused_backend_is_the_default_and_the_composite_path_can_be_forced(fused_available, monkeypatch):
+    """Its GPU parity tests passed (2026-12-08), so it runs wherever it is available; the three ops stay one
+    environment variable away."""
+    assert mixer.FUSED_BY_DEFAULT and registry.get_backend(mixer.OP, "fused").auto
     assert registry.select(mixer.OP, **GPU_CALL).name == "fused"
+    monkeypatch.setenv(registry.env_var(mixer.OP), "composite")
+    assert registry.select(mixer.OP, **GPU_CALL).name == "composite"

@@ -137,6 +137,7 @@ def test_a_trial_records_its_precision_and_timing(tmp_path):
                                device="cpu")
     assert evaluator.recipe.precision == "auto"  # the study defaults
     assert evaluator.recipe.compile == "auto"  # compiled layer by layer on a GPU, eager here on the CPU
+    assert evaluator.recipe.cuda_graph == "auto"  # the step replayed as one CUDA graph on a GPU, plain here
     result = evaluator(load_spec("nemotron-h-tiny"), lambda step, metrics: None)
     trial = Trial()
     record_trained(trial, result)
@@ -145,6 +146,7 @@ def test_a_trial_records_its_precision_and_timing(tmp_path):
     assert timing["timed_steps"] == 1 and timing["steps_s"] > 0 and timing["to_first_step_s"] > 0
     assert timing["compile"] is None and trial.attrs["trained"]["steps"] == 2
     assert result["extra"]["compile"] is False  # what ran: "auto" resolved to eager on the CPU
+    assert "needs a CUDA device" in result["extra"]["cuda_graph"]
 
 
 def test_kernel_sources_and_mamba_version_tag_every_cache_key(tmp_path, monkeypatch):
