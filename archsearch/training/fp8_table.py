@@ -86,6 +86,10 @@ MEASURED: tuple[Fp8Point, ...] = (
              "10 steps", 1543.2, 1.005,
              "bench/gpu/trial_speed.sh, bench/RESULTS.md 'Session of 2026-12-07 (fourth)' (H100): compiled fp8 "
              "128.1 ms vs compiled bf16 128.7 ms a step", "bench/specs/trial-d1024.yaml", 32768),
+    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, the study default since 2026-12-08 (compiled "
+             "layer by layer, fused Mamba mixer, our gated norm, the step as one CUDA graph), 10 steps", 1543.2, 1.003,
+             "bench/gpu/trial_speed.sh d1024_fused_graph, bench/RESULTS.md 'Session of 2026-12-08 (eleventh)' (H100): "
+             "fp8 110.1 ms vs bf16 110.4 ms a step", "bench/specs/trial-d1024.yaml", 32768),
     Fp8Point("h100", "nemotron-h-1b Linear layers alone, 32,768 tokens/forward, compiled", 2928.5, 1.204,
              "bench/bench_fp8_gemm.py, bench/RESULTS.md 'Session of 2026-12-06 (fourth)' (H100): fp8 232.94 vs "
              "bf16 280.56 ms a forward + backward of the 64 converted layers", "nemotron-h-1b", 32768,
