@@ -10,8 +10,9 @@ environment (TRITON_CACHE_DIR, TRITON_PTXAS_PATH, ...) is kept. The caches are k
 versions, device), so one folder serves any number of studies and workers at once.
 
 AOTAutograd's cache skips, by default, every graph holding a custom autograd.Function (torch cannot vouch that
-the function's code is in its key): each Mamba layer has two (our Triton conv, mamba-ssm's gated norm), so every
-process traced their forward and backward again before finding inductor's compiled code. The study's variables
+the function's code is in its key): a Mamba layer on the composite path has two (our Triton conv, the gated norm),
+so every process traced their forward and backward again before finding inductor's compiled code (the fused mixer,
+the GPU default, is two torch.library ops instead). The study's variables
 let that cache take them, and tag every cache key with a fingerprint of what the key would miss: the source of
 archsearch's kernels and mamba-ssm's version. Editing a kernel then misses the cache instead of loading stale code.
 
