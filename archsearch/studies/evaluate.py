@@ -92,8 +92,9 @@ def trained_of(result: dict[str, Any]) -> dict[str, Any] | None:
 
 def record_trained(trial, result: dict[str, Any]) -> None:
     """Store `trained_of(result)` as the Optuna trial's user attribute "trained" (when the result has it), the
-    precision with why it was chosen ("precision") and where the run's time went ("timing": compile and warm-up
-    vs training steps, archsearch.training.loop.Trainer.timing)."""
+    precision with why it was chosen ("precision"), where the run's time went ("timing": compile and warm-up
+    vs training steps, archsearch.training.loop.Trainer.timing) and whether its step ran as one CUDA graph
+    ("cuda_graph": a trial whose capture failed is slower for that reason, not for its architecture)."""
     trained = trained_of(result)
     if trained is not None:
         trial.set_user_attr("trained", trained)
@@ -105,6 +106,8 @@ def record_trained(trial, result: dict[str, Any]) -> None:
                                           "auto": extra.get("precision_auto")})
     if extra.get("timing") is not None:
         trial.set_user_attr("timing", {**extra["timing"], "compile": extra.get("compile_info")})
+    if extra.get("cuda_graph") is not None:
+        trial.set_user_attr("cuda_graph", extra["cuda_graph"])
 
 
 class TrainEvaluator:

@@ -82,7 +82,7 @@ MEASURED: tuple[Fp8Point, ...] = (
     Fp8Point("h200", "nemotron-h-1b, 16,384 tokens/step, compiled (whole model)", 2803.2, 1.142,
              "bench/profile_training.py, bench/RESULTS.md 'Session of 2026-12-06 (seventh)' (H200): 91,156 vs "
              "79,794 tokens/s", "nemotron-h-1b", 16384),
-    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled layer by layer (the study default), "
+    Fp8Point("h100", "trial-d1024 (bench/specs), 32,768 tokens/step, compiled layer by layer (the study default then), "
              "10 steps", 1543.2, 1.005,
              "bench/gpu/trial_speed.sh, bench/RESULTS.md 'Session of 2026-12-07 (fourth)' (H100): compiled fp8 "
              "128.1 ms vs compiled bf16 128.7 ms a step", "bench/specs/trial-d1024.yaml", 32768),

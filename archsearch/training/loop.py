@@ -294,7 +294,10 @@ class Trainer:
     @torch.no_grad()
     def score_final(self) -> None:
         """`final_metrics` of the trained weights join the run's metrics: the model itself (left as it was), or, when
-        Linear layers were converted to fp8, a float32 copy built as a reader of the saved run would build it."""
+        Linear layers were converted to fp8, a float32 copy built as a reader of the saved run would build it.
+        The run's steps are over: a CUDA graph of the step gives its memory back first."""
+        if self.step_graph is not None:
+            self.step_graph.release()
         if self.final_metrics is None or self.scored_step == self.step:
             return
         began = time.perf_counter()

@@ -102,6 +102,10 @@ class CudaRuntime:
                 raise
         return graph.replay, outputs
 
+    def free_cached(self) -> None:
+        """Gives the caching allocator's free blocks back to the device (a released graph's pool among them)."""
+        torch.cuda.empty_cache()
+
     def _abandon(self, graph: torch.cuda.CUDAGraph, pool: Any) -> None:
         try:
             graph.capture_end()  # ends the stream's capture; raises when the capture was invalidated
@@ -174,6 +178,18 @@ class StepGraph:
             return outputs
         self.replay()
         return self.outputs
+
+    def release(self) -> None:
+        """Gives the graph and its memory pool back once the run's steps are over: the pool keeps the step's
+        activations' blocks, which the final scoring (an evaluation, a recall probe, an fp32 copy of an fp8 model)
+        and the process's next trial could not use otherwise. A later step would capture anew."""
+        if self.replay is None:
+            return
+        self.inputs = self.replay = self.outputs = None  # the graph goes with its replay
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.lr)
+        self.optimizer.zero_grad(set_to_none=True)  # the gradients were allocated in the graph's pool
+        self.runtime.free_cached()
 
     def describe(self) -> str:
         """What the run's steps did, for its record."""

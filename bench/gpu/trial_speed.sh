@@ -19,7 +19,7 @@
 # d768_conv_tiled (not in the default PHASES): d768 with our conv's tiled kernels, the baseline of its walk kernels
 # d768_fused, d768_fused_mamba_norm, d768_composite (not in the default PHASES): d768 with the fused Mamba mixer
 #   (kernels/mamba_mixer_op.py) and our Triton gated norm forced (both the defaults since 2026-12-08), the same with
-#   mamba-ssm's norm, and the mixer as three ops (the default before). D768F_LOGS=output_code
+#   mamba-ssm's norm, and the mixer as three ops with mamba-ssm's norm (the default before). D768F_LOGS=output_code
 #   writes inductor's code into d768_fused.log (which kernel copies zxbcdt on each side of the fused ops, 1.55 ms a
 #   step each on the H100); d768_fused_flexible (neither): d768_fused with inductor free to hand the custom ops any
 #   strides (torch's default for custom ops, needs_exact_strides, copies an input laid out otherwise;
@@ -117,7 +117,7 @@ phase mixer_parity -s INT -k 30 ${MIXP_S:-300} env ARCHSEARCH_BACKEND_MAMBA_MIXE
 phase d768 ${D768_S:-200} env TORCH_LOGS=${D768_LOGS:-graph_breaks} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" \
   --precisions bf16
 phase d768_composite ${D768C_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
-  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=composite
+  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=composite --backend gated_rmsnorm=mamba_ssm
 phase d768_fused ${D768F_S:-150} env TORCH_LOGS=${D768F_LOGS:-graph_breaks} $PY bench/profile_training.py \
   --out "$OUT" --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused \
   --backend gated_rmsnorm=triton
@@ -125,7 +125,8 @@ phase d768_fused_flexible ${D768F_S:-150} $PY bench/profile_training.py --out "$
   "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton \
   --custom-op-layout ${D768F_LAYOUT:-flexible_layout}
 phase d768_fused_mamba_norm ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" \
-  --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused
+  --spec bench/specs/trial-d768.yaml "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused \
+  --backend gated_rmsnorm=mamba_ssm
 phase d768_graph ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
   "${TRIAL[@]}" --precisions bf16 --cuda-graph
 phase d768_fused_graph ${D768F_S:-150} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \

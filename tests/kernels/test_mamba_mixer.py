@@ -229,7 +229,7 @@ def test_fused_ops_with_our_triton_conv_under_the_interpreter():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)  # bf16, the training dtype, first
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float16], ids=str)  # bf16, training's, first
 @pytest.mark.parametrize("case,norm", [(dict(), "mamba_ssm"), (dict(), "triton"),
                                        (dict(norm=False, conv_bias=False), "mamba_ssm")],
                          ids=["mamba-norm", "our-norm", "gate-in-scan"])
@@ -280,6 +280,16 @@ def test_fused_backend_runs_a_prefill_with_states_on_the_composite_path(monkeypa
     assert "prefill" in used.notes["mamba_mixer"] and len(got) == 3
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
+
+
+def test_the_default_fused_mixer_runs_our_norm_where_both_norms_are_available(fused_available, monkeypatch):
+    """The pairing a GPU gets by default: the fused mixer, with our gated norm's kernels inside it."""
+    monkeypatch.setattr(registry.get_backend(gated_norm.OP, "triton"), "_availability", (True, "as on a GPU (test)"))
+    registry._choice_cache.clear()
+    assert registry.select(mixer.OP, **GPU_CALL).name == "fused"
+    norm_call = {k: GPU_CALL[k] for k in ("device", "dtype", "group_size", "itemsize")}
+    assert registry.check(gated_norm.OP, **norm_call).name == "triton"
+    assert "triton" in mamba_mixer_op.NORMS
 
 
 def test_fused_backend_is_the_default_and_the_composite_path_can_be_forced(fused_available, monkeypatch):

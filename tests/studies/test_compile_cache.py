@@ -147,6 +147,7 @@ def test_a_trial_records_its_precision_and_timing(tmp_path):
     assert timing["compile"] is None and trial.attrs["trained"]["steps"] == 2
     assert result["extra"]["compile"] is False  # what ran: "auto" resolved to eager on the CPU
     assert "needs a CUDA device" in result["extra"]["cuda_graph"]
+    assert trial.attrs["cuda_graph"] == result["extra"]["cuda_graph"]  # stored with the trial, beside its timing
 
 
 def test_kernel_sources_and_mamba_version_tag_every_cache_key(tmp_path, monkeypatch):

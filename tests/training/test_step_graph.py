@@ -28,7 +28,10 @@ class ReplayByCalling:
     capturable = False  # CPU AdamW cannot be capturable; it does read a tensor learning rate
 
     def __init__(self, fail_with: Exception | None = None):
-        self.fail_with, self.side_steps, self.captures, self.replays = fail_with, 0, 0, 0
+        self.fail_with, self.side_steps, self.captures, self.replays, self.frees = fail_with, 0, 0, 0, 0
+
+    def free_cached(self):
+        self.frees += 1
 
     @contextlib.contextmanager
     def side_stream(self):
@@ -107,6 +110,20 @@ def test_replayed_steps_match_plain_steps(spec):
     assert plain.extra["timing"]["capture_step_s"] is None and plain.extra["timed_steps"] == 7 - 1
 
 
+def test_the_graph_is_given_back_when_the_steps_are_over(spec):
+    """Its pool holds the step's memory: the final scoring and the process's next trial need it back. The record
+    still says what the steps did."""
+    runtime = ReplayByCalling()
+    result, _, trainer = _run_steps(spec, 5, runtime)
+    graph = trainer.step_graph
+    assert graph.replay is None and graph.outputs is None and graph.inputs is None and runtime.frees == 1
+    assert all(p.grad is None for p in trainer.run.model.parameters())  # they lived in the graph's pool
+    assert all(type(g["lr"]) is float for g in trainer.run.optimizer.param_groups)
+    assert result.extra["cuda_graph"] == f"on: captured at step {WARMUP_STEPS + 1}, replayed after"
+    graph.release()  # a second time: nothing left to give back
+    assert runtime.frees == 1
+
+
 def test_a_failed_capture_leaves_plain_steps_that_match(spec):
     plain, plain_weights, _ = _run_steps(spec, 5)
     runtime = ReplayByCalling(fail_with=RuntimeError("operation not permitted when stream is capturing"))
@@ -122,8 +139,10 @@ def test_a_failed_capture_leaves_plain_steps_that_match(spec):
 
 def test_a_batch_of_another_shape_runs_plain(spec):
     runtime = ReplayByCalling()
-    _, _, trainer = _run_steps(spec, WARMUP_STEPS + 1, runtime)
+    _, _, trainer = _run_steps(spec, WARMUP_STEPS + 2, runtime)
     graph = trainer.step_graph
+    trainer.train_step()  # captured anew: the run's end gave the graph back
+    assert runtime.captures == 2
     other = trainer.run.task.train_batch(0, 2)  # 2 rows, not the captured 4
     replays = runtime.replays
     graph.step(trainer.step_body, [other, other], 1e-3, trainer.step)
