@@ -23,9 +23,19 @@ CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 
 
 def is_kernel(event) -> bool:
-    """A kernel, copy or memset on the GPU (user annotations such as "Optimizer.step#AdamW.step" also appear on
-    the device timeline, spanning kernels: they are not work)."""
-    return event.device_type == CUDA and not getattr(event, "is_user_annotation", False) and "#" not in event.name
+    """A kernel, copy or memset on the GPU. User annotations such as "Optimizer.step#AdamW.step" or "ProfilerStep#3"
+    also appear on the device timeline, spanning kernels: they are not work. A "#" alone does not make one: torch's
+    reduction and many copy and cast kernels carry C++ lambdas in their names ("...{lambda(float, float)#1}..."),
+    and counting those out showed their time as idle (until 2026-12-08)."""
+    if event.device_type != CUDA or getattr(event, "is_user_annotation", False):
+        return False
+    return not is_annotation_name(event.name)
+
+
+def is_annotation_name(name: str) -> bool:
+    """ "Optimizer.step#AdamW.step", "ProfilerStep#3": a "#" in a name with no space, bracket or parenthesis (a
+    kernel's C++ signature has them all)."""
+    return "#" in name and not any(ch in name for ch in " <(")
 
 
 def _chain(op) -> str:

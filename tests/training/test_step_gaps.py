@@ -70,3 +70,29 @@ def test_a_kernel_without_a_recorded_launch_counts_as_queued():
 def test_no_device_events_means_no_idle():
     report = step_gaps.idle_gaps([_event("aten::mm", 0, 10, CPU, id=1)], steps=1, category=_kind)
     assert report["idle_ms"] == 0 and report["largest"] == [] and report["by_pair"] == {}
+
+
+REDUCE = ("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::func_wrapper_t<float, "
+          "at::native::sum_functor<float, float, float>::operator()(at::TensorIterator&)::{lambda(float, float)#1}>, "
+          "unsigned int, float, 4, 4> >(at::native::ReduceOp<float, at::native::func_wrapper_t<float, "
+          "at::native::sum_functor<float, float, float>::operator()(at::TensorIterator&)::{lambda(float, float)#1}>, "
+          "unsigned int, float, 4, 4>)")
+COPY = ("void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous namespace)::direct_copy_kernel_cuda("
+        "at::TensorIteratorBase&)::{lambda()#3}::operator()() const::{lambda()#10}::operator()() const::{lambda(float)"
+        "#1}, std::array<char*, 2ul> >(int, at::native::(anonymous namespace)::direct_copy_kernel_cuda(at::"
+        "TensorIteratorBase&)::{lambda()#3}::operator()() const::{lambda()#10}::operator()() const::{lambda(float)#1},"
+        " std::array<char*, 2ul>)")
+
+
+@pytest.mark.parametrize("name,kernel", [(REDUCE, True), (COPY, True), ("triton_poi_fused_add_0", True),
+                                         ("_chunk_scan_bwd_dcb_kernel", True), ("Optimizer.step#AdamW.step", False),
+                                         ("Optimizer.zero_grad#AdamW.zero_grad", False), ("ProfilerStep#3", False)])
+def test_kernels_whose_names_hold_cpp_lambdas_are_work_and_annotations_are_not(name, kernel):
+    assert step_gaps.is_kernel(_event(name, 0, 1)) is kernel
+
+
+def test_a_reduction_between_two_kernels_is_not_idle():
+    """torch's sum between two scan kernels (its name holds "#1"): busy, so no gap."""
+    events = [_event("scan_a", 0, 100), _event(REDUCE, 100, 360), _event("scan_b", 362, 400)]
+    report = step_gaps.idle_gaps(events, steps=1, category=_kind)
+    assert report["idle_ms"] == 0 and report["gaps_per_step"] == 0
