@@ -12,9 +12,9 @@ versions, device), so one folder serves any number of studies and workers at onc
 AOTAutograd's cache skips, by default, every graph holding a custom autograd.Function (torch cannot vouch that
 the function's code is in its key): a Mamba layer on the composite path has two (our Triton conv, the gated norm),
 so every process traced their forward and backward again before finding inductor's compiled code (the fused mixer,
-the GPU default, is two torch.library ops instead). The study's variables
-let that cache take them, and tag every cache key with a fingerprint of what the key would miss: the source of
-archsearch's kernels and mamba-ssm's version. Editing a kernel then misses the cache instead of loading stale code.
+the GPU default, is two torch.library ops instead). The study's variables let that cache take them, and tag every
+cache key with a fingerprint of what the key would miss: the source of archsearch's kernels and mamba-ssm's
+version. Editing a kernel then misses the cache instead of loading stale code.
 
 Triton keys its compiled kernels and its autotune results by the version of the ptxas it runs, read once per
 process, the first time a key is made. Inductor points Triton at torch's own ptxas (CUDA wheels ship one: torch
