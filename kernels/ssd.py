@@ -3,7 +3,9 @@
 Per head h, with dt' = clamp(softplus?(dt + dt_bias), *dt_limit) and the head's group g:
     state_t = exp(dt'_t A_h) state_{t-1} + dt'_t x_t B_t^T          # (p, n)
     y_t     = state_t C_t + D_h x_t,  then  y_t *= silu(z_t)       # (p,)
-Backends: mamba_ssm (Triton), torch_chunked (ours, any device, autograd), reference (sequential oracle).
+Backends: mamba_ssm (Triton), triton (ours: one program per sequence and head walking the chunks with the state in
+registers, kernels/triton_ssd.py; only when forced for now), torch_chunked (ours, any device, autograd), reference
+(sequential oracle).
 Final states are returned in float32, as mamba-ssm does.
 """
 
@@ -228,6 +230,33 @@ def _mamba_accepts(**info) -> registry.Refusal:
     return None
 
 
+# ---------------------------------------------------------------- triton (ours) -----------------------------
+TRITON_MAX_STATE = 128 * 128  # p x n of a head's state, which the kernels hold in registers
+
+
+def ssd_scan_triton(
+    x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
+    dt_softplus=False, dt_limit=DEFAULT_DT_LIMIT, return_final_states=False,
+):
+    """Our Triton walk over the chunks (kernels/triton_ssd.py), with dt's bias, softplus and limits, D and the gate
+    in torch around it. chunk_size is not used: the kernels' chunk is their own, and the chunked form is exact."""
+    from . import triton_ssd  # imports triton: only on first use
+
+    y, final = triton_ssd.scan(x, effective_dt(dt, dt_bias, dt_softplus, dt_limit), A, B, C, initial_states)
+    y = _skip_and_gate(y, x, D, z).to(x.dtype)
+    return (y, final) if return_final_states else y
+
+
+def _triton_accepts(**info) -> registry.Refusal:
+    refusal = _optional.refuse_unless_cuda(info) or _optional.refuse_dtype(info, _optional.HALF_OR_FLOAT)
+    if refusal:
+        return refusal
+    p, n = info.get("headdim"), info.get("dstate")
+    if p is not None and n is not None and p * n > TRITON_MAX_STATE:
+        return f"a head's state of {p} x {n} > {TRITON_MAX_STATE} elements (held in registers)"
+    return None
+
+
 # ---------------------------------------------------------------- registration + public entry ---------------
 def _default_call():
     cuda = _optional.has_cuda()
@@ -238,6 +267,11 @@ def _default_call():
 registry.register_op(OP, "SSD chunked scan (Mamba-2)", _default_call)
 registry.register_backend(OP, "mamba_ssm", 100, ssd_scan_mamba_ssm,
                           probe=_optional.probe_module(_MAMBA_MODULE, mamba=True), accepts=_mamba_accepts)
+# Ours runs only when forced (ARCHSEARCH_BACKEND_SSD_SCAN=triton) until its GPU parity tests have passed and it is
+# timed against mamba-ssm's: written and checked under Triton's interpreter on the CPU (2026-12-08), not yet on a GPU.
+TRITON_BY_DEFAULT = False
+registry.register_backend(OP, "triton", 90, ssd_scan_triton, probe=_optional.triton_status, accepts=_triton_accepts,
+                          auto=TRITON_BY_DEFAULT)
 registry.register_backend(OP, "torch_chunked", 50, ssd_scan_torch_chunked)
 registry.register_backend(OP, "reference", 0, ssd_scan_reference, auto=False)
 

@@ -1,5 +1,10 @@
 """SSD chunked scan: every backend against the sequential float32 recurrence (outputs, final states, all grads)."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -124,6 +129,42 @@ def test_bad_arguments_name_the_argument(change, needle):
     assert "ssd_scan" in str(err.value) and "allowed" in str(err.value)
 
 
+INTERPRETED = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from archsearch.kernels import ssd
+from kernels_testlib import assert_same_call, run_with_grads
+from test_ssd import CASES, make_inputs
+
+# every case above (groups of 1, 2 and 3 heads, lengths past, at and short of the kernels' 64-row chunk, with and
+# without an initial state, D per head or per channel, the gate, dt's bias), and a head at the 100M trial's size
+for b, l, h, p, g, n, chunk, opts in CASES + [(1, 130, 2, 64, 1, 128, 256, dict())]:
+    inputs = make_inputs(b, l, h, p, g, n, **opts)
+    kw = dict(chunk_size=chunk, dt_softplus=True, dt_limit=(0.0, 3.0), return_final_states=True)
+    got = run_with_grads(lambda **i: ssd.ssd_scan_triton(**i, **kw), inputs)
+    want = run_with_grads(lambda **i: ssd.ssd_scan_reference(**i, **kw), inputs)
+    assert_same_call(got, want, torch.float32, tol=2e-5, grad_tol=5e-5)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package (its interpreter)")
+def test_our_triton_scan_matches_the_reference_under_the_interpreter():
+    """Outputs, final states and every gradient (x, dt, A, B, C, D, z, dt_bias, the initial state) of our Triton
+    kernels, run by Triton's interpreter on the CPU."""
+    script = INTERPRETED.format(tests=os.path.dirname(__file__))
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "TRITON_INTERPRET": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_our_triton_scan_is_opt_in_until_its_gpu_parity_is_shown():
+    backend = K.registry.get_backend("ssd_scan", "triton")
+    assert backend.auto is ssd.TRITON_BY_DEFAULT is False
+    assert "state of 256 x 128" in ssd._triton_accepts(device="cuda", dtype=torch.bfloat16, headdim=256, dstate=128)
+    assert ssd._triton_accepts(device="cuda", dtype=torch.bfloat16, headdim=64, dstate=128) is None
+
+
 # ---------------------------------------------------------------- GPU ---------------------------------------
 GPU_CASES = [(2, 512, 8, 64, 1, 64, 128), (1, 300, 4, 32, 2, 128, 64)]
 GPU_IDS = [shape_id(B=c[0], L=c[1], H=c[2], P=c[3], G=c[4], N=c[5], Q=c[6]) for c in GPU_CASES]
@@ -131,10 +172,10 @@ GPU_IDS = [shape_id(B=c[0], L=c[1], H=c[2], P=c[3], G=c[4], N=c[5], Q=c[6]) for 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("b,l,h,p,g,n,chunk", GPU_CASES, ids=GPU_IDS)
-@pytest.mark.parametrize("backend", ["mamba_ssm", "torch_chunked"])
+@pytest.mark.parametrize("backend", ["mamba_ssm", "triton", "torch_chunked"])
 def test_gpu_backends_match_reference_bf16(backend, b, l, h, p, g, n, chunk):
-    if backend == "mamba_ssm":
-        ok, why = K.registry.get_backend("ssd_scan", "mamba_ssm").available()
+    if backend != "torch_chunked":
+        ok, why = K.registry.get_backend("ssd_scan", backend).available()
         if not ok:
             pytest.skip(why)
     inputs = make_inputs(b, l, h, p, g, n, dtype=torch.bfloat16, device="cuda")

@@ -1,0 +1,239 @@
+"""Our Triton SSD scan (Mamba-2), forward and backward (imports triton: load only on first use).
+
+Why our own: mamba-ssm's chunked scan is ten kernels forward and backward that pass chunk states, C.B^T and their
+gradients through memory in float32, and its backward recomputes the forward's states; at the 100M trial it takes
+20.9 of an 81.2 ms step (H100, bench/RESULTS.md) for ~0.3 ms of FLOPs at the ceiling. Here one program per
+(sequence, head) walks its chunks in order, holding the state (p x n, float32) in registers:
+
+    forward, chunk by chunk (acs = cumsum(dt A) inside the chunk, S the state entering it):
+        y   = ((C B^T) * exp(acs_l - acs_s) [s <= l] * dt_s) x  +  exp(acs) * (C S^T)
+        S  <- exp(acs_end) S + x^T (B * exp(acs_end - acs) * dt)
+    backward: the same chunks in reverse, carrying the state's gradient, from the states the forward walk stored
+    again (a walk that writes no y).
+
+The kernel's chunk (BLOCK_Q rows) is its own: the chunked form is exact, so the layer's chunk_size does not change
+the result beyond rounding. dB and dC are written per head and summed over each group's heads by torch, so the
+result does not depend on the order programs finish in. D, the gate z and dt's bias, softplus and limits stay in
+torch around the scan (kernels/ssd.py), as autograd differentiates them.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_launch import launch_device
+
+BLOCK_Q = 64  # rows of a chunk: its (Q, Q) scores and (Q, n) tiles sit in registers beside the (p, n) state
+
+
+@triton.jit
+def _load_chunk(x_ptr, dt_ptr, B_ptr, C_ptr, b, h, g, rows, offs_p, offs_n, L, P, N,
+                sx_b, sx_l, sx_h, sx_p, sdt_b, sdt_l, sdt_h, sb_b, sb_l, sb_g, sb_n, sc_b, sc_l, sc_g, sc_n):
+    """x (Q, p), dt (Q,), B and C (Q, n) of one chunk in float32; rows past the end read as zeros (dt = 0 there, so
+    they neither decay nor feed the state)."""
+    in_q = rows < L
+    in_qp = in_q[:, None] & (offs_p[None, :] < P)
+    in_qn = in_q[:, None] & (offs_n[None, :] < N)
+    x = tl.load(x_ptr + b * sx_b + rows[:, None] * sx_l + h * sx_h + offs_p[None, :] * sx_p, mask=in_qp, other=0.0)
+    dt = tl.load(dt_ptr + b * sdt_b + rows * sdt_l + h * sdt_h, mask=in_q, other=0.0)
+    Bm = tl.load(B_ptr + b * sb_b + rows[:, None] * sb_l + g * sb_g + offs_n[None, :] * sb_n, mask=in_qn, other=0.0)
+    Cm = tl.load(C_ptr + b * sc_b + rows[:, None] * sc_l + g * sc_g + offs_n[None, :] * sc_n, mask=in_qn, other=0.0)
+    return x.to(tl.float32), dt.to(tl.float32), Bm.to(tl.float32), Cm.to(tl.float32)
+
+
+@triton.jit
+def _ssd_fwd_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, init_ptr, y_ptr, states_ptr, final_ptr,
+                    L, n_chunks, H, heads_per_group, P, N,
+                    sx_b, sx_l, sx_h, sx_p, sdt_b, sdt_l, sdt_h, sb_b, sb_l, sb_g, sb_n, sc_b, sc_l, sc_g, sc_n,
+                    HAS_INIT: tl.constexpr, WRITE_Y: tl.constexpr, STORE_STATES: tl.constexpr,
+                    BLOCK_Q: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    g = h // heads_per_group
+    A = tl.load(A_ptr + h).to(tl.float32)
+    offs_q = tl.arange(0, BLOCK_Q)
+    offs_p = tl.arange(0, BLOCK_P)
+    offs_n = tl.arange(0, BLOCK_N)
+    pn = offs_p[:, None] * N + offs_n[None, :]  # a state (p, n), contiguous
+    in_pn = (offs_p[:, None] < P) & (offs_n[None, :] < N)
+    head_state = (b * H + h) * P * N
+    if HAS_INIT:
+        S = tl.load(init_ptr + head_state + pn, mask=in_pn, other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
+    causal = offs_q[:, None] >= offs_q[None, :]
+    c = 0
+    while c < n_chunks:  # a while, not a range: Triton 3.6's interpreter cannot range over a runtime bound
+        rows = c * BLOCK_Q + offs_q.to(tl.int64)
+        x, dt, Bm, Cm = _load_chunk(x_ptr, dt_ptr, B_ptr, C_ptr, b, h, g, rows, offs_p, offs_n, L, P, N,
+                                    sx_b, sx_l, sx_h, sx_p, sdt_b, sdt_l, sdt_h, sb_b, sb_l, sb_g, sb_n,
+                                    sc_b, sc_l, sc_g, sc_n)
+        acs = tl.cumsum(dt * A, 0)
+        acs_end = tl.sum(tl.where(offs_q == BLOCK_Q - 1, acs, 0.0), 0)
+        if STORE_STATES:  # (b, chunk, h, p, n): the state entering each chunk, for the backward
+            tl.store(states_ptr + ((b * n_chunks + c) * H + h) * P * N + pn, S, mask=in_pn)
+        if WRITE_Y:
+            decay = tl.exp(tl.where(causal, acs[:, None] - acs[None, :], float("-inf")))
+            scores = tl.dot(Cm, tl.trans(Bm)) * decay * dt[None, :]
+            y = tl.dot(scores, x) + tl.exp(acs)[:, None] * tl.dot(Cm, tl.trans(S))
+            in_qp = (rows[:, None] < L) & (offs_p[None, :] < P)
+            tl.store(y_ptr + ((b * L + rows[:, None]) * H + h) * P + offs_p[None, :], y, mask=in_qp)
+        w = tl.exp(acs_end - acs) * dt
+        S = tl.exp(acs_end) * S + tl.dot(tl.trans(x), Bm * w[:, None])
+        c += 1
+    tl.store(final_ptr + head_state + pn, S, mask=in_pn)
+
+
+@triton.jit
+def _ssd_bwd_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, states_ptr, dy_ptr, dfinal_ptr,
+                    dx_ptr, ddt_ptr, dB_ptr, dC_ptr, dA_ptr, dinit_ptr,
+                    L, n_chunks, H, heads_per_group, P, N,
+                    sx_b, sx_l, sx_h, sx_p, sdt_b, sdt_l, sdt_h, sb_b, sb_l, sb_g, sb_n, sc_b, sc_l, sc_g, sc_n,
+                    HAS_DFINAL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
+    """dx, ddt (b, l, h[, p]), dB and dC per head (b, l, h, n), dA per (b, h) and the initial state's gradient,
+    all float32 and contiguous; dy (b, l, h, p) and dfinal (b, h, p, n) contiguous float32."""
+    b = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    g = h // heads_per_group
+    A = tl.load(A_ptr + h).to(tl.float32)
+    offs_q = tl.arange(0, BLOCK_Q)
+    offs_p = tl.arange(0, BLOCK_P)
+    offs_n = tl.arange(0, BLOCK_N)
+    pn = offs_p[:, None] * N + offs_n[None, :]
+    in_pn = (offs_p[:, None] < P) & (offs_n[None, :] < N)
+    head_state = (b * H + h) * P * N
+    if HAS_DFINAL:
+        dS = tl.load(dfinal_ptr + head_state + pn, mask=in_pn, other=0.0)
+    else:
+        dS = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
+    causal = offs_q[:, None] >= offs_q[None, :]
+    last = offs_q == BLOCK_Q - 1
+    dA = 0.0
+    c = n_chunks - 1
+    while c >= 0:
+        rows = c * BLOCK_Q + offs_q.to(tl.int64)
+        x, dt, Bm, Cm = _load_chunk(x_ptr, dt_ptr, B_ptr, C_ptr, b, h, g, rows, offs_p, offs_n, L, P, N,
+                                    sx_b, sx_l, sx_h, sx_p, sdt_b, sdt_l, sdt_h, sb_b, sb_l, sb_g, sb_n,
+                                    sc_b, sc_l, sc_g, sc_n)
+        in_q = rows < L
+        in_qp = in_q[:, None] & (offs_p[None, :] < P)
+        in_qn = in_q[:, None] & (offs_n[None, :] < N)
+        dy = tl.load(dy_ptr + ((b * L + rows[:, None]) * H + h) * P + offs_p[None, :], mask=in_qp, other=0.0)
+        S_in = tl.load(states_ptr + ((b * n_chunks + c) * H + h) * P * N + pn, mask=in_pn, other=0.0)
+        acs = tl.cumsum(dt * A, 0)
+        acs_end = tl.sum(tl.where(last, acs, 0.0), 0)
+        e = tl.exp(acs)
+        E = tl.exp(acs_end)
+        decay = tl.exp(tl.where(causal, acs[:, None] - acs[None, :], float("-inf")))
+        CB = tl.dot(Cm, tl.trans(Bm))
+        scores = CB * decay * dt[None, :]
+        to_end = tl.exp(acs_end - acs)
+        w = to_end * dt
+        # y = scores x + e (C S_in^T)
+        d_scores = tl.dot(dy, tl.trans(x))
+        dx = tl.dot(tl.trans(scores), dy)
+        dye = dy * e[:, None]
+        dC = tl.dot(dye, S_in)
+        de = tl.sum(dy * tl.dot(Cm, tl.trans(S_in)), 1)
+        # S_out = E S_in + x^T (B w)
+        dx += tl.dot(Bm * w[:, None], tl.trans(dS))
+        dBw = tl.dot(x, dS)
+        dB = dBw * w[:, None]
+        dw = tl.sum(dBw * Bm, 1)
+        dE = tl.sum(tl.sum(dS * S_in, 1), 0)
+        dS = E * dS + tl.dot(tl.trans(dye), Cm)  # the gradient of the state entering this chunk
+        # scores = (C B^T) decay dt_s: through C B^T, through dt_s, through acs_l - acs_s
+        d_cb = d_scores * decay * dt[None, :]
+        dC += tl.dot(d_cb, Bm)
+        dB += tl.dot(tl.trans(d_cb), Cm)
+        through_dt = d_scores * CB * decay
+        ddt = tl.sum(through_dt, 0) + dw * to_end
+        d_log = through_dt * dt[None, :]
+        dacs = tl.sum(d_log, 1) - tl.sum(d_log, 0) + de * e - dw * w
+        dacs += tl.where(last, dE * E + tl.sum(dw * w, 0), 0.0)  # acs_end is acs's last element
+        da = tl.sum(dacs, 0) - tl.cumsum(dacs, 0) + dacs  # acs = cumsum(a): each a_j feeds every acs_i, i >= j
+        ddt += da * A
+        dA += tl.sum(da * dt, 0)
+        tl.store(dx_ptr + ((b * L + rows[:, None]) * H + h) * P + offs_p[None, :], dx, mask=in_qp)
+        tl.store(ddt_ptr + (b * L + rows) * H + h, ddt, mask=in_q)
+        per_head_qn = ((b * L + rows[:, None]) * H + h) * N + offs_n[None, :]
+        tl.store(dB_ptr + per_head_qn, dB, mask=in_qn)
+        tl.store(dC_ptr + per_head_qn, dC, mask=in_qn)
+        c -= 1
+    tl.store(dinit_ptr + head_state + pn, dS, mask=in_pn)
+    tl.store(dA_ptr + b * H + h, dA)
+
+
+def _blocks(p: int, n: int) -> tuple[int, int]:
+    return max(16, triton.next_power_of_2(p)), max(16, triton.next_power_of_2(n))
+
+
+def _strides(x, dt, B, C) -> tuple[int, ...]:
+    return (*x.stride(), *dt.stride(), *B.stride(), *C.stride())
+
+
+def _walk_forward(x, dt, A, B, C, initial_states, write_y: bool, store_states: bool):
+    """(y (b, l, h, p) float32 or None, the states entering each chunk (b, chunks, h, p, n) or None, final state)."""
+    b, l, h, p = x.shape
+    g, n = B.shape[2], B.shape[3]
+    block_p, block_n = _blocks(p, n)
+    chunks = triton.cdiv(l, BLOCK_Q)
+    f32 = dict(dtype=torch.float32, device=x.device)
+    y = torch.empty((b, l, h, p), **f32) if write_y else None
+    states = torch.empty((b, chunks, h, p, n), **f32) if store_states else None
+    final = torch.empty((b, h, p, n), **f32)
+    init = initial_states.contiguous() if initial_states is not None else None
+    with launch_device(x):
+        _ssd_fwd_kernel[(b, h)](
+            x, dt, A, B, C, init if init is not None else final, y if y is not None else final,
+            states if states is not None else final, final, l, chunks, h, h // g, p, n, *_strides(x, dt, B, C),
+            HAS_INIT=init is not None, WRITE_Y=write_y, STORE_STATES=store_states, BLOCK_Q=BLOCK_Q,
+            BLOCK_P=block_p, BLOCK_N=block_n, num_warps=8)
+    return y, states, final
+
+
+def _walk_backward(dy, dfinal, x, dt, A, B, C, states):
+    b, l, h, p = x.shape
+    g, n = B.shape[2], B.shape[3]
+    block_p, block_n = _blocks(p, n)
+    f32 = dict(dtype=torch.float32, device=x.device)
+    dx, ddt = torch.empty((b, l, h, p), **f32), torch.empty((b, l, h), **f32)
+    dB_heads, dC_heads = torch.empty((b, l, h, n), **f32), torch.empty((b, l, h, n), **f32)
+    dA_parts, dinit = torch.empty((b, h), **f32), torch.empty((b, h, p, n), **f32)
+    dy = dy.float().contiguous()
+    dfinal = dfinal.float().contiguous() if dfinal is not None else None
+    with launch_device(x):
+        _ssd_bwd_kernel[(b, h)](
+            x, dt, A, B, C, states, dy, dfinal if dfinal is not None else dinit, dx, ddt, dB_heads, dC_heads,
+            dA_parts, dinit, l, triton.cdiv(l, BLOCK_Q), h, h // g, p, n, *_strides(x, dt, B, C), HAS_DFINAL=dfinal is not None,
+            BLOCK_Q=BLOCK_Q, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=8)
+    per_group = (b, l, g, h // g, n)
+    return dx, ddt, dA_parts.sum(0), dB_heads.view(per_group).sum(3), dC_heads.view(per_group).sum(3), dinit
+
+
+class _ScanFn(torch.autograd.Function):
+    """y (b, l, h, p) float32 and the final state (b, h, p, n) float32 of the scan with dt as the scan uses it
+    (float32, bias, softplus and limits applied) and without D or the gate."""
+
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, initial_states):
+        y, _, final = _walk_forward(x, dt, A, B, C, initial_states, write_y=True, store_states=False)
+        ctx.save_for_backward(x, dt, A, B, C, initial_states)
+        return y, final
+
+    @staticmethod
+    def backward(ctx, dy, dfinal):
+        x, dt, A, B, C, initial_states = ctx.saved_tensors
+        _, states, _ = _walk_forward(x, dt, A, B, C, initial_states, write_y=False, store_states=True)
+        if dy is None:
+            dy = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        dx, ddt, dA, dB, dC, dinit = _walk_backward(dy, dfinal, x, dt, A, B, C, states)
+        return (dx.to(x.dtype), ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+                dinit.to(initial_states.dtype) if initial_states is not None else None)
+
+
+def scan(x, dt_eff, A, B, C, initial_states=None):
+    """(y float32, final state float32): the scan of dt_eff (float32, as the scan uses it) without D or the gate."""
+    return _ScanFn.apply(x, dt_eff.contiguous(), A, B, C, initial_states)
