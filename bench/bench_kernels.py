@@ -2,7 +2,7 @@
 
 Usage (GPU machine, after `source bench/gpu/setup.sh`): python3 bench/bench_kernels.py [--out DIR] [--quick]
 (the tile sweep at the 100M trial's conv: --only conv1d_tiles --conv-shape 16,3584,2048 --conv-row 5144;
-its scan per chunk size: --only ssd_chunks)
+its scan per chunk size: --only ssd_chunks; our Triton scan against it, per tiling: --only ssd_ours)
 Timing: triton.testing.do_bench median (device events, warm-up first); inputs are random, never zeros.
 Rates are compared with ceilings measured in the same run (bf16 8192^3 matmul, device-to-device copy) and
 with the project's recorded ones (686 TFLOP/s, 3.02 TB/s).
@@ -284,6 +284,48 @@ def ssd_chunks(quick):
         record("ssd fwd+bwd " + shape, "mamba_ssm", bench(fwd_bwd(fn, params), grad_to_none=params), flops=3 * flops)
 
 
+@guarded
+def ssd_ours(quick):
+    """Our Triton scan (kernels/triton_ssd.py) against mamba-ssm's at the 100M trial's shape and layout (as
+    ssd_chunks), forward and forward + backward through the op, with D, dt's bias and softplus; ours for each
+    tiling candidate (rows a chunk and warps, forward / backward), mamba-ssm's at the spec's chunk (256)."""
+    from archsearch.kernels import triton_ssd
+
+    b, l, h, p, g, n = 16, 2048, 24, 64, 8, 128
+    xbc = torch.randn(b, l, h * p + 2 * g * n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    zxbcdt = torch.randn(b, l, 5144, device="cuda", dtype=torch.bfloat16)
+    dt_leaf = (zxbcdt * 0.5).requires_grad_(True)
+    A = (-torch.empty(h, device="cuda").uniform_(1, 16)).requires_grad_(True)
+    D = torch.randn(h, device="cuda", requires_grad=True)
+    dt_bias = (torch.rand(h, device="cuda") - 4).requires_grad_(True)
+    params = [xbc, dt_leaf, A, D, dt_bias]
+
+    def through(backend):
+        def fn():
+            x, B, C = xbc.split([h * p, g * n, g * n], dim=-1)
+            with K.force_backend("ssd_scan", backend):
+                return K.ssd_chunk_scan(x.reshape(b, l, h, p), dt_leaf[..., -h:], A, B.reshape(b, l, g, n),
+                                        C.reshape(b, l, g, n), 256, D=D, dt_bias=dt_bias, dt_softplus=True)
+        return fn
+
+    shape = f"b{b} L{l} h{h} p{p} g{g} n{n} trial layout bf16"
+    flops = ssd_flops(b, l, h, p, g, n, 256)
+    runs = [("mamba_ssm", None)] + [("triton", t) for t in (triton_ssd.CANDIDATES[:1] if quick else triton_ssd.CANDIDATES)]
+    chosen = triton_ssd.TILES
+    try:
+        for backend, tiles in runs:
+            if tiles is not None:
+                triton_ssd.TILES = tiles
+            name = backend if tiles is None else f"triton {tiles.q_forward}/{tiles.warps_forward} " \
+                                                 f"{tiles.q_backward}/{tiles.warps_backward}"
+            fn = through(backend)
+            with torch.no_grad():
+                record("ssd fwd " + shape, name, bench(fn), flops=flops)
+            record("ssd fwd+bwd " + shape, name, bench(fwd_bwd(fn, params), grad_to_none=params), flops=3 * flops)
+    finally:
+        triton_ssd.TILES = chosen
+
+
 def attn_flops(b, h, t, s, d, window):
     # visible (query, key) pairs, causal aligned to the end, with an optional window
     pairs = sum(min(window or s, s - t + i + 1) for i in range(t)) if t <= 8192 else None
@@ -444,9 +486,10 @@ def main():
     print(env, flush=True)
     print(K.format_report(), flush=True)
     benches = dict(ceilings=ceilings, conv1d=conv1d, conv1d_tiles=conv1d_tiles,
-                   ssd=ssd, ssd_chunks=ssd_chunks, gated_norm=gated_norm, decode=decode, attention=attention)
+                   ssd=ssd, ssd_chunks=ssd_chunks, ssd_ours=ssd_ours, gated_norm=gated_norm, decode=decode,
+                   attention=attention)
     for name, fn in benches.items():
-        sweep = name in ("conv1d_tiles", "ssd_chunks")  # run only on request
+        sweep = name in ("conv1d_tiles", "ssd_chunks", "ssd_ours")  # run only on request
         if (args.only and name not in args.only) or (not args.only and sweep):
             continue
         t0 = time.time()

@@ -39,6 +39,7 @@ CATEGORIES = [
     ("gemm", r"gemm|nvjet|cutlass|xmma|sm90_.*tensorop|splitK|cublas"),
     ("attention", r"fmha|flash|cudnn|sdpa|attention|flex"),
     ("ssd scan (mamba-ssm)", r"_chunk_|_bmm_chunk|_state_passing|chunk_cumsum|_chunk_scan|ddAcs"),
+    ("ssd scan (ours)", r"_ssd_fwd_kernel|_ssd_bwd_kernel"),
     ("gated norm (mamba-ssm)", r"_layer_norm|_rms_norm|layernorm"),
     ("gated norm (ours)", r"_gated_rms_\w*kernel"),
     ("conv1d (ours)", r"_conv_fwd_\w*kernel|_conv_bwd_\w*kernel"),

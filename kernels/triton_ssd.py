@@ -11,13 +11,15 @@ gradients through memory in float32, and its backward recomputes the forward's s
     backward: the same chunks in reverse, carrying the state's gradient, from the states the forward walk stored
     again (a walk that writes no y).
 
-The kernel's chunk (BLOCK_Q rows) is its own: the chunked form is exact, so the layer's chunk_size does not change
-the result beyond rounding. dB and dC are written per head and summed over each group's heads by torch, so the
+The kernels' chunk (Tiles: rows a chunk, per walk) is their own: the chunked form is exact, so the layer's
+chunk_size does not change the result beyond rounding. dB and dC are written per head and summed over each group's heads by torch, so the
 result does not depend on the order programs finish in. D, the gate z and dt's bias, softplus and limits stay in
 torch around the scan (kernels/ssd.py), as autograd differentiates them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -25,7 +27,20 @@ import triton.language as tl
 
 from .triton_launch import launch_device
 
-BLOCK_Q = 64  # rows of a chunk: its (Q, Q) scores and (Q, n) tiles sit in registers beside the (p, n) state
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Rows of a chunk and warps, per walk: a chunk's (Q, Q) scores and (Q, n) tiles sit in registers beside the
+    (p, n) state (and, backward, its gradient). The backward's state walk stores states at the backward's chunks."""
+    q_forward: int = 64
+    warps_forward: int = 8
+    q_backward: int = 32
+    warps_backward: int = 8
+
+
+TILES = Tiles()  # not yet timed on a GPU (bench_kernels.py --only ssd_ours sweeps candidates)
+CANDIDATES = (Tiles(64, 8, 32, 8), Tiles(64, 8, 64, 8), Tiles(32, 4, 32, 4), Tiles(64, 4, 32, 4), Tiles(128, 8, 32, 8))
 
 
 @triton.jit
@@ -174,12 +189,13 @@ def _strides(x, dt, B, C) -> tuple[int, ...]:
     return (*x.stride(), *dt.stride(), *B.stride(), *C.stride())
 
 
-def _walk_forward(x, dt, A, B, C, initial_states, write_y: bool, store_states: bool):
-    """(y (b, l, h, p) float32 or None, the states entering each chunk (b, chunks, h, p, n) or None, final state)."""
+def _walk_forward(x, dt, A, B, C, initial_states, write_y: bool, store_states: bool, block_q: int, warps: int):
+    """(y (b, l, h, p) float32 or None, the states entering each chunk of block_q rows (b, chunks, h, p, n) or None,
+    the final state)."""
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
     block_p, block_n = _blocks(p, n)
-    chunks = triton.cdiv(l, BLOCK_Q)
+    chunks = triton.cdiv(l, block_q)
     f32 = dict(dtype=torch.float32, device=x.device)
     y = torch.empty((b, l, h, p), **f32) if write_y else None
     states = torch.empty((b, chunks, h, p, n), **f32) if store_states else None
@@ -189,12 +205,12 @@ def _walk_forward(x, dt, A, B, C, initial_states, write_y: bool, store_states: b
         _ssd_fwd_kernel[(b, h)](
             x, dt, A, B, C, init if init is not None else final, y if y is not None else final,
             states if states is not None else final, final, l, chunks, h, h // g, p, n, *_strides(x, dt, B, C),
-            HAS_INIT=init is not None, WRITE_Y=write_y, STORE_STATES=store_states, BLOCK_Q=BLOCK_Q,
-            BLOCK_P=block_p, BLOCK_N=block_n, num_warps=8)
+            HAS_INIT=init is not None, WRITE_Y=write_y, STORE_STATES=store_states, BLOCK_Q=block_q,
+            BLOCK_P=block_p, BLOCK_N=block_n, num_warps=warps)
     return y, states, final
 
 
-def _walk_backward(dy, dfinal, x, dt, A, B, C, states):
+def _walk_backward(dy, dfinal, x, dt, A, B, C, states, block_q: int, warps: int):
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
     block_p, block_n = _blocks(p, n)
@@ -207,8 +223,8 @@ def _walk_backward(dy, dfinal, x, dt, A, B, C, states):
     with launch_device(x):
         _ssd_bwd_kernel[(b, h)](
             x, dt, A, B, C, states, dy, dfinal if dfinal is not None else dinit, dx, ddt, dB_heads, dC_heads,
-            dA_parts, dinit, l, triton.cdiv(l, BLOCK_Q), h, h // g, p, n, *_strides(x, dt, B, C), HAS_DFINAL=dfinal is not None,
-            BLOCK_Q=BLOCK_Q, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=8)
+            dA_parts, dinit, l, triton.cdiv(l, block_q), h, h // g, p, n, *_strides(x, dt, B, C),
+            HAS_DFINAL=dfinal is not None, BLOCK_Q=block_q, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=warps)
     per_group = (b, l, g, h // g, n)
     return dx, ddt, dA_parts.sum(0), dB_heads.view(per_group).sum(3), dC_heads.view(per_group).sum(3), dinit
 
@@ -219,17 +235,20 @@ class _ScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, dt, A, B, C, initial_states):
-        y, _, final = _walk_forward(x, dt, A, B, C, initial_states, write_y=True, store_states=False)
+        y, _, final = _walk_forward(x, dt, A, B, C, initial_states, write_y=True, store_states=False,
+                                    block_q=TILES.q_forward, warps=TILES.warps_forward)
         ctx.save_for_backward(x, dt, A, B, C, initial_states)
         return y, final
 
     @staticmethod
     def backward(ctx, dy, dfinal):
         x, dt, A, B, C, initial_states = ctx.saved_tensors
-        _, states, _ = _walk_forward(x, dt, A, B, C, initial_states, write_y=False, store_states=True)
+        _, states, _ = _walk_forward(x, dt, A, B, C, initial_states, write_y=False, store_states=True,
+                                     block_q=TILES.q_backward, warps=TILES.warps_backward)
         if dy is None:
             dy = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        dx, ddt, dA, dB, dC, dinit = _walk_backward(dy, dfinal, x, dt, A, B, C, states)
+        dx, ddt, dA, dB, dC, dinit = _walk_backward(dy, dfinal, x, dt, A, B, C, states, TILES.q_backward,
+                                                    TILES.warps_backward)
         return (dx.to(x.dtype), ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 dinit.to(initial_states.dtype) if initial_states is not None else None)
 

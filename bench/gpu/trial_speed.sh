@@ -29,6 +29,10 @@
 #   ones, a capture that fails falling back), then the step with it, on the default path, on the fused mixer (with
 #   D768F_LAYOUT) and at d512 (where launch gaps weigh most); d512_fused_graph, d1024_fused_graph: d512 and d1024
 #   with all three (the fused ops carry flexible_layout themselves), d1024 in bf16 and fp8
+# ssd_parity, ssd_ours, d768_our_scan (none in the default PHASES): our Triton scan (kernels/triton_ssd.py, opt-in
+#   until these pass): the scan's GPU tests (ours, mamba-ssm's and torch's against the sequential reference), ours
+#   against mamba-ssm's at the trial's shape per tiling candidate, then the trial's step on the three-op mixer with
+#   our scan (the fused mixer runs mamba-ssm's scan inside its ops)
 # d768_model: the whole forward as one program (Recipe compile: model; the others compile layer by layer, the
 #   default since 2026-12-06)
 # d768_graphs, d512_graphs, d512_model_graphs (not in the default PHASES): inductor's CUDA graphs around the
@@ -89,7 +93,7 @@ TRIAL=(--batch 16 --seq 2048 --steps 20)  # 5 timed steps read 114 vs 105 ms for
 PHASES=${PHASES:-parity d768 conv ssd d768_model d1024 d512}  # which phases, run in this order
 KNOWN="parity conv_parity mixer_parity d768 d768_composite d768_fused d768_fused_flexible d768_fused_mamba_norm d768_conv_tiled conv ssd d768_model d768_graphs d768_autotune d768_ops d1024 d512 d512_graphs d512_model_graphs"
 KNOWN+=" study_warmup study_first study nemotron1b save_cache d768_graph d768_fused_graph d512_graph graph_parity"
-KNOWN+=" d512_fused_graph d1024_fused_graph"
+KNOWN+=" d512_fused_graph d1024_fused_graph ssd_parity ssd_ours d768_our_scan"
 for name in $PHASES; do
   [[ " $KNOWN " == *" $name "* ]] || { echo "PHASES: unknown phase '$name'; allowed: $KNOWN" >&2; exit 2; }
 done
@@ -136,6 +140,11 @@ phase d512_fused_graph ${D512_S:-150} $PY bench/profile_training.py --out "$OUT"
   "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=fused --backend gated_rmsnorm=triton --cuda-graph
 phase d1024_fused_graph ${D1024_S:-170} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d1024.yaml \
   "${TRIAL[@]}" --precisions bf16,fp8 --steps 10 --backend mamba_mixer=fused --backend gated_rmsnorm=triton --cuda-graph
+phase ssd_parity -s INT -k 30 ${SSDP_S:-150} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider --durations=10 \
+  tests/kernels/test_ssd.py
+phase ssd_ours ${SSDO_S:-240} $PY bench/bench_kernels.py --out "$OUT/ssd_ours" --only ssd_ours
+phase d768_our_scan ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
+  "${TRIAL[@]}" --precisions bf16 --backend mamba_mixer=composite --backend ssd_scan=triton --cuda-graph
 phase graph_parity -s INT -k 30 ${GRAPHP_S:-120} $PY -m pytest -q -rfEs -m gpu -p no:cacheprovider \
   tests/training/test_step_graph.py
 phase d768_conv_tiled ${D768_S:-200} $PY bench/profile_training.py --out "$OUT" --spec bench/specs/trial-d768.yaml \
