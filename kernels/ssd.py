@@ -242,8 +242,11 @@ def ssd_scan_triton(
     in torch around it. chunk_size is not used: the kernels' chunk is their own, and the chunked form is exact."""
     from . import triton_ssd  # imports triton: only on first use
 
-    y, final = triton_ssd.scan(x, effective_dt(dt, dt_bias, dt_softplus, dt_limit), A, B, C, initial_states)
-    y = _skip_and_gate(y, x, D, z).to(x.dtype)
+    # with a gate, y stays float32 until it is gated (as the other backends round once, at the end)
+    y, final = triton_ssd.scan(x, effective_dt(dt, dt_bias, dt_softplus, dt_limit), A, B, C, D, initial_states,
+                               torch.float32 if z is not None else x.dtype)
+    if z is not None:
+        y = (y * F.silu(z.float())).to(x.dtype)
     return (y, final) if return_final_states else y
 
 

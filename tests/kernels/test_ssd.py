@@ -166,6 +166,31 @@ def test_our_triton_scan_matches_the_reference_under_the_interpreter():
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton package")
+def test_our_scan_kernels_compile_for_an_h100_with_bf16_operands():
+    """The interpreter runs float32 only; a bf16 layer's kernels (bf16 matmul operands, float32 accumulators) are
+    compiled here for an H100, on the CPU, at the 100M trial's head: they build, and their matmuls use the tensor
+    cores."""
+    from kernels_testlib import sm90_ptx
+
+    from archsearch.kernels import triton_ssd
+
+    tiles = triton_ssd.TILES
+    sizes = dict(BLOCK_P=64, BLOCK_N=128, HAS_D=True, D_PER_CHANNEL=False)
+    forward = triton_ssd._ssd_fwd_kernel
+    backward = triton_ssd._ssd_bwd_kernel
+    bf16 = {"x_ptr", "B_ptr", "C_ptr", "y_ptr", "dy_ptr"}
+    for kernel, constexprs, warps in [
+            (forward, dict(HAS_INIT=True, WRITE_Y=True, STORE_STATES=False, BLOCK_Q=tiles.q_forward),
+             tiles.warps_forward),
+            (forward, dict(HAS_INIT=False, WRITE_Y=False, STORE_STATES=True, BLOCK_Q=tiles.q_backward),
+             tiles.warps_backward),
+            (backward, dict(HAS_DFINAL=True, BLOCK_Q=tiles.q_backward), tiles.warps_backward)]:
+        pointers = {n for n in kernel.arg_names if n.endswith("_ptr")}
+        ptx = sm90_ptx(kernel, {**sizes, **constexprs}, pointers, num_warps=warps, fp32=frozenset(pointers - bf16))
+        assert "mma" in ptx, kernel.fn.__name__
+
+
 def test_our_triton_scan_is_opt_in_until_its_gpu_parity_is_shown():
     backend = K.registry.get_backend("ssd_scan", "triton")
     assert backend.auto is ssd.TRITON_BY_DEFAULT is False
