@@ -1,21 +1,22 @@
 """Our Triton SSD scan (Mamba-2), forward and backward (imports triton: load only on first use).
 
-Why our own: mamba-ssm's chunked scan is ten kernels forward and backward that pass chunk states, C.B^T and their
-gradients through memory in float32, and its backward recomputes the forward's states; at the 100M trial it takes
-20.9 of an 81.2 ms step (H100, bench/RESULTS.md) for ~0.3 ms of FLOPs at the ceiling. Here one program per
-(sequence, head) walks its chunks in order, holding the state (p x n, float32) in registers:
+Why our own: mamba-ssm's chunked scan is some fifteen kernels forward and backward that pass chunk states, C.B^T and
+their gradients through memory in float32, and its backward recomputes the forward's states; at the 100M trial its
+7 layers take 20.9 of an 81.2 ms step (H100, bench/RESULTS.md) for ~2 ms of FLOPs at the ceiling. Here one program
+per (sequence, head) walks its chunks in order, holding the state (p x n, float32) in registers:
 
     forward, chunk by chunk (acs = cumsum(dt A) inside the chunk, S the state entering it):
-        y   = ((C B^T) * exp(acs_l - acs_s) [s <= l] * dt_s) x  +  exp(acs) * (C S^T)
+        y   = ((C B^T) * exp(acs_l - acs_s) [s <= l] * dt_s) x  +  exp(acs) * (C S^T)  +  D x
         S  <- exp(acs_end) S + x^T (B * exp(acs_end - acs) * dt)
-    backward: the same chunks in reverse, carrying the state's gradient, from the states the forward walk stored
-    again (a walk that writes no y).
+    backward: the same chunks in reverse, carrying the state's gradient, from the states a second forward walk
+    stores (one that writes no y); a program per (sequence, head, block of state columns), so that the state and
+    its gradient fit in registers together.
 
-The kernels' chunk (Tiles: rows a chunk, per walk) is their own: the chunked form is exact, so the layer's
-chunk_size does not change the result beyond rounding. dB and dC are written per head and summed over each group's heads by torch, so the
-result does not depend on the order programs finish in. D x is added in the kernels (y is written once, in the
-layer's dtype); the gate z and dt's bias, softplus and limits stay in torch around the scan (kernels/ssd.py), as
-autograd differentiates them.
+The kernels' chunk (Tiles) is their own: the chunked form is exact, so the layer's chunk_size does not change the
+result beyond rounding. A bf16 layer's matmuls take bf16 operands into float32 accumulators. dB and dC are written
+per head and summed over each group's heads by torch (and dx, ddt, dA over the column blocks), so the result does
+not depend on the order programs finish in. y is written once, in the layer's dtype; the gate z and dt's bias,
+softplus and limits stay in torch around the scan (kernels/ssd.py), as autograd differentiates them.
 """
 
 from __future__ import annotations
@@ -29,23 +30,26 @@ import triton.language as tl
 from .triton_launch import launch_device
 
 
-
 @dataclass(frozen=True)
 class Tiles:
-    """Rows of a chunk and warps, per walk: a chunk's (Q, Q) scores and (Q, n) tiles sit in registers beside the
-    (p, n) state (and, backward, its gradient). The backward's state walk stores states at the backward's chunks."""
+    """Rows of a chunk and warps, per walk, and the state columns a backward program holds: a chunk's (Q, Q) scores
+    and (Q, n) tiles sit in registers beside the (p, n) state (and, backward, its gradient). The backward's state
+    walk stores states at the backward's chunks."""
     q_forward: int
     warps_forward: int
     q_backward: int
     warps_backward: int
+    n_backward: int = 64  # state columns a backward program holds (a program per block of them)
 
 
 # Not yet timed on a GPU (bench_kernels.py --only ssd_ours times the candidates). Chosen by what ptxas reports for
 # an H100 at the 100M trial's head (p 64, n 128, bf16), compiled on the CPU (2026-12-08): the forward keeps all in
-# registers at 32 rows and 8 warps (246 registers; 64 rows spill ~500 bytes a thread); every backward tiling spills
-# (~1.3 KB a thread at 32 rows, ~0.7 KB at 16), since it holds the state and its gradient at once.
-TILES = Tiles(q_forward=32, warps_forward=8, q_backward=32, warps_backward=8)
-CANDIDATES = (TILES, Tiles(32, 8, 16, 8), Tiles(64, 8, 32, 8), Tiles(64, 8, 64, 8), Tiles(32, 4, 32, 4))
+# registers at 32 rows and 8 warps (246 registers; 64 rows spill ~500 bytes a thread). The backward holds the state
+# and its gradient at once: with all 128 columns a program it spilled 1.3 KB a thread at 32 rows; split by columns,
+# 64 a program, 0.5 KB at 32 rows and 0.2 KB at 16 (32 columns spill more: 1.2 KB).
+TILES = Tiles(q_forward=32, warps_forward=8, q_backward=16, warps_backward=8, n_backward=64)
+CANDIDATES = (TILES, Tiles(32, 8, 32, 8, 64), Tiles(32, 8, 32, 8, 128), Tiles(32, 8, 16, 8, 32),
+              Tiles(64, 8, 32, 8, 64))
 
 
 @triton.jit
@@ -127,20 +131,28 @@ def _ssd_fwd_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, init_ptr, y_ptr, 
 @triton.jit
 def _ssd_bwd_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, states_ptr, dy_ptr, dfinal_ptr,
                     dx_ptr, ddt_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
-                    L, n_chunks, H, heads_per_group, P, N,
+                    n_batch, L, n_chunks, H, heads_per_group, P, N,
                     sx_b, sx_l, sx_h, sx_p, sdt_b, sdt_l, sdt_h, sb_b, sb_l, sb_g, sb_n, sc_b, sc_l, sc_g, sc_n,
                     HAS_D: tl.constexpr, D_PER_CHANNEL: tl.constexpr, HAS_DFINAL: tl.constexpr,
                     BLOCK_Q: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
-    """dx, ddt (b, l, h[, p]), dB and dC per head (b, l, h, n), dA per (b, h), dD per (b, h, p) and the initial
-    state's gradient, all float32 and contiguous; dy (b, l, h, p) and dfinal (b, h, p, n) contiguous."""
+    """A program per (sequence, head, block of BLOCK_N state columns): the state and its gradient split by columns,
+    so that both fit in registers. dB and dC per head (b, l, h, n) and the initial state's gradient are whole per
+    block; dx, ddt (b, l, h[, p]) and dA (b, h) are each block's part (a leading dimension of blocks, summed by the
+    caller), dD per (b, h, p) from the first block. All float32 and contiguous; dy (b, l, h, p) and dfinal
+    (b, h, p, n) contiguous."""
     b = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
+    block = tl.program_id(2)
+    first = block == 0  # the terms that do not go through the state: D's, once
+    dx_ptr += block.to(tl.int64) * n_batch * L * H * P
+    ddt_ptr += block.to(tl.int64) * n_batch * L * H
+    dA_ptr += block.to(tl.int64) * n_batch * H
     g = h // heads_per_group
     A = tl.load(A_ptr + h).to(tl.float32)
     offs_q = tl.arange(0, BLOCK_Q)
     offs_p = tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    D = _load_D(D_ptr, h, offs_p, P, HAS_D, D_PER_CHANNEL, BLOCK_P)
+    offs_n = block * BLOCK_N + tl.arange(0, BLOCK_N)
+    D = _load_D(D_ptr, h, offs_p, P, HAS_D, D_PER_CHANNEL, BLOCK_P) * tl.where(first, 1.0, 0.0)
     dD = tl.zeros((BLOCK_P,), dtype=tl.float32)
     pn = offs_p[:, None] * N + offs_n[None, :]
     in_pn = (offs_p[:, None] < P) & (offs_n[None, :] < N)
@@ -212,7 +224,7 @@ def _ssd_bwd_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, states_ptr, dy_pt
         c -= 1
     tl.store(dinit_ptr + head_state + pn, dS, mask=in_pn)
     tl.store(dA_ptr + b * H + h, dA)
-    tl.store(dD_ptr + (b * H + h) * P + offs_p, dD, mask=offs_p < P)
+    tl.store(dD_ptr + (b * H + h) * P + offs_p, dD, mask=(offs_p < P) & first)
 
 
 def _blocks(p: int, n: int) -> tuple[int, int]:
@@ -246,24 +258,27 @@ def _walk_forward(x, dt, A, B, C, D, initial_states, write_y: bool, store_states
     return y, states, final
 
 
-def _walk_backward(dy, dfinal, x, dt, A, B, C, D, states, block_q: int, warps: int):
+def _walk_backward(dy, dfinal, x, dt, A, B, C, D, states, tiles: Tiles):
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
     block_p, block_n = _blocks(p, n)
+    block_n = min(block_n, tiles.n_backward)
+    blocks = triton.cdiv(n, block_n)
     f32 = dict(dtype=torch.float32, device=x.device)
-    dx, ddt = torch.empty((b, l, h, p), **f32), torch.empty((b, l, h), **f32)
+    dx, ddt = torch.empty((blocks, b, l, h, p), **f32), torch.empty((blocks, b, l, h), **f32)
     dB_heads, dC_heads = torch.empty((b, l, h, n), **f32), torch.empty((b, l, h, n), **f32)
-    dA_parts, dD_parts = torch.empty((b, h), **f32), torch.empty((b, h, p), **f32)
+    dA_parts, dD_parts = torch.empty((blocks, b, h), **f32), torch.empty((b, h, p), **f32)
     dinit = torch.empty((b, h, p, n), **f32)
     dy = dy.contiguous()
     dfinal = dfinal.float().contiguous() if dfinal is not None else None
     with launch_device(x):
-        _ssd_bwd_kernel[(b, h)](
+        _ssd_bwd_kernel[(b, h, blocks)](
             x, dt, A, B, C, D.contiguous() if D is not None else A, states, dy,
-            dfinal if dfinal is not None else dinit, dx, ddt, dB_heads, dC_heads, dA_parts, dD_parts, dinit, l,
-            triton.cdiv(l, block_q), h, h // g, p, n, *_strides(x, dt, B, C), HAS_D=D is not None,
-            D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_DFINAL=dfinal is not None, BLOCK_Q=block_q,
-            BLOCK_P=block_p, BLOCK_N=block_n, num_warps=warps)
+            dfinal if dfinal is not None else dinit, dx, ddt, dB_heads, dC_heads, dA_parts, dD_parts, dinit, b, l,
+            triton.cdiv(l, tiles.q_backward), h, h // g, p, n, *_strides(x, dt, B, C), HAS_D=D is not None,
+            D_PER_CHANNEL=D is not None and D.dim() == 2, HAS_DFINAL=dfinal is not None, BLOCK_Q=tiles.q_backward,
+            BLOCK_P=block_p, BLOCK_N=block_n, num_warps=tiles.warps_backward)
+    dx, ddt, dA_parts = (t[0] if blocks == 1 else t.sum(0) for t in (dx, ddt, dA_parts))
     per_group = (b, l, g, h // g, n)
     dD = None
     if D is not None:
@@ -290,8 +305,7 @@ class _ScanFn(torch.autograd.Function):
                                      block_q=TILES.q_backward, warps=TILES.warps_backward)
         if dy is None:
             dy = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        dx, ddt, dA, dB, dC, dD, dinit = _walk_backward(dy, dfinal, x, dt, A, B, C, D, states, TILES.q_backward,
-                                                        TILES.warps_backward)
+        dx, ddt, dA, dB, dC, dD, dinit = _walk_backward(dy, dfinal, x, dt, A, B, C, D, states, TILES)
         return (dx.to(x.dtype), ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 dD.to(D.dtype) if D is not None else None,
                 dinit.to(initial_states.dtype) if initial_states is not None else None, None)

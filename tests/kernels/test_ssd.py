@@ -144,11 +144,11 @@ for b, l, h, p, g, n, chunk, opts in CASES + [(1, 130, 2, 64, 1, 128, 256, dict(
     got = run_with_grads(lambda **i: ssd.ssd_scan_triton(**i, **kw), inputs)
     want = run_with_grads(lambda **i: ssd.ssd_scan_reference(**i, **kw), inputs)
     assert_same_call(got, want, torch.float32, tol=2e-5, grad_tol=5e-5)
-# every tiling the benchmark may choose (rows a chunk forward and backward, warps)
+# every tiling the benchmark may choose (rows a chunk forward and backward, warps, state columns a backward program)
 from archsearch.kernels import triton_ssd
 for tiles in triton_ssd.CANDIDATES:
     triton_ssd.TILES = tiles
-    inputs = make_inputs(2, 150, 6, 16, 3, 16)
+    inputs = make_inputs(2, 150, 6, 16, 3, 48)  # 48 state columns: several backward blocks where they hold 16 or 32
     got = run_with_grads(lambda **i: ssd.ssd_scan_triton(**i, **kw), inputs)
     want = run_with_grads(lambda **i: ssd.ssd_scan_reference(**i, **kw), inputs)
     assert_same_call(got, want, torch.float32, tol=2e-5, grad_tol=5e-5)
