@@ -10,7 +10,7 @@ import torch
 
 import archsearch.kernels as K
 from archsearch.kernels import ssd
-from kernels_testlib import REL_TOL, assert_close, assert_same_call, run_with_grads, shape_id
+from kernels_testlib import REL_TOL, REL_TOL_GPU_FP32, assert_close, assert_same_call, run_with_grads, shape_id
 
 
 def make_inputs(b, l, h, p, g, n, *, D="h", z=True, dt_bias=True, init=True, dtype=torch.float32, device="cpu",
@@ -217,6 +217,23 @@ def test_gpu_backends_match_reference_bf16(backend, b, l, h, p, g, n, chunk):
     want = run_with_grads(scan("reference", chunk), inputs, upcast=True)
     assert got[0][0].dtype == torch.bfloat16
     assert_same_call(got, want, torch.bfloat16, tol=REL_TOL[torch.bfloat16], grad_tol=3e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("options", [dict(), dict(init=False, z=False, D="hp")], ids=["all", "noinit-noz-Dhp"])
+def test_gpu_our_scan_matches_reference(dtype, options):
+    """Ours in float32 (TF32 matmuls) and float16, at the 100M trial's head (p 64, n 128: two backward column
+    blocks), 3 heads a group, a length that ends mid-chunk."""
+    ok, why = K.registry.get_backend("ssd_scan", "triton").available()
+    if not ok:
+        pytest.skip(why)
+    inputs = make_inputs(2, 333, 6, 64, 2, 128, dtype=dtype, device="cuda", **options)
+    got = run_with_grads(scan("triton", 256), inputs)
+    want = run_with_grads(scan("reference", 256), inputs, upcast=True)
+    assert got[0][0].dtype == dtype
+    tol = REL_TOL_GPU_FP32 if dtype == torch.float32 else REL_TOL[dtype]
+    assert_same_call(got, want, dtype, tol=tol, grad_tol=2 * tol)
 
 
 @pytest.mark.gpu
