@@ -113,7 +113,8 @@ def _ssd_fwd_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, init_ptr, y_ptr, 
         acs = tl.cumsum(dt * A, 0)
         acs_end = tl.sum(tl.where(offs_q == BLOCK_Q - 1, acs, 0.0), 0)
         if STORE_STATES:  # (b, chunk, h, p, n): the state entering each chunk, for the backward
-            tl.store(states_ptr + ((b * n_chunks + c) * H + h) * P * N + pn, S, mask=in_pn)
+            tl.store(states_ptr + ((b * n_chunks + c) * H + h) * P * N + pn, S.to(states_ptr.dtype.element_ty),
+                     mask=in_pn)
         if WRITE_Y:
             decay = tl.exp(tl.where(causal, acs[:, None] - acs[None, :], float("-inf")))
             scores = tl.dot(Cm, tl.trans(Bm)) * decay * dt[None, :]
@@ -176,7 +177,8 @@ def _ssd_bwd_kernel(x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, states_ptr, dy_pt
         dy = tl.load(dy_ptr + ((b * L + rows[:, None]) * H + h) * P + offs_p[None, :], mask=in_qp, other=0.0)
         dy = dy.to(x.dtype)  # the matmuls' operand dtype (y is written in x's dtype, or float32 before a gate)
         dy32 = dy.to(tl.float32)
-        S_in = tl.load(states_ptr + ((b * n_chunks + c) * H + h) * P * N + pn, mask=in_pn, other=0.0)
+        S_in = tl.load(states_ptr + ((b * n_chunks + c) * H + h) * P * N + pn, mask=in_pn,
+                       other=0.0).to(tl.float32)
         acs = tl.cumsum(dt * A, 0)
         acs_end = tl.sum(tl.where(last, acs, 0.0), 0)
         e = tl.exp(acs)
@@ -237,15 +239,16 @@ def _strides(x, dt, B, C) -> tuple[int, ...]:
 
 def _walk_forward(x, dt, A, B, C, D, initial_states, write_y: bool, store_states: bool, block_q: int, warps: int,
                   y_dtype: torch.dtype = torch.float32):
-    """(y (b, l, h, p) in y_dtype or None, the states entering each chunk of block_q rows (b, chunks, h, p, n) or
-    None, the final state)."""
+    """(y (b, l, h, p) in y_dtype or None, the states entering each chunk of block_q rows (b, chunks, h, p, n) in
+    x's dtype or None, the final state in float32)."""
     b, l, h, p = x.shape
     g, n = B.shape[2], B.shape[3]
     block_p, block_n = _blocks(p, n)
     chunks = triton.cdiv(l, block_q)
     f32 = dict(dtype=torch.float32, device=x.device)
     y = torch.empty((b, l, h, p), dtype=y_dtype, device=x.device) if write_y else None
-    states = torch.empty((b, chunks, h, p, n), **f32) if store_states else None
+    # in the layer's dtype, as the backward's matmuls take them (half the memory of float32 for a bf16 layer)
+    states = torch.empty((b, chunks, h, p, n), dtype=x.dtype, device=x.device) if store_states else None
     final = torch.empty((b, h, p, n), **f32)
     init = initial_states.contiguous() if initial_states is not None else None
     with launch_device(x):

@@ -179,7 +179,7 @@ def test_our_scan_kernels_compile_for_an_h100_with_bf16_operands():
     sizes = dict(BLOCK_P=64, BLOCK_N=128, HAS_D=True, D_PER_CHANNEL=False)
     forward = triton_ssd._ssd_fwd_kernel
     backward = triton_ssd._ssd_bwd_kernel
-    bf16 = {"x_ptr", "B_ptr", "C_ptr", "y_ptr", "dy_ptr"}
+    bf16 = {"x_ptr", "B_ptr", "C_ptr", "y_ptr", "dy_ptr", "states_ptr"}  # a bf16 layer's
     for kernel, constexprs, warps in [
             (forward, dict(HAS_INIT=True, WRITE_Y=True, STORE_STATES=False, BLOCK_Q=tiles.q_forward),
              tiles.warps_forward),
