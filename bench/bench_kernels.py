@@ -255,6 +255,22 @@ def conv1d_tiles(quick):
         triton_conv1d._tiles, triton_conv1d._walk = chosen, chosen_walk
 
 
+TRIAL_SCAN = (16, 2048, 24, 64, 8, 128)  # the 100M trial's scan: b, l, h, p, g, n
+
+
+def trial_scan_inputs():
+    """Leaves laid out as Mamba2Mixer.forward passes them at the 100M trial: xBC, the conv's (b, l, 3584) output
+    (x, B and C are views of it), the input projection's 5144-wide rows (dt a column slice), A, D and dt's bias."""
+    b, l, h, p, g, n = TRIAL_SCAN
+    xbc = torch.randn(b, l, h * p + 2 * g * n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    zxbcdt = torch.randn(b, l, 5144, device="cuda", dtype=torch.bfloat16)
+    dt_leaf = (zxbcdt * 0.5).requires_grad_(True)
+    A = (-torch.empty(h, device="cuda").uniform_(1, 16)).requires_grad_(True)
+    D = torch.randn(h, device="cuda", requires_grad=True)
+    dt_bias = (torch.rand(h, device="cuda") - 4).requires_grad_(True)
+    return xbc, dt_leaf, A, D, dt_bias
+
+
 @guarded
 def ssd_chunks(quick):
     """mamba-ssm's scan at the 100M trial's shape and layout for each chunk size (the output is the same up to
@@ -263,13 +279,7 @@ def ssd_chunks(quick):
     projection's 5144-wide rows, as Mamba2Mixer.forward passes them."""
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 
-    b, l, h, p, g, n = 16, 2048, 24, 64, 8, 128
-    xbc = torch.randn(b, l, h * p + 2 * g * n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    zxbcdt = torch.randn(b, l, 5144, device="cuda", dtype=torch.bfloat16)
-    dt_leaf = (zxbcdt * 0.5).requires_grad_(True)
-    A = (-torch.empty(h, device="cuda").uniform_(1, 16)).requires_grad_(True)
-    D = torch.randn(h, device="cuda", requires_grad=True)
-    dt_bias = (torch.rand(h, device="cuda") - 4).requires_grad_(True)
+    (b, l, h, p, g, n), (xbc, dt_leaf, A, D, dt_bias) = TRIAL_SCAN, trial_scan_inputs()
     params = [xbc, dt_leaf, A, D, dt_bias]
     for q in (64, 128, 256):
         def fn(q=q):
@@ -291,13 +301,7 @@ def ssd_ours(quick):
     tiling candidate (rows a chunk and warps, forward / backward), mamba-ssm's at the spec's chunk (256)."""
     from archsearch.kernels import triton_ssd
 
-    b, l, h, p, g, n = 16, 2048, 24, 64, 8, 128
-    xbc = torch.randn(b, l, h * p + 2 * g * n, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    zxbcdt = torch.randn(b, l, 5144, device="cuda", dtype=torch.bfloat16)
-    dt_leaf = (zxbcdt * 0.5).requires_grad_(True)
-    A = (-torch.empty(h, device="cuda").uniform_(1, 16)).requires_grad_(True)
-    D = torch.randn(h, device="cuda", requires_grad=True)
-    dt_bias = (torch.rand(h, device="cuda") - 4).requires_grad_(True)
+    (b, l, h, p, g, n), (xbc, dt_leaf, A, D, dt_bias) = TRIAL_SCAN, trial_scan_inputs()
     params = [xbc, dt_leaf, A, D, dt_bias]
 
     def through(backend):
