@@ -321,7 +321,7 @@ def ssd_ours(quick):
             if tiles is not None:
                 triton_ssd.TILES = tiles
             name = backend if tiles is None else f"triton {tiles.q_forward}/{tiles.warps_forward} " \
-                                                 f"{tiles.q_backward}/{tiles.warps_backward}"
+                                                 f"{tiles.q_backward}/{tiles.warps_backward} n{tiles.n_backward}"
             fn = through(backend)
             with torch.no_grad():
                 record("ssd fwd " + shape, name, bench(fn), flops=flops)

@@ -136,7 +136,7 @@ from archsearch.kernels import ssd
 from kernels_testlib import assert_same_call, run_with_grads
 from test_ssd import CASES, make_inputs
 
-# every case above (groups of 1, 2 and 3 heads, lengths past, at and short of the kernels' 64-row chunk, with and
+# every case above (groups of 1, 2 and 3 heads, lengths past, at and short of the kernels' chunks, with and
 # without an initial state, D per head or per channel, the gate, dt's bias), and a head at the 100M trial's size
 for b, l, h, p, g, n, chunk, opts in CASES + [(1, 130, 2, 64, 1, 128, 256, dict())]:
     inputs = make_inputs(b, l, h, p, g, n, **opts)
