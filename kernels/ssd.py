@@ -246,7 +246,7 @@ def ssd_scan_triton(
     y, final = triton_ssd.scan(x, effective_dt(dt, dt_bias, dt_softplus, dt_limit), A, B, C, D, initial_states,
                                torch.float32 if z is not None else x.dtype)
     if z is not None:
-        y = (y * F.silu(z.float())).to(x.dtype)
+        y = _skip_and_gate(y, x, None, z).to(x.dtype)  # D is already in y
     return (y, final) if return_final_states else y
 
 
